@@ -1,0 +1,133 @@
+# Turnpike: a Tyk-compatible API gateway in C.
+#
+#   make            build build/turnpike
+#   make run        install what is missing, build, run the gateway with conf/tyk.conf
+#   make test       install what is missing, build, run every test
+#   make SANITIZER=address|undefined   instrumented build (objects in build/<sanitizer>/)
+#   make V=1        show full commands
+
+VERSION      := 0.1.0
+CC           ?= cc
+SANITIZER    ?=
+PYTHON       := /usr/bin/python3
+
+BUILD        := build
+OBJDIR       := $(BUILD)/obj$(if $(SANITIZER),-$(SANITIZER))
+LLHTTP_DIR   := /usr/share/llhttp
+LLHTTP_INC   := /usr/share/include/llhttp
+
+WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
+CFLAGS_ALL   := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing $(WARN) \
+                -DTP_VERSION='"$(VERSION)"' -Icommon -Iconf -Ishm -Iworker -Imaster -I$(LLHTTP_INC) \
+                $(CFLAGS)
+LDLIBS_ALL   := -luv -lcjson -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm $(LDLIBS)
+ifneq ($(SANITIZER),)
+CFLAGS_ALL   += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS      += -fsanitize=$(SANITIZER)
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+SRC          := $(wildcard common/*.c conf/*.c shm/*.c worker/*.c master/*.c)
+MAIN_SRC     := master/tp_main.c
+LIB_SRC      := $(filter-out $(MAIN_SRC),$(SRC))
+LIB_OBJ      := $(LIB_SRC:%.c=$(OBJDIR)/%.o)
+MAIN_OBJ     := $(MAIN_SRC:%.c=$(OBJDIR)/%.o)
+LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o
+UNIT_SRC     := $(wildcard test/unit/*.c)
+UNIT_OBJ     := $(UNIT_SRC:%.c=$(OBJDIR)/%.o)
+
+BIN          := $(BUILD)/turnpike$(if $(SANITIZER),-$(SANITIZER))
+UNIT_BIN     := $(BUILD)/test_unit$(if $(SANITIZER),-$(SANITIZER))
+LIB          := $(OBJDIR)/libturnpike.a
+
+# Debian packages: build, run and test dependencies.
+DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev node-llhttp
+DEPS_RUN     := redis-server
+DEPS_TEST    := nginx-light wrk curl valgrind python3-pytest python3-requests python3-redis python3-msgpack
+
+.PHONY: all deps run test unit integration bench clean format format-check asan
+
+all: $(BIN)
+
+$(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+
+$(LIB): $(LIB_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OBJDIR)/%.o: %.c $(OBJDIR)/.flags
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+# llhttp comes from Debian's node-llhttp sources, built with its own flags:
+# it is not our code and does not pass our warning set.
+$(OBJDIR)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(OBJDIR)/.flags
+	@mkdir -p $(dir $@)
+	@echo "  CC      llhttp/$*.c"
+	$(Q)$(CC) -O2 -g -w -I$(LLHTTP_INC) $(if $(SANITIZER),-fsanitize=$(SANITIZER)) -c -o $@ $<
+
+# Rebuild everything when the flags change.
+$(OBJDIR)/.flags: FORCE
+	@mkdir -p $(OBJDIR)
+	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL)' > $@
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+
+FORCE:
+
+deps:
+	@bash test/install-deps.sh $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash conf/run-sample.sh $(BIN)
+
+unit: $(UNIT_BIN)
+	@echo "  UNIT    $(UNIT_BIN)"
+	$(Q)cd test/unit && ../../$(UNIT_BIN)
+
+integration: $(BIN)
+	@echo "  PYTEST  test/integration"
+	$(Q)TURNPIKE_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory valgrind-unit
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory integration
+
+valgrind-unit: $(UNIT_BIN)
+	@echo "  VALGRIND $(UNIT_BIN)"
+	$(Q)cd test/unit && valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+		../../$(UNIT_BIN) >/dev/null
+
+asan:
+	@$(MAKE) --no-print-directory SANITIZER=address all unit
+	@$(MAKE) --no-print-directory SANITIZER=address integration
+
+bench: all
+	@bash bench/run.sh
+
+format:
+	@clang-format -i $(SRC) $(UNIT_SRC) $(wildcard */*.h test/unit/*.h)
+
+format-check:
+	@if command -v clang-format >/dev/null; then \
+		clang-format --dry-run -Werror $(SRC) $(UNIT_SRC) $(wildcard */*.h test/unit/*.h) && echo "  FORMAT  ok"; \
+	else echo "  FORMAT  skipped (no clang-format)"; fi
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

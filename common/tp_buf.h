@@ -1,0 +1,60 @@
+/*
+ * common/tp_buf.h: growable byte buffers and borrowed string slices.
+ *
+ * Used by: master and workers. A tp_buf_t owns its bytes (free with
+ * tp_buf_free); a tp_str_t borrows bytes owned by someone else.
+ * Allocation failure aborts (see tp_malloc).
+ */
+#ifndef TP_BUF_H
+#define TP_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+typedef struct tp_buf_s {
+    char *data;
+    size_t len;
+    size_t cap;
+} tp_buf_t;
+
+typedef struct tp_str_s {
+    const char *p;
+    size_t n;
+} tp_str_t;
+
+#define TP_STR(lit) ((tp_str_t){(lit), sizeof(lit) - 1})
+
+/* Makes room for <extra> more bytes; returns a pointer to the free tail. */
+char *tp_buf_reserve(tp_buf_t *b, size_t extra);
+void tp_buf_append(tp_buf_t *b, const void *p, size_t n);
+void tp_buf_printf(tp_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first <n> bytes. */
+void tp_buf_consume(tp_buf_t *b, size_t n);
+void tp_buf_free(tp_buf_t *b);
+/* Appends <s> as the body of a JSON string (no quotes). */
+void tp_buf_json_escape(tp_buf_t *b, const char *s, size_t n);
+
+static inline void tp_buf_puts(tp_buf_t *b, const char *s)
+{
+    tp_buf_append(b, s, strlen(s));
+}
+
+static inline void tp_buf_putc(tp_buf_t *b, char c)
+{
+    tp_buf_append(b, &c, 1);
+}
+
+static inline void tp_buf_put_str(tp_buf_t *b, tp_str_t s)
+{
+    tp_buf_append(b, s.p, s.n);
+}
+
+/* ASCII case-insensitive equality of a slice and a C string. */
+int tp_str_ieq(tp_str_t s, const char *lit);
+/* Does the comma-separated list <s> contain the token <tok> (case-insensitive)? */
+int tp_str_list_has(tp_str_t s, const char *tok);
+/* Trims spaces and tabs at both ends. */
+tp_str_t tp_str_trim(tp_str_t s);
+
+#endif

@@ -1,0 +1,153 @@
+/* common/tp_http.c: header classes, token checks, reason phrases. */
+#include <strings.h>
+
+#include "tp_http.h"
+
+#define IS(lit) (n == sizeof(lit) - 1 && strncasecmp(name, lit, n) == 0)
+
+int tp_http_header_kind(const char *name, size_t n)
+{
+    switch (n) {
+    case 2:
+        return IS("te") ? TP_H_TE : TP_H_OTHER;
+    case 4:
+        return IS("host") ? TP_H_HOST : TP_H_OTHER;
+    case 6:
+        return IS("expect") ? TP_H_EXPECT : TP_H_OTHER;
+    case 7:
+        if (IS("upgrade"))
+            return TP_H_UPGRADE;
+        return IS("trailer") ? TP_H_TRAILER : TP_H_OTHER;
+    case 10:
+        if (IS("connection"))
+            return TP_H_CONNECTION;
+        if (IS("keep-alive"))
+            return TP_H_KEEP_ALIVE;
+        return IS("user-agent") ? TP_H_USER_AGENT : TP_H_OTHER;
+    case 14:
+        return IS("content-length") ? TP_H_CONTENT_LENGTH : TP_H_OTHER;
+    case 15:
+        return IS("x-forwarded-for") ? TP_H_X_FORWARDED_FOR : TP_H_OTHER;
+    case 16:
+        return IS("proxy-connection") ? TP_H_PROXY_CONNECTION : TP_H_OTHER;
+    case 17:
+        return IS("transfer-encoding") ? TP_H_TRANSFER_ENCODING : TP_H_OTHER;
+    case 18:
+        return IS("proxy-authenticate") ? TP_H_PROXY_AUTHENTICATE : TP_H_OTHER;
+    case 19:
+        return IS("proxy-authorization") ? TP_H_PROXY_AUTHORIZATION : TP_H_OTHER;
+    default:
+        return TP_H_OTHER;
+    }
+}
+
+#undef IS
+
+int tp_http_is_hop_by_hop(int kind)
+{
+    switch (kind) {
+    case TP_H_CONNECTION:
+    case TP_H_KEEP_ALIVE:
+    case TP_H_PROXY_CONNECTION:
+    case TP_H_PROXY_AUTHENTICATE:
+    case TP_H_PROXY_AUTHORIZATION:
+    case TP_H_TE:
+    case TP_H_TRAILER:
+    case TP_H_TRANSFER_ENCODING:
+    case TP_H_UPGRADE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int tp_http_token_ok(const char *name, size_t n)
+{
+    /* tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+     *         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        int ok = 0;
+        for (const char *e = extra; *e; e++)
+            if (c == (unsigned char)*e)
+                ok = 1;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+const char *tp_http_reason(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Request Entity Too Large";
+    case 414:
+        return "Request URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "";
+    }
+}

@@ -1,0 +1,47 @@
+/*
+ * common/tp_http.h: HTTP/1.1 vocabulary shared by the request path and tests:
+ * header classes, token checks, status reason phrases.
+ *
+ * Used by: workers. Pure functions, no state.
+ */
+#ifndef TP_HTTP_H
+#define TP_HTTP_H
+
+#include <stddef.h>
+
+#include "tp_buf.h"
+
+enum {
+    TP_H_OTHER = 0,
+    TP_H_HOST,
+    TP_H_CONNECTION,
+    TP_H_KEEP_ALIVE,
+    TP_H_PROXY_CONNECTION,
+    TP_H_PROXY_AUTHENTICATE,
+    TP_H_PROXY_AUTHORIZATION,
+    TP_H_TE,
+    TP_H_TRAILER,
+    TP_H_TRANSFER_ENCODING,
+    TP_H_UPGRADE,
+    TP_H_X_FORWARDED_FOR,
+    TP_H_EXPECT,
+    TP_H_USER_AGENT,
+    TP_H_CONTENT_LENGTH,
+};
+
+/* Classifies a header name (case-insensitive). */
+int tp_http_header_kind(const char *name, size_t n);
+
+/* Hop-by-hop headers a proxy must not forward (RFC 9110 7.6.1, and Go's
+ * list that Tyk applies: Connection, Proxy-Connection, Keep-Alive,
+ * Proxy-Authenticate, Proxy-Authorization, Te, Trailer, Transfer-Encoding,
+ * Upgrade). */
+int tp_http_is_hop_by_hop(int kind);
+
+/* Is <name> a valid field name (RFC 9110 token)? */
+int tp_http_token_ok(const char *name, size_t n);
+
+/* The standard reason phrase for a status code ("Not Found"), or "". */
+const char *tp_http_reason(int status);
+
+#endif

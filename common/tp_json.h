@@ -1,0 +1,35 @@
+/*
+ * common/tp_json.h: strict JSON parsing with errors a person can act on.
+ *
+ * Used by: master (config, API definitions) and workers (later: sessions).
+ * cJSON builds the tree; before that, a small validating scanner walks the
+ * text as Go's encoding/json would (no comments, no trailing commas, no raw
+ * control characters in strings) so that a syntax error can be reported
+ * with its line, column, JSON path and what was expected there, e.g.
+ *   line 12, column 5, at $.storage: expected ',' or '}' after an object member
+ */
+#ifndef TP_JSON_H
+#define TP_JSON_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#define TP_JSON_MAX_DEPTH 256
+
+/* Parses <len> bytes of <text>. On success returns a tree the caller frees
+ * with cJSON_Delete. On failure returns NULL and writes the reason into
+ * <err> (always NUL-terminated). */
+cJSON *tp_json_parse(const char *text, size_t len, char *err, size_t errlen);
+
+/* Reads and parses a whole file; errors name the file. */
+cJSON *tp_json_parse_file(const char *path, char *err, size_t errlen);
+
+/* Appends one path segment to <path> (size <cap>): ".key" when the key is
+ * a plain identifier, ["key"] otherwise, or "[index]" when <key> is NULL. */
+void tp_json_path_push(char *path, size_t cap, const char *key, int index);
+
+/* The JSON type name Go would use in an error ("string", "number", ...). */
+const char *tp_json_type_name(const cJSON *item);
+
+#endif

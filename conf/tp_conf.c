@@ -1,0 +1,723 @@
+/* conf/tp_conf.c: tyk.conf loading, TYK_GW_* overrides, defaults, validation. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "tp_buf.h"
+#include "tp_conf.h"
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+
+/* Settings Turnpike implements: where each lands in tp_conf_t. Keys under
+ * "turnpike." are ours; their environment names are derived by the same
+ * rule as Tyk's (TYK_GW_TURNPIKE_ + the key without underscores). */
+typedef struct store_s {
+    const char *path;
+    int kind;
+    size_t off;
+} store_t;
+
+#define S(path, kind, field) {path, kind, offsetof(tp_conf_t, field)}
+static const store_t stores[] = {
+    S("listen_address", TP_CK_STRING, listen_address),
+    S("listen_port", TP_CK_INT, listen_port),
+    S("hostname", TP_CK_STRING, hostname),
+    S("app_path", TP_CK_STRING, app_path),
+    S("enable_custom_domains", TP_CK_BOOL, enable_custom_domains),
+    S("health_check_endpoint_name", TP_CK_STRING, health_check_endpoint_name),
+    S("readiness_check_endpoint_name", TP_CK_STRING, readiness_check_endpoint_name),
+    S("log_level", TP_CK_STRING, log_level),
+    S("log_format", TP_CK_STRING, log_format),
+    S("close_connections", TP_CK_BOOL, close_connections),
+    S("proxy_close_connections", TP_CK_BOOL, proxy_close_connections),
+    S("proxy_default_timeout", TP_CK_FLOAT, proxy_default_timeout),
+    S("max_idle_connections_per_host", TP_CK_INT, max_idle_connections_per_host),
+    S("hide_generator_header", TP_CK_BOOL, hide_generator_header),
+    S("graceful_shutdown_timeout_duration", TP_CK_INT, graceful_shutdown_timeout_duration),
+    S("graceful_shutdown_delay_seconds", TP_CK_INT, graceful_shutdown_delay_seconds),
+    S("http_server_options.max_request_body_size", TP_CK_INT,
+      http_server_options.max_request_body_size),
+    S("http_server_options.enable_strict_routes", TP_CK_BOOL,
+      http_server_options.enable_strict_routes),
+    S("http_server_options.skip_url_cleaning", TP_CK_BOOL, http_server_options.skip_url_cleaning),
+    S("storage.type", TP_CK_STRING, storage.type),
+    S("storage.host", TP_CK_STRING, storage.host),
+    S("storage.port", TP_CK_INT, storage.port),
+    S("storage.username", TP_CK_STRING, storage.username),
+    S("storage.password", TP_CK_STRING, storage.password),
+    S("storage.database", TP_CK_INT, storage.database),
+    S("storage.optimisation_max_idle", TP_CK_INT, storage.max_idle),
+    S("storage.optimisation_max_active", TP_CK_INT, storage.max_active),
+    S("storage.timeout", TP_CK_INT, storage.timeout),
+    S("storage.enable_cluster", TP_CK_BOOL, storage.enable_cluster),
+    S("storage.addrs", TP_CK_STRLIST, storage.addrs),
+    S("storage.master_name", TP_CK_STRING, storage.master_name),
+    S("storage.sentinel_password", TP_CK_STRING, storage.sentinel_password),
+    S("storage.use_ssl", TP_CK_BOOL, storage.use_ssl),
+    S("storage.ssl_insecure_skip_verify", TP_CK_BOOL, storage.ssl_insecure_skip_verify),
+    S("storage.ca_file", TP_CK_STRING, storage.ca_file),
+    S("storage.cert_file", TP_CK_STRING, storage.cert_file),
+    S("storage.key_file", TP_CK_STRING, storage.key_file),
+    S("storage.tls_min_version", TP_CK_STRING, storage.tls_min_version),
+    S("storage.tls_max_version", TP_CK_STRING, storage.tls_max_version),
+    S("turnpike.workers", TP_CK_INT, tp.workers),
+    S("turnpike.admin_socket", TP_CK_STRING, tp.admin_socket),
+    S("turnpike.max_connections", TP_CK_INT, tp.max_connections),
+    S("turnpike.max_request_line", TP_CK_INT, tp.max_request_line),
+    S("turnpike.max_header_bytes", TP_CK_INT, tp.max_header_bytes),
+    S("turnpike.max_header_count", TP_CK_INT, tp.max_header_count),
+    S("turnpike.header_timeout", TP_CK_FLOAT, tp.header_timeout),
+    S("turnpike.body_timeout", TP_CK_FLOAT, tp.body_timeout),
+    S("turnpike.keepalive_timeout", TP_CK_FLOAT, tp.keepalive_timeout),
+    S("turnpike.keepalive_requests", TP_CK_INT, tp.keepalive_requests),
+    S("turnpike.send_timeout", TP_CK_FLOAT, tp.send_timeout),
+    S("turnpike.upstream_idle_timeout", TP_CK_FLOAT, tp.upstream_idle_timeout),
+};
+#undef S
+#define NSTORES (sizeof(stores) / sizeof(stores[0]))
+
+/* Keys of the "turnpike" block, for type checks and env names. */
+static const tp_conf_key_t *tp_key(const char *path)
+{
+    static tp_conf_key_t keys[NSTORES];
+    static char envs[NSTORES][96];
+    static size_t nkeys;
+    if (nkeys == 0) {
+        for (size_t i = 0; i < NSTORES; i++) {
+            if (strncmp(stores[i].path, "turnpike.", 9) != 0)
+                continue;
+            char *e = envs[nkeys];
+            size_t n = (size_t)snprintf(e, sizeof(envs[0]), "TYK_GW_TURNPIKE_");
+            for (const char *c = stores[i].path + 9; *c && n + 1 < sizeof(envs[0]); c++)
+                if (*c != '_')
+                    e[n++] = (char)toupper((unsigned char)*c);
+            e[n] = '\0';
+            keys[nkeys].path = stores[i].path;
+            keys[nkeys].kind = stores[i].kind;
+            keys[nkeys].env = e;
+            nkeys++;
+        }
+    }
+    if (path == NULL)
+        return NULL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (strcasecmp(keys[i].path, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int key_cmp(const void *k, const void *el)
+{
+    return strcasecmp(k, ((const tp_conf_key_t *)el)->path);
+}
+
+static const tp_conf_key_t *find_key(const char *path)
+{
+    if (strncasecmp(path, "turnpike.", 9) == 0)
+        return tp_key(path);
+    if (strcasecmp(path, "turnpike") == 0) {
+        static const tp_conf_key_t block = {"turnpike", TP_CK_OBJECT, NULL};
+        return &block;
+    }
+    return bsearch(path, tp_conf_tyk_keys, tp_conf_tyk_nkeys, sizeof(tp_conf_key_t), key_cmp);
+}
+
+static const store_t *find_store(const char *path)
+{
+    for (size_t i = 0; i < NSTORES; i++)
+        if (strcasecmp(stores[i].path, path) == 0)
+            return &stores[i];
+    return NULL;
+}
+
+typedef struct load_s {
+    tp_conf_t *conf;
+    const char *file;
+    tp_buf_t errors;
+    int nerrors;
+    tp_buf_t notimpl;
+    tp_buf_t unknown;
+} load_t;
+
+static void add_error(load_t *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_error(load_t *L, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (L->nerrors++ > 0)
+        tp_buf_putc(&L->errors, '\n');
+    tp_buf_puts(&L->errors, msg);
+}
+
+static void add_name(tp_buf_t *list, const char *name)
+{
+    /* a short list: a linear scan for duplicates is enough */
+    if (list->len > 0) {
+        tp_buf_putc(list, '\0');
+        list->len--;
+        size_t n = strlen(name);
+        for (const char *p = list->data; (p = strstr(p, name)) != NULL; p += n)
+            if ((p == list->data || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+                return;
+        tp_buf_puts(list, ", ");
+    }
+    tp_buf_puts(list, name);
+}
+
+static const char *kind_name(int kind)
+{
+    switch (kind) {
+    case TP_CK_BOOL:
+        return "bool (true or false)";
+    case TP_CK_INT:
+        return "integer";
+    case TP_CK_FLOAT:
+        return "number";
+    case TP_CK_STRING:
+        return "string";
+    case TP_CK_STRLIST:
+        return "array of strings";
+    case TP_CK_STRMAP:
+        return "object of strings";
+    case TP_CK_INTLIST:
+        return "array of integers";
+    case TP_CK_FLOATLIST:
+        return "array of numbers";
+    case TP_CK_OBJECT:
+    case TP_CK_MAP:
+        return "object";
+    case TP_CK_OBJLIST:
+        return "array of objects";
+    default:
+        return "any value";
+    }
+}
+
+static int is_int(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
+           fabs(v->valuedouble) <= 9.007199254740992e15;
+}
+
+/* Does <v> have the JSON shape Go would decode into <kind>? null always does. */
+static int kind_ok(const cJSON *v, int kind)
+{
+    const cJSON *el;
+    if (cJSON_IsNull(v))
+        return 1;
+    switch (kind) {
+    case TP_CK_BOOL:
+        return cJSON_IsBool(v);
+    case TP_CK_INT:
+        return is_int(v);
+    case TP_CK_FLOAT:
+        return cJSON_IsNumber(v);
+    case TP_CK_STRING:
+        return cJSON_IsString(v);
+    case TP_CK_STRLIST:
+    case TP_CK_INTLIST:
+    case TP_CK_FLOATLIST:
+        if (!cJSON_IsArray(v))
+            return 0;
+        cJSON_ArrayForEach(el, v)
+        {
+            if (kind == TP_CK_STRLIST && !cJSON_IsString(el))
+                return 0;
+            if (kind == TP_CK_INTLIST && !is_int(el))
+                return 0;
+            if (kind == TP_CK_FLOATLIST && !cJSON_IsNumber(el))
+                return 0;
+        }
+        return 1;
+    case TP_CK_STRMAP:
+        if (!cJSON_IsObject(v))
+            return 0;
+        cJSON_ArrayForEach(el, v) if (!cJSON_IsString(el)) return 0;
+        return 1;
+    case TP_CK_OBJECT:
+    case TP_CK_MAP:
+        return cJSON_IsObject(v);
+    case TP_CK_OBJLIST:
+        if (!cJSON_IsArray(v))
+            return 0;
+        cJSON_ArrayForEach(el, v) if (!cJSON_IsObject(el) && !cJSON_IsNull(el)) return 0;
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+static int is_zero(const cJSON *v)
+{
+    if (cJSON_IsNull(v) || cJSON_IsFalse(v))
+        return 1;
+    if (cJSON_IsNumber(v))
+        return v->valuedouble == 0;
+    if (cJSON_IsString(v))
+        return v->valuestring[0] == '\0';
+    if (cJSON_IsArray(v) || cJSON_IsObject(v))
+        return v->child == NULL;
+    return 0;
+}
+
+static void store_json(tp_conf_t *conf, const store_t *st, const cJSON *v)
+{
+    void *dst = (char *)conf + st->off;
+    if (cJSON_IsNull(v))
+        return;
+    switch (st->kind) {
+    case TP_CK_BOOL:
+        *(int *)dst = cJSON_IsTrue(v);
+        break;
+    case TP_CK_INT:
+        *(int64_t *)dst = (int64_t)v->valuedouble;
+        break;
+    case TP_CK_FLOAT:
+        *(double *)dst = v->valuedouble;
+        break;
+    case TP_CK_STRING:
+        free(*(char **)dst);
+        *(char **)dst = tp_strdup(v->valuestring);
+        break;
+    case TP_CK_STRLIST: {
+        tp_strlist_t *l = dst;
+        const cJSON *el;
+        tp_strlist_free(l);
+        l->v = tp_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(char *));
+        cJSON_ArrayForEach(el, v) l->v[l->n++] = tp_strdup(el->valuestring);
+        break;
+    }
+    default:
+        TP_BUG_ON(1);
+    }
+}
+
+/* Walks the members of <obj>, whose key pattern is <pattern> ("" at the top)
+ * and whose JSON path is <jpath>. <quiet> suppresses not-implemented
+ * reports below a key already reported. */
+static void walk(load_t *L, const cJSON *obj, const char *pattern, const char *jpath, int quiet)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, obj)
+    {
+        char pat[512], path[512];
+        snprintf(path, sizeof(path), "%s", jpath);
+        tp_json_path_push(path, sizeof(path), m->string, 0);
+        if (pattern[0] != '\0')
+            snprintf(pat, sizeof(pat), "%s.%s", pattern, m->string);
+        else
+            snprintf(pat, sizeof(pat), "%s", m->string);
+
+        const tp_conf_key_t *key = find_key(pat);
+        if (key == NULL) {
+            /* members of a map are all "map.*" */
+            const tp_conf_key_t *parent = pattern[0] ? find_key(pattern) : NULL;
+            if (parent != NULL && parent->kind == TP_CK_MAP) {
+                snprintf(pat, sizeof(pat), "%s.*", pattern);
+                key = find_key(pat);
+                if (key == NULL)
+                    continue; /* a map of free-form values */
+            }
+        }
+        if (key == NULL) {
+            add_name(&L->unknown, path + 2);
+            continue;
+        }
+        if (!kind_ok(m, key->kind)) {
+            add_error(L, "%s: %s: expected %s, got %s", L->file, path, kind_name(key->kind),
+                      tp_json_type_name(m));
+            continue;
+        }
+        const store_t *st = find_store(pat);
+        if (st != NULL)
+            store_json(L->conf, st, m);
+        else if (!quiet && key->kind != TP_CK_OBJECT && !is_zero(m))
+            add_name(&L->notimpl, path + 2);
+        int hush = quiet || (st == NULL && key->kind != TP_CK_OBJECT && !is_zero(m));
+
+        if (key->kind == TP_CK_OBJECT || key->kind == TP_CK_MAP) {
+            if (cJSON_IsObject(m))
+                walk(L, m, pat, path, hush);
+        } else if (key->kind == TP_CK_OBJLIST && cJSON_IsArray(m)) {
+            char elpat[520];
+            snprintf(elpat, sizeof(elpat), "%s[]", pat);
+            int i = 0;
+            const cJSON *el;
+            cJSON_ArrayForEach(el, m)
+            {
+                char elpath[540];
+                snprintf(elpath, sizeof(elpath), "%s", path);
+                tp_json_path_push(elpath, sizeof(elpath), NULL, i++);
+                if (cJSON_IsObject(el))
+                    walk(L, el, elpat, elpath, 1);
+            }
+        }
+    }
+}
+
+/* ---- environment ------------------------------------------------------- */
+
+static int env_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < 6; i++) {
+        if (strcmp(s, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcmp(s, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* Go's strconv.ParseInt(s, 0, 64): sign, then 0x / 0o / 0b / 0 prefixes. */
+static int env_int(const char *s, int64_t *out)
+{
+    const char *p = s;
+    int neg = 0, base = 10;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
+        base = 16, p += 2;
+    else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O'))
+        base = 8, p += 2;
+    else if (p[0] == '0' && (p[1] == 'b' || p[1] == 'B'))
+        base = 2, p += 2;
+    else if (p[0] == '0' && p[1] != '\0')
+        base = 8, p++;
+    if (*p == '\0')
+        return -1;
+    uint64_t v = 0;
+    for (; *p; p++) {
+        int d;
+        if (*p == '_')
+            continue;
+        if (isdigit((unsigned char)*p))
+            d = *p - '0';
+        else if (isalpha((unsigned char)*p))
+            d = tolower((unsigned char)*p) - 'a' + 10;
+        else
+            return -1;
+        if (d >= base || v > (UINT64_MAX - (uint64_t)d) / (uint64_t)base)
+            return -1;
+        v = v * (uint64_t)base + (uint64_t)d;
+    }
+    if (v > (uint64_t)INT64_MAX)
+        return -1;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+static int env_float(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*s == '\0' || *end != '\0' || errno != 0 || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void env_store(load_t *L, const store_t *st, const char *name, const char *val)
+{
+    void *dst = (char *)L->conf + st->off;
+    switch (st->kind) {
+    case TP_CK_BOOL:
+        if (env_bool(val, dst) < 0)
+            add_error(L, "environment %s=\"%s\": expected a bool (true, false, 1, 0, t, f)", name,
+                      val);
+        break;
+    case TP_CK_INT:
+        if (env_int(val, dst) < 0)
+            add_error(L, "environment %s=\"%s\": expected an integer", name, val);
+        break;
+    case TP_CK_FLOAT:
+        if (env_float(val, dst) < 0)
+            add_error(L, "environment %s=\"%s\": expected a number", name, val);
+        break;
+    case TP_CK_STRING:
+        free(*(char **)dst);
+        *(char **)dst = tp_strdup(val);
+        break;
+    case TP_CK_STRLIST: {
+        /* envconfig splits on ',' without trimming; empty means empty */
+        tp_strlist_t *l = dst;
+        tp_strlist_free(l);
+        size_t n = 1;
+        for (const char *c = val; *c; c++)
+            n += *c == ',';
+        l->v = tp_calloc(n + 1, sizeof(char *));
+        if (*val == '\0')
+            break;
+        const char *p = val;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            l->v[l->n++] = tp_strndup(p, len);
+            if (comma == NULL)
+                break;
+            p = comma + 1;
+        }
+        break;
+    }
+    default:
+        TP_BUG_ON(1);
+    }
+}
+
+static void apply_env_key(load_t *L, const tp_conf_key_t *key)
+{
+    if (key->env == NULL)
+        return;
+    const char *val = getenv(key->env);
+    if (val == NULL)
+        return;
+    const store_t *st = find_store(key->path);
+    if (st != NULL)
+        env_store(L, st, key->env, val);
+    else if (val[0] != '\0' && strcmp(val, "0") != 0 && strcasecmp(val, "false") != 0)
+        add_name(&L->notimpl, key->env);
+}
+
+static void apply_env(load_t *L)
+{
+    for (size_t i = 0; i < tp_conf_tyk_nkeys; i++)
+        apply_env_key(L, &tp_conf_tyk_keys[i]);
+    tp_key(NULL);
+    for (size_t i = 0; i < NSTORES; i++)
+        if (strncmp(stores[i].path, "turnpike.", 9) == 0)
+            apply_env_key(L, tp_key(stores[i].path));
+}
+
+/* ---- defaults and validation --------------------------------------------- */
+
+static void default_str(char **s, const char *dflt)
+{
+    if (*s == NULL || (*s)[0] == '\0') {
+        free(*s);
+        *s = tp_strdup(dflt);
+    }
+}
+
+static void apply_defaults(tp_conf_t *c)
+{
+    if (c->listen_port == 0)
+        c->listen_port = 8080;
+    default_str(&c->app_path, "apps");
+    default_str(&c->health_check_endpoint_name, "hello");
+    default_str(&c->readiness_check_endpoint_name, "ready");
+    default_str(&c->log_level, "info");
+    default_str(&c->log_format, "text");
+    if (c->proxy_default_timeout <= 0)
+        c->proxy_default_timeout = 30;
+    if (c->max_idle_connections_per_host <= 0)
+        c->max_idle_connections_per_host = 100;
+    if (c->graceful_shutdown_timeout_duration <= 0)
+        c->graceful_shutdown_timeout_duration = 30;
+    default_str(&c->storage.type, "redis");
+    default_str(&c->storage.host, "localhost");
+    if (c->storage.port == 0)
+        c->storage.port = 6379;
+    if (c->storage.max_active <= 0)
+        c->storage.max_active = 500;
+    if (c->storage.timeout <= 0)
+        c->storage.timeout = 5;
+
+    tp_conf_tp_t *t = &c->tp;
+    if (t->max_request_line <= 0)
+        t->max_request_line = 8192;
+    if (t->max_header_bytes <= 0)
+        t->max_header_bytes = 32768;
+    if (t->max_header_count <= 0)
+        t->max_header_count = 100;
+    if (t->header_timeout <= 0)
+        t->header_timeout = 10;
+    if (t->body_timeout <= 0)
+        t->body_timeout = 30;
+    if (t->keepalive_timeout <= 0)
+        t->keepalive_timeout = 75;
+    if (t->keepalive_requests <= 0)
+        t->keepalive_requests = 10000;
+    if (t->send_timeout <= 0)
+        t->send_timeout = 60;
+    if (t->upstream_idle_timeout <= 0)
+        t->upstream_idle_timeout = 90;
+}
+
+static void validate(load_t *L)
+{
+    tp_conf_t *c = L->conf;
+    if (c->listen_port < 1 || c->listen_port > 65535)
+        add_error(L, "%s: $.listen_port: expected a port between 1 and 65535, got %lld", L->file,
+                  (long long)c->listen_port);
+    if (c->storage.port < 1 || c->storage.port > 65535)
+        add_error(L, "%s: $.storage.port: expected a port between 1 and 65535, got %lld", L->file,
+                  (long long)c->storage.port);
+    if (tp_log_level_parse(c->log_level) < 0)
+        add_error(L, "%s: $.log_level: expected one of debug, info, warn, error, got \"%s\"",
+                  L->file, c->log_level);
+    if (c->http_server_options.max_request_body_size < 0)
+        add_error(L, "%s: $.http_server_options.max_request_body_size: expected 0 (no limit) or "
+                     "a positive number of bytes",
+                  L->file);
+    if (c->tp.workers < 0 || c->tp.workers > 512)
+        add_error(L, "%s: $.turnpike.workers: expected 0 (one per core) to 512, got %lld", L->file,
+                  (long long)c->tp.workers);
+    if (c->tp.max_header_count > 10000)
+        add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
+    if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))
+        add_error(L, "%s: $.turnpike: max_request_line and max_header_bytes must be at most "
+                     "1048576",
+                  L->file);
+}
+
+const char *tp_conf_find(const char *explicit_path)
+{
+    static const char *const candidates[] = {"tyk.conf", "/etc/tyk/tyk.conf"};
+    if (explicit_path != NULL)
+        return explicit_path;
+    for (size_t i = 0; i < 2; i++)
+        if (access(candidates[i], F_OK) == 0)
+            return candidates[i];
+    return NULL;
+}
+
+int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen)
+{
+    load_t L = {.conf = conf, .file = path ? path : "(environment)"};
+    memset(conf, 0, sizeof(*conf));
+    conf->file = tp_strdup(L.file);
+
+    const char *omit = getenv("TYK_GW_OMITCONFIGFILE");
+    int omit_file = 0;
+    if (omit != NULL && env_bool(omit, &omit_file) < 0)
+        omit_file = strcasecmp(omit, "true") == 0;
+    if (!omit_file) {
+        if (path == NULL) {
+            snprintf(err, errlen,
+                     "no configuration file: tried ./tyk.conf and /etc/tyk/tyk.conf "
+                     "(use --conf FILE, or TYK_GW_OMITCONFIGFILE=true to configure from the "
+                     "environment only)");
+            return -1;
+        }
+        char why[1024];
+        cJSON *root = tp_json_parse_file(path, why, sizeof(why));
+        if (root == NULL) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        if (!cJSON_IsObject(root)) {
+            snprintf(err, errlen, "%s: $: expected an object, got %s", path,
+                     tp_json_type_name(root));
+            cJSON_Delete(root);
+            return -1;
+        }
+        walk(&L, root, "", "$", 0);
+        cJSON_Delete(root);
+    }
+    apply_env(&L);
+    apply_defaults(conf);
+    validate(&L);
+
+    if (L.unknown.len > 0)
+        tp_log_warn("%s: unknown settings ignored (Tyk ignores them too): %.*s", L.file,
+                    (int)L.unknown.len, L.unknown.data);
+    if (L.notimpl.len > 0)
+        tp_log_warn("%s: settings accepted but not implemented by this Turnpike version, so "
+                    "they have no effect: %.*s",
+                    L.file, (int)L.notimpl.len, L.notimpl.data);
+    int rc = 0;
+    if (L.nerrors > 0) {
+        snprintf(err, errlen, "%.*s", (int)L.errors.len, L.errors.data);
+        rc = -1;
+    }
+    tp_buf_free(&L.errors);
+    tp_buf_free(&L.notimpl);
+    tp_buf_free(&L.unknown);
+    return rc;
+}
+
+void tp_conf_free(tp_conf_t *conf)
+{
+    for (size_t i = 0; i < NSTORES; i++) {
+        void *p = (char *)conf + stores[i].off;
+        if (stores[i].kind == TP_CK_STRING)
+            free(*(char **)p);
+        else if (stores[i].kind == TP_CK_STRLIST)
+            tp_strlist_free(p);
+    }
+    free(conf->file);
+    memset(conf, 0, sizeof(*conf));
+}
+
+int tp_conf_workers(const tp_conf_t *conf)
+{
+    if (conf->tp.workers > 0)
+        return (int)conf->tp.workers;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+char *tp_conf_dump(const tp_conf_t *conf)
+{
+    cJSON *root = cJSON_CreateObject();
+    for (size_t i = 0; i < NSTORES; i++) {
+        const store_t *st = &stores[i];
+        const void *p = (const char *)conf + st->off;
+        /* find or create the parent objects of "a.b.c" */
+        cJSON *parent = root;
+        char path[128];
+        snprintf(path, sizeof(path), "%s", st->path);
+        char *name = path, *dot;
+        while ((dot = strchr(name, '.')) != NULL) {
+            *dot = '\0';
+            cJSON *child = cJSON_GetObjectItemCaseSensitive(parent, name);
+            if (child == NULL)
+                child = cJSON_AddObjectToObject(parent, name);
+            parent = child;
+            name = dot + 1;
+        }
+        int secret = strstr(st->path, "password") != NULL || strstr(st->path, "secret") != NULL;
+        switch (st->kind) {
+        case TP_CK_BOOL:
+            cJSON_AddBoolToObject(parent, name, *(const int *)p);
+            break;
+        case TP_CK_INT:
+            cJSON_AddNumberToObject(parent, name, (double)*(const int64_t *)p);
+            break;
+        case TP_CK_FLOAT:
+            cJSON_AddNumberToObject(parent, name, *(const double *)p);
+            break;
+        case TP_CK_STRING: {
+            const char *s = *(char *const *)p;
+            cJSON_AddStringToObject(parent, name, s == NULL ? "" : (secret && s[0]) ? "********" : s);
+            break;
+        }
+        case TP_CK_STRLIST: {
+            const tp_strlist_t *l = p;
+            cJSON *arr = cJSON_AddArrayToObject(parent, name);
+            for (size_t j = 0; j < l->n; j++)
+                cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[j]));
+            break;
+        }
+        }
+    }
+    cJSON_AddNumberToObject(root, "effective_workers", tp_conf_workers(conf));
+    char *out = cJSON_Print(root);
+    cJSON_Delete(root);
+    return out;
+}

@@ -1,0 +1,218 @@
+/*
+ * conf/tp_conf.h: tyk.conf, TYK_GW_* overrides and classic API definitions.
+ *
+ * Used by: the master, which loads and validates everything before it
+ * forks; workers read the result (inherited copy-on-write) and never parse
+ * files themselves. Nothing here touches an event loop.
+ *
+ * Loading rules, as Tyk's:
+ *  - tyk.conf is plain JSON; keys Turnpike does not use are accepted (Tyk's
+ *    own keys are type-checked, then named once in a warning if set);
+ *  - TYK_GW_<GOFIELD>[_<GOFIELD>...] environment variables override the file;
+ *  - settings Tyk lacks live in one "turnpike": {...} object (Tyk ignores
+ *    it), overridable as TYK_GW_TURNPIKE_<KEY-WITHOUT-UNDERSCORES>.
+ * A wrong type or malformed JSON is an error naming the file, the JSON path
+ * and what was expected.
+ */
+#ifndef TP_CONF_H
+#define TP_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "tp_url.h"
+
+typedef struct tp_strlist_s {
+    char **v;
+    size_t n;
+} tp_strlist_t;
+
+typedef struct tp_conf_storage_s {
+    char *type;
+    char *host;
+    int64_t port;
+    char *username;
+    char *password;
+    int64_t database;
+    int64_t max_idle;
+    int64_t max_active;
+    int64_t timeout;
+    int enable_cluster;
+    tp_strlist_t addrs;
+    char *master_name;
+    char *sentinel_password;
+    int use_ssl;
+    int ssl_insecure_skip_verify;
+    char *ca_file;
+    char *cert_file;
+    char *key_file;
+    char *tls_min_version;
+    char *tls_max_version;
+} tp_conf_storage_t;
+
+/* The "turnpike" block: settings Tyk has no name for. */
+typedef struct tp_conf_tp_s {
+    int64_t workers;             /* 0: one per available core */
+    char *admin_socket;          /* admin unix socket path */
+    int64_t max_connections;     /* per worker; 0: no limit besides RLIMIT_NOFILE */
+    int64_t max_request_line;    /* bytes, 414 beyond */
+    int64_t max_header_bytes;    /* whole header block, 431 beyond */
+    int64_t max_header_count;    /* 431 beyond */
+    double header_timeout;       /* s, total time to receive a request head (408) */
+    double body_timeout;         /* s, idle time between request body reads (408) */
+    double keepalive_timeout;    /* s, idle keep-alive connection lifetime */
+    int64_t keepalive_requests;  /* requests per client connection */
+    double send_timeout;         /* s, a client that reads nothing this long is dropped */
+    double upstream_idle_timeout; /* s, idle pooled upstream connections */
+} tp_conf_tp_t;
+
+typedef struct tp_conf_s {
+    char *file; /* where it was read from */
+
+    char *listen_address;
+    int64_t listen_port;
+    int64_t control_api_port;
+    char *hostname;
+    char *secret;
+    char *node_secret;
+    char *app_path;
+    char *template_path;
+    int enable_custom_domains;
+    char *health_check_endpoint_name;
+    char *readiness_check_endpoint_name;
+    char *log_level;
+    char *log_format;
+    int use_db_app_configs;
+
+    int close_connections;
+    int proxy_close_connections;
+    double proxy_default_timeout;
+    int64_t max_idle_connections;
+    int64_t max_idle_connections_per_host;
+    int hide_generator_header;
+    int64_t graceful_shutdown_timeout_duration;
+    int64_t graceful_shutdown_delay_seconds;
+
+    struct {
+        int64_t max_request_body_size;
+        int enable_strict_routes;
+        int skip_url_cleaning;
+        int64_t read_timeout;
+        int64_t write_timeout;
+        int use_ssl;
+    } http_server_options;
+
+    tp_conf_storage_t storage;
+    tp_conf_tp_t tp;
+} tp_conf_t;
+
+/* JSON kinds of tyk.conf keys, as Go's decoder checks them. */
+enum {
+    TP_CK_BOOL,
+    TP_CK_INT,
+    TP_CK_FLOAT,
+    TP_CK_STRING,
+    TP_CK_STRLIST,
+    TP_CK_STRMAP,
+    TP_CK_INTLIST,
+    TP_CK_FLOATLIST,
+    TP_CK_OBJECT,  /* a struct: members are keys of their own */
+    TP_CK_OBJLIST, /* a list of structs: elements are checked as "path[]" */
+    TP_CK_MAP,     /* a map of structs: members are checked as "path.*" */
+    TP_CK_ANY,
+};
+
+typedef struct tp_conf_key_s {
+    const char *path; /* lower case, "a.b", "a.*", "a[]" */
+    int kind;
+    const char *env; /* TYK_GW_... or NULL when the environment cannot set it */
+} tp_conf_key_t;
+
+/* Every key Tyk's tyk.conf knows (conf/tp_conf_tyk_keys.c), sorted by path. */
+extern const tp_conf_key_t tp_conf_tyk_keys[];
+extern const size_t tp_conf_tyk_nkeys;
+
+/* Finds the config file as Tyk does: <explicit> if given, else ./tyk.conf,
+ * else /etc/tyk/tyk.conf. Returns a static string or NULL. */
+const char *tp_conf_find(const char *explicit_path);
+
+/* Loads <path> and the environment into <conf>. Returns 0, or -1 with
+ * every error written to <err> (one per line). Warnings (settings not
+ * implemented yet, unknown keys) are logged. */
+int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen);
+void tp_conf_free(tp_conf_t *conf);
+
+/* The effective configuration as JSON, secrets masked (for --dump-config). */
+char *tp_conf_dump(const tp_conf_t *conf);
+
+/* Number of workers to run: the configured count or the usable cores. */
+int tp_conf_workers(const tp_conf_t *conf);
+
+/* ------------------------------------------------------------------------
+ * Classic API definitions (every .json file in app_path)
+ */
+
+typedef struct tp_target_s {
+    tp_url_t url;
+    char *raw;    /* as written in the definition */
+    int pool;     /* upstream pool index, assigned by the worker */
+} tp_target_t;
+
+typedef struct tp_api_s {
+    char *file;
+    char *api_id;
+    char *name;
+    char *org_id;
+    char *slug;
+    char *domain;
+    char *listen_path;
+    int use_keyless;
+    int strip_listen_path;
+    int preserve_host_header;
+    int disable_strip_slash;
+    int enable_load_balancing;
+    uint32_t rr_next; /* round-robin position (per worker copy) */
+    tp_target_t *targets;
+    size_t ntargets;
+    cJSON *def; /* the definition as loaded, for the REST API */
+} tp_api_t;
+
+typedef struct tp_apis_s {
+    tp_api_t **v;
+    size_t n;
+    size_t nerrors; /* files that failed to load */
+} tp_apis_t;
+
+/* Parses one API definition. On error returns -1 with the JSON path and
+ * reason in <err>. <def> is borrowed; the API keeps a duplicate. */
+int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen);
+void tp_api_free(tp_api_t *api);
+
+/* Loads every *.json in <dir> (skipping *-oas.json and *-mcp.json),
+ * in name order. Invalid files are skipped and logged, and counted in
+ * nerrors; duplicate api_ids keep the first. Returns 0, or -1 when the
+ * directory cannot be read (reason in <err>). */
+int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen);
+void tp_apis_free(tp_apis_t *apis);
+
+
+/* ------------------------------------------------------------------------
+ * Internal to conf/: typed member access with Go-like type errors. Each
+ * returns 0 when the member is absent or null (output untouched), 1 when it
+ * was read, -1 on a type error (message in <err> with the JSON path).
+ */
+int tp_conf__get_str(const cJSON *obj, const char *key, const char *path, char **out, char *err,
+                     size_t errlen);
+int tp_conf__get_bool(const cJSON *obj, const char *key, const char *path, int *out, char *err,
+                      size_t errlen);
+int tp_conf__get_int(const cJSON *obj, const char *key, const char *path, int64_t *out, char *err,
+                     size_t errlen);
+int tp_conf__get_strlist(const cJSON *obj, const char *key, const char *path, tp_strlist_t *out,
+                         char *err, size_t errlen);
+const cJSON *tp_conf__get_obj(const cJSON *obj, const char *key, const char *path, char *err,
+                              size_t errlen, int *rc);
+void tp_strlist_free(tp_strlist_t *l);
+
+#endif

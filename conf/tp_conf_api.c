@@ -1,0 +1,244 @@
+/* conf/tp_conf_api.c: classic API definitions from app_path. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_conf.h"
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+
+void tp_api_free(tp_api_t *api)
+{
+    if (api == NULL)
+        return;
+    free(api->file);
+    free(api->api_id);
+    free(api->name);
+    free(api->org_id);
+    free(api->slug);
+    free(api->domain);
+    free(api->listen_path);
+    for (size_t i = 0; i < api->ntargets; i++) {
+        tp_url_free(&api->targets[i].url);
+        free(api->targets[i].raw);
+    }
+    free(api->targets);
+    cJSON_Delete(api->def);
+    free(api);
+}
+
+static int add_target(tp_api_t *api, const char *path, const char *raw, char *err, size_t errlen)
+{
+    char why[256];
+    tp_target_t t = {.pool = -1};
+    if (tp_url_parse(raw, &t.url, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: invalid URL \"%s\": %s", path, raw, why);
+        return -1;
+    }
+    if (t.url.tls) {
+        snprintf(err, errlen, "%s: https upstreams are not supported by this Turnpike version (\"%s\")",
+                 path, raw);
+        tp_url_free(&t.url);
+        return -1;
+    }
+    t.raw = tp_strdup(raw);
+    api->targets = tp_realloc(api->targets, (api->ntargets + 1) * sizeof(*api->targets));
+    api->targets[api->ntargets++] = t;
+    return 0;
+}
+
+int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen)
+{
+    tp_api_t *api = tp_calloc(1, sizeof(*api));
+    tp_strlist_t list = {0};
+    int rc, active = 0;
+    char *protocol = NULL;
+    int64_t port = 0;
+
+    api->file = tp_strdup(file);
+    if (!cJSON_IsObject(def)) {
+        snprintf(err, errlen, "$: expected an API definition object, got %s",
+                 tp_json_type_name(def));
+        goto err;
+    }
+    if (tp_conf__get_str(def, "api_id", "$", &api->api_id, err, errlen) < 0 ||
+        tp_conf__get_str(def, "name", "$", &api->name, err, errlen) < 0 ||
+        tp_conf__get_str(def, "org_id", "$", &api->org_id, err, errlen) < 0 ||
+        tp_conf__get_str(def, "slug", "$", &api->slug, err, errlen) < 0 ||
+        tp_conf__get_str(def, "domain", "$", &api->domain, err, errlen) < 0 ||
+        tp_conf__get_str(def, "protocol", "$", &protocol, err, errlen) < 0 ||
+        tp_conf__get_bool(def, "use_keyless", "$", &api->use_keyless, err, errlen) < 0 ||
+        tp_conf__get_bool(def, "active", "$", &active, err, errlen) < 0 ||
+        tp_conf__get_int(def, "listen_port", "$", &port, err, errlen) < 0)
+        goto err;
+    if (api->api_id == NULL || api->api_id[0] == '\0') {
+        snprintf(err, errlen, "$.api_id: required, got nothing");
+        goto err;
+    }
+    if (protocol != NULL && protocol[0] != '\0' && strcmp(protocol, "http") != 0) {
+        snprintf(err, errlen, "$.protocol: \"%s\" APIs are not supported by this Turnpike version",
+                 protocol);
+        goto err;
+    }
+
+    const cJSON *proxy = tp_conf__get_obj(def, "proxy", "$", err, errlen, &rc);
+    if (rc < 0)
+        goto err;
+    if (proxy == NULL) {
+        snprintf(err, errlen, "$.proxy: required, got nothing");
+        goto err;
+    }
+    char *target_url = NULL;
+    if (tp_conf__get_str(proxy, "listen_path", "$.proxy", &api->listen_path, err, errlen) < 0 ||
+        tp_conf__get_str(proxy, "target_url", "$.proxy", &target_url, err, errlen) < 0 ||
+        tp_conf__get_bool(proxy, "strip_listen_path", "$.proxy", &api->strip_listen_path, err,
+                          errlen) < 0 ||
+        tp_conf__get_bool(proxy, "preserve_host_header", "$.proxy", &api->preserve_host_header,
+                          err, errlen) < 0 ||
+        tp_conf__get_bool(proxy, "disable_strip_slash", "$.proxy", &api->disable_strip_slash, err,
+                          errlen) < 0 ||
+        tp_conf__get_bool(proxy, "enable_load_balancing", "$.proxy", &api->enable_load_balancing,
+                          err, errlen) < 0 ||
+        tp_conf__get_strlist(proxy, "target_list", "$.proxy", &list, err, errlen) < 0) {
+        free(target_url);
+        goto err;
+    }
+
+    /* Tyk skips an API whose listen path is empty or has a space in it. */
+    if (api->listen_path == NULL || api->listen_path[0] == '\0') {
+        snprintf(err, errlen, "$.proxy.listen_path: must not be empty");
+        free(target_url);
+        goto err;
+    }
+    if (strchr(api->listen_path, ' ') != NULL) {
+        snprintf(err, errlen, "$.proxy.listen_path: must not contain a space (\"%s\")",
+                 api->listen_path);
+        free(target_url);
+        goto err;
+    }
+    if (api->listen_path[0] != '/') {
+        size_t n = strlen(api->listen_path);
+        char *lp = tp_malloc(n + 2);
+        lp[0] = '/';
+        memcpy(lp + 1, api->listen_path, n + 1);
+        free(api->listen_path);
+        api->listen_path = lp;
+    }
+
+    if (api->enable_load_balancing && list.n > 0) {
+        for (size_t i = 0; i < list.n; i++) {
+            char path[64];
+            snprintf(path, sizeof(path), "$.proxy.target_list[%zu]", i);
+            if (add_target(api, path, list.v[i], err, errlen) < 0) {
+                free(target_url);
+                goto err;
+            }
+        }
+    } else {
+        if (target_url == NULL || target_url[0] == '\0') {
+            snprintf(err, errlen, "$.proxy.target_url: required, got nothing");
+            free(target_url);
+            goto err;
+        }
+        if (add_target(api, "$.proxy.target_url", target_url, err, errlen) < 0) {
+            free(target_url);
+            goto err;
+        }
+    }
+    free(target_url);
+    free(protocol);
+    tp_strlist_free(&list);
+    if (port != 0)
+        tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "
+                    "the gateway's port",
+                    file, api->api_id, (long long)port);
+    api->def = cJSON_Duplicate(def, 1);
+    *out = api;
+    return 0;
+err:
+    free(protocol);
+    tp_strlist_free(&list);
+    tp_api_free(api);
+    return -1;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
+{
+    memset(apis, 0, sizeof(*apis));
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "app_path \"%s\": cannot open directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".json") ||
+            has_suffix(de->d_name, "-oas.json") || has_suffix(de->d_name, "-mcp.json"))
+            continue;
+        names = tp_realloc(names, (n + 1) * sizeof(*names));
+        names[n++] = tp_strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), name_cmp);
+
+    for (size_t i = 0; i < n; i++) {
+        char path[4096], why[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        free(names[i]);
+        cJSON *def = tp_json_parse_file(path, why, sizeof(why));
+        if (def == NULL) {
+            tp_log_error("skipping API definition %s", why);
+            apis->nerrors++;
+            continue;
+        }
+        tp_api_t *api = NULL;
+        int rc = tp_api_parse(path, def, &api, why, sizeof(why));
+        cJSON_Delete(def);
+        if (rc < 0) {
+            tp_log_error("skipping API definition %s: %s", path, why);
+            apis->nerrors++;
+            continue;
+        }
+        int dup = 0;
+        for (size_t j = 0; j < apis->n; j++)
+            if (strcmp(apis->v[j]->api_id, api->api_id) == 0) {
+                tp_log_error("skipping API definition %s: api_id \"%s\" is already used by %s",
+                             path, api->api_id, apis->v[j]->file);
+                dup = 1;
+                break;
+            }
+        if (dup) {
+            tp_api_free(api);
+            apis->nerrors++;
+            continue;
+        }
+        apis->v = tp_realloc(apis->v, (apis->n + 1) * sizeof(*apis->v));
+        apis->v[apis->n++] = api;
+    }
+    free(names);
+    return 0;
+}
+
+void tp_apis_free(tp_apis_t *apis)
+{
+    for (size_t i = 0; i < apis->n; i++)
+        tp_api_free(apis->v[i]);
+    free(apis->v);
+    memset(apis, 0, sizeof(*apis));
+}

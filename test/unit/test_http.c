@@ -1,0 +1,6 @@
+/* test/unit/test_http.c */
+#include "tp_test.h"
+
+void test_http_suite(void)
+{
+}

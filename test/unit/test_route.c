@@ -1,0 +1,6 @@
+/* test/unit/test_route.c */
+#include "tp_test.h"
+
+void test_route_suite(void)
+{
+}

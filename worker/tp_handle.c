@@ -1,0 +1,222 @@
+/*
+ * worker/tp_handle.c: a request whose head is complete: protocol checks
+ * llhttp 8 leaves to us, path cleaning, the built-in endpoints, routing,
+ * and the checks that run before the upstream is contacted.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_err.h"
+#include "tp_http.h"
+#include "tp_log.h"
+#include "tp_time.h"
+#include "tp_url.h"
+#include "tp_worker.h"
+
+tp_str_t tp_req_header(const tp_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        if (h->name_len == n && strncasecmp(req->head_base + h->name_off, name, n) == 0)
+            return tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+    }
+    return (tp_str_t){NULL, 0};
+}
+
+static int host_ok(tp_str_t h)
+{
+    for (size_t i = 0; i < h.n; i++) {
+        unsigned char ch = (unsigned char)h.p[i];
+        if (ch <= 0x20 || ch >= 0x7f || strchr("\"#/<>?\\^`{|}", ch) != NULL)
+            return 0;
+    }
+    return 1;
+}
+
+/* {"status":...} bodies of the health endpoints (Go's json.Encoder adds
+ * the newline). */
+static void health_reply(tp_req_t *req, const char *description)
+{
+    char ts[40], body[512];
+    tp_time_rfc3339(ts, sizeof(ts), tp_time_wall_us(), 0);
+    int n = snprintf(body, sizeof(body),
+                     "{\"status\":\"fail\",\"version\":\"%s\",\"description\":\"%s\","
+                     "\"details\":{\"redis\":{\"status\":\"fail\",\"componentType\":\"datastore\","
+                     "\"time\":\"%s\",\"output\":\"Redis is not implemented in this Turnpike "
+                     "version\"}}}\n",
+                     TP_VERSION, description, ts);
+    tp_respond(req, 200, "application/json", body, (size_t)n, NULL);
+}
+
+static void handle_hello(tp_req_t *req)
+{
+    static const char not_allowed[] = "{\"status\":\"error\",\"message\":\"Method Not Allowed\"}\n";
+    if (req->method != HTTP_GET) {
+        tp_respond(req, 405, "application/json", not_allowed, sizeof(not_allowed) - 1, NULL);
+        return;
+    }
+    health_reply(req, "Tyk GW");
+}
+
+static void handle_ready(tp_req_t *req)
+{
+    static const char not_allowed[] = "{\"status\":\"error\",\"message\":\"Method Not Allowed\"}\n";
+    static const char draining[] =
+        "{\"status\":\"error\",\"message\":\"Gateway is shutting down\"}\n";
+    if (req->method != HTTP_GET) {
+        tp_respond(req, 405, "application/json", not_allowed, sizeof(not_allowed) - 1, NULL);
+        return;
+    }
+    if (req->conn->w->draining || req->conn->w->not_ready) {
+        tp_respond(req, 503, "application/json", draining, sizeof(draining) - 1, NULL);
+        return;
+    }
+    health_reply(req, "Tyk GW Ready");
+}
+
+static int path_is(tp_str_t path, const char *name)
+{
+    size_t n = strlen(name);
+    return path.n == n + 1 && path.p[0] == '/' && memcmp(path.p + 1, name, n) == 0;
+}
+
+void tp_req_dispatch(tp_req_t *req)
+{
+    tp_conn_t *c = req->conn;
+    tp_worker_t *w = c->w;
+    const tp_conf_t *conf = w->conf;
+
+    /* What llhttp 8.1 accepts but HTTP/1.1 does not (RFC 9112 3.2, 6.1). */
+    if (req->http_major != 1 || req->http_minor > 1) {
+        tp_respond_bad_request(c, 505);
+        return;
+    }
+    int nhost = 0, has_te = 0;
+    tp_str_t host = {"", 0};
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        const char *name = req->head_base + h->name_off;
+        if (!tp_http_token_ok(name, h->name_len)) {
+            tp_respond_bad_request(c, 400);
+            return;
+        }
+        switch (tp_http_header_kind(name, h->name_len)) {
+        case TP_H_HOST:
+            nhost++;
+            host = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+            break;
+        case TP_H_TRANSFER_ENCODING:
+            has_te = 1;
+            break;
+        case TP_H_EXPECT:
+            if (tp_str_ieq(tp_str_trim(tp_req_str(req, h->val_off, h->val_len)), "100-continue"))
+                req->expect_continue = 1;
+            break;
+        default:
+            break;
+        }
+    }
+    if (nhost > 1 || (req->http_minor == 1 && nhost == 0) || !host_ok(host) ||
+        (req->http_minor == 0 && has_te)) {
+        tp_respond_bad_request(c, 400);
+        return;
+    }
+
+    /* Request target: origin form, absolute form, or "OPTIONS *". */
+    tp_str_t url = tp_req_str(req, req->url_off, req->url_len);
+    if (url.n == 1 && url.p[0] == '*' && req->method == HTTP_OPTIONS) {
+        tp_respond(req, 200, NULL, "", 0, NULL);
+        return;
+    }
+    if (url.n > 0 && url.p[0] != '/') {
+        size_t skip = 0;
+        if (url.n > 7 && strncasecmp(url.p, "http://", 7) == 0)
+            skip = 7;
+        else if (url.n > 8 && strncasecmp(url.p, "https://", 8) == 0)
+            skip = 8;
+        const char *slash = skip ? memchr(url.p + skip, '/', url.n - skip) : NULL;
+        if (slash == NULL) {
+            tp_respond_bad_request(c, 400);
+            return;
+        }
+        url.n -= (size_t)(slash - url.p);
+        url.p = slash;
+    }
+    if (url.n == 0) {
+        tp_respond_bad_request(c, 400);
+        return;
+    }
+    tp_reqpath_t rp = {0};
+    const char *q = memchr(url.p, '?', url.n);
+    rp.raw = (tp_str_t){url.p, q ? (size_t)(q - url.p) : url.n};
+    if (q != NULL)
+        rp.query = (tp_str_t){q + 1, url.n - rp.raw.n - 1};
+    rp.path = rp.raw;
+
+    /* Route on the decoded path, as gorilla/mux does. */
+    w->scratch.len = 0;
+    if (memchr(rp.raw.p, '%', rp.raw.n) != NULL) {
+        char *dst = tp_buf_reserve(&w->scratch, rp.raw.n * 2 + 4);
+        long n = tp_url_decode(rp.raw.p, rp.raw.n, dst);
+        if (n < 0) {
+            tp_respond_bad_request(c, 400);
+            return;
+        }
+        rp.path = (tp_str_t){dst, (size_t)n};
+        w->scratch.len = (size_t)n;
+    }
+
+    /* gorilla/mux redirects unclean paths ("//", ".", "..") with a 301. */
+    if (!conf->http_server_options.skip_url_cleaning && req->method != HTTP_CONNECT) {
+        tp_buf_t clean = {0};
+        char *dst = tp_buf_reserve(&clean, rp.path.n + 2);
+        size_t n = tp_url_clean_path(rp.path.p, rp.path.n, dst);
+        if (n != rp.path.n || memcmp(dst, rp.path.p, n) != 0) {
+            tp_buf_t loc = {0};
+            tp_buf_puts(&loc, "Location: ");
+            tp_url_escape_path(&loc, dst, n);
+            if (rp.query.n > 0) {
+                tp_buf_putc(&loc, '?');
+                tp_buf_put_str(&loc, rp.query);
+            }
+            tp_buf_puts(&loc, "\r\n");
+            tp_respond(req, 301, NULL, "", 0, loc.data);
+            tp_buf_free(&loc);
+            tp_buf_free(&clean);
+            return;
+        }
+        tp_buf_free(&clean);
+    }
+
+    /* The control router comes first: no API can shadow these. */
+    if (path_is(rp.path, conf->health_check_endpoint_name)) {
+        handle_hello(req);
+        return;
+    }
+    if (path_is(rp.path, conf->readiness_check_endpoint_name)) {
+        handle_ready(req);
+        return;
+    }
+
+    const tp_route_t *route = tp_router_match(w->router, host, rp.path, &rp.matched);
+    if (route == NULL) {
+        static const char not_found[] = "Not Found";
+        tp_respond(req, 404, "text/plain; charset=utf-8", not_found, sizeof(not_found) - 1,
+                   NULL);
+        return;
+    }
+    req->route = route;
+    if (!route->api->use_keyless) {
+        tp_respond_error(req, 401, "Authorization field missing");
+        return;
+    }
+    if (w->max_body > 0 && req->content_length > w->max_body) {
+        static const char too_large[] = "Request Entity Too Large\n";
+        tp_respond(req, 413, "text/plain; charset=utf-8", too_large, sizeof(too_large) - 1,
+                   "X-Content-Type-Options: nosniff\r\n");
+        return;
+    }
+    tp_proxy_start(req, &rp);
+}

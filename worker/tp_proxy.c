@@ -1,0 +1,729 @@
+/*
+ * worker/tp_proxy.c: the upstream half of a request: the rewritten request
+ * head, streaming the body both ways with back-pressure, the response head
+ * for the client, and upstream failures mapped to Tyk's errors.
+ *
+ * Bodies are forwarded as raw bytes (chunked framing included) after llhttp
+ * has validated them; only an HTTP/1.0 client gets a de-chunked body. One
+ * write per direction is in flight at a time: while it is, the reading side
+ * of that direction is stopped, so a slow peer never makes us buffer more
+ * than one block.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_err.h"
+#include "tp_http.h"
+#include "tp_log.h"
+#include "tp_url.h"
+#include "tp_worker.h"
+
+static void up_send(tp_req_t *req);
+static void resp_forward(tp_req_t *req, tp_upconn_t *up, const char *body, size_t body_len);
+
+/* ---- request head --------------------------------------------------------- */
+
+/* Is header <name> listed in one of the request's Connection headers? */
+static int named_in_connection(const tp_req_t *req, const char *name, size_t n)
+{
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        if (tp_http_header_kind(req->head_base + h->name_off, h->name_len) != TP_H_CONNECTION)
+            continue;
+        char tok[128];
+        if (n >= sizeof(tok))
+            return 0;
+        memcpy(tok, name, n);
+        tok[n] = '\0';
+        if (tp_str_list_has(tp_req_str(req, h->val_off, h->val_len), tok))
+            return 1;
+    }
+    return 0;
+}
+
+static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b)
+{
+    const tp_route_t *route = req->route;
+    const tp_api_t *api = route->api;
+    const tp_target_t *t = req->target;
+    tp_buf_t esc = {0};
+    tp_str_t rest = rp->raw;
+
+    size_t strip = 0;
+    if (route->by_api_id)
+        strip = rp->matched - 1; /* "/<api_id>", keeping the slash */
+    else if (api->strip_listen_path)
+        strip = rp->matched;
+    if (strip > 0) {
+        if (rp->path.p == rp->raw.p ||
+            (rp->raw.n >= strip && memcmp(rp->raw.p, rp->path.p, strip) == 0)) {
+            rest = (tp_str_t){rp->raw.p + strip, rp->raw.n - strip};
+        } else {
+            /* the prefix matched only once decoded: re-escape the rest */
+            tp_url_escape_path(&esc, rp->path.p + strip, rp->path.n - strip);
+            rest = (tp_str_t){esc.data, esc.len};
+        }
+        if (rest.n == 0)
+            rest = TP_STR("/");
+    }
+    size_t before = b->len;
+    tp_url_join_path(b, (tp_str_t){t->url.path, strlen(t->url.path)}, rest,
+                     api->disable_strip_slash);
+    if (b->len == before)
+        tp_buf_putc(b, '/');
+    tp_buf_free(&esc);
+
+    int tq = t->url.query != NULL && t->url.query[0] != '\0';
+    if (tq || rp->query.n > 0)
+        tp_buf_putc(b, '?');
+    if (tq)
+        tp_buf_puts(b, t->url.query);
+    if (tq && rp->query.n > 0)
+        tp_buf_putc(b, '&');
+    tp_buf_put_str(b, rp->query);
+}
+
+static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_api_t *api = req->route->api;
+    tp_buf_t *b = &req->up_head;
+    b->len = 0;
+
+    tp_buf_puts(b, llhttp_method_name(req->method));
+    tp_buf_putc(b, ' ');
+    put_upstream_path(req, rp, b);
+    tp_buf_puts(b, " HTTP/1.1\r\nHost: ");
+    if (api->preserve_host_header)
+        tp_buf_put_str(b, tp_req_header(req, "Host"));
+    else
+        tp_buf_puts(b, req->target->url.authority);
+    tp_buf_puts(b, "\r\n");
+
+    int has_ua = 0, has_conn = 0;
+    tp_buf_t xff = {0};
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        if (tp_http_header_kind(req->head_base + h->name_off, h->name_len) == TP_H_CONNECTION)
+            has_conn = 1;
+    }
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        const char *name = req->head_base + h->name_off;
+        tp_str_t val = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+        int kind = tp_http_header_kind(name, h->name_len);
+        switch (kind) {
+        case TP_H_HOST:
+        case TP_H_EXPECT:
+            continue;
+        case TP_H_TE:
+            /* Go keeps "Te: trailers" and drops every other TE */
+            if (tp_str_list_has(val, "trailers"))
+                tp_buf_puts(b, "Te: trailers\r\n");
+            continue;
+        case TP_H_X_FORWARDED_FOR:
+            if (xff.len > 0)
+                tp_buf_puts(&xff, ", ");
+            tp_buf_put_str(&xff, val);
+            continue;
+        case TP_H_USER_AGENT:
+            has_ua = 1;
+            break;
+        default:
+            if (tp_http_is_hop_by_hop(kind))
+                continue;
+            break;
+        }
+        if (has_conn && named_in_connection(req, name, h->name_len))
+            continue;
+        tp_buf_append(b, name, h->name_len);
+        tp_buf_puts(b, ": ");
+        tp_buf_put_str(b, val);
+        tp_buf_puts(b, "\r\n");
+    }
+    /* X-Forwarded-For: earlier hops, then the client socket address. */
+    tp_buf_puts(b, "X-Forwarded-For: ");
+    if (xff.len > 0) {
+        tp_buf_append(b, xff.data, xff.len);
+        tp_buf_puts(b, ", ");
+    }
+    tp_buf_puts(b, req->conn->ip);
+    tp_buf_puts(b, "\r\n");
+    tp_buf_free(&xff);
+    if (!has_ua)
+        tp_buf_puts(b, "User-Agent: Turnpike/" TP_VERSION "\r\n");
+    if (req->chunked)
+        tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    if (w->conf->proxy_close_connections)
+        tp_buf_puts(b, "Connection: close\r\n");
+    tp_buf_puts(b, "\r\n");
+}
+
+/* ---- start ----------------------------------------------------------------- */
+
+void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
+{
+    tp_conn_t *c = req->conn;
+    tp_worker_t *w = c->w;
+    tp_api_t *api = req->route->api;
+    size_t idx = api->ntargets > 1 ? api->rr_next++ % api->ntargets : 0;
+    req->target = &api->targets[idx];
+    req->pool = &w->pools[req->target->pool];
+    build_upstream_head(req, rp);
+
+    if (req->has_body) {
+        req->body = tp_block_get(w);
+        req->body_len = 0;
+        if (req->expect_continue && req->body_seen == 0 && c->in.len == 0) {
+            static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            uv_buf_t buf = uv_buf_init(cont, sizeof(cont) - 1);
+            req->sending_continue = 1;
+            int r = tp_conn_write(c, &buf, 1);
+            if (r < 0)
+                return;
+            if (r == 1)
+                req->sending_continue = 0;
+        }
+    }
+    tp_upstream_acquire(req);
+}
+
+void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
+{
+    tp_worker_t *w = req->conn->w;
+    req->up = up;
+    up->req = req;
+    if (up->rbuf == NULL)
+        up->rbuf = tp_block_get(w);
+    up->rlen = up->rparsed = 0;
+    tp_upstream_set_deadline(up, w->upstream_timeout_ms);
+    up_send(req);
+}
+
+/* ---- failures ------------------------------------------------------------- */
+
+void tp_proxy_abort(tp_req_t *req)
+{
+    tp_upstream_cancel_wait(req);
+    if (req->up != NULL) {
+        tp_upconn_t *up = req->up;
+        req->up = NULL;
+        up->req = NULL;
+        tp_upstream_close(up);
+    }
+}
+
+void tp_proxy_failed(tp_req_t *req, int err)
+{
+    tp_conn_t *c = req->conn;
+    const char *api_id = req->route != NULL ? req->route->api->api_id : "-";
+    const char *target = req->target != NULL ? req->target->raw : "-";
+    tp_proxy_abort(req);
+    tp_log_warn("api %s: upstream %s: %s", api_id, target,
+                err < TP_E__BASE + 100 && err > TP_E__BASE ? tp_strerror(err) : uv_strerror(err));
+    if (req->resp_started || c->writing) {
+        tp_conn_close(c);
+        return;
+    }
+    if (err == TP_EDNS)
+        tp_respond_error(req, 500, "Upstream host lookup failed");
+    else if (err == TP_ETIMEOUT || err == UV_ETIMEDOUT)
+        tp_respond_error(req, 504, "Upstream service reached hard timeout.");
+    else
+        tp_respond_error(req, 500, "There was a problem proxying the request");
+}
+
+/* A reused keep-alive connection may have been closed by the upstream just
+ * as we sent on it. Like Go's transport, try once more on a fresh
+ * connection when nothing came back and the request can be replayed. */
+static int try_again(tp_req_t *req, tp_upconn_t *up)
+{
+    if (up->uses <= 1 || up->got_bytes || req->retried || req->has_body)
+        return 0;
+    req->retried = 1;
+    req->up = NULL;
+    up->req = NULL;
+    tp_upstream_close(up);
+    req->up_head_sent = 0;
+    req->up_head_inflight = 0;
+    tp_upstream_acquire(req);
+    return 1;
+}
+
+/* ---- request body to the upstream ------------------------------------------ */
+
+static void up_sent(tp_req_t *req)
+{
+    if (req->up_head_inflight) {
+        req->up_head_inflight = 0;
+        req->up_head_sent = 1;
+    }
+    if (req->body_inflight > 0) {
+        memmove(req->body, req->body + req->body_inflight, req->body_len - req->body_inflight);
+        req->body_len -= req->body_inflight;
+        req->body_inflight = 0;
+    }
+}
+
+static void on_up_write(uv_write_t *wr, int status)
+{
+    tp_proxy_up_written(wr->data, status);
+}
+
+static void up_send(tp_req_t *req)
+{
+    if (req->in_send)
+        return;
+    req->in_send = 1;
+    for (;;) {
+        tp_upconn_t *up = req->up;
+        if (up == NULL || up->writing || up->state != TP_UP_ACTIVE)
+            break;
+        uv_buf_t bufs[2];
+        unsigned n = 0;
+        size_t total = 0;
+        if (!req->up_head_sent) {
+            bufs[n++] = uv_buf_init(req->up_head.data, (unsigned)req->up_head.len);
+            req->up_head_inflight = 1;
+        }
+        if (req->body_len > 0) {
+            bufs[n++] = uv_buf_init(req->body, (unsigned)req->body_len);
+            req->body_inflight = req->body_len;
+        }
+        if (n == 0)
+            break;
+        for (unsigned i = 0; i < n; i++)
+            total += bufs[i].len;
+        int r = uv_try_write((uv_stream_t *)&up->tcp, bufs, n);
+        if (r == UV_EAGAIN)
+            r = 0;
+        if (r < 0) {
+            req->in_send = 0;
+            tp_proxy_up_written(up, r);
+            return;
+        }
+        if ((size_t)r == total) {
+            up_sent(req);
+            continue;
+        }
+        size_t done = (size_t)r;
+        unsigned i = 0;
+        while (done >= bufs[i].len) {
+            done -= bufs[i].len;
+            i++;
+        }
+        bufs[i].base += done;
+        bufs[i].len -= done;
+        up->wreq.data = up;
+        r = uv_write(&up->wreq, (uv_stream_t *)&up->tcp, bufs + i, n - i, on_up_write);
+        if (r < 0) {
+            req->in_send = 0;
+            tp_proxy_up_written(up, r);
+            return;
+        }
+        up->writing = 1;
+        tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+        break;
+    }
+    req->in_send = 0;
+    /* room in the body block again: let the client send more */
+    if (req->body != NULL && req->body_len < TP_BLOCK_SIZE && !req->body_done)
+        tp_conn_body_drained(req->conn);
+}
+
+void tp_proxy_up_written(tp_upconn_t *up, int status)
+{
+    tp_req_t *req = up->req;
+    up->writing = 0;
+    if (req == NULL || up->closing)
+        return;
+    if (status < 0) {
+        if (!try_again(req, up))
+            tp_proxy_failed(req, status);
+        return;
+    }
+    up_sent(req);
+    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+    up_send(req);
+}
+
+void tp_proxy_body_ready(tp_req_t *req)
+{
+    if (req->up != NULL)
+        up_send(req);
+}
+
+/* ---- response from the upstream ---------------------------------------------- */
+
+static void finish(tp_req_t *req)
+{
+    tp_conn_t *c = req->conn;
+    tp_upconn_t *up = req->up;
+    req->resp_done = 1;
+    if (up != NULL) {
+        int reusable = up->msg_done && !up->extra && !up->eof && !up->writing &&
+                       llhttp_should_keep_alive(&up->parser) &&
+                       !c->w->conf->proxy_close_connections && req->up_head_sent &&
+                       req->body_done && req->body_len == 0;
+        req->up = NULL;
+        up->req = NULL;
+        tp_upstream_release(up, reusable);
+    }
+    tp_conn_response_done(c);
+}
+
+/* Decides how the response body travels and writes the client's head. */
+static void resp_head(tp_req_t *req, tp_upconn_t *up)
+{
+    tp_conn_t *c = req->conn;
+    llhttp_t *p = &up->parser;
+    int status = p->status_code;
+    int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+
+    req->status = status;
+    req->resp_nobody = req->method == HTTP_HEAD || status == 204 || status == 304 ||
+                       (has_cl && p->content_length == 0);
+    if (!req->resp_nobody) {
+        if (p->flags & F_CHUNKED) {
+            if (req->http_minor >= 1)
+                req->resp_chunked = 1;
+            else
+                req->resp_dechunk = 1;
+        } else if (!has_cl) {
+            req->resp_eof = 1;
+        }
+    }
+    int close = tp_req_will_close(req) || req->resp_eof || req->resp_dechunk;
+    if (close)
+        c->want_close = 1;
+
+    int has_conn = 0;
+    for (uint32_t i = 0; i < up->nhdrs; i++)
+        if (tp_http_header_kind(up->rbuf + up->hdrs[i].name_off, up->hdrs[i].name_len) ==
+            TP_H_CONNECTION)
+            has_conn = 1;
+
+    tp_buf_t *b = &req->out;
+    b->len = 0;
+    if (up->reason_len > 0)
+        tp_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", status, (int)up->reason_len,
+                      up->rbuf + up->reason_off);
+    else
+        tp_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, tp_http_reason(status));
+    for (uint32_t i = 0; i < up->nhdrs; i++) {
+        const tp_hdr_t *h = &up->hdrs[i];
+        const char *name = up->rbuf + h->name_off;
+        if (tp_http_is_hop_by_hop(tp_http_header_kind(name, h->name_len)))
+            continue;
+        if (has_conn) {
+            int named = 0;
+            for (uint32_t j = 0; j < up->nhdrs && !named; j++) {
+                const tp_hdr_t *ch = &up->hdrs[j];
+                if (tp_http_header_kind(up->rbuf + ch->name_off, ch->name_len) !=
+                    TP_H_CONNECTION)
+                    continue;
+                char tok[128];
+                if (h->name_len < sizeof(tok)) {
+                    memcpy(tok, name, h->name_len);
+                    tok[h->name_len] = '\0';
+                    named = tp_str_list_has((tp_str_t){up->rbuf + ch->val_off, ch->val_len}, tok);
+                }
+            }
+            if (named)
+                continue;
+        }
+        tp_buf_append(b, name, h->name_len);
+        tp_buf_puts(b, ": ");
+        tp_buf_put_str(b, tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len}));
+        tp_buf_puts(b, "\r\n");
+    }
+    if (req->resp_chunked)
+        tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    if (close)
+        tp_buf_puts(b, "Connection: close\r\n");
+    else if (req->http_minor == 0)
+        tp_buf_puts(b, "Connection: keep-alive\r\n");
+    tp_buf_puts(b, "\r\n");
+}
+
+static void resp_error(tp_req_t *req, tp_upconn_t *up, const char *why)
+{
+    tp_log_warn("api %s: upstream %s sent an invalid response: %s", req->route->api->api_id,
+                req->target->raw, why);
+    up->eof = 1;
+    tp_proxy_failed(req, TP_EPROTO);
+}
+
+/* Parses what arrived in up->rbuf since up->rparsed and forwards it. */
+static void resp_parse(tp_req_t *req, tp_upconn_t *up)
+{
+    if (req->conn->writing) {
+        /* "100 Continue" is still going out: wait for it */
+        tp_upstream_pause(up);
+        return;
+    }
+    const char *data = up->rbuf + up->rparsed;
+    const char *end = up->rbuf + up->rlen;
+    up->rparsed = up->rlen;
+
+    if (!up->head_done) {
+        for (;;) {
+            llhttp_errno_t err = llhttp_execute(&up->parser, data, (size_t)(end - data));
+            if (err == HPE_OK) {
+                if (up->rlen >= TP_BLOCK_SIZE)
+                    resp_error(req, up, "response head larger than 64 KiB");
+                return; /* more head to come */
+            }
+            if (err != HPE_PAUSED) {
+                resp_error(req, up, llhttp_get_error_reason(&up->parser));
+                return;
+            }
+            const char *pos = llhttp_get_error_pos(&up->parser);
+            llhttp_resume(&up->parser);
+            if (up->interim) {
+                /* a 1xx response: drop it and parse what follows */
+                size_t rest = (size_t)(end - pos);
+                memmove(up->rbuf, pos, rest);
+                up->rlen = up->rparsed = rest;
+                data = up->rbuf;
+                end = up->rbuf + rest;
+                up->interim = 0;
+                up->msg_cb = 0;
+                up->nhdrs = 0;
+                up->last_cb = 0;
+                up->reason_len = 0;
+                continue;
+            }
+            up->head_done = 1;
+            resp_head(req, up);
+            data = pos;
+            break;
+        }
+        if (req->resp_nobody) {
+            up->msg_done = 1;
+            if (data < end)
+                up->extra = 1;
+            resp_forward(req, up, NULL, 0);
+            return;
+        }
+    }
+
+    const char *body = data;
+    up->dechunk_w = (char *)data;
+    while (data < end) {
+        llhttp_errno_t err = llhttp_execute(&up->parser, data, (size_t)(end - data));
+        const char *pos = err == HPE_OK ? end : llhttp_get_error_pos(&up->parser);
+        if (err != HPE_OK && err != HPE_PAUSED) {
+            if (req->resp_started) {
+                tp_log_warn("api %s: upstream %s: invalid response body: %s",
+                            req->route->api->api_id, req->target->raw,
+                            llhttp_get_error_reason(&up->parser));
+                tp_conn_close(req->conn);
+                return;
+            }
+            resp_error(req, up, llhttp_get_error_reason(&up->parser));
+            return;
+        }
+        data = pos;
+        if (err == HPE_PAUSED) {
+            llhttp_resume(&up->parser);
+            up->msg_done = 1;
+            if (data < end)
+                up->extra = 1;
+            break;
+        }
+    }
+    if (req->resp_dechunk)
+        resp_forward(req, up, body, (size_t)(up->dechunk_w - body));
+    else
+        resp_forward(req, up, body, (size_t)(data - body));
+}
+
+static void resp_forward(tp_req_t *req, tp_upconn_t *up, const char *body, size_t body_len)
+{
+    tp_conn_t *c = req->conn;
+    uv_buf_t bufs[2];
+    unsigned n = 0;
+    if (!req->resp_started) {
+        bufs[n++] = uv_buf_init(req->out.data, (unsigned)req->out.len);
+        req->resp_started = 1;
+    }
+    if (body_len > 0)
+        bufs[n++] = uv_buf_init((char *)body, (unsigned)body_len);
+    if (n == 0) {
+        if (up->msg_done)
+            finish(req);
+        else
+            up->rlen = up->rparsed = 0;
+        return;
+    }
+    tp_upstream_pause(up);
+    int r = tp_conn_write(c, bufs, n);
+    if (r < 0)
+        return; /* the connection closed, the request with it */
+    if (r == 1)
+        tp_proxy_client_written(req);
+}
+
+void tp_proxy_client_written(tp_req_t *req)
+{
+    tp_upconn_t *up = req->up;
+    if (req->sending_continue) {
+        req->sending_continue = 0;
+        if (up != NULL && up->rparsed < up->rlen)
+            resp_parse(req, up);
+        else if (up != NULL)
+            tp_upstream_resume(up);
+        return;
+    }
+    if (up == NULL) {
+        finish(req);
+        return;
+    }
+    if (up->msg_done) {
+        finish(req);
+        return;
+    }
+    up->rlen = up->rparsed = 0;
+    if (up->eof) {
+        /* the body ran until the upstream closed, and it has */
+        up->msg_done = 1;
+        finish(req);
+        return;
+    }
+    tp_upstream_resume(up);
+}
+
+void tp_proxy_up_read(tp_upconn_t *up, size_t nread)
+{
+    tp_req_t *req = up->req;
+    up->got_bytes = 1;
+    (void)nread;
+    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+    resp_parse(req, up);
+}
+
+void tp_proxy_up_eof(tp_upconn_t *up, int err)
+{
+    tp_req_t *req = up->req;
+    up->eof = 1;
+    if (up->head_done && !up->msg_done && req->resp_eof && err == UV_EOF) {
+        /* a body delimited by the connection's end: complete */
+        llhttp_finish(&up->parser);
+        up->msg_done = 1;
+        if (!req->conn->writing)
+            finish(req);
+        return;
+    }
+    if (try_again(req, up))
+        return;
+    if (up->head_done && req->resp_started) {
+        tp_log_warn("api %s: upstream %s closed the connection mid-response",
+                    req->route->api->api_id, req->target->raw);
+        tp_conn_close(req->conn);
+        return;
+    }
+    tp_proxy_failed(req, err == UV_EOF ? TP_EUPSTREAM : err);
+}
+
+void tp_proxy_up_timeout(tp_upconn_t *up)
+{
+    tp_req_t *req = up->req;
+    if (req->resp_started) {
+        tp_log_warn("api %s: upstream %s stalled mid-response", req->route->api->api_id,
+                    req->target->raw);
+        tp_conn_close(req->conn);
+        return;
+    }
+    tp_proxy_failed(req, TP_ETIMEOUT);
+}
+
+/* ---- llhttp callbacks (response) -------------------------------------------- */
+
+static int on_status(llhttp_t *p, const char *at, size_t len)
+{
+    tp_upconn_t *up = p->data;
+    if (up->reason_len == 0)
+        up->reason_off = (uint32_t)(at - up->rbuf);
+    up->reason_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    tp_upconn_t *up = p->data;
+    if (up->last_cb != 1) {
+        if (up->nhdrs >= TP_UP_MAX_HEADERS)
+            return -1;
+        tp_hdr_t *h = &up->hdrs[up->nhdrs++];
+        h->name_off = (uint32_t)(at - up->rbuf);
+        h->name_len = 0;
+        h->val_off = h->name_off;
+        h->val_len = 0;
+        up->last_cb = 1;
+    }
+    up->hdrs[up->nhdrs - 1].name_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    tp_upconn_t *up = p->data;
+    tp_hdr_t *h = &up->hdrs[up->nhdrs - 1];
+    uint32_t off = (uint32_t)(at - up->rbuf);
+    if (up->last_cb != 2) {
+        h->val_off = off;
+        h->val_len = (uint32_t)len;
+    } else {
+        if (off != h->val_off + h->val_len)
+            return -1; /* obs-fold */
+        h->val_len += (uint32_t)len;
+    }
+    up->last_cb = 2;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    tp_upconn_t *up = p->data;
+    int status = p->status_code;
+    if (status == 101)
+        return -1; /* we never ask for an upgrade */
+    if (status >= 100 && status < 200) {
+        up->interim = 1;
+        return 0;
+    }
+    if (up->req != NULL && up->req->method == HTTP_HEAD)
+        return 1; /* no body; the message completes (and pauses) at once */
+    return HPE_PAUSED;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    tp_upconn_t *up = p->data;
+    if (up->req != NULL && up->req->resp_dechunk) {
+        memmove(up->dechunk_w, at, len);
+        up->dechunk_w += len;
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    tp_upconn_t *up = p->data;
+    up->msg_cb = 1;
+    return HPE_PAUSED;
+}
+
+void tp_proxy_init_settings(llhttp_settings_t *s)
+{
+    llhttp_settings_init(s);
+    s->on_status = on_status;
+    s->on_header_field = on_header_field;
+    s->on_header_value = on_header_value;
+    s->on_headers_complete = on_headers_complete;
+    s->on_body = on_body;
+    s->on_message_complete = on_message_complete;
+}

@@ -1,0 +1,259 @@
+/*
+ * worker/tp_worker.c: a worker process: its loop, the inherited listening
+ * socket, the channel to the master, signals, graceful drain, and the
+ * freelists of blocks and requests.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tp_err.h"
+#include "tp_log.h"
+#include "tp_worker.h"
+
+#define TP_FREE_BLOCKS_MAX 64
+#define TP_FREE_REQS_MAX 256
+
+/* ---- freelists ------------------------------------------------------------- */
+
+char *tp_block_get(tp_worker_t *w)
+{
+    if (w->free_blocks != NULL) {
+        char *b = w->free_blocks;
+        w->free_blocks = *(void **)b;
+        w->nfree_blocks--;
+        return b;
+    }
+    return tp_malloc(TP_BLOCK_SIZE);
+}
+
+void tp_block_put(tp_worker_t *w, char *block)
+{
+    if (w->nfree_blocks >= TP_FREE_BLOCKS_MAX) {
+        free(block);
+        return;
+    }
+    *(void **)block = w->free_blocks;
+    w->free_blocks = block;
+    w->nfree_blocks++;
+}
+
+tp_req_t *tp_req_get(tp_worker_t *w)
+{
+    tp_req_t *req = w->free_reqs;
+    tp_buf_t up_head = {0}, out = {0};
+    if (req != NULL) {
+        w->free_reqs = req->next_free;
+        w->nfree_reqs--;
+        up_head = req->up_head;
+        out = req->out;
+    } else {
+        req = tp_malloc(sizeof(*req) + w->max_hdrs * sizeof(tp_hdr_t));
+    }
+    memset(req, 0, sizeof(*req));
+    req->up_head = up_head;
+    req->up_head.len = 0;
+    req->out = out;
+    req->out.len = 0;
+    tp_list_init(&req->wait_link);
+    return req;
+}
+
+void tp_req_put(tp_worker_t *w, tp_req_t *req)
+{
+    TP_BUG_ON(req->up != NULL);
+    tp_upstream_cancel_wait(req);
+    if (req->body != NULL) {
+        tp_block_put(w, req->body);
+        req->body = NULL;
+    }
+    /* keep modest buffers for the next request, drop big ones */
+    if (req->up_head.cap > 16384)
+        tp_buf_free(&req->up_head);
+    if (req->out.cap > 16384)
+        tp_buf_free(&req->out);
+    if (w->nfree_reqs >= TP_FREE_REQS_MAX) {
+        tp_buf_free(&req->up_head);
+        tp_buf_free(&req->out);
+        free(req);
+        return;
+    }
+    req->next_free = w->free_reqs;
+    w->free_reqs = req;
+    w->nfree_reqs++;
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+static _Noreturn void worker_exit(tp_worker_t *w, int code)
+{
+    tp_log_info("exiting (%llu requests served)", (unsigned long long)w->requests);
+    exit(code);
+}
+
+void tp_worker_conn_gone(tp_worker_t *w)
+{
+    if (w->draining && w->nconns == 0)
+        worker_exit(w, 0);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    tp_worker_t *w = t->data;
+    tp_log_warn("drain deadline reached with %u connections open; closing them", w->nconns);
+    worker_exit(w, 0);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void worker_drain(tp_worker_t *w, const char *why)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    tp_log_info("draining (%s): %u connections open", why, w->nconns);
+    if (w->listening) {
+        /* take what the kernel already queued for us, then stop accepting */
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&w->listener, &fd) == 0) {
+            for (;;) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0)
+                    break;
+                tp_conn_adopt(w, cfd);
+            }
+        }
+        uv_close((uv_handle_t *)&w->listener, on_listener_closed);
+        w->listening = 0;
+    }
+    tp_upstream_shutdown(w);
+    tp_list_t *it, *tmp;
+    tp_list_foreach_safe(it, tmp, &w->conns) tp_conn_drain(tp_container_of(it, tp_conn_t, link));
+    uint64_t deadline_ms = (uint64_t)w->conf->graceful_shutdown_timeout_duration * 1000;
+    uv_timer_start(&w->drain_timer, on_drain_timeout, deadline_ms, 0);
+    uv_unref((uv_handle_t *)&w->drain_timer);
+    if (w->nconns == 0)
+        worker_exit(w, 0);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    tp_worker_t *w = server->data;
+    if (status < 0) {
+        tp_log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    tp_conn_accept(w);
+}
+
+static void on_master(uv_poll_t *p, int status, int events)
+{
+    tp_worker_t *w = p->data;
+    char cmd[16];
+    (void)events;
+    ssize_t n = status < 0 ? 0 : read(w->master_fd, cmd, sizeof(cmd));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        uv_poll_stop(p);
+        tp_log_warn("the master went away");
+        worker_drain(w, "master gone");
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        switch (cmd[i]) {
+        case 'R': /* shutting down soon: readiness fails, traffic still served */
+            w->not_ready = 1;
+            break;
+        case 'D':
+            worker_drain(w, "asked by the master");
+            break;
+        case 'Q':
+            worker_exit(w, 0);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    tp_worker_t *w = s->data;
+    if (signum == SIGINT)
+        worker_exit(w, 0);
+    worker_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGQUIT");
+}
+
+_Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf_t *conf,
+                             const tp_router_t *router)
+{
+    char role[24];
+    snprintf(role, sizeof(role), "worker.%d", id);
+    tp_log_set_role(role);
+
+    tp_worker_t *w = tp_calloc(1, sizeof(*w));
+    w->id = id;
+    w->conf = conf;
+    w->router = router;
+    w->master_fd = master_fd;
+    w->header_timeout_ms = (uint64_t)(conf->tp.header_timeout * 1000);
+    w->body_timeout_ms = (uint64_t)(conf->tp.body_timeout * 1000);
+    w->keepalive_timeout_ms = (uint64_t)(conf->tp.keepalive_timeout * 1000);
+    w->send_timeout_ms = (uint64_t)(conf->tp.send_timeout * 1000);
+    w->upstream_timeout_ms = (uint64_t)(conf->proxy_default_timeout * 1000);
+    w->upstream_idle_ms = (uint64_t)(conf->tp.upstream_idle_timeout * 1000);
+    w->max_hdrs = (uint32_t)conf->tp.max_header_count;
+    w->max_line = (uint32_t)conf->tp.max_request_line;
+    w->max_head = (uint32_t)conf->tp.max_header_bytes;
+    w->max_body = (uint64_t)conf->http_server_options.max_request_body_size;
+    w->rbuf = tp_malloc(TP_BLOCK_SIZE);
+    tp_list_init(&w->conns);
+    tp_conn_init_settings(&w->req_settings);
+    tp_proxy_init_settings(&w->resp_settings);
+
+    if (uv_loop_init(&w->loop) != 0) {
+        tp_log_error("cannot create the event loop");
+        exit(1);
+    }
+    w->loop.data = w;
+    tp_upstream_init(w);
+
+    int r = uv_tcp_init(&w->loop, &w->listener);
+    if (r == 0)
+        r = uv_tcp_open(&w->listener, listen_fd);
+    w->listener.data = w;
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
+    if (r != 0) {
+        tp_log_error("cannot listen on the inherited socket: %s", uv_strerror(r));
+        exit(1);
+    }
+    w->listening = 1;
+
+    uv_poll_init(&w->loop, &w->master_poll, master_fd);
+    w->master_poll.data = w;
+    uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT, on_master);
+
+    uv_signal_t *sigs[] = {&w->sig_term, &w->sig_quit, &w->sig_int};
+    int signums[] = {SIGTERM, SIGQUIT, SIGINT};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&w->loop, sigs[i]);
+        sigs[i]->data = w;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+        uv_unref((uv_handle_t *)sigs[i]);
+    }
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+
+    tp_log_debug("serving");
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    worker_exit(w, 0);
+}

@@ -1,0 +1,312 @@
+/*
+ * worker/tp_worker.h: a worker process, its client connections, requests,
+ * and upstream connection pools.
+ *
+ * Used by: worker processes only (forked by the master). One libuv loop,
+ * single-threaded: nothing here is shared with another process except the
+ * inherited listening socket, so there is no locking.
+ *
+ * Ownership:
+ *  - the worker owns its connections (list w->conns), the per-host upstream
+ *    pools, a freelist of 64 KiB blocks and a freelist of requests;
+ *  - a client connection owns at most one request at a time (HTTP/1.1
+ *    responses go out in order, so pipelined requests wait in conn->in);
+ *  - a request borrows one upstream connection while it is proxied;
+ *  - libuv handles are embedded in their owner, which is freed only after
+ *    every embedded handle's close callback has run.
+ *
+ * Memory: an idle keep-alive connection holds no buffer (reads land in the
+ * worker's shared buffer), so 10,000 idle clients cost about 1 KiB each.
+ */
+#ifndef TP_WORKER_H
+#define TP_WORKER_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "tp_buf.h"
+#include "tp_conf.h"
+#include "tp_list.h"
+#include "tp_route.h"
+
+#define TP_BLOCK_SIZE (64 * 1024)
+#define TP_UP_MAX_HEADERS 128
+
+typedef struct tp_worker_s tp_worker_t;
+typedef struct tp_conn_s tp_conn_t;
+typedef struct tp_req_s tp_req_t;
+typedef struct tp_upconn_s tp_upconn_t;
+typedef struct tp_pool_s tp_pool_t;
+
+/* A header inside a parsed head, as offsets from the head's first byte. */
+typedef struct tp_hdr_s {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t val_off;
+    uint32_t val_len;
+} tp_hdr_t;
+
+enum {
+    TP_C_IDLE,   /* between requests, nothing buffered */
+    TP_C_HEAD,   /* reading a request head */
+    TP_C_BODY,   /* head dispatched, reading the request body */
+    TP_C_DONE,   /* request fully read, response under way */
+    TP_C_LINGER, /* final response sent, discarding input before close */
+};
+
+struct tp_conn_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    llhttp_t parser;
+    tp_worker_t *w;
+    tp_req_t *req;
+    tp_list_t link;
+    tp_buf_t in;          /* input not yet parsed (partial head, pipelined requests) */
+    uint64_t deadline;    /* loop time in ms; 0 for none */
+    uint64_t timer_due;   /* when the timer is armed to fire */
+    uint32_t nreq;        /* requests started on this connection */
+    uint8_t state;
+    uint8_t handles_open; /* embedded handles not yet closed */
+    unsigned reading : 1;
+    unsigned writing : 1;
+    unsigned closing : 1;
+    unsigned want_close : 1; /* close once the current response is out */
+    unsigned linger : 1;     /* and discard input for a while before closing */
+    char ip[46];
+};
+
+struct tp_req_s {
+    tp_conn_t *conn;
+    tp_upconn_t *up;
+    tp_req_t *next_free;
+    tp_list_t wait_link; /* in pool->waiters while a host lookup runs */
+    const tp_route_t *route;
+    const tp_target_t *target;
+    tp_pool_t *pool;
+
+    /* the parsed head: offsets from head_base, which moves if the head is
+     * copied out of the shared read buffer */
+    const char *head_base;
+    uint32_t url_off;
+    uint32_t url_len;
+    uint32_t nhdrs;
+    uint32_t last_val_end; /* obs-fold shows up as a gap between value pieces */
+    int8_t last_cb;        /* 1 after a field piece, 2 after a value piece */
+    int16_t reject;        /* status our callbacks asked for when they stopped the parser */
+    uint8_t method;
+    uint8_t http_major;
+    uint8_t http_minor;
+    unsigned chunked : 1;
+    unsigned has_body : 1;
+    unsigned body_done : 1;
+    unsigned client_keepalive : 1;
+    unsigned expect_continue : 1;
+    unsigned resp_started : 1; /* bytes of a response went to the client */
+    unsigned resp_done : 1;    /* the whole response is written */
+    unsigned resp_chunked : 1; /* pass upstream chunked framing through */
+    unsigned resp_dechunk : 1; /* strip chunked framing (HTTP/1.0 client) */
+    unsigned resp_eof : 1;     /* response body runs until upstream closes */
+    unsigned resp_nobody : 1;
+    unsigned up_head_sent : 1;
+    unsigned up_head_inflight : 1;
+    unsigned sending_continue : 1; /* "100 Continue" is being written */
+    unsigned in_send : 1;
+    unsigned retried : 1;
+    uint64_t content_length;
+    uint64_t body_seen; /* decoded request body bytes */
+    int status;
+
+    tp_buf_t up_head;   /* request head for the upstream */
+    char *body;         /* block of raw request body bytes for the upstream */
+    size_t body_len;
+    size_t body_inflight; /* bytes of body being written */
+    tp_buf_t out;       /* response head, or a whole gateway-made response */
+    uint64_t start_ms;
+    tp_hdr_t hdrs[];    /* w->max_hdrs entries */
+};
+
+enum {
+    TP_UP_CONNECTING,
+    TP_UP_ACTIVE,
+    TP_UP_IDLE,
+};
+
+struct tp_upconn_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    llhttp_t parser;
+    tp_worker_t *w;
+    tp_pool_t *pool;
+    tp_req_t *req;
+    tp_list_t link;       /* pool->idle */
+    char *rbuf;           /* a block while active */
+    size_t rlen;          /* bytes in rbuf */
+    size_t rparsed;       /* of which llhttp has seen */
+    uint32_t reason_off;
+    uint32_t reason_len;
+    uint32_t nhdrs;
+    uint32_t uses;
+    uint64_t deadline;
+    uint64_t timer_due;
+    uint8_t state;
+    uint8_t handles_open;
+    uint8_t last_cb;
+    unsigned writing : 1;
+    unsigned reading : 1;
+    unsigned closing : 1;
+    unsigned head_done : 1;
+    unsigned msg_done : 1;
+    unsigned got_bytes : 1;
+    unsigned interim : 1; /* parsing a 1xx response, which is dropped */
+    unsigned msg_cb : 1;  /* llhttp completed the message */
+    unsigned extra : 1;   /* bytes followed the response: not reusable */
+    unsigned eof : 1;     /* the upstream closed */
+    char *dechunk_w;      /* HTTP/1.0 client: where de-chunked body bytes go */
+    tp_hdr_t hdrs[TP_UP_MAX_HEADERS];
+};
+
+struct tp_pool_s {
+    char *host;
+    char *name; /* host:port, for logs */
+    uint16_t port;
+    struct sockaddr_storage addr;
+    int have_addr;
+    int literal;  /* host is an IP address: never resolved */
+    uint64_t addr_expires;
+    int resolving;
+    uv_getaddrinfo_t gai;
+    tp_list_t waiters;
+    tp_list_t idle;
+    uint32_t nidle;
+};
+
+struct tp_worker_s {
+    uv_loop_t loop;
+    int id;
+    const tp_conf_t *conf;
+    const tp_router_t *router;
+    uv_tcp_t listener;
+    uv_poll_t master_poll;
+    int master_fd;
+    uv_signal_t sig_term;
+    uv_signal_t sig_quit;
+    uv_signal_t sig_int;
+    uv_signal_t sig_hup;
+    uv_timer_t drain_timer;
+    int draining;
+    int not_ready; /* readiness answers 503 (shutdown delay) */
+    int listening;
+    tp_list_t conns;
+    uint32_t nconns;
+    char *rbuf; /* shared read buffer for connections without a buffer of their own */
+    void *free_blocks;
+    uint32_t nfree_blocks;
+    tp_req_t *free_reqs;
+    uint32_t nfree_reqs;
+    tp_pool_t *pools;
+    size_t npools;
+    llhttp_settings_t req_settings;
+    llhttp_settings_t resp_settings;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t keepalive_timeout_ms;
+    uint64_t send_timeout_ms;
+    uint64_t upstream_timeout_ms;
+    uint64_t upstream_idle_ms;
+    uint32_t max_hdrs;
+    uint32_t max_line;
+    uint32_t max_head;
+    uint64_t max_body;
+    uint64_t requests;
+    tp_buf_t scratch; /* decoded paths, valid during dispatch only */
+};
+
+/* tp_worker.c */
+_Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf_t *conf,
+                             const tp_router_t *router);
+char *tp_block_get(tp_worker_t *w);
+void tp_block_put(tp_worker_t *w, char *block);
+tp_req_t *tp_req_get(tp_worker_t *w);
+void tp_req_put(tp_worker_t *w, tp_req_t *req);
+void tp_worker_conn_gone(tp_worker_t *w);
+
+/* tp_conn.c: client connections */
+void tp_conn_accept(tp_worker_t *w);
+/* Serves a socket accepted outside libuv (the final accept sweep of a drain). */
+void tp_conn_adopt(tp_worker_t *w, int fd);
+void tp_conn_init_settings(llhttp_settings_t *s);
+/* Writes <n> buffers to the client; tp_conn_written() follows when they are
+ * out (possibly before this returns). The buffers must stay valid until
+ * then. Returns 0 or a negative libuv error (the connection is closed). */
+int tp_conn_write(tp_conn_t *c, uv_buf_t *bufs, unsigned n);
+/* The response for the current request is complete (or failed): keep the
+ * connection alive for the next request or close it. */
+void tp_conn_response_done(tp_conn_t *c);
+void tp_conn_close(tp_conn_t *c);
+/* Resumes reading the request body after the upstream drained it. */
+void tp_conn_body_drained(tp_conn_t *c);
+void tp_conn_drain(tp_conn_t *c);
+void tp_conn_update_deadline(tp_conn_t *c);
+
+/* tp_handle.c: what to do with a request whose head is complete */
+void tp_req_dispatch(tp_req_t *req);
+tp_str_t tp_req_header(const tp_req_t *req, const char *name);
+static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t len)
+{
+    return (tp_str_t){req->head_base + off, len};
+}
+
+/* tp_respond.c: responses made by the gateway itself */
+void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
+                size_t body_len, const char *extra_headers);
+void tp_respond_error(tp_req_t *req, int status, const char *message);
+int tp_req_will_close(const tp_req_t *req);
+/* A plain-text error for a request that could not be parsed; always closes. */
+void tp_respond_bad_request(tp_conn_t *c, int status);
+
+/* tp_proxy.c: the upstream half of a request */
+typedef struct tp_reqpath_s {
+    tp_str_t raw;   /* the path as received (escaped), without the query */
+    tp_str_t path;  /* decoded; the same bytes as raw when nothing was escaped */
+    tp_str_t query; /* without '?'; n == 0 when absent */
+    size_t matched; /* bytes of path covered by the route prefix */
+} tp_reqpath_t;
+/* Builds the upstream request head and starts proxying. The request's head
+ * spans are only valid during this call. */
+void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp);
+void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up);
+void tp_proxy_failed(tp_req_t *req, int err);
+void tp_proxy_body_ready(tp_req_t *req);
+void tp_proxy_client_written(tp_req_t *req);
+void tp_proxy_abort(tp_req_t *req);
+void tp_proxy_init_settings(llhttp_settings_t *s);
+/* Upstream events for the request <up> serves. */
+void tp_proxy_up_read(tp_upconn_t *up, size_t nread);
+void tp_proxy_up_eof(tp_upconn_t *up, int err);
+void tp_proxy_up_written(tp_upconn_t *up, int status);
+void tp_proxy_up_timeout(tp_upconn_t *up);
+
+/* tp_upstream.c: per-host pools of upstream connections */
+void tp_upstream_init(tp_worker_t *w);
+/* Finds or opens a connection for <req>; calls tp_proxy_connected or
+ * tp_proxy_failed (possibly before returning). */
+void tp_upstream_acquire(tp_req_t *req);
+/* Returns <up> to its pool if <reusable>, else closes it. */
+void tp_upstream_release(tp_upconn_t *up, int reusable);
+void tp_upstream_set_deadline(tp_upconn_t *up, uint64_t ms);
+/* Stops / restarts reading the upstream (back-pressure from the client). */
+void tp_upstream_pause(tp_upconn_t *up);
+void tp_upstream_resume(tp_upconn_t *up);
+void tp_upstream_close(tp_upconn_t *up);
+void tp_upstream_cancel_wait(tp_req_t *req);
+void tp_upstream_shutdown(tp_worker_t *w);
+
+#endif
