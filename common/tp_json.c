@@ -70,8 +70,8 @@ static int scan_string(scan_t *s)
                 s->p++;
                 break;
             case 'u':
-                if (s->end - s->p < 5 || !is_hex(s->p[1]) || !is_hex(s->p[2]) ||
-                    !is_hex(s->p[3]) || !is_hex(s->p[4]))
+                if (s->end - s->p < 5 || !is_hex(s->p[1]) || !is_hex(s->p[2]) || !is_hex(s->p[3]) ||
+                    !is_hex(s->p[4]))
                     return fail(s, s->p, "four hex digits after \\u");
                 s->p += 5;
                 break;
@@ -139,8 +139,10 @@ static int scan_object(scan_t *s)
     for (;;) {
         skip_ws(s);
         if (s->p >= s->end || *s->p != '"')
-            return fail(s, s->p, s->frames[s->depth].key ? "a '\"' starting the next member name (no trailing commas)"
-                                                         : "a '\"' starting a member name or '}'");
+            return fail(s, s->p,
+                        s->frames[s->depth].key
+                            ? "a '\"' starting the next member name (no trailing commas)"
+                            : "a '\"' starting a member name or '}'");
         const char *key = s->p + 1;
         if (scan_string(s) < 0)
             return -1;
@@ -260,7 +262,8 @@ static void format_error(scan_t *s, char *err, size_t errlen)
             tp_json_path_push(path, sizeof(path), NULL, s->frames[d].index);
         } else if (s->frames[d].key) {
             char key[128];
-            size_t n = s->frames[d].key_len < sizeof(key) - 1 ? s->frames[d].key_len : sizeof(key) - 1;
+            size_t n =
+                s->frames[d].key_len < sizeof(key) - 1 ? s->frames[d].key_len : sizeof(key) - 1;
             memcpy(key, s->frames[d].key, n);
             key[n] = '\0';
             tp_json_path_push(path, sizeof(path), key, 0);
@@ -329,6 +332,12 @@ cJSON *tp_json_parse_file(const char *path, char *err, size_t errlen)
     if (root == NULL)
         snprintf(err, errlen, "%s: %s", path, inner);
     return root;
+}
+
+const cJSON *tp_json_get(const cJSON *obj, const char *key)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return it != NULL ? it : cJSON_GetObjectItem(obj, key);
 }
 
 const char *tp_json_type_name(const cJSON *item)

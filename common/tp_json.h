@@ -29,6 +29,10 @@ cJSON *tp_json_parse_file(const char *path, char *err, size_t errlen);
  * a plain identifier, ["key"] otherwise, or "[index]" when <key> is NULL. */
 void tp_json_path_push(char *path, size_t cap, const char *key, int index);
 
+/* Member <key> of <obj> as Go's encoding/json finds it: an exact match
+ * first, else the first case-insensitive match. NULL when absent. */
+const cJSON *tp_json_get(const cJSON *obj, const char *key);
+
 /* The JSON type name Go would use in an error ("string", "number", ...). */
 const char *tp_json_type_name(const cJSON *item);
 

@@ -81,8 +81,9 @@ void tp_log_write(int level, const char *fmt, ...)
 
     int n;
     if (tp_log_g.json)
-        n = snprintf(line, sizeof(line), "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":\"%s\",\"msg\":\"",
-                     ts, tp_log_level_name(level), (int)getpid(), tp_log_g.role);
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":\"%s\",\"msg\":\"", ts,
+                     tp_log_level_name(level), (int)getpid(), tp_log_g.role);
     else
         n = snprintf(line, sizeof(line), "time=\"%s\" level=%s pid=%d role=%s msg=\"", ts,
                      tp_log_level_name(level), (int)getpid(), tp_log_g.role);

@@ -24,7 +24,10 @@ typedef struct store_s {
     size_t off;
 } store_t;
 
-#define S(path, kind, field) {path, kind, offsetof(tp_conf_t, field)}
+#define S(path, kind, field)                                                                       \
+    {                                                                                              \
+        path, kind, offsetof(tp_conf_t, field)                                                     \
+    }
 static const store_t stores[] = {
     S("listen_address", TP_CK_STRING, listen_address),
     S("listen_port", TP_CK_INT, listen_port),
@@ -568,8 +571,9 @@ static void validate(load_t *L)
         add_error(L, "%s: $.log_level: expected one of debug, info, warn, error, got \"%s\"",
                   L->file, c->log_level);
     if (c->http_server_options.max_request_body_size < 0)
-        add_error(L, "%s: $.http_server_options.max_request_body_size: expected 0 (no limit) or "
-                     "a positive number of bytes",
+        add_error(L,
+                  "%s: $.http_server_options.max_request_body_size: expected 0 (no limit) or "
+                  "a positive number of bytes",
                   L->file);
     if (c->tp.workers < 0 || c->tp.workers > 512)
         add_error(L, "%s: $.turnpike.workers: expected 0 (one per core) to 512, got %lld", L->file,
@@ -577,8 +581,9 @@ static void validate(load_t *L)
     if (c->tp.max_header_count > 10000)
         add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
     if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))
-        add_error(L, "%s: $.turnpike: max_request_line and max_header_bytes must be at most "
-                     "1048576",
+        add_error(L,
+                  "%s: $.turnpike: max_request_line and max_header_bytes must be at most "
+                  "1048576",
                   L->file);
 }
 
@@ -704,7 +709,10 @@ char *tp_conf_dump(const tp_conf_t *conf)
             break;
         case TP_CK_STRING: {
             const char *s = *(char *const *)p;
-            cJSON_AddStringToObject(parent, name, s == NULL ? "" : (secret && s[0]) ? "********" : s);
+            cJSON_AddStringToObject(parent, name,
+                                    s == NULL          ? ""
+                                    : (secret && s[0]) ? "********"
+                                                       : s);
             break;
         }
         case TP_CK_STRLIST: {

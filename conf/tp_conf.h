@@ -54,17 +54,17 @@ typedef struct tp_conf_storage_s {
 
 /* The "turnpike" block: settings Tyk has no name for. */
 typedef struct tp_conf_tp_s {
-    int64_t workers;             /* 0: one per available core */
-    char *admin_socket;          /* admin unix socket path */
-    int64_t max_connections;     /* per worker; 0: no limit besides RLIMIT_NOFILE */
-    int64_t max_request_line;    /* bytes, 414 beyond */
-    int64_t max_header_bytes;    /* whole header block, 431 beyond */
-    int64_t max_header_count;    /* 431 beyond */
-    double header_timeout;       /* s, total time to receive a request head (408) */
-    double body_timeout;         /* s, idle time between request body reads (408) */
-    double keepalive_timeout;    /* s, idle keep-alive connection lifetime */
-    int64_t keepalive_requests;  /* requests per client connection */
-    double send_timeout;         /* s, a client that reads nothing this long is dropped */
+    int64_t workers;              /* 0: one per available core */
+    char *admin_socket;           /* admin unix socket path */
+    int64_t max_connections;      /* per worker; 0: no limit besides RLIMIT_NOFILE */
+    int64_t max_request_line;     /* bytes, 414 beyond */
+    int64_t max_header_bytes;     /* whole header block, 431 beyond */
+    int64_t max_header_count;     /* 431 beyond */
+    double header_timeout;        /* s, total time to receive a request head (408) */
+    double body_timeout;          /* s, idle time between request body reads (408) */
+    double keepalive_timeout;     /* s, idle keep-alive connection lifetime */
+    int64_t keepalive_requests;   /* requests per client connection */
+    double send_timeout;          /* s, a client that reads nothing this long is dropped */
     double upstream_idle_timeout; /* s, idle pooled upstream connections */
 } tp_conf_tp_t;
 
@@ -156,8 +156,8 @@ int tp_conf_workers(const tp_conf_t *conf);
 
 typedef struct tp_target_s {
     tp_url_t url;
-    char *raw;    /* as written in the definition */
-    int pool;     /* upstream pool index, assigned by the worker */
+    char *raw; /* as written in the definition */
+    int pool;  /* upstream pool index, assigned by the worker */
 } tp_target_t;
 
 typedef struct tp_api_s {
@@ -196,7 +196,6 @@ void tp_api_free(tp_api_t *api);
  * directory cannot be read (reason in <err>). */
 int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen);
 void tp_apis_free(tp_apis_t *apis);
-
 
 /* ------------------------------------------------------------------------
  * Internal to conf/: typed member access with Go-like type errors. Each

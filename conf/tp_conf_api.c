@@ -39,8 +39,9 @@ static int add_target(tp_api_t *api, const char *path, const char *raw, char *er
         return -1;
     }
     if (t.url.tls) {
-        snprintf(err, errlen, "%s: https upstreams are not supported by this Turnpike version (\"%s\")",
-                 path, raw);
+        snprintf(err, errlen,
+                 "%s: https upstreams are not supported by this Turnpike version (\"%s\")", path,
+                 raw);
         tp_url_free(&t.url);
         return -1;
     }
@@ -96,8 +97,8 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         tp_conf__get_str(proxy, "target_url", "$.proxy", &target_url, err, errlen) < 0 ||
         tp_conf__get_bool(proxy, "strip_listen_path", "$.proxy", &api->strip_listen_path, err,
                           errlen) < 0 ||
-        tp_conf__get_bool(proxy, "preserve_host_header", "$.proxy", &api->preserve_host_header,
-                          err, errlen) < 0 ||
+        tp_conf__get_bool(proxy, "preserve_host_header", "$.proxy", &api->preserve_host_header, err,
+                          errlen) < 0 ||
         tp_conf__get_bool(proxy, "disable_strip_slash", "$.proxy", &api->disable_strip_slash, err,
                           errlen) < 0 ||
         tp_conf__get_bool(proxy, "enable_load_balancing", "$.proxy", &api->enable_load_balancing,

@@ -20,7 +20,7 @@ static int type_error(const char *path, const char *key, const char *want, const
 int tp_conf__get_str(const cJSON *obj, const char *key, const char *path, char **out, char *err,
                      size_t errlen)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = tp_json_get(obj, key);
     if (it == NULL || cJSON_IsNull(it))
         return 0;
     if (!cJSON_IsString(it))
@@ -33,7 +33,7 @@ int tp_conf__get_str(const cJSON *obj, const char *key, const char *path, char *
 int tp_conf__get_bool(const cJSON *obj, const char *key, const char *path, int *out, char *err,
                       size_t errlen)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = tp_json_get(obj, key);
     if (it == NULL || cJSON_IsNull(it))
         return 0;
     if (!cJSON_IsBool(it))
@@ -45,7 +45,7 @@ int tp_conf__get_bool(const cJSON *obj, const char *key, const char *path, int *
 int tp_conf__get_int(const cJSON *obj, const char *key, const char *path, int64_t *out, char *err,
                      size_t errlen)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = tp_json_get(obj, key);
     if (it == NULL || cJSON_IsNull(it))
         return 0;
     if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
@@ -67,7 +67,7 @@ void tp_strlist_free(tp_strlist_t *l)
 int tp_conf__get_strlist(const cJSON *obj, const char *key, const char *path, tp_strlist_t *out,
                          char *err, size_t errlen)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = tp_json_get(obj, key);
     if (it == NULL || cJSON_IsNull(it))
         return 0;
     if (!cJSON_IsArray(it))
@@ -95,7 +95,7 @@ int tp_conf__get_strlist(const cJSON *obj, const char *key, const char *path, tp
 const cJSON *tp_conf__get_obj(const cJSON *obj, const char *key, const char *path, char *err,
                               size_t errlen, int *rc)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    const cJSON *it = tp_json_get(obj, key);
     *rc = 0;
     if (it == NULL || cJSON_IsNull(it))
         return NULL;

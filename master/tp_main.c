@@ -24,26 +24,25 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: turnpike [start] [options]\n"
-            "\n"
-            "A Tyk-compatible API gateway. Reads Tyk's tyk.conf and classic API definitions.\n"
-            "\n"
-            "options:\n"
-            "  --conf FILE, --conf=FILE  tyk.conf to load (default: ./tyk.conf, then\n"
-            "                            /etc/tyk/tyk.conf)\n"
-            "  --port N                  override listen_port\n"
-            "  --debug                   log at debug level\n"
-            "  -t, --test                test the configuration and every API definition,\n"
-            "                            then exit 0 (valid) or 1 (not); binds nothing\n"
-            "  --dump-config             like -t, then print the effective configuration\n"
-            "                            (secrets masked)\n"
-            "  -v, --version             print the version and the linked library versions\n"
-            "  -h, --help                this text\n"
-            "\n"
-            "Environment: TYK_GW_* variables override tyk.conf as in Tyk (Go field names,\n"
-            "e.g. TYK_GW_LISTENPORT, TYK_GW_STORAGE_HOST); Turnpike's own settings live in\n"
-            "the \"turnpike\" object (TYK_GW_TURNPIKE_WORKERS, ...).\n");
+    fprintf(out, "usage: turnpike [start] [options]\n"
+                 "\n"
+                 "A Tyk-compatible API gateway. Reads Tyk's tyk.conf and classic API definitions.\n"
+                 "\n"
+                 "options:\n"
+                 "  --conf FILE, --conf=FILE  tyk.conf to load (default: ./tyk.conf, then\n"
+                 "                            /etc/tyk/tyk.conf)\n"
+                 "  --port N                  override listen_port\n"
+                 "  --debug                   log at debug level\n"
+                 "  -t, --test                test the configuration and every API definition,\n"
+                 "                            then exit 0 (valid) or 1 (not); binds nothing\n"
+                 "  --dump-config             like -t, then print the effective configuration\n"
+                 "                            (secrets masked)\n"
+                 "  -v, --version             print the version and the linked library versions\n"
+                 "  -h, --help                this text\n"
+                 "\n"
+                 "Environment: TYK_GW_* variables override tyk.conf as in Tyk (Go field names,\n"
+                 "e.g. TYK_GW_LISTENPORT, TYK_GW_STORAGE_HOST); Turnpike's own settings live in\n"
+                 "the \"turnpike\" object (TYK_GW_TURNPIKE_WORKERS, ...).\n");
 }
 
 static void version(void)
@@ -51,8 +50,7 @@ static void version(void)
     unsigned v = uv_version();
     printf("turnpike %s\n", TP_VERSION);
     printf("  libuv %u.%u.%u\n", (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff);
-    printf("  llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
-           LLHTTP_VERSION_PATCH);
+    printf("  llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
     printf("  hiredis %d.%d.%d\n", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
     printf("  cJSON %s\n", cJSON_Version());
     char mbed[32];

@@ -26,10 +26,10 @@ enum { M_RUNNING, M_DELAYING, M_DRAINING, M_STOPPING };
 
 typedef struct tp_slot_s {
     pid_t pid;
-    int chan;           /* our end of the socketpair to the worker */
-    uint64_t started;   /* ms */
+    int chan;            /* our end of the socketpair to the worker */
+    uint64_t started;    /* ms */
     uint64_t respawn_at; /* ms, 0 when not waiting */
-    int quick_deaths;   /* recent deaths soon after start */
+    int quick_deaths;    /* recent deaths soon after start */
 } tp_slot_t;
 
 typedef struct tp_master_s {
@@ -218,8 +218,8 @@ static void reap(tp_master_t *m)
                 delay = 100u << (s->quick_deaths < 6 ? s->quick_deaths : 6);
                 if (delay > 5000)
                     delay = 5000;
-                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms",
-                            i, (unsigned long long)delay);
+                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms", i,
+                            (unsigned long long)delay);
             }
             s->respawn_at = now + delay;
         }
@@ -272,8 +272,7 @@ static void begin_drain(tp_master_t *m)
 {
     m->state = M_DRAINING;
     int64_t secs = m->gen->conf.graceful_shutdown_timeout_duration;
-    tp_log_info("draining: workers finish in-flight requests within %lld s",
-                (long long)secs);
+    tp_log_info("draining: workers finish in-flight requests within %lld s", (long long)secs);
     close_listeners(m);
     broadcast(m, 'D');
     m->stop_deadline = tp_time_mono_ms() + (uint64_t)secs * 1000 + 2000;
@@ -469,8 +468,8 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->nworkers = tp_conf_workers(&gen->conf);
     char err[1024];
 
-    if (tp_listen_probe(gen->conf.listen_address, (int)gen->conf.listen_port, err,
-                        sizeof(err)) < 0) {
+    if (tp_listen_probe(gen->conf.listen_address, (int)gen->conf.listen_port, err, sizeof(err)) <
+        0) {
         tp_log_error("%s", err);
         return 2;
     }
@@ -507,9 +506,9 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->timer.data = m;
 
     const char *addr = gen->conf.listen_address;
-    tp_log_info("turnpike %s: %d workers on %s:%lld, %zu APIs from %s%s", TP_VERSION,
-                m->nworkers, addr && addr[0] ? addr : "*", (long long)gen->conf.listen_port,
-                gen->apis.n, gen->conf.app_path, getpid() == 1 ? " (running as PID 1)" : "");
+    tp_log_info("turnpike %s: %d workers on %s:%lld, %zu APIs from %s%s", TP_VERSION, m->nworkers,
+                addr && addr[0] ? addr : "*", (long long)gen->conf.listen_port, gen->apis.n,
+                gen->conf.app_path, getpid() == 1 ? " (running as PID 1)" : "");
     for (int i = 0; i < m->nworkers; i++)
         spawn(m, i);
     uv_run(&m->loop, UV_RUN_DEFAULT);

@@ -356,8 +356,8 @@ static void conn_reject(tp_conn_t *c, llhttp_errno_t err)
         status = 501;
     else if (err == HPE_INVALID_VERSION)
         status = 505;
-    tp_log_debug("client %s: rejecting request (%d): %s: %s", c->ip, status,
-                 llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
+    tp_log_debug("client %s: rejecting request (%d): %s: %s", c->ip, status, llhttp_errno_name(err),
+                 llhttp_get_error_reason(&c->parser));
     if (req != NULL && req->resp_started) {
         tp_conn_close(c);
         return;
@@ -506,7 +506,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (buf->base == c->w->rbuf) {
         conn_consume(c, buf->base, (size_t)nread, SRC_SHARED);
-    } else if (c->req != NULL && c->req->body != NULL && buf->base == c->req->body + c->req->body_len) {
+    } else if (c->req != NULL && c->req->body != NULL &&
+               buf->base == c->req->body + c->req->body_len) {
         conn_consume(c, buf->base, (size_t)nread, SRC_BODY);
     } else {
         /* appended to conn->in: take the buffer over, then parse the new

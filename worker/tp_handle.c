@@ -203,8 +203,7 @@ void tp_req_dispatch(tp_req_t *req)
     const tp_route_t *route = tp_router_match(w->router, host, rp.path, &rp.matched);
     if (route == NULL) {
         static const char not_found[] = "Not Found";
-        tp_respond(req, 404, "text/plain; charset=utf-8", not_found, sizeof(not_found) - 1,
-                   NULL);
+        tp_respond(req, 404, "text/plain; charset=utf-8", not_found, sizeof(not_found) - 1, NULL);
         return;
     }
     req->route = route;

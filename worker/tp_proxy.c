@@ -421,8 +421,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
             int named = 0;
             for (uint32_t j = 0; j < up->nhdrs && !named; j++) {
                 const tp_hdr_t *ch = &up->hdrs[j];
-                if (tp_http_header_kind(up->rbuf + ch->name_off, ch->name_len) !=
-                    TP_H_CONNECTION)
+                if (tp_http_header_kind(up->rbuf + ch->name_off, ch->name_len) != TP_H_CONNECTION)
                     continue;
                 char tok[128];
                 if (h->name_len < sizeof(tok)) {
@@ -559,7 +558,9 @@ static void resp_forward(tp_req_t *req, tp_upconn_t *up, const char *body, size_
             up->rlen = up->rparsed = 0;
         return;
     }
+    /* while the client takes this, its send_timeout applies, not ours */
     tp_upstream_pause(up);
+    up->deadline = 0;
     int r = tp_conn_write(c, bufs, n);
     if (r < 0)
         return; /* the connection closed, the request with it */
@@ -593,6 +594,7 @@ void tp_proxy_client_written(tp_req_t *req)
         finish(req);
         return;
     }
+    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
     tp_upstream_resume(up);
 }
 
@@ -609,7 +611,9 @@ void tp_proxy_up_eof(tp_upconn_t *up, int err)
 {
     tp_req_t *req = up->req;
     up->eof = 1;
-    if (up->head_done && !up->msg_done && req->resp_eof && err == UV_EOF) {
+    if (up->msg_done)
+        return; /* closed after a complete response: finish() sees eof */
+    if (up->head_done && req->resp_eof && err == UV_EOF) {
         /* a body delimited by the connection's end: complete */
         llhttp_finish(&up->parser);
         up->msg_done = 1;

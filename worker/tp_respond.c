@@ -16,9 +16,8 @@ int tp_req_will_close(const tp_req_t *req)
 {
     const tp_conn_t *c = req->conn;
     const tp_worker_t *w = c->w;
-    return c->want_close || w->draining || !req->client_keepalive ||
-           w->conf->close_connections || c->nreq >= (uint32_t)w->conf->tp.keepalive_requests ||
-           !req->body_done;
+    return c->want_close || w->draining || !req->client_keepalive || w->conf->close_connections ||
+           c->nreq >= (uint32_t)w->conf->tp.keepalive_requests || !req->body_done;
 }
 
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,

@@ -189,8 +189,7 @@ static int host_match(const char *want, tp_str_t host)
                 return 0;
             continue;
         }
-        if (j >= host.n ||
-            (host.p[j] | 0x20) != (want[i] | 0x20) ||
+        if (j >= host.n || (host.p[j] | 0x20) != (want[i] | 0x20) ||
             ((want[i] < 'A' || (want[i] > 'Z' && want[i] < 'a') || want[i] > 'z') &&
              host.p[j] != want[i]))
             return 0;

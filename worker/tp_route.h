@@ -25,7 +25,7 @@ typedef struct tp_route_s {
     int templated;      /* has {name} segments */
     const char *domain; /* host this route is bound to, NULL for any */
     tp_api_t *api;
-    int by_api_id;      /* the "/<api_id>/" route */
+    int by_api_id; /* the "/<api_id>/" route */
 } tp_route_t;
 
 typedef struct tp_router_s {

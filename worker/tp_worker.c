@@ -135,7 +135,8 @@ static void worker_drain(tp_worker_t *w, const char *why)
     }
     tp_upstream_shutdown(w);
     tp_list_t *it, *tmp;
-    tp_list_foreach_safe(it, tmp, &w->conns) tp_conn_drain(tp_container_of(it, tp_conn_t, link));
+    tp_list_foreach_safe (it, tmp, &w->conns)
+        tp_conn_drain(tp_container_of(it, tp_conn_t, link));
     uint64_t deadline_ms = (uint64_t)w->conf->graceful_shutdown_timeout_duration * 1000;
     uv_timer_start(&w->drain_timer, on_drain_timeout, deadline_ms, 0);
     uv_unref((uv_handle_t *)&w->drain_timer);

@@ -67,10 +67,10 @@ struct tp_conn_s {
     tp_worker_t *w;
     tp_req_t *req;
     tp_list_t link;
-    tp_buf_t in;          /* input not yet parsed (partial head, pipelined requests) */
-    uint64_t deadline;    /* loop time in ms; 0 for none */
-    uint64_t timer_due;   /* when the timer is armed to fire */
-    uint32_t nreq;        /* requests started on this connection */
+    tp_buf_t in;        /* input not yet parsed (partial head, pipelined requests) */
+    uint64_t deadline;  /* loop time in ms; 0 for none */
+    uint64_t timer_due; /* when the timer is armed to fire */
+    uint32_t nreq;      /* requests started on this connection */
     uint8_t state;
     uint8_t handles_open; /* embedded handles not yet closed */
     unsigned reading : 1;
@@ -122,13 +122,13 @@ struct tp_req_s {
     uint64_t body_seen; /* decoded request body bytes */
     int status;
 
-    tp_buf_t up_head;   /* request head for the upstream */
-    char *body;         /* block of raw request body bytes for the upstream */
+    tp_buf_t up_head; /* request head for the upstream */
+    char *body;       /* block of raw request body bytes for the upstream */
     size_t body_len;
     size_t body_inflight; /* bytes of body being written */
-    tp_buf_t out;       /* response head, or a whole gateway-made response */
+    tp_buf_t out;         /* response head, or a whole gateway-made response */
     uint64_t start_ms;
-    tp_hdr_t hdrs[];    /* w->max_hdrs entries */
+    tp_hdr_t hdrs[]; /* w->max_hdrs entries */
 };
 
 enum {
@@ -146,10 +146,10 @@ struct tp_upconn_s {
     tp_worker_t *w;
     tp_pool_t *pool;
     tp_req_t *req;
-    tp_list_t link;       /* pool->idle */
-    char *rbuf;           /* a block while active */
-    size_t rlen;          /* bytes in rbuf */
-    size_t rparsed;       /* of which llhttp has seen */
+    tp_list_t link; /* pool->idle */
+    char *rbuf;     /* a block while active */
+    size_t rlen;    /* bytes in rbuf */
+    size_t rparsed; /* of which llhttp has seen */
     uint32_t reason_off;
     uint32_t reason_len;
     uint32_t nhdrs;
@@ -179,7 +179,7 @@ struct tp_pool_s {
     uint16_t port;
     struct sockaddr_storage addr;
     int have_addr;
-    int literal;  /* host is an IP address: never resolved */
+    int literal; /* host is an IP address: never resolved */
     uint64_t addr_expires;
     int resolving;
     uv_getaddrinfo_t gai;

@@ -8,9 +8,9 @@ TP_TEST(parse_http_with_path_and_query)
 {
     tp_url_t u;
     char err[128];
-    CHECK_INT(tp_url_parse("http://backend.default.svc.cluster.local:8080/v1/?a=b", &u, err,
-                           sizeof(err)),
-              0);
+    CHECK_INT(
+        tp_url_parse("http://backend.default.svc.cluster.local:8080/v1/?a=b", &u, err, sizeof(err)),
+        0);
     CHECK_STR(u.scheme, "http");
     CHECK_STR(u.host, "backend.default.svc.cluster.local");
     CHECK_STR(u.authority, "backend.default.svc.cluster.local:8080");
