@@ -435,27 +435,26 @@ static void on_sigpipe(uv_poll_t *p, int status, int events)
     (void)status;
     (void)events;
     ssize_t n = read(m->sigpipe[0], sigs, sizeof(sigs));
+    int term = 0, quit = 0, intr = 0, hup = 0, chld = 0;
     for (ssize_t i = 0; i < n; i++) {
-        switch (sigs[i]) {
-        case SIGCHLD:
-            reap(m);
-            break;
-        case SIGTERM:
-            shutdown_graceful(m, "SIGTERM");
-            break;
-        case SIGQUIT:
-            shutdown_graceful(m, "SIGQUIT");
-            break;
-        case SIGINT:
-            stop_fast(m, "SIGINT");
-            break;
-        case SIGHUP:
-            reload(m);
-            break;
-        default:
-            break; /* SIGUSR1: logs go to stderr, nothing to reopen */
-        }
+        term += sigs[i] == SIGTERM;
+        quit += sigs[i] == SIGQUIT;
+        intr += sigs[i] == SIGINT;
+        hup += sigs[i] == SIGHUP;
+        chld += sigs[i] == SIGCHLD;
     }
+    /* A fixed order: stop requests first, so that workers which exited
+     * because the same signal reached the whole process group are not
+     * mistaken for crashes and restarted. SIGUSR1 needs nothing: logs go
+     * to stderr. */
+    if (intr)
+        stop_fast(m, "SIGINT");
+    for (int i = 0; i < term + quit; i++)
+        shutdown_graceful(m, i < term ? "SIGTERM" : "SIGQUIT");
+    if (hup)
+        reload(m);
+    if (chld)
+        reap(m);
 }
 
 int tp_master_run(const char *conf_path, tp_gen_t *gen)
