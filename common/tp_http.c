@@ -84,27 +84,48 @@ int tp_http_token_ok(const char *name, size_t n)
 
 const char *tp_http_reason(int status)
 {
+    /* Go's http.StatusText, plus nginx's 499 */
     switch (status) {
     case 100:
         return "Continue";
     case 101:
         return "Switching Protocols";
+    case 102:
+        return "Processing";
+    case 103:
+        return "Early Hints";
     case 200:
         return "OK";
     case 201:
         return "Created";
     case 202:
         return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
     case 206:
         return "Partial Content";
+    case 207:
+        return "Multi-Status";
+    case 208:
+        return "Already Reported";
+    case 226:
+        return "IM Used";
+    case 300:
+        return "Multiple Choices";
     case 301:
         return "Moved Permanently";
     case 302:
         return "Found";
+    case 303:
+        return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
     case 307:
         return "Temporary Redirect";
     case 308:
@@ -113,26 +134,60 @@ const char *tp_http_reason(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 402:
+        return "Payment Required";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Request Entity Too Large";
     case 414:
         return "Request URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Requested Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 418:
+        return "I'm a teapot";
+    case 421:
+        return "Misdirected Request";
     case 422:
         return "Unprocessable Entity";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
     case 429:
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
     case 499:
         return "Client Closed Request";
     case 500:
@@ -147,6 +202,16 @@ const char *tp_http_reason(int status)
         return "Gateway Timeout";
     case 505:
         return "HTTP Version Not Supported";
+    case 506:
+        return "Variant Also Negotiates";
+    case 507:
+        return "Insufficient Storage";
+    case 508:
+        return "Loop Detected";
+    case 510:
+        return "Not Extended";
+    case 511:
+        return "Network Authentication Required";
     default:
         return "";
     }

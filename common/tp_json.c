@@ -1,12 +1,14 @@
-/* common/tp_json.c: strict JSON scanner for error reporting, then cJSON. */
+/* common/tp_json.c: a strict JSON parser that builds cJSON trees and says where it failed. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tp_buf.h"
 #include "tp_err.h"
 #include "tp_json.h"
 
@@ -43,78 +45,151 @@ static int is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-static int scan_string(scan_t *s)
+static void put_utf8(tp_buf_t *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    tp_buf_append(b, u, n);
+}
+
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* Scans a string at s->p; when <out> is given, appends its unescaped bytes
+ * (NUL-terminated). A lone UTF-16 surrogate becomes U+FFFD, as in Go. */
+static int scan_string(scan_t *s, tp_buf_t *out)
 {
     const char *open = s->p++;
     while (s->p < s->end) {
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
             s->p++;
+            if (out != NULL)
+                tp_buf_append(out, "", 1);
             return 0;
         }
         if (c < 0x20)
             return fail(s, s->p, "no raw control character inside a string (escape it)");
-        if (c == '\\') {
-            s->p++;
-            if (s->p >= s->end)
-                break;
-            switch (*s->p) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
+        if (c != '\\') {
+            const char *run = s->p;
+            while (s->p < s->end && *s->p != '"' && *s->p != '\\' && (unsigned char)*s->p >= 0x20)
                 s->p++;
-                break;
-            case 'u':
-                if (s->end - s->p < 5 || !is_hex(s->p[1]) || !is_hex(s->p[2]) || !is_hex(s->p[3]) ||
-                    !is_hex(s->p[4]))
-                    return fail(s, s->p, "four hex digits after \\u");
-                s->p += 5;
-                break;
-            default:
-                return fail(s, s->p, "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
-            }
+            if (out != NULL)
+                tp_buf_append(out, run, (size_t)(s->p - run));
             continue;
         }
         s->p++;
+        if (s->p >= s->end)
+            break;
+        static const char simple[] = "\"\\/bfnrt", value[] = "\"\\/\b\f\n\r\t";
+        const char *e = strchr(simple, *s->p);
+        if (*s->p != '\0' && e != NULL) {
+            if (out != NULL)
+                tp_buf_putc(out, value[e - simple]);
+            s->p++;
+            continue;
+        }
+        if (*s->p != 'u')
+            return fail(s, s->p, "a valid escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
+        if (s->end - s->p < 5 || !is_hex(s->p[1]) || !is_hex(s->p[2]) || !is_hex(s->p[3]) ||
+            !is_hex(s->p[4]))
+            return fail(s, s->p, "four hex digits after \\u");
+        unsigned cp = hex4(s->p + 1);
+        s->p += 5;
+        if (cp >= 0xd800 && cp < 0xdc00 && s->end - s->p >= 6 && s->p[0] == '\\' &&
+            s->p[1] == 'u' && is_hex(s->p[2]) && is_hex(s->p[3]) && is_hex(s->p[4]) &&
+            is_hex(s->p[5])) {
+            unsigned lo = hex4(s->p + 2);
+            if (lo >= 0xdc00 && lo < 0xe000) {
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                s->p += 6;
+            }
+        }
+        if (cp >= 0xd800 && cp < 0xe000)
+            cp = 0xfffd;
+        if (out != NULL)
+            put_utf8(out, cp);
     }
     return fail(s, open, "a closing '\"' (unterminated string)");
 }
 
-static int scan_number(scan_t *s)
+static cJSON *scan_number(scan_t *s)
 {
-    const char *p = s->p;
+    const char *p = s->p, *start = s->p;
+    int fraction = 0;
     if (p < s->end && *p == '-')
         p++;
-    if (p >= s->end || *p < '0' || *p > '9')
-        return fail(s, s->p, "a value (string, number, object, array, true, false or null)");
-    if (*p == '0')
+    if (p >= s->end || *p < '0' || *p > '9') {
+        fail(s, s->p, "a value (string, number, object, array, true, false or null)");
+        return NULL;
+    }
+    if (*p == '0') {
         p++;
-    else
+        if (p < s->end && *p >= '0' && *p <= '9') {
+            fail(s, p, "no leading zeros in a number");
+            return NULL;
+        }
+    } else {
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
+    }
     if (p < s->end && *p == '.') {
         p++;
-        if (p >= s->end || *p < '0' || *p > '9')
-            return fail(s, p, "a digit after the decimal point");
+        fraction = 1;
+        if (p >= s->end || *p < '0' || *p > '9') {
+            fail(s, p, "a digit after the decimal point");
+            return NULL;
+        }
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
     }
     if (p < s->end && (*p == 'e' || *p == 'E')) {
         p++;
+        fraction = 1;
         if (p < s->end && (*p == '+' || *p == '-'))
             p++;
-        if (p >= s->end || *p < '0' || *p > '9')
-            return fail(s, p, "a digit in the exponent");
+        if (p >= s->end || *p < '0' || *p > '9') {
+            fail(s, p, "a digit in the exponent");
+            return NULL;
+        }
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
     }
     s->p = p;
-    return 0;
+    char lit[128];
+    size_t n = (size_t)(p - start) < sizeof(lit) - 1 ? (size_t)(p - start) : sizeof(lit) - 1;
+    memcpy(lit, start, n);
+    lit[n] = '\0';
+    cJSON *num = cJSON_CreateNumber(strtod(lit, NULL));
+    if (fraction)
+        num->type |= TP_JSON_FRACTION;
+    return num;
 }
 
 static int scan_literal(scan_t *s, const char *lit)
@@ -126,34 +201,43 @@ static int scan_literal(scan_t *s, const char *lit)
     return 0;
 }
 
-static int scan_value(scan_t *s);
+static cJSON *scan_value(scan_t *s);
 
-static int scan_object(scan_t *s)
+static cJSON *scan_object(scan_t *s)
 {
+    cJSON *obj = cJSON_CreateObject();
+    tp_buf_t key = {0};
     s->p++; /* '{' */
     skip_ws(s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
-        return 0;
+        return obj;
     }
     for (;;) {
         skip_ws(s);
-        if (s->p >= s->end || *s->p != '"')
-            return fail(s, s->p,
-                        s->frames[s->depth].key
-                            ? "a '\"' starting the next member name (no trailing commas)"
-                            : "a '\"' starting a member name or '}'");
-        const char *key = s->p + 1;
-        if (scan_string(s) < 0)
-            return -1;
-        s->frames[s->depth].key = key;
-        s->frames[s->depth].key_len = (size_t)(s->p - 1 - key);
+        if (s->p >= s->end || *s->p != '"') {
+            fail(s, s->p,
+                 s->frames[s->depth].key
+                     ? "a '\"' starting the next member name (no trailing commas)"
+                     : "a '\"' starting a member name or '}'");
+            goto err;
+        }
+        const char *kstart = s->p + 1;
+        key.len = 0;
+        if (scan_string(s, &key) < 0)
+            goto err;
+        s->frames[s->depth].key = kstart;
+        s->frames[s->depth].key_len = (size_t)(s->p - 1 - kstart);
         skip_ws(s);
-        if (s->p >= s->end || *s->p != ':')
-            return fail(s, s->p, "':' after the member name");
+        if (s->p >= s->end || *s->p != ':') {
+            fail(s, s->p, "':' after the member name");
+            goto err;
+        }
         s->p++;
-        if (scan_value(s) < 0)
-            return -1;
+        cJSON *v = scan_value(s);
+        if (v == NULL)
+            goto err;
+        cJSON_AddItemToObject(obj, key.data, v);
         skip_ws(s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -161,24 +245,33 @@ static int scan_object(scan_t *s)
         }
         if (s->p < s->end && *s->p == '}') {
             s->p++;
-            return 0;
+            tp_buf_free(&key);
+            return obj;
         }
-        return fail(s, s->p, "',' or '}' after an object member");
+        fail(s, s->p, "',' or '}' after an object member");
+        goto err;
     }
+err:
+    tp_buf_free(&key);
+    cJSON_Delete(obj);
+    return NULL;
 }
 
-static int scan_array(scan_t *s)
+static cJSON *scan_array(scan_t *s)
 {
+    cJSON *arr = cJSON_CreateArray();
     s->p++; /* '[' */
     skip_ws(s);
     if (s->p < s->end && *s->p == ']') {
         s->p++;
-        return 0;
+        return arr;
     }
     for (int i = 0;; i++) {
         s->frames[s->depth].index = i;
-        if (scan_value(s) < 0)
-            return -1;
+        cJSON *v = scan_value(s);
+        if (v == NULL)
+            break;
+        cJSON_AddItemToArray(arr, v);
         skip_ws(s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -186,40 +279,53 @@ static int scan_array(scan_t *s)
         }
         if (s->p < s->end && *s->p == ']') {
             s->p++;
-            return 0;
+            return arr;
         }
-        return fail(s, s->p, "',' or ']' after an array element");
+        fail(s, s->p, "',' or ']' after an array element");
+        break;
     }
+    cJSON_Delete(arr);
+    return NULL;
 }
 
-static int scan_value(scan_t *s)
+static cJSON *scan_value(scan_t *s)
 {
     skip_ws(s);
-    if (s->p >= s->end)
-        return fail(s, s->p, "a value (the document ends too early)");
+    if (s->p >= s->end) {
+        fail(s, s->p, "a value (the document ends too early)");
+        return NULL;
+    }
     switch (*s->p) {
     case '{':
     case '[': {
-        if (s->depth + 1 >= TP_JSON_MAX_DEPTH)
-            return fail(s, s->p, "less deeply nested data");
+        if (s->depth + 1 >= TP_JSON_MAX_DEPTH) {
+            fail(s, s->p, "less deeply nested data");
+            return NULL;
+        }
         int obj = *s->p == '{';
         s->depth++;
         s->frames[s->depth].key = NULL;
         s->frames[s->depth].key_len = 0;
         s->frames[s->depth].index = obj ? -1 : 0;
-        int rc = obj ? scan_object(s) : scan_array(s);
-        if (rc == 0)
+        cJSON *v = obj ? scan_object(s) : scan_array(s);
+        if (v != NULL)
             s->depth--;
-        return rc;
+        return v;
     }
-    case '"':
-        return scan_string(s);
+    case '"': {
+        tp_buf_t str = {0};
+        cJSON *v = NULL;
+        if (scan_string(s, &str) == 0)
+            v = cJSON_CreateString(str.data);
+        tp_buf_free(&str);
+        return v;
+    }
     case 't':
-        return scan_literal(s, "true");
+        return scan_literal(s, "true") == 0 ? cJSON_CreateTrue() : NULL;
     case 'f':
-        return scan_literal(s, "false");
+        return scan_literal(s, "false") == 0 ? cJSON_CreateFalse() : NULL;
     case 'n':
-        return scan_literal(s, "null");
+        return scan_literal(s, "null") == 0 ? cJSON_CreateNull() : NULL;
     default:
         return scan_number(s);
     }
@@ -278,21 +384,18 @@ cJSON *tp_json_parse(const char *text, size_t len, char *err, size_t errlen)
     s->p = s->start = text;
     s->end = text + len;
     s->frames[0].index = -1;
-    int rc = scan_value(s);
-    if (rc == 0) {
+    cJSON *root = scan_value(s);
+    if (root != NULL) {
         skip_ws(s);
-        if (s->p != s->end)
-            rc = fail(s, s->p, "the end of the document after the top-level value");
+        if (s->p != s->end) {
+            fail(s, s->p, "the end of the document after the top-level value");
+            cJSON_Delete(root);
+            root = NULL;
+        }
     }
-    if (rc < 0) {
-        format_error(s, err, errlen);
-        free(s);
-        return NULL;
-    }
-    free(s);
-    cJSON *root = cJSON_ParseWithLength(text, len);
     if (root == NULL)
-        snprintf(err, errlen, "the JSON parser rejected the document");
+        format_error(s, err, errlen);
+    free(s);
     return root;
 }
 
@@ -336,8 +439,15 @@ cJSON *tp_json_parse_file(const char *path, char *err, size_t errlen)
 
 const cJSON *tp_json_get(const cJSON *obj, const char *key)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return it != NULL ? it : cJSON_GetObjectItem(obj, key);
+    /* Go assigns members in document order, so a later "API_ID" beats an
+     * earlier "api_id": the last case-insensitive match wins. */
+    const cJSON *found = NULL, *it;
+    if (obj == NULL)
+        return NULL;
+    for (it = obj->child; it != NULL; it = it->next)
+        if (it->string != NULL && strcasecmp(it->string, key) == 0)
+            found = it;
+    return found;
 }
 
 const char *tp_json_type_name(const cJSON *item)

@@ -2,11 +2,13 @@
  * common/tp_json.h: strict JSON parsing with errors a person can act on.
  *
  * Used by: master (config, API definitions) and workers (later: sessions).
- * cJSON builds the tree; before that, a small validating scanner walks the
- * text as Go's encoding/json would (no comments, no trailing commas, no raw
- * control characters in strings) so that a syntax error can be reported
- * with its line, column, JSON path and what was expected there, e.g.
+ * The parser reads the text as Go's encoding/json does (no comments, no
+ * trailing commas, no leading zeros, no raw control characters in strings,
+ * a lone UTF-16 surrogate becomes U+FFFD) and builds a cJSON tree, so that
+ * a syntax error can be reported with its line, column, JSON path and what
+ * was expected there, e.g.
  *   line 12, column 5, at $.storage: expected ',' or '}' after an object member
+ * Duplicate members are kept in document order (readers take the last).
  */
 #ifndef TP_JSON_H
 #define TP_JSON_H
@@ -16,6 +18,11 @@
 #include <cjson/cJSON.h>
 
 #define TP_JSON_MAX_DEPTH 256
+
+/* Set in the type of a number whose literal had a fraction or an exponent
+ * ("8080.0", "1e3"): Go refuses those for integer fields. cJSON ignores
+ * bits above its type byte. */
+#define TP_JSON_FRACTION (1 << 12)
 
 /* Parses <len> bytes of <text>. On success returns a tree the caller frees
  * with cJSON_Delete. On failure returns NULL and writes the reason into

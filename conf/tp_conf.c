@@ -208,14 +208,16 @@ static const char *kind_name(int kind)
 
 static int is_int(const cJSON *v)
 {
-    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
+    return cJSON_IsNumber(v) && !(v->type & TP_JSON_FRACTION) &&
            fabs(v->valuedouble) <= 9.007199254740992e15;
 }
 
-/* Does <v> have the JSON shape Go would decode into <kind>? null always does. */
-static int kind_ok(const cJSON *v, int kind)
+/* Does <v> have the JSON shape Go would decode into <kind>? null always
+ * does. For a list whose element is wrong, *bad is that element's index. */
+static int kind_ok(const cJSON *v, int kind, int *bad)
 {
     const cJSON *el;
+    *bad = -1;
     if (cJSON_IsNull(v))
         return 1;
     switch (kind) {
@@ -234,6 +236,7 @@ static int kind_ok(const cJSON *v, int kind)
             return 0;
         cJSON_ArrayForEach(el, v)
         {
+            ++*bad;
             if (kind == TP_CK_STRLIST && !cJSON_IsString(el))
                 return 0;
             if (kind == TP_CK_INTLIST && !is_int(el))
@@ -241,6 +244,7 @@ static int kind_ok(const cJSON *v, int kind)
             if (kind == TP_CK_FLOATLIST && !cJSON_IsNumber(el))
                 return 0;
         }
+        *bad = -1;
         return 1;
     case TP_CK_STRMAP:
         if (!cJSON_IsObject(v))
@@ -336,9 +340,20 @@ static void walk(load_t *L, const cJSON *obj, const char *pattern, const char *j
             add_name(&L->unknown, path + 2);
             continue;
         }
-        if (!kind_ok(m, key->kind)) {
-            add_error(L, "%s: %s: expected %s, got %s", L->file, path, kind_name(key->kind),
-                      tp_json_type_name(m));
+        int bad;
+        if (!kind_ok(m, key->kind, &bad)) {
+            if (bad >= 0) {
+                const cJSON *el = cJSON_GetArrayItem(m, bad);
+                tp_json_path_push(path, sizeof(path), NULL, bad);
+                add_error(L, "%s: %s: expected %s, got %s", L->file, path,
+                          key->kind == TP_CK_STRLIST   ? "string"
+                          : key->kind == TP_CK_INTLIST ? "integer"
+                                                       : "number",
+                          tp_json_type_name(el));
+            } else {
+                add_error(L, "%s: %s: expected %s, got %s", L->file, path, kind_name(key->kind),
+                          tp_json_type_name(m));
+            }
             continue;
         }
         const store_t *st = find_store(pat);
@@ -403,8 +418,13 @@ static int env_int(const char *s, int64_t *out)
     uint64_t v = 0;
     for (; *p; p++) {
         int d;
-        if (*p == '_')
+        /* Go allows '_' only between digits, or right after a prefix */
+        if (*p == '_') {
+            int after_digit_or_prefix = p > s && (isalnum((unsigned char)p[-1]));
+            if (!after_digit_or_prefix || !isalnum((unsigned char)p[1]) || p[-1] == '_')
+                return -1;
             continue;
+        }
         if (isdigit((unsigned char)*p))
             d = *p - '0';
         else if (isalpha((unsigned char)*p))
@@ -604,10 +624,9 @@ int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen)
     memset(conf, 0, sizeof(*conf));
     conf->file = tp_strdup(L.file);
 
+    /* Tyk's FillEnv: only the word "true" (any case) omits the file */
     const char *omit = getenv("TYK_GW_OMITCONFIGFILE");
-    int omit_file = 0;
-    if (omit != NULL && env_bool(omit, &omit_file) < 0)
-        omit_file = strcasecmp(omit, "true") == 0;
+    int omit_file = omit != NULL && strcasecmp(omit, "true") == 0;
     if (!omit_file) {
         if (path == NULL) {
             snprintf(err, errlen,

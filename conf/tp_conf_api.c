@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tp_conf.h"
 #include "tp_err.h"
@@ -120,11 +121,12 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         free(target_url);
         goto err;
     }
-    if (api->listen_path[0] != '/') {
+    {
+        /* Tyk cleans the listen path ("//a/../b/" is "/b/") and adds the
+         * leading slash; a trailing slash stays. */
         size_t n = strlen(api->listen_path);
-        char *lp = tp_malloc(n + 2);
-        lp[0] = '/';
-        memcpy(lp + 1, api->listen_path, n + 1);
+        char *lp = tp_malloc(n + 3);
+        tp_url_clean_path(api->listen_path, n, lp);
         free(api->listen_path);
         api->listen_path = lp;
     }
@@ -177,6 +179,29 @@ static int has_suffix(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Tyk keeps the OpenAPI document of an API beside its classic definition:
+ * "x-oas.json" (or "x-mcp.json") next to "x.json". Only such a companion
+ * is skipped; a lone "x-oas.json" holding a classic definition loads. */
+static int is_companion(const char *dir, const char *name)
+{
+    const char *suffix = has_suffix(name, "-oas.json")   ? "-oas.json"
+                         : has_suffix(name, "-mcp.json") ? "-mcp.json"
+                                                         : NULL;
+    if (suffix == NULL)
+        return 0;
+    char sibling[4096], path[4096], why[256];
+    snprintf(sibling, sizeof(sibling), "%s/%.*s.json", dir, (int)(strlen(name) - strlen(suffix)),
+             name);
+    if (access(sibling, F_OK) != 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    cJSON *doc = tp_json_parse_file(path, why, sizeof(why));
+    int oas = doc != NULL && (tp_json_get(doc, "openapi") != NULL ||
+                              tp_json_get(doc, "x-tyk-api-gateway") != NULL);
+    cJSON_Delete(doc);
+    return oas;
+}
+
 int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
 {
     memset(apis, 0, sizeof(*apis));
@@ -190,7 +215,7 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".json") ||
-            has_suffix(de->d_name, "-oas.json") || has_suffix(de->d_name, "-mcp.json"))
+            is_companion(dir, de->d_name))
             continue;
         names = tp_realloc(names, (n + 1) * sizeof(*names));
         names[n++] = tp_strdup(de->d_name);

@@ -48,7 +48,7 @@ int tp_conf__get_int(const cJSON *obj, const char *key, const char *path, int64_
     const cJSON *it = tp_json_get(obj, key);
     if (it == NULL || cJSON_IsNull(it))
         return 0;
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+    if (!cJSON_IsNumber(it) || (it->type & TP_JSON_FRACTION) ||
         fabs(it->valuedouble) > 9.007199254740992e15)
         return type_error(path, key, "integer", it, err, errlen);
     *out = (int64_t)it->valuedouble;

@@ -29,7 +29,7 @@ static size_t sort_len(const char *p)
 
 typedef struct order_s {
     tp_api_t *api;
-    const char *domain;
+    int own_domain; /* custom domains on and the API names one */
     size_t len;
     size_t idx;
 } order_t;
@@ -37,8 +37,8 @@ typedef struct order_s {
 static int order_cmp(const void *a, const void *b)
 {
     const order_t *x = a, *y = b;
-    if ((x->domain != NULL) != (y->domain != NULL))
-        return x->domain != NULL ? -1 : 1;
+    if (x->own_domain != y->own_domain)
+        return x->own_domain ? -1 : 1;
     if (x->len != y->len)
         return x->len > y->len ? -1 : 1;
     return x->idx < y->idx ? -1 : (x->idx > y->idx);
@@ -88,7 +88,8 @@ void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
     order_t *ord = tp_calloc(apis->n, sizeof(*ord));
     for (size_t i = 0; i < apis->n; i++) {
         ord[i].api = apis->v[i];
-        ord[i].domain = api_domain(apis->v[i], conf);
+        ord[i].own_domain = conf->enable_custom_domains && apis->v[i]->domain != NULL &&
+                            apis->v[i]->domain[0] != '\0';
         ord[i].len = sort_len(apis->v[i]->listen_path);
         ord[i].idx = i;
     }
@@ -102,7 +103,7 @@ void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
         id->prefix = tp_malloc(idlen + 3);
         snprintf(id->prefix, idlen + 3, "/%s/", api->api_id);
         id->len = idlen + 2;
-        id->domain = ord[i].domain;
+        id->domain = api_domain(api, conf);
         id->api = api;
         id->by_api_id = 1;
         id->templated = strchr(id->prefix, '{') != NULL;
@@ -110,7 +111,7 @@ void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
         tp_route_t *lp = &r->v[r->n++];
         lp->prefix = tp_strdup(api->listen_path);
         lp->len = strlen(lp->prefix);
-        lp->domain = ord[i].domain;
+        lp->domain = id->domain;
         lp->api = api;
         lp->templated = strchr(lp->prefix, '{') != NULL;
     }
