@@ -1,0 +1,331 @@
+# bench/lib.sh: helpers shared by bench/run.sh and bench/idle-memory.sh.
+# Sourced, not run. Everything lives in $BENCH_TMP (a mktemp -d directory);
+# every process started with bench_spawn is stopped by bench_cleanup.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(dirname "$BENCH_DIR")
+PYTHON=/usr/bin/python3
+TURNPIKE_BIN=${TURNPIKE_BIN:-$ROOT_DIR/build/turnpike}
+NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+WRK_BIN=${WRK_BIN:-$(command -v wrk || true)}
+
+BENCH_PIDS=()
+
+die() {
+    echo "bench: error: $*" >&2
+    exit 1
+}
+say() { echo "bench: $*" >&2; }
+
+# Processes are stopped by their pid, in reverse order of start: TERM, then
+# KILL after 3 s. nginx masters take their workers with them; Turnpike
+# workers die with their master (PDEATHSIG).
+bench_cleanup() {
+    local i p n
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        p=${BENCH_PIDS[i]}
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        p=${BENCH_PIDS[i]}
+        for ((n = 0; n < 30; n++)); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    BENCH_PIDS=()
+}
+
+# bench_forget PID: PID has been waited for; cleanup must not signal it.
+bench_forget() {
+    local keep=() p
+    for p in "${BENCH_PIDS[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    BENCH_PIDS=("${keep[@]}")
+}
+
+# bench_on_exit: the EXIT trap: stops everything; with KEEP=0 also removes
+# the temp directory this script created.
+bench_on_exit() {
+    bench_cleanup
+    if [ "${KEEP:-1}" = 0 ] && [ -n "${BENCH_TMP_OWNED:-}" ]; then
+        rm -rf "$BENCH_TMP_OWNED"
+    fi
+}
+
+# bench_setup_tmp: creates $BENCH_TMP unless the caller already set one.
+bench_setup_tmp() {
+    if [ -z "${BENCH_TMP:-}" ]; then
+        BENCH_TMP=$(mktemp -d /tmp/turnpike-bench.XXXXXX)
+        BENCH_TMP_OWNED=$BENCH_TMP
+    fi
+    mkdir -p "$BENCH_TMP"
+    export BENCH_TMP
+}
+
+bench_check_tools() {
+    [ -x "$NGINX_BIN" ] || die "nginx not found (apt-get install nginx-light)"
+    [ -x "$PYTHON" ] || die "$PYTHON not found"
+    command -v curl >/dev/null || die "curl not found"
+    [ -x "$TURNPIKE_BIN" ] || die "$TURNPIKE_BIN not found: run 'make' in $ROOT_DIR first"
+}
+
+# bench_free_ports N: prints N distinct free loopback TCP ports (the kernel
+# picks them; all are held open together so they differ).
+bench_free_ports() {
+    "$PYTHON" - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# bench_spawn NAME CPUS CMD...: runs CMD in the background, pinned to CPUS
+# with taskset unless CPUS is empty; its output goes to $BENCH_TMP/NAME.log.
+# Sets SPAWNED_PID.
+bench_spawn() {
+    local name=$1 cpus=$2
+    shift 2
+    if [ -n "$cpus" ]; then
+        taskset -c "$cpus" "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+    else
+        "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+    fi
+    SPAWNED_PID=$!
+    BENCH_PIDS+=("$SPAWNED_PID")
+}
+
+# bench_wait_port PORT PID NAME: waits (10 s at most) until PORT accepts
+# connections, failing if PID dies first.
+bench_wait_port() {
+    local port=$1 pid=$2 name=$3 n
+    for ((n = 0; n < 100; n++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$BENCH_TMP/$name.log" >&2 2>/dev/null || true
+            die "$name (pid $pid) exited during start-up; log above ($BENCH_TMP/$name.log)"
+        fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$name did not listen on 127.0.0.1:$port within 10 s (log: $BENCH_TMP/$name.log)"
+}
+
+# bench_expect_200 URL NAME: the target must answer 200 "hello world".
+bench_expect_200() {
+    local url=$1 name=$2 out code body n
+    for ((n = 0; n < 20; n++)); do
+        out=$(curl -s --max-time 2 -w '\n%{http_code}' "$url" 2>/dev/null || true)
+        code=${out##*$'\n'}
+        body=${out%$'\n'*}
+        body=${body%$'\n'}
+        if [ "$code" = 200 ] && [ "$body" = "hello world" ]; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "$name did not answer 200 \"hello world\" on $url (last: HTTP ${code:-none}, body '${body:0:80}'; log: $BENCH_TMP/$name.log)"
+}
+
+# bench_children PID: the child pids of PID (the worker processes of an
+# nginx or Turnpike master).
+bench_children() {
+    local f
+    for f in /proc/"$1"/task/*/children; do
+        cat "$f" 2>/dev/null
+    done | tr ' ' '\n' | sed '/^$/d'
+}
+
+# bench_cpu_ns PID...: on-CPU time in ns of the PIDs, their children and all
+# their threads (from /proc/<pid>/task/<tid>/schedstat, field 1). Children
+# exited since are not counted.
+bench_cpu_ns() {
+    local p all=()
+    for p in "$@"; do
+        all+=("$p")
+        all+=($(bench_children "$p"))
+    done
+    for p in "${all[@]}"; do
+        cat /proc/"$p"/task/*/schedstat 2>/dev/null
+    done | awk '{ s += $1 } END { printf "%.0f\n", s }'
+}
+
+# bench_cpu_ticks CPUS: "busy total" jiffies summed over the CPUs of a
+# taskset-style list (e.g. 0, 1-3, 0,2); all CPUs when CPUS is empty. Busy
+# includes irq and softirq time, which on loopback is a large share.
+bench_cpu_ticks() {
+    local list=$1 part ids=()
+    if [ -z "$list" ]; then
+        awk '/^cpu / { b = $2+$3+$4+$7+$8+$9; print b, b+$5+$6 }' /proc/stat
+        return
+    fi
+    for part in ${list//,/ }; do
+        if [[ $part == *-* ]]; then
+            ids+=($(seq "${part%-*}" "${part#*-}"))
+        else
+            ids+=("$part")
+        fi
+    done
+    awk -v ids=" ${ids[*]} " '
+        /^cpu[0-9]/ { id = substr($1, 4); if (index(ids, " " id " ")) {
+            b += $2+$3+$4+$7+$8+$9; t += $2+$3+$4+$5+$6+$7+$8+$9 } }
+        END { print b, t }' /proc/stat
+}
+
+# bench_busy_pct "B0 T0" "B1 T1": busy % between two bench_cpu_ticks samples.
+bench_busy_pct() {
+    echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f\n", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
+
+# bench_rss PID: resident set size of PID in bytes (VmRSS).
+bench_rss() {
+    awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"
+}
+
+# ---- configuration writers -------------------------------------------------
+
+# nginx_upstream_conf DIR PORT: the upstream, 1 worker, "hello world\n".
+nginx_upstream_conf() {
+    local dir=$1 port=$2
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+# upstream for the Turnpike benchmark: a short fixed body
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp_body;
+    proxy_temp_path $dir/tmp_proxy;
+    fastcgi_temp_path $dir/tmp_fastcgi;
+    uwsgi_temp_path $dir/tmp_uwsgi;
+    scgi_temp_path $dir/tmp_scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+            default_type text/plain;
+            return 200 "hello world\n";
+        }
+    }
+}
+EOF
+}
+
+# nginx_proxy_conf DIR PORT UPORT WORKERS WORKER_CONNECTIONS [RLIMIT_NOFILE]:
+# nginx as a plain reverse proxy, /bench/ -> upstream /, keepalive pool.
+# keepalive_requests matches Turnpike's default (10000) so both recycle
+# client connections equally often.
+nginx_proxy_conf() {
+    local dir=$1 port=$2 uport=$3 workers=$4 wconns=$5 nofile=${6:-}
+    mkdir -p "$dir/logs"
+    cat >"$dir/nginx.conf" <<EOF
+# nginx reverse proxy, the reference for the Turnpike benchmark
+$( [ "$(id -u)" = 0 ] && echo "user root;" )
+worker_processes $workers;
+$( [ -n "$nofile" ] && echo "worker_rlimit_nofile $nofile;" )
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections $wconns; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp_body;
+    proxy_temp_path $dir/tmp_proxy;
+    fastcgi_temp_path $dir/tmp_fastcgi;
+    uwsgi_temp_path $dir/tmp_uwsgi;
+    scgi_temp_path $dir/tmp_scgi;
+    keepalive_requests 10000;
+    keepalive_timeout 75s;
+    upstream bench_up {
+        server 127.0.0.1:$uport;
+        keepalive 500;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location /bench/ {
+            proxy_pass http://bench_up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+
+# turnpike_conf DIR PORT UPORT WORKERS: tyk.conf plus one keyless API.
+turnpike_conf() {
+    local dir=$1 port=$2 uport=$3 workers=$4
+    mkdir -p "$dir/apps"
+    cat >"$dir/tyk.conf" <<EOF
+{
+  "listen_address": "127.0.0.1",
+  "listen_port": $port,
+  "app_path": "$dir/apps",
+  "max_idle_connections_per_host": 500,
+  "log_level": "warn",
+  "turnpike": { "workers": $workers }
+}
+EOF
+    cat >"$dir/apps/bench.json" <<EOF
+{"api_id":"bench","name":"bench","use_keyless":true,"proxy":{"listen_path":"/bench/","target_url":"http://127.0.0.1:$uport/","strip_listen_path":true}}
+EOF
+}
+
+# bench_cpu_plan WORKERS: sets PROXY_CPUS (the proxy under test) and
+# LOAD_CPUS (upstream + wrk / the connection holder). With N cores and W
+# workers: proxy on cpus 0..W-1, load on the rest; no pinning when W >= N.
+# PIN=0 disables pinning; PROXY_CPUS / LOAD_CPUS override.
+bench_cpu_plan() {
+    local w=$1 n
+    n=$(nproc)
+    if [ "${PIN:-1}" = 0 ]; then
+        PROXY_CPUS=${PROXY_CPUS:-}
+        LOAD_CPUS=${LOAD_CPUS:-}
+    elif [ -z "${PROXY_CPUS:-}" ] && [ -z "${LOAD_CPUS:-}" ]; then
+        if [ "$w" -lt "$n" ]; then
+            PROXY_CPUS=0
+            [ "$w" -gt 1 ] && PROXY_CPUS=0-$((w - 1))
+            LOAD_CPUS=$w
+            [ "$w" -lt $((n - 1)) ] && LOAD_CPUS=$w-$((n - 1))
+        else
+            PROXY_CPUS=
+            LOAD_CPUS=
+        fi
+    fi
+    PROXY_CPUS=${PROXY_CPUS:-}
+    LOAD_CPUS=${LOAD_CPUS:-}
+}
+
+# bench_busy: % of all CPUs busy over 1 s, before anything is started: other
+# work on the machine makes the numbers noisy.
+bench_busy() {
+    local a b
+    a=$(awk '/^cpu / { print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8 }' /proc/stat)
+    echo "$a $b" | awk '{ d = $4 - $2; printf "%.0f\n", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
+}
+
+bench_machine() {
+    local model
+    model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    echo "machine: ${model:-unknown CPU}, $(nproc) cores online, kernel $(uname -r)"
+    local busy
+    busy=$(bench_busy)
+    echo "machine busy before start: ${busy}% of all CPUs (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    [ "$busy" -le 10 ] || echo "WARNING: other work is running on this machine; expect noisy numbers"
+}

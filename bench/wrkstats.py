@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""bench/wrkstats.py: summarises raw `wrk --latency` outputs.
+
+    wrkstats.py DIR      reads DIR/<target>.<run>.txt (targets: nginx,
+                         turnpike, direct) and prints the median table
+
+Each file is one wrk run. Per target it takes the median over the runs of
+requests/s, p50 and p99 (each median taken on its own), counts errors
+(socket errors, non-2xx/3xx responses) and prints the turnpike/nginx ratios.
+"""
+import os
+import re
+import statistics
+import sys
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError("bad latency %r" % text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def parse(path):
+    with open(path) as f:
+        out = f.read()
+    r = {}
+    m = re.search(r"^Requests/sec:\s+([0-9.]+)", out, re.M)
+    if not m:
+        raise ValueError("%s: no Requests/sec line" % path)
+    r["rps"] = float(m.group(1))
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s(?:\.0+)?%%\s+(\S+)" % pct, out, re.M)
+        if not m:
+            raise ValueError("%s: no %s%% latency line (run wrk with --latency)" % (path, pct))
+        r["p" + pct] = to_ms(m.group(1))
+    m = re.search(r"(\d+) requests in ([0-9.]+)(ms|s|m)", out)
+    r["requests"] = int(m.group(1))
+    secs = to_ms(m.group(2) + m.group(3)) / 1e3
+    m = re.search(r"^# server_cpu_ns (\d+)", out, re.M)
+    if m:
+        ns = int(m.group(1))
+        r["cpu"] = 100.0 * ns / (secs * 1e9)        # % of one core
+        r["cpu_req"] = ns / 1e3 / max(r["requests"], 1)  # us per request
+    for k in ("proxy_cpus_busy_pct", "load_cpus_busy_pct"):
+        m = re.search(r"^# %s (\d+)" % k, out, re.M)
+        if m:
+            r[k] = float(m.group(1))
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    r["errors"] = errors
+    return r
+
+
+def fmt_ms(ms):
+    return "%.3fms" % ms if ms < 10 else "%.2fms" % ms
+
+
+def main():
+    d = sys.argv[1]
+    runs = {}
+    for name in sorted(os.listdir(d)):
+        m = re.fullmatch(r"(\w+)\.(\d+)\.txt", name)
+        if m:
+            runs.setdefault(m.group(1), []).append((int(m.group(2)), parse(os.path.join(d, name))))
+    if not runs:
+        sys.exit("wrkstats: no wrk outputs in %s" % d)
+    med = {}
+    for t, rs in runs.items():
+        rs.sort()
+        vals = [r for _, r in rs]
+        keys = ["rps", "p50", "p99"] + [k for k in ("cpu", "cpu_req", "proxy_cpus_busy_pct", "load_cpus_busy_pct")
+                                     if all(k in v for v in vals)]
+        med[t] = {k: statistics.median(v[k] for v in vals) for k in keys}
+        med[t]["errors"] = sum(v["errors"] for v in vals)
+        med[t]["n"] = len(vals)
+        med[t]["all_rps"] = [v["rps"] for v in vals]
+
+    print("%-11s %11s %9s %9s %8s %9s %6s %6s %6s %4s   %s" % (
+        "target", "rps(median)", "p50", "p99", "srv cpu", "cpu/req", "cpuP", "cpuL",
+        "errors", "runs", "rps per run"))
+    labels = {"nginx": "nginx", "turnpike": "turnpike", "direct": "upstream*", "alone": "upstream**"}
+    for t in ("nginx", "turnpike", "direct", "alone"):
+        if t not in med:
+            continue
+        s = med[t]
+        cpu = "%.0f%%" % s["cpu"] if "cpu" in s else "-"
+        cpr = "%.2fus" % s["cpu_req"] if "cpu_req" in s else "-"
+        busy_p = "%.0f%%" % s["proxy_cpus_busy_pct"] if "proxy_cpus_busy_pct" in s else "-"
+        busy_l = "%.0f%%" % s["load_cpus_busy_pct"] if "load_cpus_busy_pct" in s else "-"
+        print("%-11s %11.0f %9s %9s %8s %9s %6s %6s %6d %4d   %s" % (
+            labels[t], s["rps"], fmt_ms(s["p50"]), fmt_ms(s["p99"]), cpu, cpr, busy_p, busy_l,
+            s["errors"], s["n"], " ".join("%.0f" % x for x in s["all_rps"])))
+    if "nginx" in med and "turnpike" in med:
+        n, t = med["nginx"], med["turnpike"]
+        line = "ratio turnpike/nginx: rps %.2fx, p99 %.2fx (p50 %.2fx" % (
+            t["rps"] / n["rps"], t["p99"] / n["p99"], t["p50"] / n["p50"])
+        if "cpu_req" in n and "cpu_req" in t:
+            line += ", cpu/req %.2fx" % (t["cpu_req"] / n["cpu_req"])
+        print(line + ")")
+    proxies = [med[t]["rps"] for t in ("nginx", "turnpike") if t in med]
+    best = max(proxies) if proxies else 0
+    print("srv cpu: on-CPU time of the server's own processes (schedstat; excludes most"
+          " softirq), % of one core;\n"
+          "cpu/req: that time per request; cpuP / cpuL: busy % of the proxy's CPUs / of the"
+          " upstream+wrk CPUs (incl. irq, softirq)")
+    if "direct" in med:
+        line = ("upstream*:  wrk straight to the upstream, same CPUs as in the proxy runs"
+                " (ceiling of the load side)")
+        if best:
+            line += "; %.2fx the faster proxy" % (med["direct"]["rps"] / best)
+        print(line)
+    if "alone" in med:
+        line = "upstream**: the upstream alone on its CPU, wrk on the proxy's CPU (1 run)"
+        if best:
+            line += "; %.2fx the faster proxy" % (med["alone"]["rps"] / best)
+        print(line)
+    if any(s["errors"] for s in med.values()):
+        print("WARNING: some runs had socket errors or non-2xx responses; see the raw outputs")
+
+
+if __name__ == "__main__":
+    main()
