@@ -45,6 +45,13 @@ static inline void tp_buf_putc(tp_buf_t *b, char c)
     tp_buf_append(b, &c, 1);
 }
 
+/* The contents as a C string (a NUL after len, not counted in it). */
+static inline const char *tp_buf_cstr(tp_buf_t *b)
+{
+    *tp_buf_reserve(b, 1) = '\0';
+    return b->data;
+}
+
 static inline void tp_buf_put_str(tp_buf_t *b, tp_str_t s)
 {
     tp_buf_append(b, s.p, s.n);

@@ -29,6 +29,7 @@ enum { SRC_SHARED, SRC_BODY, SRC_TMP };
 
 static void conn_process_in(tp_conn_t *c);
 static void conn_update_reading(tp_conn_t *c);
+static int head_too_big(tp_conn_t *c, const char *end);
 static void conn_linger(tp_conn_t *c);
 
 /* ---- timers -------------------------------------------------------------- */
@@ -266,7 +267,10 @@ void tp_conn_drain(tp_conn_t *c)
 {
     if (c->closing)
         return;
-    if (c->state == TP_C_IDLE && c->in.len == 0 && !c->writing)
+    /* A connection that has not sent its first request yet (it may have
+     * been taken from the listen queue in the final sweep) gets served
+     * once; closing it now would reset a request in flight. */
+    if (c->state == TP_C_IDLE && c->nreq > 0 && c->in.len == 0 && !c->writing)
         tp_conn_close(c);
     else
         c->want_close = 1;
@@ -383,8 +387,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             if (err == HPE_OK) {
                 /* head incomplete: keep it, contiguous, from its first byte */
                 size_t have = (size_t)(data + len - req->head_base);
-                if (have > (size_t)w->max_line + w->max_head) {
-                    req->reject = 431;
+                if (head_too_big(c, data + len)) {
                     conn_reject(c, HPE_USER);
                     return;
                 }
@@ -409,7 +412,13 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             } else {
                 /* no body: let llhttp complete the message now (it needs no
                  * more input) so that keep-alive is known */
-                if (llhttp_execute(&c->parser, data, 0) == HPE_PAUSED)
+                llhttp_errno_t end = llhttp_execute(&c->parser, data, 0);
+                if (end != HPE_OK && end != HPE_PAUSED) {
+                    /* e.g. "Transfer-Encoding: gzip": llhttp says so here */
+                    conn_reject(c, end);
+                    return;
+                }
+                if (end == HPE_PAUSED)
                     llhttp_resume(&c->parser);
                 req->body_done = 1;
                 c->state = TP_C_DONE;
@@ -542,10 +551,21 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Limits on what has arrived of the head up to <end>: the request line
+ * (414) until the first header starts, then the header block (431). */
 static int head_too_big(tp_conn_t *c, const char *end)
 {
     tp_req_t *req = c->req;
-    if ((size_t)(end - req->head_base) > (size_t)c->w->max_line + c->w->max_head) {
+    size_t have = (size_t)(end - req->head_base);
+    if (req->nhdrs == 0) {
+        /* method, target and version around max_line bytes of target */
+        if (have > (size_t)c->w->max_line + 64) {
+            req->reject = req->url_len > 0 ? 414 : 400;
+            return 1;
+        }
+        return 0;
+    }
+    if (have - req->hdrs[0].name_off > c->w->max_head) {
         req->reject = 431;
         return 1;
     }

@@ -182,7 +182,7 @@ void tp_req_dispatch(tp_req_t *req)
                 tp_buf_put_str(&loc, rp.query);
             }
             tp_buf_puts(&loc, "\r\n");
-            tp_respond(req, 301, NULL, "", 0, loc.data);
+            tp_respond(req, 301, NULL, "", 0, tp_buf_cstr(&loc));
             tp_buf_free(&loc);
             tp_buf_free(&clean);
             return;

@@ -95,25 +95,27 @@ void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
     }
     qsort(ord, apis->n, sizeof(*ord), order_cmp);
 
+    /* The listen path first: when it is also "/<api_id>/", the request
+     * follows the listen path's rules (strip_listen_path). */
     r->v = tp_calloc(apis->n * 2, sizeof(*r->v));
     for (size_t i = 0; i < apis->n; i++) {
         tp_api_t *api = ord[i].api;
+        tp_route_t *lp = &r->v[r->n++];
+        lp->prefix = tp_strdup(api->listen_path);
+        lp->len = strlen(lp->prefix);
+        lp->domain = api_domain(api, conf);
+        lp->api = api;
+        lp->templated = strchr(lp->prefix, '{') != NULL;
+
         size_t idlen = strlen(api->api_id);
         tp_route_t *id = &r->v[r->n++];
         id->prefix = tp_malloc(idlen + 3);
         snprintf(id->prefix, idlen + 3, "/%s/", api->api_id);
         id->len = idlen + 2;
-        id->domain = api_domain(api, conf);
+        id->domain = lp->domain;
         id->api = api;
         id->by_api_id = 1;
         id->templated = strchr(id->prefix, '{') != NULL;
-
-        tp_route_t *lp = &r->v[r->n++];
-        lp->prefix = tp_strdup(api->listen_path);
-        lp->len = strlen(lp->prefix);
-        lp->domain = id->domain;
-        lp->api = api;
-        lp->templated = strchr(lp->prefix, '{') != NULL;
     }
     free(ord);
 }
