@@ -395,11 +395,13 @@ ROUTE_TEST(routes_table_shape)
     ADD(fx, "bb", "/bb/", NULL);
     build(fx);
     CHECK_INT(fx->r.n, 4);
-    /* longest listen path first: bb's routes, then a's */
+    /* longest listen path first: bb's routes, then a's; each API's listen
+     * path before its "/<api_id>/" route, so that when the two are the same
+     * the listen path's rules (strip_listen_path) apply */
     CHECK_STR(fx->r.v[0].prefix, "/bb/");
-    CHECK_INT(fx->r.v[0].by_api_id, 1);
+    CHECK_INT(fx->r.v[0].by_api_id, 0);
     CHECK_STR(fx->r.v[1].prefix, "/bb/");
-    CHECK_INT(fx->r.v[1].by_api_id, 0);
+    CHECK_INT(fx->r.v[1].by_api_id, 1);
     CHECK_STR(fx->r.v[2].prefix, "/a/");
     CHECK_INT(fx->r.v[2].len, 3);
     CHECK(fx->r.v[2].domain == NULL);
