@@ -38,6 +38,8 @@ static const store_t stores[] = {
     S("readiness_check_endpoint_name", TP_CK_STRING, readiness_check_endpoint_name),
     S("log_level", TP_CK_STRING, log_level),
     S("log_format", TP_CK_STRING, log_format),
+    S("suppress_redis_signal_reload", TP_CK_BOOL, suppress_redis_signal_reload),
+    S("liveness_check.check_duration", TP_CK_DURATION, liveness_check_ns),
     S("close_connections", TP_CK_BOOL, close_connections),
     S("proxy_close_connections", TP_CK_BOOL, proxy_close_connections),
     S("proxy_default_timeout", TP_CK_FLOAT, proxy_default_timeout),
@@ -61,6 +63,7 @@ static const store_t stores[] = {
     S("storage.timeout", TP_CK_INT, storage.timeout),
     S("storage.enable_cluster", TP_CK_BOOL, storage.enable_cluster),
     S("storage.addrs", TP_CK_STRLIST, storage.addrs),
+    S("storage.hosts", TP_CK_STRMAP, storage.hosts),
     S("storage.master_name", TP_CK_STRING, storage.master_name),
     S("storage.sentinel_password", TP_CK_STRING, storage.sentinel_password),
     S("storage.use_ssl", TP_CK_BOOL, storage.use_ssl),
@@ -82,6 +85,7 @@ static const store_t stores[] = {
     S("turnpike.keepalive_requests", TP_CK_INT, tp.keepalive_requests),
     S("turnpike.send_timeout", TP_CK_FLOAT, tp.send_timeout),
     S("turnpike.upstream_idle_timeout", TP_CK_FLOAT, tp.upstream_idle_timeout),
+    S("turnpike.redis_ready_grace", TP_CK_FLOAT, tp.redis_ready_grace),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -224,6 +228,7 @@ static int kind_ok(const cJSON *v, int kind, int *bad)
     case TP_CK_BOOL:
         return cJSON_IsBool(v);
     case TP_CK_INT:
+    case TP_CK_DURATION:
         return is_int(v);
     case TP_CK_FLOAT:
         return cJSON_IsNumber(v);
@@ -287,6 +292,7 @@ static void store_json(tp_conf_t *conf, const store_t *st, const cJSON *v)
         *(int *)dst = cJSON_IsTrue(v);
         break;
     case TP_CK_INT:
+    case TP_CK_DURATION:
         *(int64_t *)dst = (int64_t)v->valuedouble;
         break;
     case TP_CK_FLOAT:
@@ -302,6 +308,20 @@ static void store_json(tp_conf_t *conf, const store_t *st, const cJSON *v)
         tp_strlist_free(l);
         l->v = tp_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(char *));
         cJSON_ArrayForEach(el, v) l->v[l->n++] = tp_strdup(el->valuestring);
+        break;
+    }
+    case TP_CK_STRMAP: {
+        /* kept as "key:value" items, the form envconfig reads maps in */
+        tp_strlist_t *l = dst;
+        const cJSON *el;
+        tp_strlist_free(l);
+        l->v = tp_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(char *));
+        cJSON_ArrayForEach(el, v)
+        {
+            size_t n = strlen(el->string) + strlen(el->valuestring) + 2;
+            l->v[l->n] = tp_malloc(n);
+            snprintf(l->v[l->n++], n, "%s:%s", el->string, el->valuestring);
+        }
         break;
     }
     default:
@@ -441,6 +461,48 @@ static int env_int(const char *s, int64_t *out)
     return 0;
 }
 
+/* Go's time.ParseDuration: "300ms", "1.5h", "2h45m", "0"; into nanoseconds. */
+static int env_duration(const char *s, int64_t *out)
+{
+    static const struct {
+        const char *unit;
+        double ns;
+    } units[] = {{"ns", 1},  {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6},
+                 {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
+    const char *p = s;
+    int neg = 0;
+    double total = 0;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    if (strcmp(p, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (*p == '\0')
+        return -1;
+    while (*p != '\0') {
+        char *end;
+        if (!isdigit((unsigned char)*p) && *p != '.')
+            return -1;
+        double v = strtod(p, &end);
+        if (end == p)
+            return -1;
+        p = end;
+        size_t best = 0, bi = 0;
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            size_t n = strlen(units[i].unit);
+            if (strncmp(p, units[i].unit, n) == 0 && n > best)
+                best = n, bi = i;
+        }
+        if (best == 0)
+            return -1;
+        total += v * units[bi].ns;
+        p += best;
+    }
+    *out = (int64_t)(neg ? -total : total);
+    return 0;
+}
+
 static int env_float(const char *s, double *out)
 {
     char *end;
@@ -469,10 +531,29 @@ static void env_store(load_t *L, const store_t *st, const char *name, const char
         if (env_float(val, dst) < 0)
             add_error(L, "environment %s=\"%s\": expected a number", name, val);
         break;
+    case TP_CK_DURATION:
+        if (env_duration(val, dst) < 0)
+            add_error(L, "environment %s=\"%s\": expected a Go duration such as 10s or 500ms", name,
+                      val);
+        break;
     case TP_CK_STRING:
         free(*(char **)dst);
         *(char **)dst = tp_strdup(val);
         break;
+    case TP_CK_STRMAP:
+        for (const char *p = val; *p != '\0';) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            const char *c1 = memchr(p, ':', len);
+            if (c1 == NULL || memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - p)) != NULL) {
+                add_error(L, "environment %s=\"%s\": expected key:value pairs separated by commas",
+                          name, val);
+                return;
+            }
+            p = comma ? comma + 1 : p + len;
+        }
+        /* stored like a list */
+        __attribute__((fallthrough));
     case TP_CK_STRLIST: {
         /* envconfig splits on ',' without trimming; empty means empty */
         tp_strlist_t *l = dst;
@@ -576,6 +657,10 @@ static void apply_defaults(tp_conf_t *c)
         t->send_timeout = 60;
     if (t->upstream_idle_timeout <= 0)
         t->upstream_idle_timeout = 90;
+    if (t->redis_ready_grace <= 0)
+        t->redis_ready_grace = 5;
+    if (c->liveness_check_ns <= 0)
+        c->liveness_check_ns = 10000000000LL;
 }
 
 static void validate(load_t *L)
@@ -678,11 +763,47 @@ void tp_conf_free(tp_conf_t *conf)
         void *p = (char *)conf + stores[i].off;
         if (stores[i].kind == TP_CK_STRING)
             free(*(char **)p);
-        else if (stores[i].kind == TP_CK_STRLIST)
+        else if (stores[i].kind == TP_CK_STRLIST || stores[i].kind == TP_CK_STRMAP)
             tp_strlist_free(p);
     }
     free(conf->file);
     memset(conf, 0, sizeof(*conf));
+}
+
+int tp_conf_storage_same(const tp_conf_storage_t *a, const tp_conf_storage_t *b)
+{
+    for (size_t i = 0; i < NSTORES; i++) {
+        const store_t *st = &stores[i];
+        if (strncmp(st->path, "storage.", 8) != 0)
+            continue;
+        size_t off = st->off - offsetof(tp_conf_t, storage);
+        const void *x = (const char *)a + off, *y = (const char *)b + off;
+        switch (st->kind) {
+        case TP_CK_BOOL:
+            if (*(const int *)x != *(const int *)y)
+                return 0;
+            break;
+        case TP_CK_INT:
+            if (*(const int64_t *)x != *(const int64_t *)y)
+                return 0;
+            break;
+        case TP_CK_STRING: {
+            const char *s = *(char *const *)x, *t = *(char *const *)y;
+            if (strcmp(s ? s : "", t ? t : "") != 0)
+                return 0;
+            break;
+        }
+        default: {
+            const tp_strlist_t *l = x, *m = y;
+            if (l->n != m->n)
+                return 0;
+            for (size_t j = 0; j < l->n; j++)
+                if (strcmp(l->v[j], m->v[j]) != 0)
+                    return 0;
+        }
+        }
+    }
+    return 1;
 }
 
 int tp_conf_workers(const tp_conf_t *conf)
@@ -721,6 +842,7 @@ char *tp_conf_dump(const tp_conf_t *conf)
             cJSON_AddBoolToObject(parent, name, *(const int *)p);
             break;
         case TP_CK_INT:
+        case TP_CK_DURATION:
             cJSON_AddNumberToObject(parent, name, (double)*(const int64_t *)p);
             break;
         case TP_CK_FLOAT:
@@ -732,6 +854,17 @@ char *tp_conf_dump(const tp_conf_t *conf)
                                     s == NULL          ? ""
                                     : (secret && s[0]) ? "********"
                                                        : s);
+            break;
+        }
+        case TP_CK_STRMAP: {
+            const tp_strlist_t *l = p;
+            cJSON *obj = cJSON_AddObjectToObject(parent, name);
+            for (size_t j = 0; j < l->n; j++) {
+                char *colon = strchr(l->v[j], ':');
+                *colon = '\0';
+                cJSON_AddStringToObject(obj, l->v[j], colon + 1);
+                *colon = ':';
+            }
             break;
         }
         case TP_CK_STRLIST: {

@@ -41,6 +41,7 @@ typedef struct tp_conf_storage_s {
     int64_t timeout;
     int enable_cluster;
     tp_strlist_t addrs;
+    tp_strlist_t hosts; /* the deprecated {"host": "port"} map, as "host:port" */
     char *master_name;
     char *sentinel_password;
     int use_ssl;
@@ -66,6 +67,7 @@ typedef struct tp_conf_tp_s {
     int64_t keepalive_requests;   /* requests per client connection */
     double send_timeout;          /* s, a client that reads nothing this long is dropped */
     double upstream_idle_timeout; /* s, idle pooled upstream connections */
+    double redis_ready_grace;     /* s Redis may be unreachable before /ready fails */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {
@@ -85,6 +87,8 @@ typedef struct tp_conf_s {
     char *log_level;
     char *log_format;
     int use_db_app_configs;
+    int suppress_redis_signal_reload;
+    int64_t liveness_check_ns; /* liveness_check.check_duration: the Redis probe interval */
 
     int close_connections;
     int proxy_close_connections;
@@ -122,6 +126,7 @@ enum {
     TP_CK_OBJLIST, /* a list of structs: elements are checked as "path[]" */
     TP_CK_MAP,     /* a map of structs: members are checked as "path.*" */
     TP_CK_ANY,
+    TP_CK_DURATION, /* Go time.Duration: integer nanoseconds in JSON, "10s" in env */
 };
 
 typedef struct tp_conf_key_s {
@@ -143,6 +148,9 @@ const char *tp_conf_find(const char *explicit_path);
  * implemented yet, unknown keys) are logged. */
 int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen);
 void tp_conf_free(tp_conf_t *conf);
+
+/* Do two configurations talk to Redis the same way? */
+int tp_conf_storage_same(const tp_conf_storage_t *a, const tp_conf_storage_t *b);
 
 /* The effective configuration as JSON, secrets masked (for --dump-config). */
 char *tp_conf_dump(const tp_conf_t *conf);

@@ -221,7 +221,8 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
         names[n++] = tp_strdup(de->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof(*names), name_cmp);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), name_cmp);
 
     for (size_t i = 0; i < n; i++) {
         char path[4096], why[1024];

@@ -93,7 +93,8 @@ void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
         ord[i].len = sort_len(apis->v[i]->listen_path);
         ord[i].idx = i;
     }
-    qsort(ord, apis->n, sizeof(*ord), order_cmp);
+    if (apis->n > 1)
+        qsort(ord, apis->n, sizeof(*ord), order_cmp);
 
     /* The listen path first: when it is also "/<api_id>/", the request
      * follows the listen path's rules (strip_listen_path). */
