@@ -3,7 +3,9 @@
 #   make            build build/turnpike
 #   make run        install what is missing, build, run the gateway with conf/tyk.conf
 #   make test       install what is missing, build, run every test
-#   make SANITIZER=address|undefined   instrumented build (objects in build/<sanitizer>/)
+#   make SANITIZER=address|undefined|asan   instrumented build (asan: address and
+#                   undefined together); binaries get a -<sanitizer> suffix
+#   make sanitize   the unit and integration tests on the asan build
 #   make V=1        show full commands
 
 VERSION      := 0.1.0
@@ -21,12 +23,14 @@ CFLAGS_ALL   := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing $(WARN) \
                 -DTP_VERSION='"$(VERSION)"' -Icommon -Iconf -Ishm -Iworker -Imaster -I$(LLHTTP_INC) \
                 $(CFLAGS)
 LDLIBS_ALL   := -luv -lcjson -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm $(LDLIBS)
+comma        := ,
+SANFLAGS     := $(if $(filter asan,$(SANITIZER)),address$(comma)undefined,$(SANITIZER))
 ifneq ($(SANITIZER),)
-CFLAGS_ALL   += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
-LDFLAGS      += -fsanitize=$(SANITIZER)
+CFLAGS_ALL   += -fsanitize=$(SANFLAGS) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS      += -fsanitize=$(SANFLAGS)
 endif
 
-LLHTTP_CFLAGS := -O2 -g -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(if $(SANITIZER),-fsanitize=$(SANITIZER))
+LLHTTP_CFLAGS := -O2 -g -w -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) $(if $(SANITIZER),-fsanitize=$(SANFLAGS))
 
 ifeq ($(V),1)
 Q :=
@@ -43,6 +47,8 @@ LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/
 UNIT_SRC     := $(wildcard test/unit/*.c)
 UNIT_OBJ     := $(UNIT_SRC:%.c=$(OBJDIR)/%.o)
 
+TOOL_SRC     := $(wildcard test/tools/*.c) $(wildcard bench/*.c)
+TOOL_BIN     := $(patsubst %.c,$(BUILD)/%$(if $(SANITIZER),-$(SANITIZER)),$(notdir $(TOOL_SRC)))
 BIN          := $(BUILD)/turnpike$(if $(SANITIZER),-$(SANITIZER))
 UNIT_BIN     := $(BUILD)/test_unit$(if $(SANITIZER),-$(SANITIZER))
 LIB          := $(OBJDIR)/libturnpike.a
@@ -52,7 +58,7 @@ DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmb
 DEPS_RUN     := redis-server
 DEPS_TEST    := nginx-light wrk curl valgrind python3-pytest python3-requests python3-redis python3-msgpack
 
-.PHONY: all deps run test unit integration bench clean format format-check asan
+.PHONY: all deps run test unit integration bench clean format format-check sanitize tools valgrind-unit
 
 all: $(BIN)
 
@@ -87,6 +93,16 @@ $(UNIT_BIN): $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
 
+# test/tools/x.c and bench/x.c become build/x, linked with the library
+define tool_rule
+$(BUILD)/$(basename $(notdir $(1)))$(if $(SANITIZER),-$(SANITIZER)): $(OBJDIR)/$(1:.c=.o) $(LIB) $(LLHTTP_OBJ)
+	@echo "  LD      $$@"
+	$(Q)$(CC) $(LDFLAGS) -o $$@ $$< $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+endef
+$(foreach t,$(TOOL_SRC),$(eval $(call tool_rule,$(t))))
+
+tools: $(TOOL_BIN)
+
 FORCE:
 
 deps:
@@ -100,9 +116,9 @@ unit: $(UNIT_BIN)
 	@echo "  UNIT    $(UNIT_BIN)"
 	$(Q)cd test/unit && ../../$(UNIT_BIN)
 
-integration: $(BIN)
+integration: $(BIN) $(TOOL_BIN)
 	@echo "  PYTEST  test/integration"
-	$(Q)TURNPIKE_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
+	$(Q)TURNPIKE_BIN=$(abspath $(BIN)) TURNPIKE_TOOLS=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
 
 test: deps
 	@$(MAKE) --no-print-directory format-check
@@ -110,28 +126,29 @@ test: deps
 	@$(MAKE) --no-print-directory valgrind-unit
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory sanitize
 
 valgrind-unit: $(UNIT_BIN)
 	@echo "  VALGRIND $(UNIT_BIN)"
 	$(Q)cd test/unit && valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
 		../../$(UNIT_BIN) >/dev/null
 
-asan:
-	@$(MAKE) --no-print-directory SANITIZER=address all unit
-	@$(MAKE) --no-print-directory SANITIZER=address integration
+sanitize:
+	@$(MAKE) --no-print-directory SANITIZER=asan all unit
+	@$(MAKE) --no-print-directory SANITIZER=asan integration
 
 bench: all
 	@bash bench/run.sh
 
 format:
-	@clang-format -i $(SRC) $(UNIT_SRC) $(wildcard */*.h test/unit/*.h)
+	@clang-format -i $(SRC) $(UNIT_SRC) $(TOOL_SRC) $(wildcard */*.h test/unit/*.h)
 
 format-check:
 	@if command -v clang-format >/dev/null; then \
-		clang-format --dry-run -Werror $(SRC) $(UNIT_SRC) $(wildcard */*.h test/unit/*.h) && echo "  FORMAT  ok"; \
+		clang-format --dry-run -Werror $(SRC) $(UNIT_SRC) $(TOOL_SRC) $(wildcard */*.h test/unit/*.h) && echo "  FORMAT  ok"; \
 	else echo "  FORMAT  skipped (no clang-format)"; fi
 
 clean:
 	rm -rf $(BUILD)
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(TOOL_SRC:%.c=$(OBJDIR)/%.d)

@@ -37,6 +37,8 @@ static void usage(FILE *out)
                  "                            then exit 0 (valid) or 1 (not); binds nothing\n"
                  "  --dump-config             like -t, then print the effective configuration\n"
                  "                            (secrets masked)\n"
+                 "  --check-redis             connect to Redis with the storage settings, run\n"
+                 "                            PING and a write/read/delete, report, exit 0 or 1\n"
                  "  -v, --version             print the version and the linked library versions\n"
                  "  -h, --help                this text\n"
                  "\n"
@@ -79,7 +81,7 @@ static void setup_logging(const tp_conf_t *conf, int debug)
 int main(int argc, char **argv)
 {
     const char *conf_arg = NULL, *port_arg = NULL;
-    int test = 0, dump = 0, debug = 0;
+    int test = 0, dump = 0, debug = 0, check_redis = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -105,6 +107,8 @@ int main(int argc, char **argv)
             test = 1;
         } else if (strcmp(a, "--dump-config") == 0 || strcmp(a, "-T") == 0) {
             test = dump = 1;
+        } else if (strcmp(a, "--check-redis") == 0) {
+            check_redis = 1;
         } else if (strcmp(a, "--debug") == 0) {
             debug = 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0 ||
@@ -149,8 +153,19 @@ int main(int argc, char **argv)
         tp_conf_free(&probe);
     }
 
-    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));
     char err[16384];
+    if (check_redis) {
+        tp_conf_t conf;
+        if (tp_conf_load(conf_path, &conf, err, sizeof(err)) < 0) {
+            for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
+                tp_log_error("%s", line);
+            return 1;
+        }
+        int rc = tp_check_redis(&conf);
+        tp_conf_free(&conf);
+        return rc;
+    }
+    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));
     if (tp_gen_load(gen, conf_path, err, sizeof(err)) < 0) {
         for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
             tp_log_error("%s", line);

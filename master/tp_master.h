@@ -51,4 +51,7 @@ int tp_listen_open(const char *addr, int port, char *err, size_t errlen);
  * <addr>:<port> (SO_REUSEPORT would otherwise silently share it). */
 int tp_listen_probe(const char *addr, int port, char *err, size_t errlen);
 
+/* `turnpike --check-redis`: returns the exit code. */
+int tp_check_redis(const tp_conf_t *conf);
+
 #endif
