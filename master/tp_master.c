@@ -16,7 +16,9 @@
 
 #include "tp_err.h"
 #include "tp_log.h"
+#include "tp_json.h"
 #include "tp_master.h"
+#include "tp_redis.h"
 #include "tp_time.h"
 #include "tp_worker.h"
 
@@ -50,6 +52,7 @@ typedef struct tp_master_s {
     uv_timer_t timer;
     int state;
     uint64_t stop_deadline;
+    tp_redis_t *redis; /* pub/sub: tyk.cluster.notifications */
 } tp_master_t;
 
 /* The only globals besides the log state: the self-pipe for signals. */
@@ -81,6 +84,13 @@ int tp_gen_load(tp_gen_t *gen, const char *conf_path, char *err, size_t errlen)
         tp_conf_free(&gen->conf);
         return -1;
     }
+    char why[512];
+    if (tp_redis_check_conf(&gen->conf.storage, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s: %s", gen->conf.file, why);
+        tp_apis_free(&gen->apis);
+        tp_conf_free(&gen->conf);
+        return -1;
+    }
     tp_router_build(&gen->router, &gen->apis, &gen->conf);
     return 0;
 }
@@ -108,6 +118,15 @@ static int live_workers(const tp_master_t *m)
     return n;
 }
 
+/* uv_walk callback: the descriptor of one of the master's handles. */
+static void close_handle_fd(uv_handle_t *h, void *arg)
+{
+    uv_os_fd_t fd;
+    (void)arg;
+    if (uv_fileno(h, &fd) == 0 && fd > 2)
+        close(fd);
+}
+
 /* In the child: forget everything that belongs to the master. */
 static void child_cleanup(tp_master_t *m, int slot, int chan)
 {
@@ -121,7 +140,9 @@ static void child_cleanup(tp_master_t *m, int slot, int chan)
     if (getppid() != m->pid)
         _exit(0);
     sig_fd = -1;
-    close(m->sigpipe[0]);
+    /* Close descriptors by name: libuv keeps process-wide ones (its signal
+     * lock pipe, recreated after fork) that a blanket close would break. */
+    uv_walk(&m->loop, close_handle_fd, NULL); /* signal pipe, Redis sockets */
     close(m->sigpipe[1]);
     close(uv_backend_fd(&m->loop));
     for (int i = 0; i < m->nworkers; i++) {
@@ -312,6 +333,8 @@ static void shutdown_graceful(tp_master_t *m, const char *why)
     begin_drain(m);
 }
 
+static void master_subscribe(tp_master_t *m);
+
 /* ---- reload ----------------------------------------------------------------- */
 
 static void reload(tp_master_t *m)
@@ -370,9 +393,18 @@ static void reload(tp_master_t *m)
     }
     free(m->listen_fds);
     free(m->slots);
+    int resubscribe =
+        !tp_conf_storage_same(&m->gen->conf.storage, &gen->conf.storage) ||
+        m->gen->conf.suppress_redis_signal_reload != gen->conf.suppress_redis_signal_reload;
     tp_gen_free(m->gen);
     free(m->gen);
     m->gen = gen;
+    if (resubscribe) {
+        if (m->redis != NULL)
+            tp_redis_free(m->redis);
+        m->redis = NULL;
+        master_subscribe(m);
+    }
     m->listen_fds = fds;
     m->nworkers = n;
     m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
@@ -457,6 +489,35 @@ static void on_sigpipe(uv_poll_t *p, int status, int events)
         reap(m);
 }
 
+/* A message on tyk.cluster.notifications: {"command","payload","signature",
+ * "algorithm"}. Reload commands arrive with the control plane; for now
+ * the master reports what it hears. */
+static void on_notification(void *arg, const char *channel, const char *payload, size_t len)
+{
+    char err[256];
+    (void)arg;
+    cJSON *msg = tp_json_parse(payload, len, err, sizeof(err));
+    const cJSON *cmd = msg != NULL ? tp_json_get(msg, "command") : NULL;
+    if (cmd == NULL || !cJSON_IsString(cmd))
+        tp_log_warn("%s: ignoring a message that is not a Tyk notification", channel);
+    else
+        tp_log_info("%s: %s received", channel, cmd->valuestring);
+    cJSON_Delete(msg);
+}
+
+static void master_subscribe(tp_master_t *m)
+{
+    char err[512];
+    if (m->gen->conf.suppress_redis_signal_reload)
+        return;
+    m->redis = tp_redis_new(&m->loop, &m->gen->conf.storage, "notifications", err, sizeof(err));
+    if (m->redis == NULL) {
+        tp_log_error("redis: %s", err);
+        return;
+    }
+    tp_redis_subscribe(m->redis, "tyk.cluster.notifications", on_notification, m);
+}
+
 int tp_master_run(const char *conf_path, tp_gen_t *gen)
 {
     tp_master_t *m = tp_calloc(1, sizeof(*m));
@@ -498,6 +559,7 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         sigaction(handled_signals[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    master_subscribe(m);
     uv_poll_init(&m->loop, &m->sig_poll, m->sigpipe[0]);
     m->sig_poll.data = m;
     uv_poll_start(&m->sig_poll, UV_READABLE, on_sigpipe);

@@ -35,47 +35,6 @@ static int host_ok(tp_str_t h)
     return 1;
 }
 
-/* {"status":...} bodies of the health endpoints (Go's json.Encoder adds
- * the newline). */
-static void health_reply(tp_req_t *req, const char *description)
-{
-    char ts[40], body[512];
-    tp_time_rfc3339(ts, sizeof(ts), tp_time_wall_us(), 0);
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"fail\",\"version\":\"%s\",\"description\":\"%s\","
-                     "\"details\":{\"redis\":{\"status\":\"fail\",\"componentType\":\"datastore\","
-                     "\"time\":\"%s\",\"output\":\"Redis is not implemented in this Turnpike "
-                     "version\"}}}\n",
-                     TP_VERSION, description, ts);
-    tp_respond(req, 200, "application/json", body, (size_t)n, NULL);
-}
-
-static void handle_hello(tp_req_t *req)
-{
-    static const char not_allowed[] = "{\"status\":\"error\",\"message\":\"Method Not Allowed\"}\n";
-    if (req->method != HTTP_GET) {
-        tp_respond(req, 405, "application/json", not_allowed, sizeof(not_allowed) - 1, NULL);
-        return;
-    }
-    health_reply(req, "Tyk GW");
-}
-
-static void handle_ready(tp_req_t *req)
-{
-    static const char not_allowed[] = "{\"status\":\"error\",\"message\":\"Method Not Allowed\"}\n";
-    static const char draining[] =
-        "{\"status\":\"error\",\"message\":\"Gateway is shutting down\"}\n";
-    if (req->method != HTTP_GET) {
-        tp_respond(req, 405, "application/json", not_allowed, sizeof(not_allowed) - 1, NULL);
-        return;
-    }
-    if (req->conn->w->draining || req->conn->w->not_ready) {
-        tp_respond(req, 503, "application/json", draining, sizeof(draining) - 1, NULL);
-        return;
-    }
-    health_reply(req, "Tyk GW Ready");
-}
-
 static int path_is(tp_str_t path, const char *name)
 {
     size_t n = strlen(name);
@@ -192,11 +151,11 @@ void tp_req_dispatch(tp_req_t *req)
 
     /* The control router comes first: no API can shadow these. */
     if (path_is(rp.path, conf->health_check_endpoint_name)) {
-        handle_hello(req);
+        tp_health_hello(req);
         return;
     }
     if (path_is(rp.path, conf->readiness_check_endpoint_name)) {
-        handle_ready(req);
+        tp_health_ready(req);
         return;
     }
 

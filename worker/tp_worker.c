@@ -225,7 +225,9 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf
         exit(1);
     }
     w->loop.data = w;
+    w->started_ms = uv_now(&w->loop);
     tp_upstream_init(w);
+    tp_health_start(w);
 
     int r = uv_tcp_init(&w->loop, &w->listener);
     if (r == 0)

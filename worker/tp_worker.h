@@ -31,6 +31,7 @@
 #include "tp_buf.h"
 #include "tp_conf.h"
 #include "tp_list.h"
+#include "tp_redis.h"
 #include "tp_route.h"
 
 #define TP_BLOCK_SIZE (64 * 1024)
@@ -227,6 +228,17 @@ struct tp_worker_s {
     uint64_t max_body;
     uint64_t requests;
     tp_buf_t scratch; /* decoded paths, valid during dispatch only */
+
+    /* Redis, and what the liveness probe last saw (tp_health.c) */
+    tp_redis_t *redis;
+    uv_timer_t probe_timer;
+    int probe_inflight;
+    int probed; /* a probe has finished */
+    int probe_ok;
+    int64_t probe_wall_us; /* when it finished */
+    uint64_t fail_since;   /* loop ms since the probe has been failing, 0 if fine */
+    uint64_t started_ms;
+    char redis_err[300];
 };
 
 /* tp_worker.c */
@@ -263,6 +275,11 @@ static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t le
 {
     return (tp_str_t){req->head_base + off, len};
 }
+
+/* tp_health.c: /hello and /ready, and the Redis liveness probe behind them */
+void tp_health_start(tp_worker_t *w);
+void tp_health_hello(tp_req_t *req);
+void tp_health_ready(tp_req_t *req);
 
 /* tp_respond.c: responses made by the gateway itself */
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
