@@ -5,21 +5,34 @@ the turnpike binary (master + workers), test/upstream.py, nginx, and small
 in-process scripted upstreams. Every process a test starts is killed at the
 end of the test (or module), whether it passed or not.
 
-Run with:  make integration   (sets TURNPIKE_BIN)
+Every gateway's `storage` points at a session-wide redis-server (started
+lazily on a free port), so /hello reports Redis "pass" and /ready is 200
+unless a test points the gateway elsewhere. The Redis helpers (servers,
+TLS files, a cluster, a sentinel set) are below the gateway.
+
+Run with:  make integration   (sets TURNPIKE_BIN and TURNPIKE_TOOLS)
 """
 import ctypes
 import hashlib
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+try:
+    import redis as redis_py  # python3-redis: assertions against Redis itself
+except ImportError:  # pragma: no cover - only the Redis tests need it
+    redis_py = None
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -139,6 +152,9 @@ def spawn(args, log_path=None, env=None, cwd=None):
     return p
 
 
+_TMP_DIRS = []  # directories made outside tmp_path_factory, removed at session end
+
+
 def pytest_sessionfinish(session, exitstatus):
     for p in _ALL_PROCS:
         if p.poll() is None:
@@ -147,6 +163,8 @@ def pytest_sessionfinish(session, exitstatus):
                 p.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+    for d in _TMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -700,7 +718,7 @@ class Gateway:
             "proxy_default_timeout": 5,
             "graceful_shutdown_timeout_duration": 5,
             "log_level": "info",
-            "storage": {"type": "redis", "host": HOST, "port": 6379},
+            "storage": {"type": "redis", "host": HOST, "port": session_redis().port},
             "turnpike": {"workers": workers},
         }
         self.conf = deep_merge(base, conf or {})
@@ -795,6 +813,13 @@ class Gateway:
             except (ProcessLookupError, PermissionError):
                 pass
         _reap([p for p in self.known_pids if p != self.proc.pid])
+        # a sanitizer build reports to stderr and aborts the worker, which
+        # the master would quietly replace: any report fails the test
+        log = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                at = log.index(marker)
+                raise AssertionError("sanitizer report in %s:\n%s" % (self.log_path, log[at - 200:at + 3000]))
 
     # -- logs --
     def log(self):
@@ -835,6 +860,431 @@ def run_turnpike(args, env=None, cwd=None, timeout=10):
     """Runs the binary to completion (-t, --dump-config, --version)."""
     return subprocess.run([BIN] + list(args), env=clean_env(env), cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------
+# Redis: servers, TLS files, a cluster, a sentinel set
+# ---------------------------------------------------------------------------
+
+_PORT_RNG = random.Random(os.urandom(16))
+
+
+def redis_port():
+    """A free loopback port below the kernel's ephemeral range, for servers
+    that get restarted on the same port: an ephemeral port could meanwhile
+    be taken by some other process's outgoing connection (another session
+    may be running benchmarks), and the restart would fail to bind."""
+    lo = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    if lo <= 12000:
+        return free_port()
+    for _ in range(500):
+        port = _PORT_RNG.randint(10000, lo - 1)
+        if port in _USED_PORTS:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _USED_PORTS.add(port)
+        return port
+    return free_port()
+
+
+def _redis_errors():
+    return (redis_py.exceptions.RedisError, OSError) if redis_py else (OSError,)
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1:<port> (a port chosen at run time) with a
+    directory of its own (<workdir>/<name>). stop/kill/restart keep the
+    port. With <tls> (a TlsFiles), it speaks only TLS on that port; with
+    <sentinel_conf> (lines after port/bind/dir) it runs as a Sentinel."""
+
+    def __init__(self, workdir, args=(), port=None, password=None, tls=None,
+                 tls_auth_clients=False, sentinel_conf=None, name=None, start=True):
+        self.port = port or redis_port()
+        self.name = name or "redis-%d" % self.port
+        self.dir = Path(workdir) / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "redis.log"
+        self.args = [str(a) for a in args]
+        self.password = password
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
+        self.sentinel_conf = sentinel_conf
+        self.proc = None
+        if start:
+            self.start()
+
+    @property
+    def addr(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def argv(self):
+        if self.sentinel_conf is not None:
+            conf = self.dir / "sentinel.conf"
+            if not conf.exists():  # Sentinel rewrites it: a restart keeps what it learnt
+                conf.write_text("port %d\nbind %s\ndir %s\n%s\n"
+                                % (self.port, HOST, self.dir, self.sentinel_conf))
+            return ["redis-server", str(conf), "--sentinel"]
+        a = ["redis-server", "--bind", HOST, "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir), "--enable-debug-command", "yes"]
+        if self.tls is not None:
+            t = self.tls
+            a += ["--port", "0", "--tls-port", str(self.port),
+                  "--tls-cert-file", str(t.server_cert), "--tls-key-file", str(t.server_key),
+                  "--tls-ca-cert-file", str(t.ca_cert),
+                  "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
+        else:
+            a += ["--port", str(self.port)]
+        if self.password:
+            a += ["--requirepass", self.password]
+        return a + self.args
+
+    def client(self, **kw):
+        """A redis-py client (decoded replies) for assertions."""
+        opts = dict(host=HOST, port=self.port, password=self.password, socket_timeout=5,
+                    socket_connect_timeout=2, decode_responses=True)
+        if self.tls is not None:
+            opts.update(ssl=True, ssl_ca_certs=str(self.tls.ca_cert),
+                        ssl_certfile=str(self.tls.client_cert), ssl_keyfile=str(self.tls.client_key))
+        opts.update(kw)
+        return redis_py.Redis(**opts)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=10.0):
+        """Starts the server and waits until it answers PING."""
+        if self.alive():
+            return self
+        self.proc = spawn(self.argv(), self.log_path)
+        deadline = time.time() + timeout
+        c = self.client(socket_timeout=1)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("redis-server on %d exited with %s:\n%s"
+                                       % (self.port, self.proc.returncode, self.log_tail()))
+                try:
+                    if c.ping():
+                        return self
+                except _redis_errors():
+                    if time.time() > deadline:
+                        raise RuntimeError("redis-server on %d does not answer after %.1fs:\n%s"
+                                           % (self.port, timeout, self.log_tail()))
+                    time.sleep(0.02)
+        finally:
+            c.close()
+
+    def kill(self, sig=signal.SIGKILL):
+        """Kills the server (SIGKILL by default) and waits for it to go."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.proc)
+                self.proc.wait(timeout=5)
+
+    stop = kill
+
+    def restart(self, timeout=10.0):
+        self.kill()
+        return self.start(timeout)
+
+    def info(self, section=None):
+        c = self.client()
+        try:
+            return c.info(section) if section else c.info()
+        finally:
+            c.close()
+
+    def log_tail(self, n=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+
+_SESSION_REDIS = None
+
+
+def session_redis():
+    """The session's healthy Redis (no password), started on first use; every
+    Gateway's default storage points at it."""
+    global _SESSION_REDIS
+    if _SESSION_REDIS is None:
+        d = tempfile.mkdtemp(prefix="turnpike-session-redis-")
+        _TMP_DIRS.append(d)
+        _SESSION_REDIS = RedisServer(d, name="session")
+    elif not _SESSION_REDIS.alive():
+        _SESSION_REDIS.start()
+    return _SESSION_REDIS
+
+
+def _openssl(*args):
+    r = subprocess.run(["openssl"] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("openssl %s failed:\n%s%s" % (args[0], r.stdout, r.stderr))
+
+
+_OPENSSL_CNF = """[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+"""
+
+
+class TlsFiles:
+    """A test PKI made with the openssl CLI in <dir>: a CA, a server
+    certificate for DNS:localhost and IP:127.0.0.1, a client certificate
+    (both signed by the CA), and a second, unrelated CA (other_ca_cert)."""
+
+    def __init__(self, d):
+        self.dir = Path(d)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cnf = self.dir / "openssl.cnf"
+        cnf.write_text(_OPENSSL_CNF)
+        self.ca_cert, self.ca_key = self._ca("ca", "Turnpike test CA", cnf)
+        self.other_ca_cert, self.other_ca_key = self._ca("other-ca", "Unrelated test CA", cnf)
+        self.server_cert, self.server_key = self._issue(
+            "server", "localhost", cnf,
+            "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n")
+        self.client_cert, self.client_key = self._issue(
+            "client", "turnpike-test-client", cnf,
+            "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage = clientAuth\n")
+
+    def _ca(self, name, cn, cnf):
+        crt, key = self.dir / (name + ".crt"), self.dir / (name + ".key")
+        _openssl("req", "-x509", "-config", cnf, "-extensions", "v3_ca", "-newkey", "rsa:2048",
+                 "-nodes", "-keyout", key, "-out", crt, "-days", "3", "-subj", "/CN=" + cn)
+        return crt, key
+
+    def _issue(self, name, cn, cnf, ext):
+        crt, key, csr = (self.dir / (name + s) for s in (".crt", ".key", ".csr"))
+        extfile = self.dir / (name + ".ext")
+        extfile.write_text(ext)
+        _openssl("req", "-new", "-config", cnf, "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                 "-out", csr, "-subj", "/CN=" + cn)
+        _openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+                 "-set_serial", str(_PORT_RNG.randint(1, 1 << 60)), "-days", "3", "-out", crt,
+                 "-extfile", extfile)
+        return crt, key
+
+
+def _info_text(text):
+    out = {}
+    for line in text.splitlines():
+        k, sep, v = line.strip().partition(":")
+        if sep:
+            out[k] = v
+    return out
+
+
+def wait_for(pred, timeout, step=0.05, what="condition"):
+    """Polls <pred> until it returns a true value (returned); raises
+    AssertionError naming <what> after <timeout> seconds. Exceptions from
+    <pred> count as false (the last one is reported)."""
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001
+            last = e
+        if time.time() > deadline:
+            raise AssertionError("%s not reached within %.1fs (last error: %r)" % (what, timeout, last))
+        time.sleep(step)
+
+
+class RedisCluster:
+    """A Redis Cluster of <masters> masters with <replicas> replicas each,
+    made by `redis-cli --cluster create`; bus ports chosen at run time."""
+
+    def __init__(self, workdir, masters=3, replicas=1, timeout=60.0):
+        self.dir = Path(workdir)
+        self.nodes = []
+        try:
+            for i in range(masters * (1 + replicas)):
+                name = "node%d" % i
+                args = ["--cluster-enabled", "yes",
+                        "--cluster-config-file", str(self.dir / name / "nodes.conf"),
+                        "--cluster-node-timeout", "2000", "--cluster-port", str(redis_port())]
+                self.nodes.append(RedisServer(self.dir, args=args, name=name))
+            r = subprocess.run(["redis-cli", "--cluster", "create"] + self.addrs() +
+                               ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                               capture_output=True, text=True, timeout=timeout)
+            if r.returncode != 0:
+                raise RuntimeError("redis-cli --cluster create failed:\n%s%s" % (r.stdout, r.stderr))
+            self.wait_ok(timeout)
+        except Exception:
+            self.stop()
+            raise
+
+    def addrs(self):
+        return [n.addr for n in self.nodes]
+
+    def node(self, addr):
+        for n in self.nodes:
+            if n.addr == addr:
+                return n
+        raise KeyError(addr)
+
+    def cluster_info(self, node):
+        c = node.client()
+        try:
+            return _info_text(c.execute_command("CLUSTER", "INFO"))
+        finally:
+            c.close()
+
+    def cluster_nodes(self, node=None):
+        """CLUSTER NODES as seen by <node> (default: the first that answers):
+        [{id, addr, flags (set), master (id or None), slots [str]}]."""
+        for n in ([node] if node else self.nodes):
+            c = n.client()
+            try:
+                text = c.execute_command("CLUSTER", "NODES")
+            except _redis_errors():
+                continue
+            finally:
+                c.close()
+            out = []
+            for line in text.strip().splitlines():
+                f = line.split()
+                out.append({"id": f[0], "addr": f[1].split("@")[0], "flags": set(f[2].split(",")),
+                            "master": None if f[3] == "-" else f[3], "slots": f[8:]})
+            return out
+        raise RuntimeError("no cluster node answers")
+
+    def masters(self, node=None):
+        return [n for n in self.cluster_nodes(node) if "master" in n["flags"] and n["slots"]]
+
+    def replicas_of(self, master_id, node=None):
+        return [n for n in self.cluster_nodes(node) if n["master"] == master_id]
+
+    def healthy(self):
+        """Every node: cluster_state ok, every slot served, every node known;
+        every replica in sync with its master."""
+        for n in self.nodes:
+            i = self.cluster_info(n)
+            if (i.get("cluster_state") != "ok" or i.get("cluster_slots_ok") != "16384"
+                    or i.get("cluster_known_nodes") != str(len(self.nodes))):
+                return False
+            if n.info("replication").get("role") == "slave" and \
+                    n.info("replication").get("master_link_status") != "up":
+                return False
+        return True
+
+    def wait_ok(self, timeout=30.0):
+        wait_for(self.healthy, timeout, 0.1, "cluster_state:ok on every node")
+
+    def stop(self):
+        for n in self.nodes:
+            n.kill()
+
+
+class RedisSentinels:
+    """A master, one replica and <n> Sentinels monitoring them as
+    "mymaster" (quorum 2, down-after 1 s, failover-timeout 5 s)."""
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(self, workdir, n=3, timeout=30.0):
+        self.dir = Path(workdir)
+        self.sentinels = []
+        self.data = []
+        try:
+            master = RedisServer(self.dir, name="master")
+            self.data.append(master)
+            replica = RedisServer(self.dir, name="replica",
+                                  args=["--replicaof", HOST, str(master.port)])
+            self.data.append(replica)
+            wait_for(lambda: replica.info("replication").get("master_link_status") == "up",
+                     timeout, 0.05, "replica in sync")
+            conf = ("sentinel monitor %s %s %d 2\n"
+                    "sentinel down-after-milliseconds %s 1000\n"
+                    "sentinel failover-timeout %s 5000\n"
+                    % (self.MASTER_NAME, HOST, master.port, self.MASTER_NAME, self.MASTER_NAME))
+            for i in range(n):
+                self.sentinels.append(RedisServer(self.dir, name="sentinel%d" % i, sentinel_conf=conf))
+            self.wait_settled(timeout)
+        except Exception:
+            self.stop()
+            raise
+
+    def addrs(self):
+        return [s.addr for s in self.sentinels]
+
+    @staticmethod
+    def _pairs(flat):
+        return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+    def sentinel_cmd(self, sentinel, *args):
+        c = sentinel.client()
+        try:
+            return c.execute_command("SENTINEL", *args)
+        finally:
+            c.close()
+
+    def master_addr(self, sentinel=None):
+        """"host:port" of the master according to <sentinel> (default: the first)."""
+        host, port = self.sentinel_cmd(sentinel or self.sentinels[0], "get-master-addr-by-name",
+                                       self.MASTER_NAME)
+        return "%s:%s" % (host, port)
+
+    def server(self, addr):
+        for s in self.data:
+            if s.addr == addr:
+                return s
+        raise KeyError(addr)
+
+    def settled(self):
+        """Every sentinel agrees on the master (which says it is a master),
+        sees one healthy replica and knows the other sentinels."""
+        addrs = set()
+        for s in self.sentinels:
+            addrs.add(self.master_addr(s))
+            reps = [self._pairs(r) for r in self.sentinel_cmd(s, "replicas", self.MASTER_NAME)]
+            if len(reps) != 1 or reps[0].get("flags") != "slave" or \
+                    reps[0].get("master-link-status") != "ok":
+                return False
+            if len(self.sentinel_cmd(s, "sentinels", self.MASTER_NAME)) != len(self.sentinels) - 1:
+                return False
+        if len(addrs) != 1:
+            return False
+        master = self.server(addrs.pop())
+        return master.info("replication").get("role") == "master"
+
+    def wait_settled(self, timeout=30.0):
+        wait_for(self.settled, timeout, 0.1, "sentinels agreeing on master and replica")
+
+    def stop(self):
+        for s in self.sentinels + self.data:
+            s.kill()
 
 
 # ---------------------------------------------------------------------------
@@ -915,3 +1365,42 @@ def make_gateway(tmp_path, request):
         for gw in made:
             print("---- %s (port %d) log tail ----\n%s" % (gw.dir.name, gw.port, gw.log_tail(80)))
 
+
+
+@pytest.fixture
+def make_redis(tmp_path):
+    """Factory: make_redis(args=(), password=None, tls=None, tls_auth_clients=False,
+    start=True) -> RedisServer in the test's directory, killed after the test."""
+    made = []
+
+    def make(**kw):
+        kw.setdefault("name", "redis%d" % len(made))
+        srv = RedisServer(tmp_path, **kw)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory):
+    """TlsFiles for TLS-only Redis servers (CA, server and client certificates)."""
+    return TlsFiles(tmp_path_factory.mktemp("redis-tls"))
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory):
+    """A 3-master, 3-replica Redis Cluster shared by a module."""
+    c = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_sentinels(tmp_path_factory):
+    """A master, a replica and 3 Sentinels ("mymaster"), shared by a module."""
+    s = RedisSentinels(tmp_path_factory.mktemp("redis-sentinel"))
+    yield s
+    s.stop()
