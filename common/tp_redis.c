@@ -193,6 +193,17 @@ static tp_rcmd_t *cmd_new(tp_redis_t *r, int kind, tp_redis_cb cb, void *arg, ch
     return cmd;
 }
 
+/* An internal command (no callback) from a hiredis format string. */
+static tp_rcmd_t *cmd_format(tp_redis_t *r, int kind, const char *fmt, ...)
+{
+    char *buf = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = redisvFormatCommand(&buf, fmt, ap);
+    va_end(ap);
+    return cmd_new(r, kind, NULL, NULL, buf, len);
+}
+
 static void cmd_free(tp_rcmd_t *cmd)
 {
     if (cmd->buf != NULL)
@@ -537,17 +548,9 @@ static void conn_close(tp_rconn_t *c, const char *why)
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-static void handshake_cmd(tp_rconn_t *c, const char *fmt, ...)
+static void handshake_cmd(tp_rconn_t *c, tp_rcmd_t *cmd)
 {
-    char *buf = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = redisvFormatCommand(&buf, fmt, ap);
-    va_end(ap);
-    tp_rcmd_t *cmd = cmd_new(c->r, K_HANDSHAKE, NULL, NULL, buf, len);
-    tp_buf_append(&c->out, cmd->buf, cmd->len);
-    tp_list_insert_tail(&c->sent, &cmd->link);
-    c->nsent++;
+    conn_send(c, cmd);
     c->pending_handshake++;
 }
 
@@ -562,18 +565,18 @@ static void conn_handshake(tp_rconn_t *c)
     const char *pass = n->sentinel ? r->sentinel_password : r->password;
     if (pass != NULL && pass[0] != '\0') {
         if (!n->sentinel && r->username != NULL && r->username[0] != '\0')
-            handshake_cmd(c, "AUTH %s %s", r->username, pass);
+            handshake_cmd(c, cmd_format(r, K_HANDSHAKE, "AUTH %s %s", r->username, pass));
         else
-            handshake_cmd(c, "AUTH %s", pass);
+            handshake_cmd(c, cmd_format(r, K_HANDSHAKE, "AUTH %s", pass));
     }
     if (!n->sentinel && r->mode != MODE_CLUSTER && r->database != 0)
-        handshake_cmd(c, "SELECT %lld", (long long)r->database);
+        handshake_cmd(c, cmd_format(r, K_HANDSHAKE, "SELECT %lld", (long long)r->database));
     if (!n->sentinel && r->mode == MODE_SENTINEL && !c->pubsub)
-        handshake_cmd(c, "ROLE");
+        handshake_cmd(c, cmd_format(r, K_HANDSHAKE, "ROLE"));
     /* a connection counts as ready only once the server has answered:
      * a stalled server still completes TCP handshakes */
     if (c->pending_handshake == 0)
-        handshake_cmd(c, "PING");
+        handshake_cmd(c, cmd_format(r, K_HANDSHAKE, "PING"));
     mark_dirty(c);
 }
 
@@ -587,10 +590,7 @@ static void conn_ready(tp_rconn_t *c)
         if (c == r->sw_conn)
             r->sw_backoff = 0;
         const char *ch = c == r->sw_conn ? "+switch-master" : r->ps_channel;
-        char *buf = NULL;
-        int len = redisFormatCommand(&buf, "SUBSCRIBE %s", ch);
-        tp_rcmd_t *cmd = cmd_new(r, K_SUBSCRIBE, NULL, NULL, buf, len);
-        conn_send(c, cmd);
+        conn_send(c, cmd_format(r, K_SUBSCRIBE, "SUBSCRIBE %s", ch));
         return;
     }
     if (n->state != NODE_UP) {
@@ -1060,15 +1060,9 @@ static void route(tp_redis_t *r, tp_rcmd_t *cmd)
     }
 }
 
-/* Sends an internal command to node <n> without a user callback. */
-static void internal_cmd(tp_rnode_t *n, int kind, const char *fmt, ...)
+/* Sends an internal command to node <n>. */
+static void internal_cmd(tp_rnode_t *n, tp_rcmd_t *cmd)
 {
-    char *buf = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    int len = redisvFormatCommand(&buf, fmt, ap);
-    va_end(ap);
-    tp_rcmd_t *cmd = cmd_new(n->r, kind, NULL, NULL, buf, len);
     tp_rconn_t *c = node_pick(n);
     if (c != NULL)
         conn_send(c, cmd);
@@ -1092,7 +1086,7 @@ static void slots_refresh(tp_redis_t *r)
     }
     r->slots_refreshing = 1;
     r->slots_refresh_at = 0;
-    internal_cmd(n, K_SLOTS, "CLUSTER SLOTS");
+    internal_cmd(n, cmd_format(r, K_SLOTS, "CLUSTER SLOTS"));
 }
 
 static void sentinel_ask(tp_redis_t *r)
@@ -1126,7 +1120,8 @@ static void sentinel_ask(tp_redis_t *r)
     tp_list_insert_tail(&r->nodes, &pick->link);
     r->sentinel_asking = 1;
     r->sentinel_retry_at = 0;
-    internal_cmd(pick, K_SENTINEL_MASTER, "SENTINEL get-master-addr-by-name %s", r->master_name);
+    internal_cmd(pick, cmd_format(r, K_SENTINEL_MASTER, "SENTINEL get-master-addr-by-name %s",
+                                  r->master_name));
     if (r->sw_conn == NULL && now_ms(r) >= r->sw_retry_at)
         r->sw_conn = conn_open(pick, 1);
 }
