@@ -31,6 +31,13 @@ typedef struct store_s {
 static const store_t stores[] = {
     S("listen_address", TP_CK_STRING, listen_address),
     S("listen_port", TP_CK_INT, listen_port),
+    S("control_api_port", TP_CK_INT, control_api_port),
+    S("secret", TP_CK_STRING, secret),
+    S("node_secret", TP_CK_STRING, node_secret),
+    S("allow_insecure_configs", TP_CK_BOOL, allow_insecure_configs),
+    S("policies.policy_source", TP_CK_STRING, policy_source),
+    S("policies.policy_record_name", TP_CK_STRING, policy_record_name),
+    S("policies.policy_path", TP_CK_STRING, policy_path),
     S("hostname", TP_CK_STRING, hostname),
     S("app_path", TP_CK_STRING, app_path),
     S("enable_custom_domains", TP_CK_BOOL, enable_custom_domains),
@@ -75,6 +82,8 @@ static const store_t stores[] = {
     S("storage.tls_max_version", TP_CK_STRING, storage.tls_max_version),
     S("turnpike.workers", TP_CK_INT, tp.workers),
     S("turnpike.admin_socket", TP_CK_STRING, tp.admin_socket),
+    S("turnpike.shm_size", TP_CK_INT, tp.shm_size),
+    S("turnpike.max_apis", TP_CK_INT, tp.max_apis),
     S("turnpike.max_connections", TP_CK_INT, tp.max_connections),
     S("turnpike.max_request_line", TP_CK_INT, tp.max_request_line),
     S("turnpike.max_header_bytes", TP_CK_INT, tp.max_header_bytes),
@@ -659,6 +668,11 @@ static void apply_defaults(tp_conf_t *c)
         t->upstream_idle_timeout = 90;
     if (t->redis_ready_grace <= 0)
         t->redis_ready_grace = 5;
+    if (t->shm_size <= 0)
+        t->shm_size = 256LL << 20;
+    if (t->max_apis <= 0)
+        t->max_apis = 16384;
+    default_str(&c->policy_source, "file");
     if (c->liveness_check_ns <= 0)
         c->liveness_check_ns = 10000000000LL;
 }
@@ -683,6 +697,15 @@ static void validate(load_t *L)
     if (c->tp.workers < 0 || c->tp.workers > 512)
         add_error(L, "%s: $.turnpike.workers: expected 0 (one per core) to 512, got %lld", L->file,
                   (long long)c->tp.workers);
+    if (c->control_api_port < 0 || c->control_api_port > 65535)
+        add_error(L, "%s: $.control_api_port: expected 0 (the gateway port) or a port number",
+                  L->file);
+    if (c->control_api_port != 0 && c->control_api_port == c->listen_port)
+        add_error(L, "%s: $.control_api_port: must differ from listen_port (or be 0)", L->file);
+    if (c->tp.shm_size < (1 << 20) || c->tp.shm_size > (64LL << 30))
+        add_error(L, "%s: $.turnpike.shm_size: expected 1 MiB to 64 GiB of bytes", L->file);
+    if (c->tp.max_apis > 1000000)
+        add_error(L, "%s: $.turnpike.max_apis: expected at most 1000000", L->file);
     if (c->tp.max_header_count > 10000)
         add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
     if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))

@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "tp_buf.h"
 #include "tp_url.h"
 
 typedef struct tp_strlist_s {
@@ -56,7 +57,9 @@ typedef struct tp_conf_storage_s {
 /* The "turnpike" block: settings Tyk has no name for. */
 typedef struct tp_conf_tp_s {
     int64_t workers;              /* 0: one per available core */
-    char *admin_socket;           /* admin unix socket path */
+    char *admin_socket;           /* admin unix socket path ("" for none) */
+    int64_t shm_size;             /* bytes of shared memory for API generations */
+    int64_t max_apis;             /* APIs counted in shared-memory statistics */
     int64_t max_connections;      /* per worker; 0: no limit besides RLIMIT_NOFILE */
     int64_t max_request_line;     /* bytes, 414 beyond */
     int64_t max_header_bytes;     /* whole header block, 431 beyond */
@@ -87,6 +90,10 @@ typedef struct tp_conf_s {
     char *log_level;
     char *log_format;
     int use_db_app_configs;
+    int allow_insecure_configs;
+    char *policy_source;
+    char *policy_record_name;
+    char *policy_path;
     int suppress_redis_signal_reload;
     int64_t liveness_check_ns; /* liveness_check.check_duration: the Redis probe interval */
 
@@ -164,8 +171,8 @@ int tp_conf_workers(const tp_conf_t *conf);
 
 typedef struct tp_target_s {
     tp_url_t url;
-    char *raw; /* as written in the definition */
-    int pool;  /* upstream pool index, assigned by the worker */
+    char *raw;    /* as written in the definition */
+    uint32_t idx; /* position among all targets of a generation */
 } tp_target_t;
 
 typedef struct tp_api_s {
@@ -181,10 +188,11 @@ typedef struct tp_api_s {
     int preserve_host_header;
     int disable_strip_slash;
     int enable_load_balancing;
-    uint32_t rr_next; /* round-robin position (per worker copy) */
+    uint32_t idx;      /* position in its generation */
+    uint32_t stat_idx; /* its counters in shared memory (UINT32_MAX: none) */
     tp_target_t *targets;
     size_t ntargets;
-    cJSON *def; /* the definition as loaded, for the REST API */
+    char *def_json; /* the definition as loaded, compact, for the REST API */
 } tp_api_t;
 
 typedef struct tp_apis_s {
@@ -198,12 +206,38 @@ typedef struct tp_apis_s {
 int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen);
 void tp_api_free(tp_api_t *api);
 
-/* Loads every *.json in <dir> (skipping *-oas.json and *-mcp.json),
- * in name order. Invalid files are skipped and logged, and counted in
- * nerrors; duplicate api_ids keep the first. Returns 0, or -1 when the
- * directory cannot be read (reason in <err>). */
-int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen);
+/* Loads every *.json in <dir> (skipping OpenAPI companion files), in name
+ * order. Invalid files are skipped and logged, counted in nerrors and
+ * described in <errs> (one line each, when not NULL); duplicate api_ids
+ * keep the first. Returns 0, or -1 when the directory cannot be read
+ * (reason in <err>). */
+int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err, size_t errlen);
 void tp_apis_free(tp_apis_t *apis);
+
+/* ------------------------------------------------------------------------
+ * Policies (policies.policy_path or policies.policy_record_name)
+ */
+
+typedef struct tp_policy_s {
+    char *id;
+    char *json; /* the policy, compact, with its "id" */
+    char *file;
+} tp_policy_t;
+
+typedef struct tp_policies_s {
+    tp_policy_t *v;
+    size_t n;
+} tp_policies_t;
+
+/* Loads the policies <conf> names. Any invalid policy fails the whole load
+ * (-1, file and JSON path in <err>): a gateway never runs with only some of
+ * its policies. No file configured is not an error. */
+int tp_policies_load(const tp_conf_t *conf, tp_policies_t *p, char *err, size_t errlen);
+void tp_policies_free(tp_policies_t *p);
+/* Is <id> a safe policy id (Tyk's [A-Za-z0-9._~-])? */
+int tp_policy_id_ok(const char *id);
+/* Checks the shape of one policy; errors name <path>. */
+int tp_policy_check(const cJSON *pol, const char *path, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------------
  * Internal to conf/: typed member access with Go-like type errors. Each

@@ -1,6 +1,7 @@
 /* conf/tp_conf_api.c: classic API definitions from app_path. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,14 @@ void tp_api_free(tp_api_t *api)
         free(api->targets[i].raw);
     }
     free(api->targets);
-    cJSON_Delete(api->def);
+    free(api->def_json);
     free(api);
 }
 
 static int add_target(tp_api_t *api, const char *path, const char *raw, char *err, size_t errlen)
 {
     char why[256];
-    tp_target_t t = {.pool = -1};
+    tp_target_t t = {0};
     if (tp_url_parse(raw, &t.url, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: invalid URL \"%s\": %s", path, raw, why);
         return -1;
@@ -158,7 +159,7 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "
                     "the gateway's port",
                     file, api->api_id, (long long)port);
-    api->def = cJSON_Duplicate(def, 1);
+    api->def_json = cJSON_PrintUnformatted(def);
     *out = api;
     return 0;
 err:
@@ -202,7 +203,23 @@ static int is_companion(const char *dir, const char *name)
     return oas;
 }
 
-int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
+static void note(tp_buf_t *errs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(tp_buf_t *errs, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    tp_log_error("%s", line);
+    if (errs != NULL) {
+        if (errs->len > 0)
+            tp_buf_putc(errs, '\n');
+        tp_buf_puts(errs, line);
+    }
+}
+
+int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err, size_t errlen)
 {
     memset(apis, 0, sizeof(*apis));
     DIR *d = opendir(dir);
@@ -230,7 +247,7 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
         free(names[i]);
         cJSON *def = tp_json_parse_file(path, why, sizeof(why));
         if (def == NULL) {
-            tp_log_error("skipping API definition %s", why);
+            note(errs, "skipping API definition %s", why);
             apis->nerrors++;
             continue;
         }
@@ -238,15 +255,15 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, char *err, size_t errlen)
         int rc = tp_api_parse(path, def, &api, why, sizeof(why));
         cJSON_Delete(def);
         if (rc < 0) {
-            tp_log_error("skipping API definition %s: %s", path, why);
+            note(errs, "skipping API definition %s: %s", path, why);
             apis->nerrors++;
             continue;
         }
         int dup = 0;
         for (size_t j = 0; j < apis->n; j++)
             if (strcmp(apis->v[j]->api_id, api->api_id) == 0) {
-                tp_log_error("skipping API definition %s: api_id \"%s\" is already used by %s",
-                             path, api->api_id, apis->v[j]->file);
+                note(errs, "skipping API definition %s: api_id \"%s\" is already used by %s", path,
+                     api->api_id, apis->v[j]->file);
                 dup = 1;
                 break;
             }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,45 +16,19 @@
 #include <uv.h>
 
 #include "tp_err.h"
-#include "tp_log.h"
 #include "tp_json.h"
+#include "tp_log.h"
 #include "tp_master.h"
 #include "tp_redis.h"
 #include "tp_time.h"
 #include "tp_worker.h"
 
-#define TP_MAX_OLD 1024
+/* A reload not acknowledged by every worker by then is reported anyway. */
+#define TP_RELOAD_ACK_MS 10000
+/* When every shared-memory slot is still in use, try again after this. */
+#define TP_RELOAD_RETRY_MS 50
 
 enum { M_RUNNING, M_DELAYING, M_DRAINING, M_STOPPING };
-
-typedef struct tp_slot_s {
-    pid_t pid;
-    int chan;            /* our end of the socketpair to the worker */
-    uint64_t started;    /* ms */
-    uint64_t respawn_at; /* ms, 0 when not waiting */
-    int quick_deaths;    /* recent deaths soon after start */
-} tp_slot_t;
-
-typedef struct tp_master_s {
-    uv_loop_t loop;
-    pid_t pid;
-    const char *conf_path;
-    tp_gen_t *gen;
-    int generation;
-    int nworkers;
-    int *listen_fds;
-    tp_slot_t *slots;
-    /* workers of earlier generations, draining */
-    pid_t old_pids[TP_MAX_OLD];
-    int old_chans[TP_MAX_OLD];
-    int nold;
-    int sigpipe[2];
-    uv_poll_t sig_poll;
-    uv_timer_t timer;
-    int state;
-    uint64_t stop_deadline;
-    tp_redis_t *redis; /* pub/sub: tyk.cluster.notifications */
-} tp_master_t;
 
 /* The only globals besides the log state: the self-pipe for signals. */
 static volatile sig_atomic_t sig_fd = -1;
@@ -73,41 +48,64 @@ static const int handled_signals[] = {SIGTERM, SIGQUIT, SIGINT, SIGHUP, SIGCHLD,
 
 /* ---- configuration generations ---------------------------------------------- */
 
-int tp_gen_load(tp_gen_t *gen, const char *conf_path, char *err, size_t errlen)
+int tp_gen_load(tp_gen_t *gen, const char *conf_path, int strict, char *err, size_t errlen)
 {
     memset(gen, 0, sizeof(*gen));
     if (tp_conf_load(conf_path, &gen->conf, err, errlen) < 0) {
         tp_conf_free(&gen->conf);
         return -1;
     }
-    if (tp_apis_load_dir(gen->conf.app_path, &gen->apis, err, errlen) < 0) {
-        tp_conf_free(&gen->conf);
-        return -1;
+    tp_buf_t errs = {0};
+    if (tp_apis_load_dir(gen->conf.app_path, &gen->apis, &errs, err, errlen) < 0)
+        goto err;
+    if (strict && gen->apis.nerrors > 0) {
+        snprintf(err, errlen, "%.*s", (int)errs.len, errs.data);
+        goto err;
     }
-    char why[512];
+    char why[2048];
+    if (tp_policies_load(&gen->conf, &gen->policies, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "%s", why);
+        goto err;
+    }
     if (tp_redis_check_conf(&gen->conf.storage, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s: %s", gen->conf.file, why);
-        tp_apis_free(&gen->apis);
-        tp_conf_free(&gen->conf);
-        return -1;
+        goto err;
     }
+    tp_buf_free(&errs);
     tp_router_build(&gen->router, &gen->apis, &gen->conf);
     return 0;
+err:
+    tp_buf_free(&errs);
+    tp_policies_free(&gen->policies);
+    tp_apis_free(&gen->apis);
+    tp_conf_free(&gen->conf);
+    return -1;
 }
 
 void tp_gen_free(tp_gen_t *gen)
 {
     tp_router_free(&gen->router);
+    tp_policies_free(&gen->policies);
     tp_apis_free(&gen->apis);
     tp_conf_free(&gen->conf);
 }
 
-/* ---- workers ---------------------------------------------------------------- */
+/* ---- talking to workers ------------------------------------------------------ */
 
-static void send_cmd(int chan, char cmd)
+static void send_msg(int chan, const char *msg)
 {
-    if (chan >= 0 && write(chan, &cmd, 1) < 0 && errno != EPIPE)
-        tp_log_debug("cannot signal a worker: %s", strerror(errno));
+    if (chan >= 0 && send(chan, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
+        errno != EPIPE && errno != ECONNREFUSED)
+        tp_log_debug("cannot tell a worker \"%s\": %s", msg, strerror(errno));
+}
+
+void tp_master_broadcast(tp_master_t *m, const char *msg)
+{
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->slots[i].pid > 0)
+            send_msg(m->slots[i].chan, msg);
+    for (int i = 0; i < m->nold; i++)
+        send_msg(m->old_chans[i], msg);
 }
 
 static int live_workers(const tp_master_t *m)
@@ -117,6 +115,52 @@ static int live_workers(const tp_master_t *m)
         n += m->slots[i].pid > 0;
     return n;
 }
+
+static void check_reload_done(tp_master_t *m);
+static void worker_says(tp_master_t *m, pid_t pid, int chan, char *msg);
+
+static void on_chan(uv_poll_t *p, int status, int events)
+{
+    tp_master_t *m = p->loop->data;
+    int chan = (int)(intptr_t)p->data;
+    (void)events;
+    for (int guard = 0; guard < 64 && status >= 0; guard++) {
+        char msg[1024];
+        ssize_t n = recv(chan, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+        if (n <= 0)
+            break; /* EOF: the worker is gone, SIGCHLD tells the rest */
+        msg[n] = '\0';
+        pid_t pid = 0;
+        for (int i = 0; i < m->nworkers; i++)
+            if (m->slots[i].chan == chan)
+                pid = m->slots[i].pid;
+        worker_says(m, pid, chan, msg);
+    }
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void watch_chan(tp_master_t *m, tp_slot_t *s)
+{
+    s->poll = tp_calloc(1, sizeof(uv_poll_t));
+    uv_poll_init(&m->loop, s->poll, s->chan);
+    s->poll->data = (void *)(intptr_t)s->chan;
+    uv_poll_start(s->poll, UV_READABLE, on_chan);
+}
+
+static void unwatch_chan(tp_slot_t *s)
+{
+    if (s->poll != NULL) {
+        uv_poll_stop(s->poll);
+        uv_close((uv_handle_t *)s->poll, on_poll_closed);
+        s->poll = NULL;
+    }
+}
+
+/* ---- spawning ------------------------------------------------------------------ */
 
 /* uv_walk callback: the descriptor of one of the master's handles. */
 static void close_handle_fd(uv_handle_t *h, void *arg)
@@ -142,12 +186,14 @@ static void child_cleanup(tp_master_t *m, int slot, int chan)
     sig_fd = -1;
     /* Close descriptors by name: libuv keeps process-wide ones (its signal
      * lock pipe, recreated after fork) that a blanket close would break. */
-    uv_walk(&m->loop, close_handle_fd, NULL); /* signal pipe, Redis sockets */
+    uv_walk(&m->loop, close_handle_fd, NULL); /* signals, channels, Redis, admin */
     close(m->sigpipe[1]);
     close(uv_backend_fd(&m->loop));
     for (int i = 0; i < m->nworkers; i++) {
         if (i != slot && m->listen_fds[i] >= 0)
             close(m->listen_fds[i]);
+        if (i != slot && m->control_fds[i] >= 0)
+            close(m->control_fds[i]);
         if (m->slots[i].chan >= 0 && m->slots[i].chan != chan)
             close(m->slots[i].chan);
     }
@@ -155,13 +201,43 @@ static void child_cleanup(tp_master_t *m, int slot, int chan)
         close(m->old_chans[i]);
 }
 
+/* A row of shared memory no process uses. */
+static int free_shm_row(tp_master_t *m)
+{
+    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
+        if (atomic_load(&m->shm->workers[k].pid) != 0)
+            continue;
+        int taken = 0;
+        for (int i = 0; i < m->nworkers; i++)
+            taken |= m->slots[i].pid > 0 && m->slots[i].shm_id == k;
+        for (int i = 0; i < m->nold; i++)
+            taken |= m->old_shm[i] == k;
+        if (!taken)
+            return k;
+    }
+    return -1;
+}
+
 static int spawn(tp_master_t *m, int slot)
 {
+    int row = free_shm_row(m);
+    if (row < 0) {
+        tp_log_error("no shared-memory row free for worker %d (at most %d workers)", slot,
+                     TP_SHM_MAX_WORKERS);
+        return -1;
+    }
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
         tp_log_error("cannot create a worker channel: %s", strerror(errno));
         return -1;
     }
+    /* the worker starts on the published generation */
+    tp_shm_worker_t *sw = &m->shm->workers[row];
+    atomic_store(&sw->serving, m->generation);
+    atomic_store(&sw->oldest, m->generation);
+    atomic_store(&sw->pid, -1); /* reserved until the pid is known */
+    atomic_store(&sw->started_us, tp_time_wall_us());
+
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
@@ -169,22 +245,32 @@ static int spawn(tp_master_t *m, int slot)
     if (pid == 0) {
         close(sv[0]);
         child_cleanup(m, slot, sv[1]);
-        tp_worker_run(slot, m->listen_fds[slot], sv[1], &m->gen->conf, &m->gen->router);
+        atomic_store(&sw->pid, getpid());
+        char role[24];
+        snprintf(role, sizeof(role), "worker.%d", slot);
+        tp_log_set_role(role);
+        tp_worker_run(row, m->listen_fds[slot], m->control_fds[slot], sv[1], &m->gen->conf,
+                      m->shm);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(sv[1]);
     if (pid < 0) {
         tp_log_error("cannot fork worker %d: %s", slot, strerror(errno));
+        atomic_store(&sw->pid, 0);
         close(sv[0]);
         return -1;
     }
+    atomic_store(&sw->pid, pid);
     fcntl(sv[0], F_SETFL, O_NONBLOCK);
     tp_slot_t *s = &m->slots[slot];
     s->pid = pid;
+    s->shm_id = row;
     s->chan = sv[0];
     s->started = tp_time_mono_ms();
     s->respawn_at = 0;
-    tp_log_info("started worker.%d (pid %d, generation %d)", slot, (int)pid, m->generation);
+    watch_chan(m, s);
+    tp_log_info("started worker.%d (pid %d, generation %d)", slot, (int)pid,
+                m->worker_generation);
     return 0;
 }
 
@@ -201,10 +287,10 @@ static void describe_exit(char *buf, size_t n, int status)
         snprintf(buf, n, "stopped (status 0x%x)", status);
 }
 
-static void master_exit(tp_master_t *m, int code)
+static _Noreturn void master_exit(tp_master_t *m, int code)
 {
     tp_log_info("master exiting");
-    (void)m;
+    tp_admin_stop(m);
     exit(code);
 }
 
@@ -222,14 +308,17 @@ static void reap(tp_master_t *m)
             if (s->pid != pid)
                 continue;
             found = 1;
+            unwatch_chan(s);
             close(s->chan);
             s->chan = -1;
             s->pid = 0;
+            atomic_store(&m->shm->workers[s->shm_id].pid, 0);
             if (m->state != M_RUNNING) {
                 tp_log_info("worker.%d (pid %d) %s", i, (int)pid, how);
                 continue;
             }
             tp_log_warn("worker.%d (pid %d) %s; starting a new one", i, (int)pid, how);
+            s->restarts++;
             if (now - s->started < 1000)
                 s->quick_deaths++;
             else
@@ -239,8 +328,8 @@ static void reap(tp_master_t *m)
                 delay = 100u << (s->quick_deaths < 6 ? s->quick_deaths : 6);
                 if (delay > 5000)
                     delay = 5000;
-                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms", i,
-                            (unsigned long long)delay);
+                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms",
+                            i, (unsigned long long)delay);
             }
             s->respawn_at = now + delay;
         }
@@ -250,8 +339,10 @@ static void reap(tp_master_t *m)
             found = 1;
             tp_log_info("old worker (pid %d) %s", (int)pid, how);
             close(m->old_chans[i]);
+            atomic_store(&m->shm->workers[m->old_shm[i]].pid, 0);
             m->old_pids[i] = m->old_pids[m->nold - 1];
             m->old_chans[i] = m->old_chans[m->nold - 1];
+            m->old_shm[i] = m->old_shm[m->nold - 1];
             m->nold--;
         }
         if (!found)
@@ -259,15 +350,21 @@ static void reap(tp_master_t *m)
     }
     if (m->state != M_RUNNING && live_workers(m) == 0)
         master_exit(m, 0);
+    tp_shm_release_slots(m->shm);
+    check_reload_done(m);
     arm_timer(m);
 }
+
+/* ---- shutdown ------------------------------------------------------------------ */
 
 static void close_listeners(tp_master_t *m)
 {
     for (int i = 0; i < m->nworkers; i++) {
         if (m->listen_fds[i] >= 0)
             close(m->listen_fds[i]);
-        m->listen_fds[i] = -1;
+        if (m->control_fds[i] >= 0)
+            close(m->control_fds[i]);
+        m->listen_fds[i] = m->control_fds[i] = -1;
     }
 }
 
@@ -280,22 +377,15 @@ static void kill_all(tp_master_t *m, int sig)
         kill(m->old_pids[i], sig);
 }
 
-static void broadcast(tp_master_t *m, char cmd)
-{
-    for (int i = 0; i < m->nworkers; i++)
-        if (m->slots[i].pid > 0)
-            send_cmd(m->slots[i].chan, cmd);
-    for (int i = 0; i < m->nold; i++)
-        send_cmd(m->old_chans[i], cmd);
-}
-
 static void begin_drain(tp_master_t *m)
 {
     m->state = M_DRAINING;
     int64_t secs = m->gen->conf.graceful_shutdown_timeout_duration;
     tp_log_info("draining: workers finish in-flight requests within %lld s", (long long)secs);
+    tp_sd_notify("STOPPING=1");
     close_listeners(m);
-    broadcast(m, 'D');
+    tp_admin_stop(m);
+    tp_master_broadcast(m, "drain");
     m->stop_deadline = tp_time_mono_ms() + (uint64_t)secs * 1000 + 2000;
     if (live_workers(m) == 0)
         master_exit(m, 0);
@@ -305,9 +395,11 @@ static void begin_drain(tp_master_t *m)
 static void stop_fast(tp_master_t *m, const char *why)
 {
     tp_log_info("stopping now (%s)", why);
+    tp_sd_notify("STOPPING=1");
     m->state = M_STOPPING;
     close_listeners(m);
-    broadcast(m, 'Q');
+    tp_admin_stop(m);
+    tp_master_broadcast(m, "quit");
     m->stop_deadline = tp_time_mono_ms() + 3000;
     if (live_workers(m) == 0)
         master_exit(m, 0);
@@ -324,7 +416,7 @@ static void shutdown_graceful(tp_master_t *m, const char *why)
     tp_log_info("%s: shutting down gracefully", why);
     if (delay > 0) {
         m->state = M_DELAYING;
-        broadcast(m, 'R');
+        tp_master_broadcast(m, "notready");
         tp_log_info("readiness now fails; draining starts in %lld s", (long long)delay);
         m->stop_deadline = tp_time_mono_ms() + (uint64_t)delay * 1000;
         arm_timer(m);
@@ -333,91 +425,317 @@ static void shutdown_graceful(tp_master_t *m, const char *why)
     begin_drain(m);
 }
 
+/* ---- reloads ------------------------------------------------------------------- */
+
 static void master_subscribe(tp_master_t *m);
 
-/* ---- reload ----------------------------------------------------------------- */
-
-static void reload(tp_master_t *m)
+static void finish_waiters(tp_master_t *m, tp_list_t *list, int ok, const char *errors)
 {
-    if (m->state != M_RUNNING)
-        return;
-    tp_log_info("reloading %s", m->conf_path ? m->conf_path : "configuration");
-    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));
-    char err[8192];
-    if (tp_gen_load(gen, m->conf_path, err, sizeof(err)) < 0) {
-        tp_log_error("reload failed; generation %d keeps serving: %s", m->generation, err);
-        free(gen);
+    while (!tp_list_empty(list)) {
+        tp_waiter_t *w = tp_container_of(list->next, tp_waiter_t, link);
+        tp_list_remove(&w->link);
+        if (w->admin != NULL) {
+            tp_admin_reload_done(m, w->admin, ok, errors);
+        } else if (w->worker > 0) {
+            char msg[1024];
+            snprintf(msg, sizeof(msg), "reloaded %u %d %.900s", w->token, ok,
+                     ok ? "" : errors);
+            for (int i = 0; i < m->nworkers; i++)
+                if (m->slots[i].pid == w->worker)
+                    send_msg(m->slots[i].chan, msg);
+            for (int i = 0; i < m->nold; i++)
+                if (m->old_pids[i] == w->worker)
+                    send_msg(m->old_chans[i], msg);
+        }
+        free(w);
+    }
+}
+
+static void on_reload_timer(uv_timer_t *t);
+
+static void schedule_reload(tp_master_t *m, uint64_t delay)
+{
+    m->reload_scheduled = 1;
+    uv_timer_start(&m->reload_timer, on_reload_timer, delay, 0);
+}
+
+void tp_master_request_reload(tp_master_t *m, tp_waiter_t *w, const char *why)
+{
+    if (m->state != M_RUNNING) {
+        if (w != NULL) {
+            tp_list_t one;
+            tp_list_init(&one);
+            tp_list_insert_tail(&one, &w->link);
+            finish_waiters(m, &one, 0, "the gateway is shutting down");
+        }
         return;
     }
-    int n = tp_conf_workers(&gen->conf);
-    int same_addr = gen->conf.listen_port == m->gen->conf.listen_port &&
-                    strcmp(gen->conf.listen_address ? gen->conf.listen_address : "",
-                           m->gen->conf.listen_address ? m->gen->conf.listen_address : "") == 0;
-    int *fds = tp_malloc((size_t)n * sizeof(int));
+    tp_log_info("reload requested (%s)", why);
+    if (w != NULL)
+        tp_list_insert_tail(&m->reload_queue, &w->link);
+    if (!m->reload_scheduled && !m->reloading)
+        schedule_reload(m, 0);
+}
+
+/* Every current worker serves the generation being rolled out? */
+static void check_reload_done(tp_master_t *m)
+{
+    if (!m->reloading)
+        return;
+    int done = 1;
+    for (int i = 0; i < m->nworkers; i++) {
+        tp_slot_t *s = &m->slots[i];
+        if (s->pid > 0 && atomic_load(&m->shm->workers[s->shm_id].serving) < m->reload_target)
+            done = 0;
+        if (s->pid == 0 && s->respawn_at == 0 && m->state == M_RUNNING)
+            done = 0; /* a fork failed: it will be retried */
+    }
+    uint64_t took = tp_time_mono_ms() - m->reload_started_ms;
+    if (!done && took < TP_RELOAD_ACK_MS)
+        return;
+    m->reloading = 0;
+    m->last_reload_us = tp_time_wall_us();
+    if (done) {
+        m->reloads_ok++;
+        m->last_reload_err[0] = '\0';
+        tp_log_info("reload done: generation %llu serves %zu APIs and %zu policies on every "
+                    "worker (%llu ms)",
+                    (unsigned long long)m->reload_target, m->gen->apis.n,
+                    m->gen->policies.n, (unsigned long long)took);
+        finish_waiters(m, &m->reload_running, 1, "");
+    } else {
+        snprintf(m->last_reload_err, sizeof(m->last_reload_err),
+                 "workers did not all switch to generation %llu within %d s",
+                 (unsigned long long)m->reload_target, TP_RELOAD_ACK_MS / 1000);
+        tp_log_warn("%s", m->last_reload_err);
+        finish_waiters(m, &m->reload_running, 0, m->last_reload_err);
+    }
+    tp_sd_notify("READY=1");
+    if (!tp_list_empty(&m->reload_queue))
+        schedule_reload(m, 0);
+}
+
+/* The listening sockets for <gen>: reused when the address is the same. */
+static int open_listeners(tp_master_t *m, tp_gen_t *gen, int n, int **fds_out, int **cfds_out,
+                          char *err, size_t errlen)
+{
+    const tp_conf_t *old = &m->gen->conf, *c = &gen->conf;
+    int same = c->listen_port == old->listen_port &&
+               strcmp(c->listen_address ? c->listen_address : "",
+                      old->listen_address ? old->listen_address : "") == 0;
+    int same_ctl = same && c->control_api_port == old->control_api_port;
+    int *fds = tp_malloc((size_t)n * sizeof(int)), *cfds = tp_malloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        fds[i] = cfds[i] = -1;
     for (int i = 0; i < n; i++) {
-        if (same_addr && i < m->nworkers && m->listen_fds[i] >= 0) {
+        if (same && i < m->nworkers && m->listen_fds[i] >= 0)
             fds[i] = m->listen_fds[i];
+        else if ((!same && i == 0 &&
+                  tp_listen_probe(c->listen_address, (int)c->listen_port, err, errlen) < 0) ||
+                 (fds[i] = tp_listen_open(c->listen_address, (int)c->listen_port, err,
+                                          errlen)) < 0)
+            goto err;
+        if (c->control_api_port == 0)
             continue;
-        }
-        if (!same_addr && i == 0 &&
-            tp_listen_probe(gen->conf.listen_address, (int)gen->conf.listen_port, err,
-                            sizeof(err)) < 0)
-            fds[i] = -1;
-        else
-            fds[i] = tp_listen_open(gen->conf.listen_address, (int)gen->conf.listen_port, err,
-                                    sizeof(err));
-        if (fds[i] < 0) {
-            tp_log_error("reload failed; generation %d keeps serving: %s", m->generation, err);
-            for (int j = 0; j < i; j++)
-                if (!(same_addr && j < m->nworkers && fds[j] == m->listen_fds[j]))
-                    close(fds[j]);
-            free(fds);
-            tp_gen_free(gen);
-            free(gen);
-            return;
-        }
+        if (same_ctl && i < m->nworkers && m->control_fds[i] >= 0)
+            cfds[i] = m->control_fds[i];
+        else if ((cfds[i] = tp_listen_open(c->listen_address, (int)c->control_api_port, err,
+                                           errlen)) < 0)
+            goto err;
     }
+    *fds_out = fds;
+    *cfds_out = cfds;
+    return 0;
+err:
+    for (int i = 0; i < n; i++) {
+        if (fds[i] >= 0 && !(i < m->nworkers && fds[i] == m->listen_fds[i]))
+            close(fds[i]);
+        if (cfds[i] >= 0 && !(i < m->nworkers && cfds[i] == m->control_fds[i]))
+            close(cfds[i]);
+    }
+    free(fds);
+    free(cfds);
+    return -1;
+}
+
+/* tyk.conf changed: a new generation of workers on the (same) sockets. */
+static int replace_workers(tp_master_t *m, tp_gen_t *gen, char *err, size_t errlen)
+{
+    int n = tp_conf_workers(&gen->conf);
+    int *fds, *cfds;
+    if (open_listeners(m, gen, n, &fds, &cfds, err, errlen) < 0)
+        return -1;
     /* the current workers become old ones, and drain once the new serve */
     int first_old = m->nold;
     for (int i = 0; i < m->nworkers; i++) {
         tp_slot_t *s = &m->slots[i];
+        unwatch_chan(s);
         if (s->pid > 0 && m->nold < TP_MAX_OLD) {
             m->old_pids[m->nold] = s->pid;
             m->old_chans[m->nold] = s->chan;
+            m->old_shm[m->nold] = s->shm_id;
             m->nold++;
         } else if (s->chan >= 0) {
             close(s->chan);
         }
-        if (i >= n || !same_addr)
+        if (m->listen_fds[i] >= 0 && (i >= n || fds[i] != m->listen_fds[i]))
             close(m->listen_fds[i]);
+        if (m->control_fds[i] >= 0 && (i >= n || cfds[i] != m->control_fds[i]))
+            close(m->control_fds[i]);
     }
     free(m->listen_fds);
+    free(m->control_fds);
     free(m->slots);
-    int resubscribe =
-        !tp_conf_storage_same(&m->gen->conf.storage, &gen->conf.storage) ||
-        m->gen->conf.suppress_redis_signal_reload != gen->conf.suppress_redis_signal_reload;
+    int resubscribe = !tp_conf_storage_same(&m->gen->conf.storage, &gen->conf.storage) ||
+                      m->gen->conf.suppress_redis_signal_reload !=
+                          gen->conf.suppress_redis_signal_reload;
     tp_gen_free(m->gen);
     free(m->gen);
     m->gen = gen;
+    m->listen_fds = fds;
+    m->control_fds = cfds;
+    m->nworkers = n;
+    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
+    for (int i = 0; i < n; i++)
+        m->slots[i].chan = -1;
+    m->worker_generation++;
     if (resubscribe) {
         if (m->redis != NULL)
             tp_redis_free(m->redis);
         m->redis = NULL;
         master_subscribe(m);
     }
-    m->listen_fds = fds;
-    m->nworkers = n;
-    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
-    for (int i = 0; i < n; i++)
-        m->slots[i].chan = -1;
-    m->generation++;
-    tp_log_set_role("master");
     for (int i = 0; i < n; i++)
         spawn(m, i);
     for (int i = first_old; i < m->nold; i++)
-        send_cmd(m->old_chans[i], 'D');
-    tp_log_info("reload done: generation %d serves %zu APIs with %d workers", m->generation,
-                gen->apis.n, n);
+        send_msg(m->old_chans[i], "drain");
+    tp_log_info("tyk.conf changed: worker generation %d started (%d workers)",
+                m->worker_generation, n);
+    return 0;
+}
+
+static void reload_failed(tp_master_t *m, const char *errors)
+{
+    m->reloads_failed++;
+    m->last_reload_us = tp_time_wall_us();
+    snprintf(m->last_reload_err, sizeof(m->last_reload_err), "%s", errors);
+    /* one line per error, each saying what happened, for log searches */
+    char copy[8192];
+    snprintf(copy, sizeof(copy), "%s", errors);
+    for (char *line = strtok(copy, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        tp_log_error("reload failed, generation %llu keeps serving: %s",
+                     (unsigned long long)m->generation, line);
+    finish_waiters(m, &m->reload_running, 0, errors);
+    tp_sd_notify("READY=1");
+}
+
+static void do_reload(tp_master_t *m)
+{
+    char err[8192];
+    m->reload_scheduled = 0;
+    if (m->reloading || m->state != M_RUNNING)
+        return;
+    /* the queued waiters ride on this reload */
+    while (!tp_list_empty(&m->reload_queue)) {
+        tp_list_t *l = m->reload_queue.next;
+        tp_list_remove(l);
+        tp_list_insert_tail(&m->reload_running, l);
+    }
+    char mono[64];
+    snprintf(mono, sizeof(mono), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)tp_time_mono_ms() * 1000);
+    tp_sd_notify(mono);
+    m->reload_started_ms = tp_time_mono_ms();
+
+    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));
+    if (tp_gen_load(gen, m->conf_path, 1, err, sizeof(err)) < 0) {
+        free(gen);
+        reload_failed(m, err);
+        if (!tp_list_empty(&m->reload_queue))
+            schedule_reload(m, 0);
+        return;
+    }
+    int rc = tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, m->generation + 1,
+                            err, sizeof(err));
+    if (rc == -EBUSY) {
+        /* old requests still read every spare slot: a little later */
+        while (!tp_list_empty(&m->reload_running)) {
+            tp_list_t *l = m->reload_running.prev;
+            tp_list_remove(l);
+            tp_list_insert_head(&m->reload_queue, l);
+        }
+        tp_gen_free(gen);
+        free(gen);
+        tp_log_debug("reload waits: %s", err);
+        schedule_reload(m, TP_RELOAD_RETRY_MS);
+        return;
+    }
+    if (rc < 0) {
+        tp_gen_free(gen);
+        free(gen);
+        reload_failed(m, err);
+        return;
+    }
+    m->generation++;
+    m->reloading = 1;
+    m->reload_target = m->generation;
+
+    char *old_conf = tp_conf_dump(&m->gen->conf), *new_conf = tp_conf_dump(&gen->conf);
+    int same = strcmp(old_conf, new_conf) == 0;
+    free(old_conf);
+    free(new_conf);
+    if (same) {
+        /* the new APIs are published: workers switch between requests */
+        tp_gen_free(m->gen);
+        free(m->gen);
+        m->gen = gen;
+        tp_master_broadcast(m, "gen");
+    } else if (replace_workers(m, gen, err, sizeof(err)) < 0) {
+        /* the generation is published but the sockets failed: the old
+         * workers serve the new APIs with the old tyk.conf */
+        tp_gen_free(gen);
+        free(gen);
+        tp_master_broadcast(m, "gen");
+        tp_log_error("tyk.conf changes not applied: %s", err);
+    }
+    check_reload_done(m);
+}
+
+static void on_reload_timer(uv_timer_t *t)
+{
+    do_reload(t->data);
+}
+
+/* ---- messages from workers ----------------------------------------------------- */
+
+static void worker_says(tp_master_t *m, pid_t pid, int chan, char *msg)
+{
+    (void)chan;
+    if (strncmp(msg, "serving ", 8) == 0) {
+        tp_shm_release_slots(m->shm);
+        check_reload_done(m);
+        if (!m->ready_notified) {
+            int all = 1;
+            for (int i = 0; i < m->nworkers; i++)
+                all &= m->slots[i].pid > 0 &&
+                       atomic_load(&m->shm->workers[m->slots[i].shm_id].serving) >= 1;
+            if (all) {
+                m->ready_notified = 1;
+                tp_sd_notify("READY=1");
+            }
+        }
+    } else if (strncmp(msg, "reload ", 7) == 0) {
+        unsigned long token = strtoul(msg + 7, NULL, 10);
+        tp_waiter_t *w = NULL;
+        if (token != 0) {
+            w = tp_calloc(1, sizeof(*w));
+            w->worker = pid;
+            w->token = (uint32_t)token;
+        }
+        tp_master_request_reload(m, w, "GET /tyk/reload");
+    } else {
+        tp_log_warn("unknown message from a worker: %s", msg);
+    }
 }
 
 /* ---- the loop --------------------------------------------------------------- */
@@ -440,6 +758,8 @@ static void on_timer(uv_timer_t *t)
             if (m->slots[i].pid == 0 && m->slots[i].respawn_at != 0 &&
                 m->slots[i].respawn_at <= now)
                 spawn(m, i);
+    tp_shm_release_slots(m->shm);
+    check_reload_done(m);
     arm_timer(m);
 }
 
@@ -453,6 +773,9 @@ static void arm_timer(tp_master_t *m)
             if (m->slots[i].pid == 0 && m->slots[i].respawn_at != 0 &&
                 (next == 0 || m->slots[i].respawn_at < next))
                 next = m->slots[i].respawn_at;
+    /* a reload in progress is checked at least every second */
+    if (m->reloading && (next == 0 || next > now + 1000))
+        next = now + 1000;
     if (next == 0) {
         uv_timer_stop(&m->timer);
         return;
@@ -484,25 +807,15 @@ static void on_sigpipe(uv_poll_t *p, int status, int events)
     for (int i = 0; i < term + quit; i++)
         shutdown_graceful(m, i < term ? "SIGTERM" : "SIGQUIT");
     if (hup)
-        reload(m);
+        tp_master_request_reload(m, NULL, "SIGHUP");
     if (chld)
         reap(m);
 }
 
-/* A message on tyk.cluster.notifications: {"command","payload","signature",
- * "algorithm"}. Reload commands arrive with the control plane; for now
- * the master reports what it hears. */
 static void on_notification(void *arg, const char *channel, const char *payload, size_t len)
 {
-    char err[256];
-    (void)arg;
-    cJSON *msg = tp_json_parse(payload, len, err, sizeof(err));
-    const cJSON *cmd = msg != NULL ? tp_json_get(msg, "command") : NULL;
-    if (cmd == NULL || !cJSON_IsString(cmd))
-        tp_log_warn("%s: ignoring a message that is not a Tyk notification", channel);
-    else
-        tp_log_info("%s: %s received", channel, cmd->valuestring);
-    cJSON_Delete(msg);
+    (void)channel;
+    tp_master_notification(arg, payload, len);
 }
 
 static void master_subscribe(tp_master_t *m)
@@ -524,31 +837,59 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->pid = getpid();
     m->conf_path = conf_path;
     m->gen = gen;
+    m->worker_generation = 1;
+    m->started_us = tp_time_wall_us();
+    tp_list_init(&m->reload_queue);
+    tp_list_init(&m->reload_running);
+    char err[2048];
+
+    m->shm = tp_shm_create((size_t)gen->conf.tp.shm_size, (uint32_t)gen->conf.tp.max_apis, err,
+                           sizeof(err));
+    if (m->shm == NULL) {
+        tp_log_error("%s", err);
+        return 1;
+    }
+    if (tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, 1, err, sizeof(err)) <
+        0) {
+        tp_log_error("%s", err);
+        return 1;
+    }
     m->generation = 1;
-    m->nworkers = tp_conf_workers(&gen->conf);
-    char err[1024];
 
     if (tp_listen_probe(gen->conf.listen_address, (int)gen->conf.listen_port, err, sizeof(err)) <
         0) {
         tp_log_error("%s", err);
         return 2;
     }
-    m->listen_fds = tp_malloc((size_t)m->nworkers * sizeof(int));
-    m->slots = tp_calloc((size_t)m->nworkers, sizeof(*m->slots));
-    for (int i = 0; i < m->nworkers; i++) {
-        m->slots[i].chan = -1;
-        m->listen_fds[i] =
-            tp_listen_open(gen->conf.listen_address, (int)gen->conf.listen_port, err, sizeof(err));
-        if (m->listen_fds[i] < 0) {
-            tp_log_error("%s", err);
-            return 2;
-        }
+    if (gen->conf.control_api_port != 0 &&
+        tp_listen_probe(gen->conf.listen_address, (int)gen->conf.control_api_port, err,
+                        sizeof(err)) < 0) {
+        tp_log_error("control_api_port: %s", err);
+        return 2;
     }
+    m->nworkers = 0;
+    m->listen_fds = tp_calloc(1, sizeof(int));
+    m->control_fds = tp_calloc(1, sizeof(int));
+    m->listen_fds[0] = m->control_fds[0] = -1;
+    int n = tp_conf_workers(&gen->conf);    int *fds, *cfds;
+    if (open_listeners(m, gen, n, &fds, &cfds, err, sizeof(err)) < 0) {
+        tp_log_error("%s", err);
+        return 2;
+    }
+    free(m->listen_fds);
+    free(m->control_fds);
+    m->listen_fds = fds;
+    m->control_fds = cfds;
+    m->nworkers = n;
+    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
+    for (int i = 0; i < n; i++)
+        m->slots[i].chan = -1;
 
     if (pipe2(m->sigpipe, O_NONBLOCK | O_CLOEXEC) != 0 || uv_loop_init(&m->loop) != 0) {
         tp_log_error("cannot set up the master loop: %s", strerror(errno));
         return 1;
     }
+    m->loop.data = m;
     sig_fd = m->sigpipe[1];
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -559,17 +900,28 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         sigaction(handled_signals[i], &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    master_subscribe(m);
     uv_poll_init(&m->loop, &m->sig_poll, m->sigpipe[0]);
     m->sig_poll.data = m;
     uv_poll_start(&m->sig_poll, UV_READABLE, on_sigpipe);
     uv_timer_init(&m->loop, &m->timer);
     m->timer.data = m;
+    uv_timer_init(&m->loop, &m->reload_timer);
+    m->reload_timer.data = m;
+    master_subscribe(m);
+    if (tp_admin_start(m, err, sizeof(err)) < 0) {
+        tp_log_error("%s", err);
+        return 2;
+    }
 
     const char *addr = gen->conf.listen_address;
-    tp_log_info("turnpike %s: %d workers on %s:%lld, %zu APIs from %s%s", TP_VERSION, m->nworkers,
-                addr && addr[0] ? addr : "*", (long long)gen->conf.listen_port, gen->apis.n,
-                gen->conf.app_path, getpid() == 1 ? " (running as PID 1)" : "");
+    tp_log_info("turnpike %s: %d workers on %s:%lld%s, %zu APIs from %s, %zu policies%s",
+                TP_VERSION, m->nworkers, addr && addr[0] ? addr : "*",
+                (long long)gen->conf.listen_port,
+                gen->conf.control_api_port ? " (control API on its own port)" : "",
+                gen->apis.n, gen->conf.app_path, gen->policies.n,
+                getpid() == 1 ? " (running as PID 1)" : "");
+    if (gen->conf.secret == NULL || gen->conf.secret[0] == '\0')
+        tp_log_warn("no \"secret\" is set: the Gateway REST API (/tyk/) refuses every request");
     for (int i = 0; i < m->nworkers; i++)
         spawn(m, i);
     uv_run(&m->loop, UV_RUN_DEFAULT);

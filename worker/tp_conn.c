@@ -123,9 +123,10 @@ void tp_conn_close(tp_conn_t *c)
         tp_proxy_abort(c->req);
         tp_req_put(c->w, c->req);
         c->req = NULL;
-    }
-    tp_list_remove(&c->link);
+    }    tp_list_remove(&c->link);
     c->w->nconns--;
+    atomic_store_explicit(&c->w->shm->workers[c->w->id].conns, c->w->nconns,
+                          memory_order_relaxed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -206,13 +207,19 @@ void tp_conn_response_done(tp_conn_t *c)
 {
     tp_worker_t *w = c->w;
     tp_req_t *req = c->req;
-    int linger = c->linger;
-    if (req != NULL) {
+    int linger = c->linger;    if (req != NULL) {
         if (!req->body_done) {
             c->want_close = 1;
             linger = 1;
         }
         w->requests++;
+        atomic_store_explicit(&w->shm->workers[w->id].requests, w->requests,
+                              memory_order_relaxed);
+        if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX) {
+            tp_shm_stat_t *st = &w->stats[req->route->api->stat_idx];
+            st->requests++;
+            st->status[req->status >= 100 && req->status < 600 ? req->status / 100 : 0]++;
+        }
         tp_req_put(w, req);
         c->req = NULL;
     }
@@ -284,8 +291,9 @@ static int conn_wants_input(const tp_conn_t *c)
     case TP_C_IDLE:
     case TP_C_HEAD:
     case TP_C_LINGER:
-        return 1;
-    case TP_C_BODY:
+        return 1;    case TP_C_BODY:
+        if (c->req != NULL && c->req->buffering)
+            return 1;
         return c->req != NULL && c->req->body != NULL && c->req->body_len < TP_BLOCK_SIZE &&
                c->in.len == 0;
     case TP_C_DONE:
@@ -426,7 +434,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             tp_req_dispatch(req);
             if (c->closing || c->state == TP_C_LINGER)
                 return;
-            if (c->state == TP_C_BODY && req->body == NULL) {
+            if (c->state == TP_C_BODY && req->body == NULL && !req->buffering) {
                 /* answered without reading the body: it is discarded */
                 c->state = TP_C_DONE;
             }
@@ -434,6 +442,29 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
         }
 
         case TP_C_BODY: {
+            if (req->buffering) {
+                /* a body for the gateway itself: on_body keeps it */
+                llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+                size_t used =
+                    err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&c->parser) - data);
+                if (err != HPE_OK && err != HPE_PAUSED) {
+                    conn_reject(c, err);
+                    return;
+                }
+                data += used;
+                len -= used;
+                if (err == HPE_PAUSED) {
+                    llhttp_resume(&c->parser);
+                    req->body_done = 1;
+                    c->state = TP_C_DONE;
+                    tp_rest_body_done(req);
+                    if (c->closing || c->state == TP_C_LINGER)
+                        return;
+                } else {
+                    conn_set_deadline(c, uv_now(&w->loop) + w->body_timeout_ms);
+                }
+                continue;
+            }
             size_t room = TP_BLOCK_SIZE - req->body_len;
             if (room == 0) {
                 conn_save(c, data, len);
@@ -631,13 +662,18 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    tp_conn_t *c = p->data;
-    tp_req_t *req = c->req;
-    (void)at;
+    tp_conn_t *c = p->data;    tp_req_t *req = c->req;
     req->body_seen += len;
     if (c->w->max_body > 0 && req->body_seen > c->w->max_body) {
         req->reject = 413;
         return -1;
+    }
+    if (req->buffering) {
+        if (req->rbody.len + len > TP_REST_BODY_MAX) {
+            req->reject = 413;
+            return -1;
+        }
+        tp_buf_append(&req->rbody, at, len);
     }
     return 0;
 }
@@ -670,10 +706,10 @@ static tp_conn_t *conn_new(tp_worker_t *w)
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
-    c->handles_open = 2;
-    tp_list_init(&c->link);
+    c->handles_open = 2;    tp_list_init(&c->link);
     tp_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
+    atomic_store_explicit(&w->shm->workers[w->id].conns, w->nconns, memory_order_relaxed);
     return c;
 }
 
@@ -707,10 +743,11 @@ static void conn_start(tp_conn_t *c)
     conn_update_reading(c);
 }
 
-void tp_conn_accept(tp_worker_t *w)
+void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control)
 {
     tp_conn_t *c = conn_new(w);
-    if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) < 0) {
+    c->control = control != 0;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         tp_conn_close(c);
         return;
     }

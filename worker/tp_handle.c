@@ -147,19 +147,31 @@ void tp_req_dispatch(tp_req_t *req)
             return;
         }
         tp_buf_free(&clean);
+    }    /* The control router comes first, so no API can shadow it; with
+     * control_api_port set it lives on that port only, as in Tyk. */
+    int control_here = conf->control_api_port == 0 || c->control;
+    if (control_here) {
+        if (path_is(rp.path, conf->health_check_endpoint_name)) {
+            tp_health_hello(req);
+            return;
+        }
+        if (path_is(rp.path, conf->readiness_check_endpoint_name)) {
+            tp_health_ready(req);
+            return;
+        }
+        if (rp.path.n >= 5 && memcmp(rp.path.p, "/tyk/", 5) == 0) {
+            tp_rest_handle(req, (tp_str_t){rp.path.p + 5, rp.path.n - 5}, rp.query);
+            return;
+        }
     }
-
-    /* The control router comes first: no API can shadow these. */
-    if (path_is(rp.path, conf->health_check_endpoint_name)) {
-        tp_health_hello(req);
+    if (c->control) {
+        static const char not_found[] = "404 page not found\n";
+        tp_respond(req, 404, "text/plain; charset=utf-8", not_found, sizeof(not_found) - 1,
+                   "X-Content-Type-Options: nosniff\r\n");
         return;
     }
-    if (path_is(rp.path, conf->readiness_check_endpoint_name)) {
-        tp_health_ready(req);
-        return;
-    }
 
-    const tp_route_t *route = tp_router_match(w->router, host, rp.path, &rp.matched);
+    const tp_route_t *route = tp_router_match(&req->snap->router, host, rp.path, &rp.matched);
     if (route == NULL) {
         static const char not_found[] = "Not Found";
         tp_respond(req, 404, "text/plain; charset=utf-8", not_found, sizeof(not_found) - 1, NULL);

@@ -17,14 +17,19 @@
 /* How long a resolved address is used before it is looked up again. */
 #define TP_DNS_TTL_MS 30000
 
+/* Pools live as long as the worker (a new generation may still name the
+ * same host), each allocated once so that requests and connections can
+ * point at them. */
 static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
 {
     for (size_t i = 0; i < w->npools; i++)
-        if (w->pools[i].port == port && strcmp(w->pools[i].host, host) == 0)
-            return &w->pools[i];
+        if (w->pools[i]->port == port && strcmp(w->pools[i]->host, host) == 0)
+            return w->pools[i];
     w->pools = tp_realloc(w->pools, (w->npools + 1) * sizeof(*w->pools));
-    tp_pool_t *p = &w->pools[w->npools++];
-    memset(p, 0, sizeof(*p));
+    tp_pool_t *p = tp_calloc(1, sizeof(*p));
+    w->pools[w->npools++] = p;
+    tp_list_init(&p->waiters);
+    tp_list_init(&p->idle);
     p->host = tp_strdup(host);
     p->port = port;
     size_t n = strlen(host) + 16;
@@ -39,21 +44,16 @@ static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
     return p;
 }
 
-void tp_upstream_init(tp_worker_t *w)
+void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap)
 {
-    const tp_router_t *r = w->router;
-    /* pointers into w->pools move while it grows: fix the lists up after */
-    for (size_t i = 0; i < r->n; i++) {
-        tp_api_t *api = r->v[i].api;
+    /* which pool each target of this generation uses */
+    w->target_pool = tp_realloc(w->target_pool, (snap->ntargets + 1) * sizeof(*w->target_pool));
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_api_t *api = snap->apis[i];
         for (size_t j = 0; j < api->ntargets; j++) {
-            tp_target_t *t = &api->targets[j];
-            tp_pool_t *p = pool_for(w, t->url.host, t->url.port);
-            t->pool = (int)(p - w->pools);
+            const tp_target_t *t = &api->targets[j];
+            w->target_pool[t->idx] = pool_for(w, t->url.host, t->url.port);
         }
-    }
-    for (size_t i = 0; i < w->npools; i++) {
-        tp_list_init(&w->pools[i].waiters);
-        tp_list_init(&w->pools[i].idle);
     }
 }
 
@@ -321,6 +321,6 @@ void tp_upstream_release(tp_upconn_t *up, int reusable)
 void tp_upstream_shutdown(tp_worker_t *w)
 {
     for (size_t i = 0; i < w->npools; i++)
-        while (!tp_list_empty(&w->pools[i].idle))
-            tp_upstream_close(tp_container_of(w->pools[i].idle.next, tp_upconn_t, link));
+        while (!tp_list_empty(&w->pools[i]->idle))
+            tp_upstream_close(tp_container_of(w->pools[i]->idle.next, tp_upconn_t, link));
 }

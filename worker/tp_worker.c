@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,13 @@ void tp_block_put(tp_worker_t *w, char *block)
 tp_req_t *tp_req_get(tp_worker_t *w)
 {
     tp_req_t *req = w->free_reqs;
-    tp_buf_t up_head = {0}, out = {0};
+    tp_buf_t up_head = {0}, out = {0}, rbody = {0};
     if (req != NULL) {
         w->free_reqs = req->next_free;
         w->nfree_reqs--;
         up_head = req->up_head;
         out = req->out;
+        rbody = req->rbody;
     } else {
         req = tp_malloc(sizeof(*req) + w->max_hdrs * sizeof(tp_hdr_t));
     }
@@ -59,8 +61,27 @@ tp_req_t *tp_req_get(tp_worker_t *w)
     req->up_head.len = 0;
     req->out = out;
     req->out.len = 0;
+    req->rbody = rbody;
+    req->rbody.len = 0;
     tp_list_init(&req->wait_link);
+    /* a request lives on the generation it starts on */
+    tp_worker_check_generation(w);
+    req->snap = w->snap;
+    w->inflight[req->snap->slot]++;
     return req;
+}
+
+/* The oldest generation this worker's requests still read, for the master
+ * to know which slots it may reuse. */
+static void publish_oldest(tp_worker_t *w)
+{
+    uint64_t oldest = w->gen;
+    for (unsigned s = 0; s < TP_SHM_SLOTS; s++) {
+        uint64_t g = atomic_load(&w->shm->slot_gen[s]);
+        if (w->inflight[s] > 0 && g != 0 && g < oldest)
+            oldest = g;
+    }
+    atomic_store(&w->shm->workers[w->id].oldest, oldest);
 }
 
 void tp_req_put(tp_worker_t *w, tp_req_t *req)
@@ -71,14 +92,19 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
         tp_block_put(w, req->body);
         req->body = NULL;
     }
+    if (--w->inflight[req->snap->slot] == 0 && req->snap != w->snap)
+        publish_oldest(w);
     /* keep modest buffers for the next request, drop big ones */
     if (req->up_head.cap > 16384)
         tp_buf_free(&req->up_head);
     if (req->out.cap > 16384)
         tp_buf_free(&req->out);
+    if (req->rbody.cap > 16384)
+        tp_buf_free(&req->rbody);
     if (w->nfree_reqs >= TP_FREE_REQS_MAX) {
         tp_buf_free(&req->up_head);
         tp_buf_free(&req->out);
+        tp_buf_free(&req->rbody);
         free(req);
         return;
     }
@@ -87,11 +113,44 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     w->nfree_reqs++;
 }
 
+/* ---- generations -------------------------------------------------------------- */
+
+void tp_worker_check_generation(tp_worker_t *w)
+{
+    uint64_t g = atomic_load_explicit(&w->shm->generation, memory_order_acquire);
+    if (g == w->gen)
+        return;
+    const tp_snapshot_t *snap = tp_shm_current(w->shm);
+    w->snap = snap;
+    w->gen = snap->generation;
+    tp_upstream_generation(w, snap);
+    w->rr = tp_realloc(w->rr, (snap->napis + 1) * sizeof(*w->rr));
+    memset(w->rr, 0, (snap->napis + 1) * sizeof(*w->rr));
+    atomic_store(&w->shm->workers[w->id].serving, w->gen);
+    publish_oldest(w);
+    tp_log_debug("serving generation %llu (%zu APIs)", (unsigned long long)w->gen, snap->napis);
+}
+
+/* ---- the channel to the master: one message per datagram -------------------- */
+
+void tp_worker_tell(tp_worker_t *w, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n > 0 && send(w->master_fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1,
+                      MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        tp_log_warn("cannot tell the master \"%s\": %s", msg, strerror(errno));
+}
+
 /* ---- lifecycle ------------------------------------------------------------- */
 
 static _Noreturn void worker_exit(tp_worker_t *w, int code)
 {
     tp_log_info("exiting (%llu requests served)", (unsigned long long)w->requests);
+    atomic_store(&w->shm->workers[w->id].conns, 0);
     exit(code);
 }
 
@@ -133,6 +192,10 @@ static void worker_drain(tp_worker_t *w, const char *why)
         uv_close((uv_handle_t *)&w->listener, on_listener_closed);
         w->listening = 0;
     }
+    if (w->control_listening) {
+        uv_close((uv_handle_t *)&w->control_listener, on_listener_closed);
+        w->control_listening = 0;
+    }
     tp_upstream_shutdown(w);
     tp_list_t *it, *tmp;
     tp_list_foreach_safe (it, tmp, &w->conns)
@@ -151,37 +214,59 @@ static void on_connection(uv_stream_t *server, int status)
         tp_log_warn("accept failed: %s", uv_strerror(status));
         return;
     }
-    tp_conn_accept(w);
+    tp_conn_accept(w, server, server == (uv_stream_t *)&w->control_listener);
+}
+
+static void master_says(tp_worker_t *w, char *msg)
+{
+    char *arg = strchr(msg, ' ');
+    if (arg != NULL)
+        *arg++ = '\0';
+    if (strcmp(msg, "gen") == 0) {
+        tp_worker_check_generation(w);
+        tp_worker_tell(w, "serving %llu", (unsigned long long)w->gen);
+    } else if (strcmp(msg, "notready") == 0) {
+        w->not_ready = 1;
+    } else if (strcmp(msg, "ready") == 0) {
+        w->not_ready = 0;
+    } else if (strcmp(msg, "drain") == 0) {
+        worker_drain(w, "asked by the master");
+    } else if (strcmp(msg, "quit") == 0) {
+        worker_exit(w, 0);
+    } else if (strcmp(msg, "loglevel") == 0 && arg != NULL) {
+        int lvl = tp_log_level_parse(arg);
+        if (lvl >= 0)
+            tp_log_g.level = lvl;
+    } else if (strcmp(msg, "reloaded") == 0 && arg != NULL) {
+        /* "reloaded <token> <0|1> <message>" */
+        char *end;
+        unsigned long token = strtoul(arg, &end, 10);
+        int ok = end[0] == ' ' && end[1] == '1';
+        const char *text = end[0] == ' ' && end[1] != '\0' && end[2] == ' ' ? end + 3 : "";
+        tp_worker_check_generation(w);
+        tp_rest_reloaded(w, (uint32_t)token, ok, text);
+    } else {
+        tp_log_warn("unknown message from the master: %s", msg);
+    }
 }
 
 static void on_master(uv_poll_t *p, int status, int events)
 {
     tp_worker_t *w = p->data;
-    char cmd[16];
     (void)events;
-    ssize_t n = status < 0 ? 0 : read(w->master_fd, cmd, sizeof(cmd));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        uv_poll_stop(p);
-        tp_log_warn("the master went away");
-        worker_drain(w, "master gone");
-        return;
-    }
-    for (ssize_t i = 0; i < n; i++) {
-        switch (cmd[i]) {
-        case 'R': /* shutting down soon: readiness fails, traffic still served */
-            w->not_ready = 1;
-            break;
-        case 'D':
-            worker_drain(w, "asked by the master");
-            break;
-        case 'Q':
-            worker_exit(w, 0);
-            break;
-        default:
-            break;
+    for (;;) {
+        char msg[4096];
+        ssize_t n = status < 0 ? 0 : recv(w->master_fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            uv_poll_stop(p);
+            tp_log_warn("the master went away");
+            worker_drain(w, "master gone");
+            return;
         }
+        msg[n] = '\0';
+        master_says(w, msg);
     }
 }
 
@@ -193,8 +278,22 @@ static void on_signal(uv_signal_t *s, int signum)
     worker_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGQUIT");
 }
 
-_Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf_t *conf,
-                             const tp_router_t *router)
+static void adopt_listener(tp_worker_t *w, uv_tcp_t *h, int fd, const char *what)
+{
+    int r = uv_tcp_init(&w->loop, h);
+    if (r == 0)
+        r = uv_tcp_open(h, fd);
+    h->data = w;
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)h, 4096, on_connection);
+    if (r != 0) {
+        tp_log_error("cannot listen on the inherited %s socket: %s", what, uv_strerror(r));
+        exit(1);
+    }
+}
+
+_Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_fd,
+                             const tp_conf_t *conf, tp_shm_t *shm)
 {
     char role[24];
     snprintf(role, sizeof(role), "worker.%d", id);
@@ -203,7 +302,8 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf
     tp_worker_t *w = tp_calloc(1, sizeof(*w));
     w->id = id;
     w->conf = conf;
-    w->router = router;
+    w->shm = shm;
+    w->stats = tp_shm_stats(shm, id);
     w->master_fd = master_fd;
     w->header_timeout_ms = (uint64_t)(conf->tp.header_timeout * 1000);
     w->body_timeout_ms = (uint64_t)(conf->tp.body_timeout * 1000);
@@ -217,6 +317,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf
     w->max_body = (uint64_t)conf->http_server_options.max_request_body_size;
     w->rbuf = tp_malloc(TP_BLOCK_SIZE);
     tp_list_init(&w->conns);
+    tp_list_init(&w->reload_waiters);
     tp_conn_init_settings(&w->req_settings);
     tp_proxy_init_settings(&w->resp_settings);
 
@@ -226,20 +327,15 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf
     }
     w->loop.data = w;
     w->started_ms = uv_now(&w->loop);
-    tp_upstream_init(w);
+    tp_worker_check_generation(w);
     tp_health_start(w);
 
-    int r = uv_tcp_init(&w->loop, &w->listener);
-    if (r == 0)
-        r = uv_tcp_open(&w->listener, listen_fd);
-    w->listener.data = w;
-    if (r == 0)
-        r = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
-    if (r != 0) {
-        tp_log_error("cannot listen on the inherited socket: %s", uv_strerror(r));
-        exit(1);
-    }
+    adopt_listener(w, &w->listener, listen_fd, "gateway");
     w->listening = 1;
+    if (control_fd >= 0) {
+        adopt_listener(w, &w->control_listener, control_fd, "control API");
+        w->control_listening = 1;
+    }
 
     uv_poll_init(&w->loop, &w->master_poll, master_fd);
     w->master_poll.data = w;
@@ -256,6 +352,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
 
+    tp_worker_tell(w, "serving %llu", (unsigned long long)w->gen);
     tp_log_debug("serving");
     uv_run(&w->loop, UV_RUN_DEFAULT);
     worker_exit(w, 0);

@@ -33,8 +33,10 @@
 #include "tp_list.h"
 #include "tp_redis.h"
 #include "tp_route.h"
+#include "tp_shm.h"
 
 #define TP_BLOCK_SIZE (64 * 1024)
+#define TP_REST_BODY_MAX (16 * 1024 * 1024) /* an API definition or policy, at most */
 #define TP_UP_MAX_HEADERS 128
 
 typedef struct tp_worker_s tp_worker_t;
@@ -76,7 +78,7 @@ struct tp_conn_s {
     uint8_t handles_open; /* embedded handles not yet closed */
     unsigned reading : 1;
     unsigned writing : 1;
-    unsigned closing : 1;
+    unsigned closing : 1;    unsigned control : 1;    /* accepted on control_api_port */
     unsigned want_close : 1; /* close once the current response is out */
     unsigned linger : 1;     /* and discard input for a while before closing */
     char ip[46];
@@ -85,11 +87,14 @@ struct tp_conn_s {
 struct tp_req_s {
     tp_conn_t *conn;
     tp_upconn_t *up;
-    tp_req_t *next_free;
-    tp_list_t wait_link; /* in pool->waiters while a host lookup runs */
+    tp_req_t *next_free;    tp_list_t wait_link; /* in pool->waiters during a host lookup, or in
+                            w->reload_waiters during a blocking /tyk/reload */
+    const tp_snapshot_t *snap; /* the generation this request started on */
     const tp_route_t *route;
     const tp_target_t *target;
-    tp_pool_t *pool;
+    tp_pool_t *pool;    uint32_t token;      /* blocking /tyk/reload: the answer it waits for */
+    uint8_t rest_op;     /* a REST write waiting for its body */
+    char rest_id[128];   /* the id in its path */
 
     /* the parsed head: offsets from head_base, which moves if the head is
      * copied out of the shared read buffer */
@@ -116,9 +121,9 @@ struct tp_req_s {
     unsigned resp_nobody : 1;
     unsigned up_head_sent : 1;
     unsigned up_head_inflight : 1;
-    unsigned sending_continue : 1; /* "100 Continue" is being written */
-    unsigned in_send : 1;
+    unsigned sending_continue : 1; /* "100 Continue" is being written */    unsigned in_send : 1;
     unsigned retried : 1;
+    unsigned buffering : 1; /* the body is for the gateway (REST API), kept in rbody */
     uint64_t content_length;
     uint64_t body_seen; /* decoded request body bytes */
     int status;
@@ -126,8 +131,8 @@ struct tp_req_s {
     tp_buf_t up_head; /* request head for the upstream */
     char *body;       /* block of raw request body bytes for the upstream */
     size_t body_len;
-    size_t body_inflight; /* bytes of body being written */
-    tp_buf_t out;         /* response head, or a whole gateway-made response */
+    size_t body_inflight; /* bytes of body being written */    tp_buf_t out;   /* response head, or a whole gateway-made response */
+    tp_buf_t rbody; /* a REST request's body */
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
 };
@@ -191,10 +196,20 @@ struct tp_pool_s {
 
 struct tp_worker_s {
     uv_loop_t loop;
-    int id;
+    int id; /* its slot in shared memory */
     const tp_conf_t *conf;
-    const tp_router_t *router;
+    tp_shm_t *shm;
+    const tp_snapshot_t *snap; /* the generation new requests use */
+    uint64_t gen;
+    uint32_t inflight[TP_SHM_SLOTS]; /* requests still on each slot's generation */
+    tp_shm_stat_t *stats;            /* this worker's counter rows */
+    tp_pool_t **target_pool;         /* per target of the current generation */
+    uint32_t *rr;                    /* round-robin position per API */
+    tp_list_t reload_waiters;        /* blocking /tyk/reload requests */
+    uint32_t next_token;
     uv_tcp_t listener;
+    uv_tcp_t control_listener;
+    int control_listening;
     uv_poll_t master_poll;
     int master_fd;
     uv_signal_t sig_term;
@@ -211,8 +226,7 @@ struct tp_worker_s {
     void *free_blocks;
     uint32_t nfree_blocks;
     tp_req_t *free_reqs;
-    uint32_t nfree_reqs;
-    tp_pool_t *pools;
+    uint32_t nfree_reqs;    tp_pool_t **pools;
     size_t npools;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
@@ -242,8 +256,12 @@ struct tp_worker_s {
 };
 
 /* tp_worker.c */
-_Noreturn void tp_worker_run(int id, int listen_fd, int master_fd, const tp_conf_t *conf,
-                             const tp_router_t *router);
+_Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_fd,
+                             const tp_conf_t *conf, tp_shm_t *shm);
+/* Moves to the published generation if there is a newer one. */
+void tp_worker_check_generation(tp_worker_t *w);
+/* A message to the master over the channel ("reload 12", ...). */
+void tp_worker_tell(tp_worker_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *tp_block_get(tp_worker_t *w);
 void tp_block_put(tp_worker_t *w, char *block);
 tp_req_t *tp_req_get(tp_worker_t *w);
@@ -251,7 +269,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req);
 void tp_worker_conn_gone(tp_worker_t *w);
 
 /* tp_conn.c: client connections */
-void tp_conn_accept(tp_worker_t *w);
+void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control);
 /* Serves a socket accepted outside libuv (the final accept sweep of a drain). */
 void tp_conn_adopt(tp_worker_t *w, int fd);
 void tp_conn_init_settings(llhttp_settings_t *s);
@@ -280,6 +298,13 @@ static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t le
 void tp_health_start(tp_worker_t *w);
 void tp_health_hello(tp_req_t *req);
 void tp_health_ready(tp_req_t *req);
+
+/* tp_rest.c: Tyk's Gateway REST API (/tyk/...) */
+void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query);
+/* The body of a REST request arrived (req->rbody). */
+void tp_rest_body_done(tp_req_t *req);
+/* The master answered "reloaded <token> <ok> <message>". */
+void tp_rest_reloaded(tp_worker_t *w, uint32_t token, int ok, const char *message);
 
 /* tp_respond.c: responses made by the gateway itself */
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
@@ -312,7 +337,8 @@ void tp_proxy_up_written(tp_upconn_t *up, int status);
 void tp_proxy_up_timeout(tp_upconn_t *up);
 
 /* tp_upstream.c: per-host pools of upstream connections */
-void tp_upstream_init(tp_worker_t *w);
+/* Maps the targets of a new generation to pools (made as needed). */
+void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap);
 /* Finds or opens a connection for <req>; calls tp_proxy_connected or
  * tp_proxy_failed (possibly before returning). */
 void tp_upstream_acquire(tp_req_t *req);

@@ -39,8 +39,11 @@ def test_seed_config_is_valid_and_names_unimplemented_settings():
     assert notimpl, r.stderr
     # settings the seed turns on that this Turnpike does not implement
     for name in ("enable_analytics", "analytics_config", "uptime_tests", "hash_keys",
-                 "policies.policy_source", "enable_jsvm"):
+                 "enable_jsvm"):
         assert name in notimpl[0], (name, notimpl[0])
+    # policies from a file are implemented; the seed mounts no policy file
+    assert "policies" not in notimpl[0]
+    assert "/opt/tyk-gateway/policies/policies.json does not exist" in warnings
     # a legacy key Tyk ignores, named once
     assert "optimisations_use_async_session_write" in warnings
     assert re.search(r"1 API definitions? loaded", r.stderr), r.stderr

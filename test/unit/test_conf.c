@@ -595,13 +595,15 @@ API_TEST(seed_api_definition_parses)
     CHECK_STR(a->targets[0].raw, "http://backend-service.default.svc.cluster.local:8080/");
     CHECK_STR(a->targets[0].url.host, "backend-service.default.svc.cluster.local");
     CHECK_INT(a->targets[0].url.port, 8080);
-    CHECK(a->def != NULL);
-    const cJSON *vd = cJSON_GetObjectItemCaseSensitive(a->def, "version_data");
+    CHECK(a->def_json != NULL);
+    cJSON *def = cJSON_Parse(a->def_json);
+    const cJSON *vd = cJSON_GetObjectItemCaseSensitive(def, "version_data");
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(vd, "not_versioned")));
-    CHECK_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a->def, "auth"),
+    CHECK_STR(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(def, "auth"),
                                                "auth_header_name")
                   ->valuestring,
               "Authorization");
+    cJSON_Delete(def);
 }
 
 /* The seed ConfigMap's example-api.json. */
@@ -800,7 +802,7 @@ API_TEST(api_case_variant_duplicate_last_wins_like_go)
 
 APPS_TEST(load_dir_skips_bad_files)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-mixed", apis, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-mixed", apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_INT(apis->nerrors, 2);
     CHECK_STR(apis->v[0]->api_id, "good");
@@ -812,12 +814,12 @@ APPS_TEST(load_dir_skips_bad_files)
  * name order (api-definition.json) keeps it. */
 APPS_TEST(load_dir_duplicate_api_id_keeps_first)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-seed", apis, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-seed", apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->api_id, "example-api-id");
     CHECK_STR(apis->v[0]->listen_path, "/example/");
     tp_apis_free(apis);
-    CHECK_INT(tp_apis_load_dir("data/apps-dup", apis, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-dup", apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->listen_path, "/first/");
     CHECK_STR(apis->v[0]->name, "First");
@@ -826,7 +828,7 @@ APPS_TEST(load_dir_duplicate_api_id_keeps_first)
 /* A Kubernetes ConfigMap volume: the keys are symlinks into "..data". */
 APPS_TEST(load_dir_configmap_layout)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-configmap", apis, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-configmap", apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_INT(apis->nerrors, 0);
     CHECK_STR(apis->v[0]->listen_path, "/api/");
@@ -834,7 +836,7 @@ APPS_TEST(load_dir_configmap_layout)
 
 APPS_TEST(load_dir_missing)
 {
-    CHECK_INT(tp_apis_load_dir("data/no-such-apps", apis, err, errlen), -1);
+    CHECK_INT(tp_apis_load_dir("data/no-such-apps", apis, NULL, err, errlen), -1);
     CHECK_CONTAINS(err, "data/no-such-apps");
     CHECK_CONTAINS(err, "cannot open directory");
     CHECK_INT(apis->n, 0);
@@ -845,7 +847,7 @@ APPS_TEST(load_dir_missing)
  * is loaded (APIDefinitionLoader.isOASCompanionFile). */
 APPS_TEST(load_dir_orphan_oas_file_loaded_like_tyk)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-orphan-oas", apis, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-orphan-oas", apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->api_id, "legacy");
 }

@@ -1,0 +1,104 @@
+/*
+ * master/tp_notify.c: systemd's notify protocol without libsystemd, and
+ * the cluster notifications Tyk nodes exchange on tyk.cluster.notifications.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+#include "tp_master.h"
+
+void tp_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (path == NULL || path[0] == '\0')
+        return;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, n);
+    if (path[0] == '@')
+        sa.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+        tp_log_debug("sd_notify: %s", strerror(errno));
+    close(fd);
+}
+
+/* Tyk signs with hex(sha256(command + payload + node_secret)), algorithm 5. */
+static int signature_ok(const char *cmd, const char *payload, const char *secret, const char *sig)
+{
+    mbedtls_sha256_context ctx;
+    unsigned char sum[32];
+    char hex[65];
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts_ret(&ctx, 0);
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)cmd, strlen(cmd));
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)payload, strlen(payload));
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)secret, strlen(secret));
+    mbedtls_sha256_finish_ret(&ctx, sum);
+    mbedtls_sha256_free(&ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    return strlen(sig) == 64 && strcasecmp(sig, hex) == 0;
+}
+
+void tp_master_notification(tp_master_t *m, const char *text, size_t len)
+{
+    static const char *const reloads[] = {"GroupReload", "ApiUpdated", "ApiRemoved", "ApiAdded",
+                                          "PolicyChanged", NULL};
+    char err[256];
+    cJSON *msg = tp_json_parse(text, len, err, sizeof(err));
+    const cJSON *cmd = msg != NULL ? tp_json_get(msg, "command") : NULL;
+    const cJSON *payload = msg != NULL ? tp_json_get(msg, "payload") : NULL;
+    const cJSON *sig = msg != NULL ? tp_json_get(msg, "signature") : NULL;
+    const cJSON *alg = msg != NULL ? tp_json_get(msg, "algorithm") : NULL;
+    if (cmd == NULL || !cJSON_IsString(cmd)) {
+        tp_log_warn("tyk.cluster.notifications: ignoring a message that is not a Tyk "
+                    "notification");
+        goto out;
+    }
+    const char *c = cmd->valuestring;
+    const char *p = payload != NULL && cJSON_IsString(payload) ? payload->valuestring : "";
+    if (strcmp(c, "NoticeGatewayConfigResponse") == 0)
+        goto out; /* Tyk ignores it without checking */
+    const tp_conf_t *conf = &m->gen->conf;
+    int trusted = conf->allow_insecure_configs;
+    if (!trusted && alg != NULL && cJSON_IsNumber(alg) && alg->valuedouble == 5 && sig != NULL &&
+        cJSON_IsString(sig))
+        trusted = signature_ok(c, p, conf->node_secret ? conf->node_secret : "", sig->valuestring);
+    if (!trusted) {
+        tp_log_warn("tyk.cluster.notifications: ignoring %s: %s", c,
+                    sig == NULL || !cJSON_IsString(sig) || sig->valuestring[0] == '\0'
+                        ? "it is not signed"
+                        : "its signature does not match node_secret");
+        goto out;
+    }
+    for (int i = 0; reloads[i] != NULL; i++)
+        if (strcmp(c, reloads[i]) == 0) {
+            char why[128];
+            snprintf(why, sizeof(why), "cluster notification %s", c);
+            tp_master_request_reload(m, NULL, why);
+            goto out;
+        }
+    if (strcmp(c, "NoticeGatewayDRLNotification") != 0)
+        tp_log_info("tyk.cluster.notifications: %s received (no action in this version)", c);
+out:
+    cJSON_Delete(msg);
+}

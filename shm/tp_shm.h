@@ -1,0 +1,125 @@
+/*
+ * shm/tp_shm.h: the shared memory the master maps before it forks: API
+ * generations, the workers' status, and per-API counters.
+ *
+ * Used by: the master writes generations and reads status and counters;
+ * workers read generations and write their own status and counters. The
+ * region is MAP_SHARED|MAP_ANONYMOUS and inherited at the same address by
+ * every worker, so plain pointers inside it are valid in all of them.
+ *
+ * Generations. The master parses and validates the API definitions and
+ * policies, then freezes them (APIs, route table, policies, the definitions'
+ * JSON) into one of TP_SHM_SLOTS slots with a bump allocator, and publishes
+ * the slot with a release store of `current` then `generation`. A worker
+ * notices a new generation between requests (one acquire load per request)
+ * or when the master pokes it, and switches; a request keeps the snapshot
+ * it started with. Each worker publishes the generation it serves and the
+ * oldest one an in-flight request still uses; the master reuses a slot only
+ * when no live worker can still read it, and gives a released slot's pages
+ * back to the kernel (MADV_REMOVE), so memory does not grow with reloads.
+ *
+ * Locking: none. Each word has one writer (the master for generation data,
+ * a worker for its own status and counter rows); readers use atomics where
+ * a torn or stale read would matter (generation switches, slot release).
+ */
+#ifndef TP_SHM_H
+#define TP_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tp_conf.h"
+#include "tp_route.h"
+
+#define TP_SHM_MAGIC 0x54504731u /* "TPG1" */
+#define TP_SHM_VERSION 1u
+#define TP_SHM_SLOTS 8
+#define TP_SHM_MAX_WORKERS 256
+
+/* One frozen generation, at the start of its slot. Everything it points
+ * to lives in the same slot. Read-only once published. */
+typedef struct tp_snapshot_s {
+    uint32_t magic;
+    uint32_t slot;
+    uint64_t generation;
+    int64_t loaded_us;   /* wall clock, when published */
+    size_t used;         /* bytes of the slot in use */
+    tp_router_t router;  /* routes point at apis[] */
+    tp_api_t **apis;
+    size_t napis;
+    uint32_t ntargets;   /* targets across all APIs (tp_target_t.idx) */
+    tp_policy_t *policies;
+    size_t npolicies;
+} tp_snapshot_t;
+
+/* A worker's status, written by that worker (and reset by the master when
+ * it starts one). A cache line each. */
+typedef struct tp_shm_worker_s {
+    _Atomic uint64_t serving; /* generation new requests use */
+    _Atomic uint64_t oldest;  /* oldest generation an in-flight request uses */
+    _Atomic int32_t pid;      /* 0 when the slot is unused */
+    _Atomic uint32_t conns;   /* open client connections */
+    _Atomic uint64_t requests;
+    _Atomic int64_t started_us;
+    char pad[24];
+} tp_shm_worker_t;
+
+_Static_assert(sizeof(tp_shm_worker_t) == 64, "one cache line per worker");
+
+/* Per-API counters, one row per worker and API (no sharing between
+ * writers, so no atomics on the request path). */
+typedef struct tp_shm_stat_s {
+    uint64_t requests;
+    uint64_t status[6]; /* by class: [1] 1xx ... [5] 5xx, [0] other */
+    uint64_t upstream_errors;
+} tp_shm_stat_t;
+
+typedef struct tp_shm_s {
+    uint32_t magic;
+    uint32_t version;
+    size_t size;       /* the whole mapping */
+    size_t slot_size;
+    size_t slots_off;  /* offset of slot 0 */
+    size_t stats_off;  /* offset of the counters: [worker][api] */
+    uint32_t max_apis;
+    uint32_t nslots;
+    _Atomic uint64_t generation;          /* the published one */
+    _Atomic(tp_snapshot_t *) current;     /* its snapshot */
+    _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
+    tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
+} tp_shm_t;
+
+/* Maps the region: <slots_bytes> for generations (split in TP_SHM_SLOTS),
+ * counters for <max_apis> APIs. Untouched pages cost nothing (it is
+ * MAP_NORESERVE). Returns NULL with a reason. Master, before fork. */
+tp_shm_t *tp_shm_create(size_t slots_bytes, uint32_t max_apis, char *err, size_t errlen);
+
+/* Freezes <apis>, the route table <router> built on them, and <pols> as
+ * generation <gen> into a free slot and publishes it. The apis' idx,
+ * stat_idx and targets' idx are assigned here. Returns 0; -EBUSY when no
+ * slot is free yet (old requests still run: try again shortly); -ENOSPC
+ * when a slot is too small (reason in <err>). Master only. */
+int tp_shm_publish(tp_shm_t *shm, tp_apis_t *apis, const tp_router_t *router,
+                   const tp_policies_t *pols, uint64_t gen, char *err, size_t errlen);
+
+/* Gives back the pages of slots no live worker can still read. Master. */
+void tp_shm_release_slots(tp_shm_t *shm);
+
+/* The published snapshot (acquire). */
+static inline const tp_snapshot_t *tp_shm_current(tp_shm_t *shm)
+{
+    return atomic_load_explicit(&shm->current, memory_order_acquire);
+}
+
+static inline tp_shm_stat_t *tp_shm_stats(tp_shm_t *shm, int worker)
+{
+    return (tp_shm_stat_t *)((char *)shm + shm->stats_off) + (size_t)worker * shm->max_apis;
+}
+
+/* The stable counter row of <api_id> (the same across generations), or
+ * UINT32_MAX when max_apis rows are taken. Master. */
+uint32_t tp_shm_stat_index(const char *api_id);
+
+#endif

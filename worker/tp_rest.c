@@ -1,0 +1,555 @@
+/*
+ * worker/tp_rest.c: Tyk's Gateway REST API under /tyk/: API definitions,
+ * policies and reloads, with Tyk's statuses and messages (TYK-COMPAT 1).
+ *
+ * Every request must carry X-Tyk-Authorization equal to `secret` (compared
+ * in constant time, before any routing); with no secret configured the API
+ * refuses everything. Writes go to files only after the input validated,
+ * through a temporary file and rename, so a rejected request changes
+ * nothing on disk. Definitions and policies take effect on the next reload,
+ * as in Tyk; reads answer from the generation this request started on.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <mbedtls/sha256.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+#include "tp_worker.h"
+
+enum { OP_API_CREATE = 1, OP_API_UPDATE, OP_POLICY_CREATE, OP_POLICY_UPDATE };
+
+static void reply(tp_req_t *req, int status, const char *json)
+{
+    size_t n = strlen(json);
+    char *body = tp_malloc(n + 1);
+    memcpy(body, json, n);
+    body[n] = '\n'; /* Go's json.Encoder ends every document with one */
+    tp_respond(req, status, "application/json", body, n + 1, NULL);
+    free(body);
+}
+
+static void reply_status(tp_req_t *req, int status, const char *kind, const char *message)
+{
+    tp_buf_t b = {0};
+    tp_buf_printf(&b, "{\"status\":\"%s\",\"message\":\"", kind);
+    tp_buf_json_escape(&b, message, strlen(message));
+    tp_buf_puts(&b, "\"}");
+    reply(req, status, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+static void reply_error(tp_req_t *req, int status, const char *message)
+{
+    reply_status(req, status, "error", message);
+}
+
+static void reply_action(tp_req_t *req, const char *key, const char *action)
+{
+    tp_buf_t b = {0};
+    tp_buf_puts(&b, "{\"key\":\"");
+    tp_buf_json_escape(&b, key, strlen(key));
+    tp_buf_printf(&b, "\",\"status\":\"ok\",\"action\":\"%s\"}", action);
+    reply(req, 200, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+static void not_found(tp_req_t *req)
+{
+    static const char body[] = "404 page not found\n";
+    tp_respond(req, 404, "text/plain; charset=utf-8", body, sizeof(body) - 1,
+               "X-Content-Type-Options: nosniff\r\n");
+}
+
+static void bad_method(tp_req_t *req)
+{
+    reply_error(req, 405, "Method not supported");
+}
+
+/* Equal to the secret? Time depends on the secret's length only. */
+static int secret_ok(tp_str_t got, const char *want)
+{
+    size_t n = strlen(want);
+    if (n == 0)
+        return 0;
+    unsigned diff = got.n != n;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned)((i < got.n ? (unsigned char)got.p[i] : 0) ^ (unsigned char)want[i]);
+    return diff == 0;
+}
+
+/* A name safe as one path component: [A-Za-z0-9._~-], not "." or "..". */
+static int id_ok(const char *id)
+{
+    return tp_policy_id_ok(id);
+}
+
+static void uuid_hex(char out[33])
+{
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        for (size_t i = 0; i < sizeof(b); i++)
+            b[i] = (unsigned char)rand();
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
+/* Writes <text> to <path> through a temporary file and a rename, so that
+ * a reader never sees half a file. */
+static int write_file(const char *path, const char *text, char *err, size_t errlen)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %.900s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(text), done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, text + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "cannot write %.900s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static const tp_api_t *find_api(const tp_snapshot_t *snap, const char *id)
+{
+    for (size_t i = 0; i < snap->napis; i++)
+        if (strcmp(snap->apis[i]->api_id, id) == 0)
+            return snap->apis[i];
+    return NULL;
+}
+
+static const tp_policy_t *find_policy(const tp_snapshot_t *snap, const char *id)
+{
+    for (size_t i = 0; i < snap->npolicies; i++)
+        if (strcmp(snap->policies[i].id, id) == 0)
+            return &snap->policies[i];
+    return NULL;
+}
+
+/* ---- API definitions -------------------------------------------------------------- */
+
+static void apis_list(tp_req_t *req)
+{
+    const tp_snapshot_t *snap = req->snap;
+    tp_buf_t b = {0};
+    tp_buf_putc(&b, '[');
+    for (size_t i = 0; i < snap->napis; i++) {
+        if (i > 0)
+            tp_buf_putc(&b, ',');
+        tp_buf_puts(&b, snap->apis[i]->def_json);
+    }
+    tp_buf_putc(&b, ']');
+    reply(req, 200, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+static void api_path(tp_req_t *req, const char *id, char *out, size_t n)
+{
+    const tp_api_t *api = find_api(req->snap, id);
+    /* an API loaded from another file name keeps its file */
+    if (api != NULL && api->file != NULL)
+        snprintf(out, n, "%s", api->file);
+    else
+        snprintf(out, n, "%s/%s.json", req->conn->w->conf->app_path, id);
+}
+
+static void api_write(tp_req_t *req, int update)
+{
+    const tp_conf_t *conf = req->conn->w->conf;
+    char err[1024];
+    if (conf->use_db_app_configs) {
+        reply_error(req, 500, "Due to enabled use_db_app_configs, please use the Dashboard API");
+        return;
+    }
+    cJSON *def = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
+                               sizeof(err));
+    if (def == NULL || !cJSON_IsObject(def)) {
+        cJSON_Delete(def);
+        reply_error(req, 400, "Request malformed");
+        return;
+    }
+    const cJSON *idv = tp_json_get(def, "api_id");
+    const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
+    char fresh[33];
+    if (update && strcmp(id, req->rest_id) != 0) {
+        reply_error(req, 400, "Request APIID does not match that in Definition! For Update "
+                              "operations these must match.");
+        goto out;
+    }
+    if (!update && id[0] == '\0') {
+        uuid_hex(fresh);
+        cJSON_DeleteItemFromObject(def, "api_id");
+        cJSON_AddStringToObject(def, "api_id", fresh);
+        id = fresh;
+    }
+    if (!id_ok(id)) {
+        reply_error(req, 400, "Invalid API ID");
+        goto out;
+    }
+    char path[4096];
+    api_path(req, id, path, sizeof(path));
+    if (update && find_api(req->snap, id) == NULL && access(path, F_OK) != 0) {
+        reply_error(req, 404, "API not found");
+        goto out;
+    }
+    tp_api_t *api = NULL;
+    if (tp_api_parse(path, def, &api, err, sizeof(err)) < 0) {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "Validation of API Definition failed. Reason: %s.", err);
+        reply_error(req, 400, msg);
+        goto out;
+    }
+    tp_api_free(api);
+    char *text = cJSON_Print(def);
+    int rc = write_file(path, text, err, sizeof(err));
+    free(text);
+    if (rc < 0) {
+        tp_log_error("REST: %s", err);
+        reply_error(req, 500, "File object creation failed, write error");
+        goto out;
+    }
+    tp_log_info("REST: API %s %s (%s); it takes effect on the next reload", id,
+                update ? "updated" : "added", path);
+    reply_action(req, id, update ? "modified" : "added");
+out:
+    cJSON_Delete(def);
+}
+
+static void api_delete(tp_req_t *req, const char *id)
+{
+    char path[4096];
+    api_path(req, id, path, sizeof(path));
+    if (!id_ok(id) || unlink(path) != 0) {
+        reply_error(req, 500, "Delete failed");
+        return;
+    }
+    tp_log_info("REST: API %s deleted (%s); it takes effect on the next reload", id, path);
+    reply_action(req, id, "deleted");
+}
+
+/* ---- policies --------------------------------------------------------------------- */
+
+static void policies_list(tp_req_t *req)
+{
+    const tp_snapshot_t *snap = req->snap;
+    tp_buf_t b = {0};
+    tp_buf_putc(&b, '[');
+    for (size_t i = 0; i < snap->npolicies; i++) {
+        if (i > 0)
+            tp_buf_putc(&b, ',');
+        tp_buf_puts(&b, snap->policies[i].json);
+    }
+    tp_buf_putc(&b, ']');
+    reply(req, 200, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+static const char *policy_dir(const tp_conf_t *conf)
+{
+    return conf->policy_path != NULL && conf->policy_path[0] != '\0' ? conf->policy_path : ".";
+}
+
+static int service_source(tp_req_t *req)
+{
+    const tp_conf_t *conf = req->conn->w->conf;
+    if (conf->policy_source != NULL && strcmp(conf->policy_source, "service") == 0) {
+        reply_error(req, 500, "Due to enabled service policy source, please use the Dashboard API");
+        return 1;
+    }
+    return 0;
+}
+
+static void policy_write(tp_req_t *req, int update)
+{
+    const tp_conf_t *conf = req->conn->w->conf;
+    char err[1024];
+    if (service_source(req))
+        return;
+    cJSON *pol = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
+                               sizeof(err));
+    if (pol == NULL || !cJSON_IsObject(pol)) {
+        cJSON_Delete(pol);
+        reply_error(req, 400, "Request malformed");
+        return;
+    }
+    const cJSON *idv = tp_json_get(pol, "id");
+    const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
+    if (update && strcmp(id, req->rest_id) != 0) {
+        reply_error(req, 400, "Request ID does not match that in policy! For Update operations "
+                              "these must match.");
+        goto out;
+    }
+    if (id[0] == '\0') {
+        reply_error(req, 400, "Unable to create policy without id.");
+        goto out;
+    }
+    if (!id_ok(id)) {
+        reply_error(req, 400, "Invalid Policy ID: Allowed characters: a-z, A-Z, 0-9, ., _, -, ~");
+        goto out;
+    }
+    if (tp_policy_check(pol, "$", err, sizeof(err)) < 0) {
+        reply_error(req, 400, err);
+        goto out;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.json", policy_dir(conf), id);
+    char *text = cJSON_Print(pol);
+    int rc = write_file(path, text, err, sizeof(err));
+    free(text);
+    if (rc < 0) {
+        tp_log_error("REST: %s", err);
+        reply_error(req, 500, "Failed to write policy");
+        goto out;
+    }
+    if (conf->policy_path == NULL || conf->policy_path[0] == '\0')
+        tp_log_warn("REST: policy %s written to %s, but without policies.policy_path the "
+                    "gateway does not load policies from there",
+                    id, path);
+    reply_action(req, id, update ? "modified" : "added");
+out:
+    cJSON_Delete(pol);
+}
+
+static void policy_delete(tp_req_t *req, const char *id)
+{
+    char path[4096];
+    if (service_source(req))
+        return;
+    snprintf(path, sizeof(path), "%s/%s.json", policy_dir(req->conn->w->conf), id);
+    if (!id_ok(id) || unlink(path) != 0) {
+        reply_error(req, 500, "Delete failed");
+        return;
+    }
+    reply_action(req, id, "deleted");
+}
+
+/* ---- reloads ------------------------------------------------------------------------ */
+
+static void reload_local(tp_req_t *req, tp_str_t query)
+{
+    tp_worker_t *w = req->conn->w;
+    int block = 0;
+    for (const char *p = query.p, *end = query.p + query.n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        tp_str_t kv = {p, amp ? (size_t)(amp - p) : (size_t)(end - p)};
+        if (tp_str_ieq(kv, "block=true") || tp_str_ieq(kv, "block=1"))
+            block = 1;
+        p = kv.p + kv.n + 1;
+    }
+    if (!block) {
+        tp_worker_tell(w, "reload 0");
+        reply_status(req, 200, "ok", "");
+        return;
+    }
+    req->token = ++w->next_token ? w->next_token : ++w->next_token;
+    tp_list_insert_tail(&w->reload_waiters, &req->wait_link);
+    tp_worker_tell(w, "reload %u", req->token);
+}
+
+void tp_rest_reloaded(tp_worker_t *w, uint32_t token, int ok, const char *message)
+{
+    tp_list_t *it, *next;
+    for (it = w->reload_waiters.next; it != &w->reload_waiters; it = next) {
+        next = it->next;
+        tp_req_t *req = tp_container_of(it, tp_req_t, wait_link);
+        if (req->token != token)
+            continue;
+        tp_list_remove(&req->wait_link);
+        if (ok)
+            reply_status(req, 200, "ok", "");
+        else
+            reply_error(req, 500, message[0] ? message : "reload failed");
+        return;
+    }
+}
+
+static void on_published(void *arg, const redisReply *rep, const char *err)
+{
+    (void)arg;
+    if (err != NULL || rep->type == REDIS_REPLY_ERROR)
+        tp_log_error("REST: cannot publish GroupReload: %s", err != NULL ? err : rep->str);
+}
+
+/* Tyk's signed notification: sha256(command + payload + node_secret). */
+static void reload_group(tp_req_t *req)
+{
+    tp_worker_t *w = req->conn->w;
+    const char *secret = w->conf->node_secret ? w->conf->node_secret : "";
+    static const char command[] = "GroupReload", payload[] = "";
+    mbedtls_sha256_context ctx;
+    unsigned char sum[32];
+    mbedtls_sha256_init(&ctx);
+    mbedtls_sha256_starts_ret(&ctx, 0);
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)command, strlen(command));
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)payload, strlen(payload));
+    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)secret, strlen(secret));
+    mbedtls_sha256_finish_ret(&ctx, sum);
+    mbedtls_sha256_free(&ctx);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "{\"command\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\",\"algorithm\":5}",
+             command, payload, hex);
+    if (w->redis != NULL)
+        tp_redis_cmd(w->redis, on_published, NULL, "PUBLISH tyk.cluster.notifications %s", msg);
+    tp_log_info("REST: group reload requested");
+    reply_status(req, 200, "ok", "");
+}
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+/* POST and PUT carry a body: remember what to do with it once it is in. */
+static void want_body(tp_req_t *req, int op, tp_str_t id)
+{
+    req->rest_op = (uint8_t)op;
+    snprintf(req->rest_id, sizeof(req->rest_id), "%.*s", (int)id.n, id.p);
+    if (req->body_done) {
+        tp_rest_body_done(req);
+        return;
+    }
+    req->buffering = 1;
+}
+
+void tp_rest_body_done(tp_req_t *req)
+{
+    switch (req->rest_op) {
+    case OP_API_CREATE:
+        api_write(req, 0);
+        break;
+    case OP_API_UPDATE:
+        api_write(req, 1);
+        break;
+    case OP_POLICY_CREATE:
+        policy_write(req, 0);
+        break;
+    case OP_POLICY_UPDATE:
+        policy_write(req, 1);
+        break;
+    default:
+        not_found(req);
+    }
+}
+
+static int seg_is(tp_str_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.n == n && memcmp(s.p, lit, n) == 0;
+}
+
+void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
+{
+    const tp_conf_t *conf = req->conn->w->conf;
+    /* authentication comes before routing: unknown paths get 403 too */
+    if (!secret_ok(tp_req_header(req, "X-Tyk-Authorization"), conf->secret ? conf->secret : "")) {
+        reply_error(req, 403, "Attempted administrative access with invalid or missing key!");
+        return;
+    }
+    while (path.n > 0 && path.p[path.n - 1] == '/')
+        path.n--;
+    const char *slash = memchr(path.p, '/', path.n);
+    tp_str_t first = {path.p, slash ? (size_t)(slash - path.p) : path.n};
+    tp_str_t rest = slash ? (tp_str_t){slash + 1, path.n - first.n - 1} : (tp_str_t){"", 0};
+    int m = req->method;
+    char id[256];
+    snprintf(id, sizeof(id), "%.*s", (int)(rest.n < 255 ? rest.n : 255), rest.p);
+
+    if (seg_is(first, "reload")) {
+        if (rest.n == 0 || seg_is(rest, "group")) {
+            if (m != HTTP_GET)
+                bad_method(req);
+            else if (rest.n == 0)
+                reload_local(req, query);
+            else
+                reload_group(req);
+            return;
+        }
+    } else if (seg_is(first, "apis")) {
+        if (memchr(rest.p, '/', rest.n) != NULL || seg_is(rest, "oas")) {
+            not_found(req);
+            return;
+        }
+        if (rest.n == 0) {
+            if (m == HTTP_GET)
+                apis_list(req);
+            else if (m == HTTP_POST)
+                want_body(req, OP_API_CREATE, rest);
+            else
+                bad_method(req);
+            return;
+        }
+        if (m == HTTP_GET) {
+            const tp_api_t *api = find_api(req->snap, id);
+            if (api == NULL)
+                reply_error(req, 404, "API not found");
+            else
+                reply(req, 200, api->def_json);
+        } else if (m == HTTP_PUT) {
+            want_body(req, OP_API_UPDATE, rest);
+        } else if (m == HTTP_DELETE) {
+            api_delete(req, id);
+        } else {
+            bad_method(req);
+        }
+        return;
+    } else if (seg_is(first, "policies")) {
+        if (memchr(rest.p, '/', rest.n) != NULL) {
+            not_found(req);
+            return;
+        }
+        if (rest.n == 0) {
+            if (m == HTTP_GET)
+                policies_list(req);
+            else if (m == HTTP_POST)
+                want_body(req, OP_POLICY_CREATE, rest);
+            else
+                bad_method(req);
+            return;
+        }
+        if (m == HTTP_GET) {
+            const tp_policy_t *p = find_policy(req->snap, id);
+            if (p == NULL)
+                reply_error(req, 404, "Policy not found");
+            else
+                reply(req, 200, p->json);
+        } else if (m == HTTP_PUT) {
+            want_body(req, OP_POLICY_UPDATE, rest);
+        } else if (m == HTTP_DELETE) {
+            policy_delete(req, id);
+        } else {
+            bad_method(req);
+        }
+        return;
+    } else if (seg_is(first, "keys") || seg_is(first, "org") || seg_is(first, "oauth") ||
+               seg_is(first, "cache") || seg_is(first, "certs") || seg_is(first, "health")) {
+        reply_error(req, 501, "Not implemented by this Turnpike version");
+        return;
+    }
+    not_found(req);
+}
