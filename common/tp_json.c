@@ -466,3 +466,74 @@ const char *tp_json_type_name(const cJSON *item)
         return "object";
     return "invalid";
 }
+
+static void print_number(tp_buf_t *b, double v)
+{
+    char num[32];
+    if (v == (double)(long long)v && v > -1e18 && v < 1e18) {
+        snprintf(num, sizeof(num), "%lld", (long long)v);
+    } else {
+        /* the shortest form that reads back the same, as Go writes it */
+        snprintf(num, sizeof(num), "%.15g", v);
+        if (strtod(num, NULL) != v)
+            snprintf(num, sizeof(num), "%.17g", v);
+    }
+    tp_buf_puts(b, num);
+}
+
+static void print_indent(tp_buf_t *b, const cJSON *item, int depth)
+{
+    switch (item->type & 0xff) {
+    case cJSON_False:
+        tp_buf_puts(b, "false");
+        return;
+    case cJSON_True:
+        tp_buf_puts(b, "true");
+        return;
+    case cJSON_NULL:
+        tp_buf_puts(b, "null");
+        return;
+    case cJSON_Number:
+        print_number(b, item->valuedouble);
+        return;
+    case cJSON_String:
+        tp_buf_putc(b, '"');
+        tp_buf_json_escape(b, item->valuestring, strlen(item->valuestring));
+        tp_buf_putc(b, '"');
+        return;
+    case cJSON_Raw:
+        tp_buf_puts(b, item->valuestring);
+        return;
+    default:
+        break;
+    }
+    int obj = cJSON_IsObject(item);
+    const cJSON *c = item->child;
+    tp_buf_putc(b, obj ? '{' : '[');
+    if (c == NULL) {
+        tp_buf_putc(b, obj ? '}' : ']');
+        return;
+    }
+    for (; c != NULL; c = c->next) {
+        tp_buf_putc(b, '\n');
+        for (int i = 0; i <= depth; i++)
+            tp_buf_puts(b, "  ");
+        if (obj) {
+            tp_buf_putc(b, '"');
+            tp_buf_json_escape(b, c->string, strlen(c->string));
+            tp_buf_puts(b, "\": ");
+        }
+        print_indent(b, c, depth + 1);
+        if (c->next != NULL)
+            tp_buf_putc(b, ',');
+    }
+    tp_buf_putc(b, '\n');
+    for (int i = 0; i < depth; i++)
+        tp_buf_puts(b, "  ");
+    tp_buf_putc(b, obj ? '}' : ']');
+}
+
+void tp_json_print_indent(tp_buf_t *b, const cJSON *item)
+{
+    print_indent(b, item, 0);
+}

@@ -43,4 +43,9 @@ const cJSON *tp_json_get(const cJSON *obj, const char *key);
 /* The JSON type name Go would use in an error ("string", "number", ...). */
 const char *tp_json_type_name(const cJSON *item);
 
+/* Appends <item> as Go's json.MarshalIndent(v, "", "  ") writes it: two
+ * spaces per level, "key": value, empty containers as {} and []. */
+struct tp_buf_s;
+void tp_json_print_indent(struct tp_buf_s *b, const cJSON *item);
+
 #endif

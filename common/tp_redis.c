@@ -132,6 +132,7 @@ struct tp_redis_s {
     tp_rconn_t *ps_conn;
     uint64_t ps_retry_at;
     uint32_t ps_backoff;
+    int ps_ok;           /* the subscription is confirmed */
     tp_rconn_t *sw_conn; /* sentinel: +switch-master subscription */
     uint64_t sw_retry_at;
     uint32_t sw_backoff;
@@ -489,6 +490,7 @@ static void conn_close(tp_rconn_t *c, const char *why)
         tp_list_remove(&c->dirty_link);
     if (c == r->ps_conn) {
         r->ps_conn = NULL;
+        r->ps_ok = 0;
         r->ps_retry_at =
             now_ms(r) + (r->ps_backoff = r->ps_backoff ? r->ps_backoff * 2 : BACKOFF_MIN_MS);
         if (r->ps_backoff > BACKOFF_MAX_MS)
@@ -933,6 +935,7 @@ static void on_reply(tp_rconn_t *c, redisReply *rep)
     case K_SUBSCRIBE:
         if (c == r->ps_conn) {
             r->ps_backoff = 0;
+            r->ps_ok = 1;
             tp_log_info("redis %s: subscribed to %s on %s", r->name, r->ps_channel, c->node->name);
         }
         cmd_free(cmd);
@@ -1428,6 +1431,11 @@ void tp_redis_subscribe(tp_redis_t *r, const char *channel, tp_redis_msg_cb cb, 
     r->ps_retry_at = 0;
     if (r->ps_conn != NULL)
         conn_close(r->ps_conn, "subscription changed");
+}
+
+int tp_redis_subscribed(const tp_redis_t *r)
+{
+    return r->ps_ok;
 }
 
 int tp_redis_up(const tp_redis_t *r, uint64_t *since_ms, const char **err)

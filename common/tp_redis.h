@@ -73,6 +73,9 @@ void tp_redis_cancel(tp_rcmd_t *cmd);
  * every reconnect. One channel per client is enough for Turnpike. */
 void tp_redis_subscribe(tp_redis_t *r, const char *channel, tp_redis_msg_cb cb, void *arg);
 
+/* Is the tp_redis_subscribe subscription confirmed by the server now? */
+int tp_redis_subscribed(const tp_redis_t *r);
+
 /* Is a server reachable right now? <since_ms> is the loop time of the last
  * change; <err> the last error text (address included) or "". */
 int tp_redis_up(const tp_redis_t *r, uint64_t *since_ms, const char **err);

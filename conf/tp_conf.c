@@ -35,6 +35,7 @@ static const store_t stores[] = {
     S("secret", TP_CK_STRING, secret),
     S("node_secret", TP_CK_STRING, node_secret),
     S("allow_insecure_configs", TP_CK_BOOL, allow_insecure_configs),
+    S("use_db_app_configs", TP_CK_BOOL, use_db_app_configs),
     S("policies.policy_source", TP_CK_STRING, policy_source),
     S("policies.policy_record_name", TP_CK_STRING, policy_record_name),
     S("policies.policy_path", TP_CK_STRING, policy_path),

@@ -45,14 +45,19 @@ int tp_policy_id_ok(const char *id)
 /* Checks the fields the gateway will read, with Go's types. */
 int tp_policy_check(const cJSON *pol, const char *path, char *err, size_t errlen)
 {
-    static const char *const numbers[] = {"rate", "per", "quota_max", "quota_renewal_rate",
-                                          "throttle_interval", "throttle_retry_limit",
-                                          "max_query_depth", "key_expires_in", NULL};
+    static const char *const numbers[] = {"rate",
+                                          "per",
+                                          "quota_max",
+                                          "quota_renewal_rate",
+                                          "throttle_interval",
+                                          "throttle_retry_limit",
+                                          "max_query_depth",
+                                          "key_expires_in",
+                                          NULL};
     static const char *const bools[] = {"active", "is_inactive", "hmac_enabled", NULL};
     char sub[512];
     if (!cJSON_IsObject(pol)) {
-        snprintf(err, errlen, "%s: expected a policy object, got %s", path,
-                 tp_json_type_name(pol));
+        snprintf(err, errlen, "%s: expected a policy object, got %s", path, tp_json_type_name(pol));
         return -1;
     }
     for (int i = 0; numbers[i] != NULL; i++) {
@@ -84,8 +89,7 @@ int tp_policy_check(const cJSON *pol, const char *path, char *err, size_t errlen
             snprintf(sub, sizeof(sub), "%s.access_rights", path);
             tp_json_path_push(sub, sizeof(sub), api->string, 0);
             if (!cJSON_IsObject(api)) {
-                snprintf(err, errlen, "%s: expected object, got %s", sub,
-                         tp_json_type_name(api));
+                snprintf(err, errlen, "%s: expected object, got %s", sub, tp_json_type_name(api));
                 return -1;
             }
             const cJSON *vers = tp_json_get(api, "versions");
@@ -156,14 +160,15 @@ static int load_record(tp_policies_t *p, const char *file, char *err, size_t err
         char path[512] = "$";
         tp_json_path_push(path, sizeof(path), pol->string, 0);
         const cJSON *inner = cJSON_IsObject(pol) ? tp_json_get(pol, "id") : NULL;
-        const char *id = pol->string[0] != '\0'                      ? pol->string
+        const char *id = pol->string[0] != '\0'                   ? pol->string
                          : inner != NULL && cJSON_IsString(inner) ? inner->valuestring
                                                                   : "";
         char pathf[600];
         snprintf(pathf, sizeof(pathf), "%s: %s", file, path);
         if (!tp_policy_id_ok(id)) {
-            snprintf(err, errlen, "%s: invalid policy id \"%s\" (allowed: a-z, A-Z, 0-9, ., _, -, ~)",
-                     pathf, id);
+            snprintf(err, errlen,
+                     "%s: invalid policy id \"%s\" (allowed: a-z, A-Z, 0-9, ., _, -, ~)", pathf,
+                     id);
             rc = -1;
             break;
         }
@@ -214,8 +219,8 @@ static int load_dir(tp_policies_t *p, const char *dir, char *err, size_t errlen)
                 snprintf(err, errlen, "%s", why);
                 rc = -1;
             } else if (id == NULL || !cJSON_IsString(id) || !tp_policy_id_ok(id->valuestring)) {
-                snprintf(err, errlen, "%s.id: required, allowed characters: a-z, A-Z, 0-9, ., _, -, ~",
-                         pathf);
+                snprintf(err, errlen,
+                         "%s.id: required, allowed characters: a-z, A-Z, 0-9, ., _, -, ~", pathf);
                 rc = -1;
             } else {
                 rc = add(p, id->valuestring, pol, file, pathf, err, errlen);

@@ -64,7 +64,11 @@ static void on_written(uv_write_t *wr, int status)
 /* Sends what the command wrote and closes. */
 static void client_finish(admin_client_t *c)
 {
-    if (c->out.len == 0 || c->out.data[c->out.len - 1] != '\n')
+    if (c->out.len == 0) { /* quit */
+        client_close(c);
+        return;
+    }
+    if (c->out.data[c->out.len - 1] != '\n')
         tp_buf_putc(&c->out, '\n');
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
     c->wreq.data = c;
@@ -117,14 +121,30 @@ static void cmd_show_info(admin_client_t *c, const char *args)
             tp_buf_putc(o, *p == '\n' ? ' ' : *p);
         tp_buf_putc(o, '\n');
     }
+    /* Redis as the workers see it (their storage probes), and the
+     * master's subscription for cluster notifications */
+    int up = 0, down = 0;
+    for (int i = 0; i < m->nworkers; i++)
+        if (m->slots[i].pid > 0) {
+            int r = atomic_load(&m->shm->workers[m->slots[i].shm_id].redis);
+            up += r == 1;
+            down += r == 0;
+        }
+    tp_buf_printf(o, "redis: %s (%d workers pass the storage probe, %d fail)\n",
+                  down == 0 && up > 0   ? "up"
+                  : up == 0 && down > 0 ? "down"
+                  : up                  ? "partial"
+                                        : "unknown",
+                  up, down);
     if (m->redis != NULL) {
         const char *err;
-        int up = tp_redis_up(m->redis, NULL, &err);
-        tp_buf_printf(o, "redis: %s%s%s\n", up ? "up" : "down", up ? "" : " (", up ? "" : err);
-        if (!up)
-            tp_buf_putc(o, ')');
+        int sub = tp_redis_subscribed(m->redis);
+        tp_redis_up(m->redis, NULL, &err);
+        tp_buf_printf(o, "redis_notifications: %s", sub ? "subscribed\n" : "not subscribed");
+        if (!sub)
+            tp_buf_printf(o, "%s%s%s\n", err[0] ? " (" : "", err, err[0] ? ")" : "");
     } else {
-        tp_buf_puts(o, "redis: not used by the master (suppress_redis_signal_reload)\n");
+        tp_buf_puts(o, "redis_notifications: off (suppress_redis_signal_reload)\n");
     }
     tp_buf_printf(o, "ready: %s\n", m->draining_readiness ? "no (drain)" : "yes");
 }
@@ -270,15 +290,17 @@ static void cmd_quit(admin_client_t *c, const char *args)
 
 static const admin_cmd_t commands[] = {
     {"help", "help                  this list", cmd_help},
-    {"show info", "show info             version, uptime, workers, connections, generation, "
-                  "Redis",
+    {"show info",
+     "show info             version, uptime, workers, connections, generation, "
+     "Redis",
      cmd_show_info},
     {"show workers", "show workers          one line per worker process", cmd_show_workers},
     {"show apis", "show apis             the API definitions being served", cmd_show_apis},
     {"show stat", "show stat             per-API request and response counters (CSV)",
      cmd_show_stat},
-    {"reload", "reload                reload tyk.conf, API definitions and policies; "
-               "answers when every worker serves them (Success=1|0)",
+    {"reload",
+     "reload                reload tyk.conf, API definitions and policies; "
+     "answers when every worker serves them (Success=1|0)",
      cmd_reload},
     {"drain", "drain                 /ready answers 503, traffic is still served", cmd_drain},
     {"undrain", "undrain               /ready answers normally again", cmd_undrain},
@@ -384,8 +406,7 @@ int tp_admin_start(tp_master_t *m, char *err, size_t errlen)
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "turnpike.admin_socket \"%s\" exists and is not a socket",
-                     path);
+            snprintf(err, errlen, "turnpike.admin_socket \"%s\" exists and is not a socket", path);
             return -1;
         }
         /* a socket nobody answers on is left from an earlier run */
@@ -461,8 +482,9 @@ int tp_ctl_main(int argc, char **argv)
         tp_log_g.level = -1;
         if (tp_conf_load(tp_conf_find(conf_path), &conf, err, sizeof(err)) < 0) {
             tp_log_g.level = saved;
-            fprintf(stderr, "turnpike ctl: cannot read the configuration to find the admin "
-                            "socket (use --socket PATH): %s\n",
+            fprintf(stderr,
+                    "turnpike ctl: cannot read the configuration to find the admin "
+                    "socket (use --socket PATH): %s\n",
                     err);
             tp_buf_free(&cmd);
             return 2;

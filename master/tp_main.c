@@ -3,8 +3,8 @@
  *
  *   turnpike [start] [--conf FILE] [--port N] [--debug]   run the gateway
  *   turnpike -t [--conf FILE]                               test the configuration
- *   turnpike --dump-config [--conf FILE]                    test, then print it *   turnpike --version
- *   turnpike ctl [--socket PATH | --conf FILE] <command>    talk to the admin socket
+ *   turnpike --dump-config [--conf FILE]                    test, then print it *   turnpike
+ * --version turnpike ctl [--socket PATH | --conf FILE] <command>    talk to the admin socket
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +39,12 @@ static void usage(FILE *out)
                  "                            (secrets masked)\n"
                  "  --check-redis             connect to Redis with the storage settings, run\n"
                  "                            PING and a write/read/delete, report, exit 0 or 1\n"
-                 "  -v, --version             print the version and the linked library versions\n"            "  -h, --help                this text\n"
-            "\n"
-            "turnpike ctl [--socket PATH | --conf FILE] <command>  runs an admin socket\n"
-            "command (help, show info, show workers, show apis, show stat, reload, drain,\n"
-            "undrain, set loglevel <level>) and prints the answer\n"
+                 "  -v, --version             print the version and the linked library versions\n"
+                 "  -h, --help                this text\n"
+                 "\n"
+                 "turnpike ctl [--socket PATH | --conf FILE] <command>  runs an admin socket\n"
+                 "command (help, show info, show workers, show apis, show stat, reload, drain,\n"
+                 "undrain, set loglevel <level>) and prints the answer\n"
                  "\n"
                  "Environment: TYK_GW_* variables override tyk.conf as in Tyk (Go field names,\n"
                  "e.g. TYK_GW_LISTENPORT, TYK_GW_STORAGE_HOST); Turnpike's own settings live in\n"
@@ -82,12 +83,13 @@ static void setup_logging(const tp_conf_t *conf, int debug)
 }
 
 int main(int argc, char **argv)
-{    const char *conf_arg = NULL, *port_arg = NULL;
+{
+    const char *conf_arg = NULL, *port_arg = NULL;
     int test = 0, dump = 0, debug = 0, check_redis = 0;
 
     if (argc > 1 && strcmp(argv[1], "ctl") == 0)
         return tp_ctl_main(argc - 2, argv + 2);
-for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "start") == 0 && i == 1)
             continue;
@@ -169,7 +171,8 @@ for (int i = 1; i < argc; i++) {
         tp_conf_free(&conf);
         return rc;
     }
-    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));    if (tp_gen_load(gen, conf_path, 0, err, sizeof(err)) < 0) {
+    tp_gen_t *gen = tp_calloc(1, sizeof(*gen));
+    if (tp_gen_load(gen, conf_path, 0, err, sizeof(err)) < 0) {
         for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
             tp_log_error("%s", line);
         tp_log_error("configuration test failed");

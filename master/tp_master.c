@@ -237,6 +237,7 @@ static int spawn(tp_master_t *m, int slot)
     atomic_store(&sw->oldest, m->generation);
     atomic_store(&sw->pid, -1); /* reserved until the pid is known */
     atomic_store(&sw->started_us, tp_time_wall_us());
+    atomic_store(&sw->redis, -1);
 
     sigset_t all, old;
     sigfillset(&all);
@@ -249,8 +250,7 @@ static int spawn(tp_master_t *m, int slot)
         char role[24];
         snprintf(role, sizeof(role), "worker.%d", slot);
         tp_log_set_role(role);
-        tp_worker_run(row, m->listen_fds[slot], m->control_fds[slot], sv[1], &m->gen->conf,
-                      m->shm);
+        tp_worker_run(row, m->listen_fds[slot], m->control_fds[slot], sv[1], &m->gen->conf, m->shm);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(sv[1]);
@@ -269,8 +269,9 @@ static int spawn(tp_master_t *m, int slot)
     s->started = tp_time_mono_ms();
     s->respawn_at = 0;
     watch_chan(m, s);
-    tp_log_info("started worker.%d (pid %d, generation %d)", slot, (int)pid,
-                m->worker_generation);
+    if (m->draining_readiness)
+        send_msg(s->chan, "notready"); /* a replacement keeps the operator's drain */
+    tp_log_info("started worker.%d (pid %d, generation %d)", slot, (int)pid, m->worker_generation);
     return 0;
 }
 
@@ -328,8 +329,8 @@ static void reap(tp_master_t *m)
                 delay = 100u << (s->quick_deaths < 6 ? s->quick_deaths : 6);
                 if (delay > 5000)
                     delay = 5000;
-                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms",
-                            i, (unsigned long long)delay);
+                tp_log_warn("worker.%d keeps dying right after start; next attempt in %llu ms", i,
+                            (unsigned long long)delay);
             }
             s->respawn_at = now + delay;
         }
@@ -438,8 +439,7 @@ static void finish_waiters(tp_master_t *m, tp_list_t *list, int ok, const char *
             tp_admin_reload_done(m, w->admin, ok, errors);
         } else if (w->worker > 0) {
             char msg[1024];
-            snprintf(msg, sizeof(msg), "reloaded %u %d %.900s", w->token, ok,
-                     ok ? "" : errors);
+            snprintf(msg, sizeof(msg), "reloaded %u %d %.900s", w->token, ok, ok ? "" : errors);
             for (int i = 0; i < m->nworkers; i++)
                 if (m->slots[i].pid == w->worker)
                     send_msg(m->slots[i].chan, msg);
@@ -500,8 +500,8 @@ static void check_reload_done(tp_master_t *m)
         m->last_reload_err[0] = '\0';
         tp_log_info("reload done: generation %llu serves %zu APIs and %zu policies on every "
                     "worker (%llu ms)",
-                    (unsigned long long)m->reload_target, m->gen->apis.n,
-                    m->gen->policies.n, (unsigned long long)took);
+                    (unsigned long long)m->reload_target, m->gen->apis.n, m->gen->policies.n,
+                    (unsigned long long)took);
         finish_waiters(m, &m->reload_running, 1, "");
     } else {
         snprintf(m->last_reload_err, sizeof(m->last_reload_err),
@@ -532,15 +532,14 @@ static int open_listeners(tp_master_t *m, tp_gen_t *gen, int n, int **fds_out, i
             fds[i] = m->listen_fds[i];
         else if ((!same && i == 0 &&
                   tp_listen_probe(c->listen_address, (int)c->listen_port, err, errlen) < 0) ||
-                 (fds[i] = tp_listen_open(c->listen_address, (int)c->listen_port, err,
-                                          errlen)) < 0)
+                 (fds[i] = tp_listen_open(c->listen_address, (int)c->listen_port, err, errlen)) < 0)
             goto err;
         if (c->control_api_port == 0)
             continue;
         if (same_ctl && i < m->nworkers && m->control_fds[i] >= 0)
             cfds[i] = m->control_fds[i];
-        else if ((cfds[i] = tp_listen_open(c->listen_address, (int)c->control_api_port, err,
-                                           errlen)) < 0)
+        else if ((cfds[i] =
+                      tp_listen_open(c->listen_address, (int)c->control_api_port, err, errlen)) < 0)
             goto err;
     }
     *fds_out = fds;
@@ -586,9 +585,9 @@ static int replace_workers(tp_master_t *m, tp_gen_t *gen, char *err, size_t errl
     free(m->listen_fds);
     free(m->control_fds);
     free(m->slots);
-    int resubscribe = !tp_conf_storage_same(&m->gen->conf.storage, &gen->conf.storage) ||
-                      m->gen->conf.suppress_redis_signal_reload !=
-                          gen->conf.suppress_redis_signal_reload;
+    int resubscribe =
+        !tp_conf_storage_same(&m->gen->conf.storage, &gen->conf.storage) ||
+        m->gen->conf.suppress_redis_signal_reload != gen->conf.suppress_redis_signal_reload;
     tp_gen_free(m->gen);
     free(m->gen);
     m->gen = gen;
@@ -609,8 +608,8 @@ static int replace_workers(tp_master_t *m, tp_gen_t *gen, char *err, size_t errl
         spawn(m, i);
     for (int i = first_old; i < m->nold; i++)
         send_msg(m->old_chans[i], "drain");
-    tp_log_info("tyk.conf changed: worker generation %d started (%d workers)",
-                m->worker_generation, n);
+    tp_log_info("tyk.conf changed: worker generation %d started (%d workers)", m->worker_generation,
+                n);
     return 0;
 }
 
@@ -849,8 +848,7 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         tp_log_error("%s", err);
         return 1;
     }
-    if (tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, 1, err, sizeof(err)) <
-        0) {
+    if (tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, 1, err, sizeof(err)) < 0) {
         tp_log_error("%s", err);
         return 1;
     }
@@ -871,7 +869,8 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->listen_fds = tp_calloc(1, sizeof(int));
     m->control_fds = tp_calloc(1, sizeof(int));
     m->listen_fds[0] = m->control_fds[0] = -1;
-    int n = tp_conf_workers(&gen->conf);    int *fds, *cfds;
+    int n = tp_conf_workers(&gen->conf);
+    int *fds, *cfds;
     if (open_listeners(m, gen, n, &fds, &cfds, err, sizeof(err)) < 0) {
         tp_log_error("%s", err);
         return 2;
@@ -917,9 +916,8 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     tp_log_info("turnpike %s: %d workers on %s:%lld%s, %zu APIs from %s, %zu policies%s",
                 TP_VERSION, m->nworkers, addr && addr[0] ? addr : "*",
                 (long long)gen->conf.listen_port,
-                gen->conf.control_api_port ? " (control API on its own port)" : "",
-                gen->apis.n, gen->conf.app_path, gen->policies.n,
-                getpid() == 1 ? " (running as PID 1)" : "");
+                gen->conf.control_api_port ? " (control API on its own port)" : "", gen->apis.n,
+                gen->conf.app_path, gen->policies.n, getpid() == 1 ? " (running as PID 1)" : "");
     if (gen->conf.secret == NULL || gen->conf.secret[0] == '\0')
         tp_log_warn("no \"secret\" is set: the Gateway REST API (/tyk/) refuses every request");
     for (int i = 0; i < m->nworkers; i++)

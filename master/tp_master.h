@@ -65,9 +65,9 @@ typedef struct tp_slot_s {
 /* Someone waiting for a reload to finish. */
 typedef struct tp_waiter_s {
     tp_list_t link;
-    pid_t worker;    /* a worker's blocking /tyk/reload ... */
-    uint32_t token;  /* ... and its token */
-    void *admin;     /* or an admin socket client */
+    pid_t worker;   /* a worker's blocking /tyk/reload ... */
+    uint32_t token; /* ... and its token */
+    void *admin;    /* or an admin socket client */
 } tp_waiter_t;
 
 typedef struct tp_master_s {
@@ -76,11 +76,11 @@ typedef struct tp_master_s {
     const char *conf_path;
     tp_gen_t *gen;
     tp_shm_t *shm;
-    uint64_t generation;     /* API generation published last */
-    int worker_generation;   /* how many times workers were replaced */
+    uint64_t generation;   /* API generation published last */
+    int worker_generation; /* how many times workers were replaced */
     int nworkers;
     int *listen_fds;
-    int *control_fds;        /* -1 when control_api_port is 0 */
+    int *control_fds; /* -1 when control_api_port is 0 */
     tp_slot_t *slots;
     /* workers of earlier generations, draining */
     pid_t old_pids[TP_MAX_OLD];
@@ -100,10 +100,10 @@ typedef struct tp_master_s {
     tp_list_t reload_queue;   /* waiters for the next reload */
     tp_list_t reload_running; /* waiters for the one under way */
     int reload_scheduled;
-    int reloading;            /* published, workers switching */
+    int reloading; /* published, workers switching */
     uint64_t reload_target;
     uint64_t reload_started_ms;
-    int draining_readiness;   /* admin `drain`: /ready fails */
+    int draining_readiness; /* admin `drain`: /ready fails */
     unsigned reloads_ok;
     unsigned reloads_failed;
     int64_t last_reload_us;

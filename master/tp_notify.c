@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -56,13 +55,13 @@ static int signature_ok(const char *cmd, const char *payload, const char *secret
     mbedtls_sha256_free(&ctx);
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", sum[i]);
-    return strlen(sig) == 64 && strcasecmp(sig, hex) == 0;
+    return strcmp(sig, hex) == 0; /* exact, lower-case hex, as Tyk compares */
 }
 
 void tp_master_notification(tp_master_t *m, const char *text, size_t len)
 {
-    static const char *const reloads[] = {"GroupReload", "ApiUpdated", "ApiRemoved", "ApiAdded",
-                                          "PolicyChanged", NULL};
+    static const char *const reloads[] = {"GroupReload", "ApiUpdated",    "ApiRemoved",
+                                          "ApiAdded",    "PolicyChanged", NULL};
     char err[256];
     cJSON *msg = tp_json_parse(text, len, err, sizeof(err));
     const cJSON *cmd = msg != NULL ? tp_json_get(msg, "command") : NULL;

@@ -15,11 +15,11 @@ tp_shm_t *tp_shm_create(size_t slots_bytes, uint32_t max_apis, char *err, size_t
     size_t page = 4096;
     size_t slot = (slots_bytes / TP_SHM_SLOTS + page - 1) & ~(page - 1);
     size_t hdr = (sizeof(tp_shm_t) + page - 1) & ~(page - 1);
-    size_t stats = ((size_t)TP_SHM_MAX_WORKERS * max_apis * sizeof(tp_shm_stat_t) + page - 1) &
-                   ~(page - 1);
+    size_t stats =
+        ((size_t)TP_SHM_MAX_WORKERS * max_apis * sizeof(tp_shm_stat_t) + page - 1) & ~(page - 1);
     size_t size = hdr + stats + slot * TP_SHM_SLOTS;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    void *p =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
         snprintf(err, errlen, "cannot map %zu bytes of shared memory: %s", size, strerror(errno));
         return NULL;
@@ -212,15 +212,17 @@ int tp_shm_publish(tp_shm_t *shm, tp_apis_t *apis, const tp_router_t *router,
         if ((int)s != cur && atomic_load(&shm->slot_gen[s]) == 0)
             pick = (int)s;
     if (pick < 0) {
-        snprintf(err, errlen, "every shared-memory slot holds a generation that in-flight "
-                              "requests still use");
+        snprintf(err, errlen,
+                 "every shared-memory slot holds a generation that in-flight "
+                 "requests still use");
         return -EBUSY;
     }
     int rc = freeze(shm, (unsigned)pick, apis, router, pols, gen);
     if (rc < 0) {
         madvise(slot_base(shm, (unsigned)pick), shm->slot_size, MADV_REMOVE);
-        snprintf(err, errlen, "%zu API definitions do not fit in a %zu-byte shared-memory slot; "
-                              "raise turnpike.shm_size (%zu bytes now, %d slots)",
+        snprintf(err, errlen,
+                 "%zu API definitions do not fit in a %zu-byte shared-memory slot; "
+                 "raise turnpike.shm_size (%zu bytes now, %d slots)",
                  apis->n, shm->slot_size, shm->slot_size * shm->nslots, TP_SHM_SLOTS);
     }
     return rc;

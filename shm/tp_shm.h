@@ -44,12 +44,12 @@ typedef struct tp_snapshot_s {
     uint32_t magic;
     uint32_t slot;
     uint64_t generation;
-    int64_t loaded_us;   /* wall clock, when published */
-    size_t used;         /* bytes of the slot in use */
-    tp_router_t router;  /* routes point at apis[] */
+    int64_t loaded_us;  /* wall clock, when published */
+    size_t used;        /* bytes of the slot in use */
+    tp_router_t router; /* routes point at apis[] */
     tp_api_t **apis;
     size_t napis;
-    uint32_t ntargets;   /* targets across all APIs (tp_target_t.idx) */
+    uint32_t ntargets; /* targets across all APIs (tp_target_t.idx) */
     tp_policy_t *policies;
     size_t npolicies;
 } tp_snapshot_t;
@@ -63,7 +63,8 @@ typedef struct tp_shm_worker_s {
     _Atomic uint32_t conns;   /* open client connections */
     _Atomic uint64_t requests;
     _Atomic int64_t started_us;
-    char pad[24];
+    _Atomic int32_t redis; /* the last storage probe: 1 passed, 0 failed, -1 none yet */
+    char pad[20];
 } tp_shm_worker_t;
 
 _Static_assert(sizeof(tp_shm_worker_t) == 64, "one cache line per worker");
@@ -79,14 +80,14 @@ typedef struct tp_shm_stat_s {
 typedef struct tp_shm_s {
     uint32_t magic;
     uint32_t version;
-    size_t size;       /* the whole mapping */
+    size_t size; /* the whole mapping */
     size_t slot_size;
-    size_t slots_off;  /* offset of slot 0 */
-    size_t stats_off;  /* offset of the counters: [worker][api] */
+    size_t slots_off; /* offset of slot 0 */
+    size_t stats_off; /* offset of the counters: [worker][api] */
     uint32_t max_apis;
     uint32_t nslots;
-    _Atomic uint64_t generation;          /* the published one */
-    _Atomic(tp_snapshot_t *) current;     /* its snapshot */
+    _Atomic uint64_t generation;             /* the published one */
+    _Atomic(tp_snapshot_t *) current;        /* its snapshot */
     _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
     tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
 } tp_shm_t;

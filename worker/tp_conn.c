@@ -123,10 +123,10 @@ void tp_conn_close(tp_conn_t *c)
         tp_proxy_abort(c->req);
         tp_req_put(c->w, c->req);
         c->req = NULL;
-    }    tp_list_remove(&c->link);
+    }
+    tp_list_remove(&c->link);
     c->w->nconns--;
-    atomic_store_explicit(&c->w->shm->workers[c->w->id].conns, c->w->nconns,
-                          memory_order_relaxed);
+    atomic_store_explicit(&c->w->shm->workers[c->w->id].conns, c->w->nconns, memory_order_relaxed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -207,14 +207,14 @@ void tp_conn_response_done(tp_conn_t *c)
 {
     tp_worker_t *w = c->w;
     tp_req_t *req = c->req;
-    int linger = c->linger;    if (req != NULL) {
+    int linger = c->linger;
+    if (req != NULL) {
         if (!req->body_done) {
             c->want_close = 1;
             linger = 1;
         }
         w->requests++;
-        atomic_store_explicit(&w->shm->workers[w->id].requests, w->requests,
-                              memory_order_relaxed);
+        atomic_store_explicit(&w->shm->workers[w->id].requests, w->requests, memory_order_relaxed);
         if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX) {
             tp_shm_stat_t *st = &w->stats[req->route->api->stat_idx];
             st->requests++;
@@ -291,7 +291,8 @@ static int conn_wants_input(const tp_conn_t *c)
     case TP_C_IDLE:
     case TP_C_HEAD:
     case TP_C_LINGER:
-        return 1;    case TP_C_BODY:
+        return 1;
+    case TP_C_BODY:
         if (c->req != NULL && c->req->buffering)
             return 1;
         return c->req != NULL && c->req->body != NULL && c->req->body_len < TP_BLOCK_SIZE &&
@@ -662,7 +663,8 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    tp_conn_t *c = p->data;    tp_req_t *req = c->req;
+    tp_conn_t *c = p->data;
+    tp_req_t *req = c->req;
     req->body_seen += len;
     if (c->w->max_body > 0 && req->body_seen > c->w->max_body) {
         req->reject = 413;
@@ -706,7 +708,8 @@ static tp_conn_t *conn_new(tp_worker_t *w)
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
-    c->handles_open = 2;    tp_list_init(&c->link);
+    c->handles_open = 2;
+    tp_list_init(&c->link);
     tp_list_insert_tail(&w->conns, &c->link);
     w->nconns++;
     atomic_store_explicit(&w->shm->workers[w->id].conns, w->nconns, memory_order_relaxed);

@@ -147,8 +147,8 @@ void tp_req_dispatch(tp_req_t *req)
             return;
         }
         tp_buf_free(&clean);
-    }    /* The control router comes first, so no API can shadow it; with
-     * control_api_port set it lives on that port only, as in Tyk. */
+    } /* The control router comes first, so no API can shadow it; with
+       * control_api_port set it lives on that port only, as in Tyk. */
     int control_here = conf->control_api_port == 0 || c->control;
     if (control_here) {
         if (path_is(rp.path, conf->health_check_endpoint_name)) {

@@ -35,6 +35,7 @@ static void on_probe(void *arg, const redisReply *rep, const char *err)
     else if (ok != w->probe_ok)
         tp_log_info("redis liveness probe passes again");
     w->probe_ok = ok;
+    atomic_store(&w->shm->workers[w->id].redis, ok ? 1 : 0);
     if (ok)
         w->fail_since = 0;
     else if (w->fail_since == 0)

@@ -186,8 +186,8 @@ static void api_write(tp_req_t *req, int update)
         reply_error(req, 500, "Due to enabled use_db_app_configs, please use the Dashboard API");
         return;
     }
-    cJSON *def = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
-                               sizeof(err));
+    cJSON *def =
+        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
     if (def == NULL || !cJSON_IsObject(def)) {
         cJSON_Delete(def);
         reply_error(req, 400, "Request malformed");
@@ -197,8 +197,9 @@ static void api_write(tp_req_t *req, int update)
     const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
     char fresh[33];
     if (update && strcmp(id, req->rest_id) != 0) {
-        reply_error(req, 400, "Request APIID does not match that in Definition! For Update "
-                              "operations these must match.");
+        reply_error(req, 400,
+                    "Request APIID does not match that in Definition! For Update "
+                    "operations these must match.");
         goto out;
     }
     if (!update && id[0] == '\0') {
@@ -225,9 +226,10 @@ static void api_write(tp_req_t *req, int update)
         goto out;
     }
     tp_api_free(api);
-    char *text = cJSON_Print(def);
-    int rc = write_file(path, text, err, sizeof(err));
-    free(text);
+    tp_buf_t text = {0};
+    tp_json_print_indent(&text, def); /* as Tyk writes it */
+    int rc = write_file(path, tp_buf_cstr(&text), err, sizeof(err));
+    tp_buf_free(&text);
     if (rc < 0) {
         tp_log_error("REST: %s", err);
         reply_error(req, 500, "File object creation failed, write error");
@@ -290,8 +292,8 @@ static void policy_write(tp_req_t *req, int update)
     char err[1024];
     if (service_source(req))
         return;
-    cJSON *pol = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
-                               sizeof(err));
+    cJSON *pol =
+        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
     if (pol == NULL || !cJSON_IsObject(pol)) {
         cJSON_Delete(pol);
         reply_error(req, 400, "Request malformed");
@@ -300,8 +302,9 @@ static void policy_write(tp_req_t *req, int update)
     const cJSON *idv = tp_json_get(pol, "id");
     const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
     if (update && strcmp(id, req->rest_id) != 0) {
-        reply_error(req, 400, "Request ID does not match that in policy! For Update operations "
-                              "these must match.");
+        reply_error(req, 400,
+                    "Request ID does not match that in policy! For Update operations "
+                    "these must match.");
         goto out;
     }
     if (id[0] == '\0') {
@@ -318,9 +321,10 @@ static void policy_write(tp_req_t *req, int update)
     }
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s.json", policy_dir(conf), id);
-    char *text = cJSON_Print(pol);
-    int rc = write_file(path, text, err, sizeof(err));
-    free(text);
+    tp_buf_t text = {0};
+    tp_json_print_indent(&text, pol); /* as Tyk writes it */
+    int rc = write_file(path, tp_buf_cstr(&text), err, sizeof(err));
+    tp_buf_free(&text);
     if (rc < 0) {
         tp_log_error("REST: %s", err);
         reply_error(req, 500, "Failed to write policy");

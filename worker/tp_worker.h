@@ -78,7 +78,8 @@ struct tp_conn_s {
     uint8_t handles_open; /* embedded handles not yet closed */
     unsigned reading : 1;
     unsigned writing : 1;
-    unsigned closing : 1;    unsigned control : 1;    /* accepted on control_api_port */
+    unsigned closing : 1;
+    unsigned control : 1;    /* accepted on control_api_port */
     unsigned want_close : 1; /* close once the current response is out */
     unsigned linger : 1;     /* and discard input for a while before closing */
     char ip[46];
@@ -87,14 +88,16 @@ struct tp_conn_s {
 struct tp_req_s {
     tp_conn_t *conn;
     tp_upconn_t *up;
-    tp_req_t *next_free;    tp_list_t wait_link; /* in pool->waiters during a host lookup, or in
-                            w->reload_waiters during a blocking /tyk/reload */
+    tp_req_t *next_free;
+    tp_list_t wait_link;       /* in pool->waiters during a host lookup, or in
+          w->reload_waiters during a blocking /tyk/reload */
     const tp_snapshot_t *snap; /* the generation this request started on */
     const tp_route_t *route;
     const tp_target_t *target;
-    tp_pool_t *pool;    uint32_t token;      /* blocking /tyk/reload: the answer it waits for */
-    uint8_t rest_op;     /* a REST write waiting for its body */
-    char rest_id[128];   /* the id in its path */
+    tp_pool_t *pool;
+    uint32_t token;    /* blocking /tyk/reload: the answer it waits for */
+    uint8_t rest_op;   /* a REST write waiting for its body */
+    char rest_id[128]; /* the id in its path */
 
     /* the parsed head: offsets from head_base, which moves if the head is
      * copied out of the shared read buffer */
@@ -121,7 +124,8 @@ struct tp_req_s {
     unsigned resp_nobody : 1;
     unsigned up_head_sent : 1;
     unsigned up_head_inflight : 1;
-    unsigned sending_continue : 1; /* "100 Continue" is being written */    unsigned in_send : 1;
+    unsigned sending_continue : 1; /* "100 Continue" is being written */
+    unsigned in_send : 1;
     unsigned retried : 1;
     unsigned buffering : 1; /* the body is for the gateway (REST API), kept in rbody */
     uint64_t content_length;
@@ -131,8 +135,9 @@ struct tp_req_s {
     tp_buf_t up_head; /* request head for the upstream */
     char *body;       /* block of raw request body bytes for the upstream */
     size_t body_len;
-    size_t body_inflight; /* bytes of body being written */    tp_buf_t out;   /* response head, or a whole gateway-made response */
-    tp_buf_t rbody; /* a REST request's body */
+    size_t body_inflight; /* bytes of body being written */
+    tp_buf_t out;         /* response head, or a whole gateway-made response */
+    tp_buf_t rbody;       /* a REST request's body */
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
 };
@@ -226,7 +231,8 @@ struct tp_worker_s {
     void *free_blocks;
     uint32_t nfree_blocks;
     tp_req_t *free_reqs;
-    uint32_t nfree_reqs;    tp_pool_t **pools;
+    uint32_t nfree_reqs;
+    tp_pool_t **pools;
     size_t npools;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
