@@ -32,6 +32,9 @@ enum { M_RUNNING, M_DELAYING, M_DRAINING, M_STOPPING };
 
 /* The only globals besides the log state: the self-pipe for signals. */
 static volatile sig_atomic_t sig_fd = -1;
+/* The one master of this process: it lives until exit, and what it holds
+ * stays reachable (a start-up error returns without unwinding it). */
+tp_master_t *tp_master_g;
 
 static void on_signal(int signo)
 {
@@ -832,7 +835,7 @@ static void master_subscribe(tp_master_t *m)
 
 int tp_master_run(const char *conf_path, tp_gen_t *gen)
 {
-    tp_master_t *m = tp_calloc(1, sizeof(*m));
+    tp_master_t *m = tp_master_g = tp_calloc(1, sizeof(*m));
     m->pid = getpid();
     m->conf_path = conf_path;
     m->gen = gen;

@@ -124,6 +124,10 @@ void tp_gen_free(tp_gen_t *gen);
 
 /* Runs the master until shutdown; takes ownership of <gen>. Returns the
  * process exit code. */
+/* The master of this process, once tp_master_run has started (for
+ * debuggers, and so that leak checkers see its memory as reachable). */
+extern tp_master_t *tp_master_g;
+
 int tp_master_run(const char *conf_path, tp_gen_t *gen);
 
 /* Asks for a reload; <w> (may be NULL) is told when it is done, with
