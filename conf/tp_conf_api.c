@@ -11,6 +11,7 @@
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
+#include "tp_strmap.h"
 
 void tp_api_free(tp_api_t *api)
 {
@@ -241,6 +242,7 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err
     if (n > 1)
         qsort(names, n, sizeof(*names), name_cmp);
 
+    tp_strmap_t ids = {0}; /* api_id -> index in apis->v */
     for (size_t i = 0; i < n; i++) {
         char path[4096], why[1024];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
@@ -259,15 +261,11 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err
             apis->nerrors++;
             continue;
         }
-        int dup = 0;
-        for (size_t j = 0; j < apis->n; j++)
-            if (strcmp(apis->v[j]->api_id, api->api_id) == 0) {
-                note(errs, "skipping API definition %s: api_id \"%s\" is already used by %s", path,
-                     api->api_id, apis->v[j]->file);
-                dup = 1;
-                break;
-            }
-        if (dup) {
+        int added;
+        uint32_t first = *tp_strmap_put(&ids, api->api_id, (uint32_t)apis->n, &added);
+        if (!added) {
+            note(errs, "skipping API definition %s: api_id \"%s\" is already used by %s", path,
+                 api->api_id, apis->v[first]->file);
             tp_api_free(api);
             apis->nerrors++;
             continue;
@@ -276,6 +274,7 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err
         apis->v[apis->n++] = api;
     }
     free(names);
+    tp_strmap_free(&ids);
     return 0;
 }
 

@@ -1,4 +1,5 @@
 /* worker/tp_route.c: the route table and its matcher. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "tp_err.h"
 #include "tp_log.h"
 #include "tp_route.h"
+#include "tp_strmap.h"
 
 /* Tyk sorts by listen path length with template segments counting only
  * their slashes, so "/{org}/api/" ranks like "//api/". */
@@ -53,37 +55,40 @@ static const char *api_domain(const tp_api_t *api, const tp_conf_t *conf)
     return NULL;
 }
 
-static int same_domain(const char *a, const char *b)
-{
-    if (a == NULL || b == NULL)
-        return a == b;
-    return strcasecmp(a, b) == 0;
-}
-
 void tp_router_build(tp_router_t *r, tp_apis_t *apis, const tp_conf_t *conf)
 {
     memset(r, 0, sizeof(*r));
     r->strict = conf->http_server_options.enable_strict_routes;
 
-    /* Resolve listen-path collisions in load order, as Tyk does. */
+    /* Resolve listen-path collisions in load order, as Tyk does: a path
+     * already taken on the same domain gets "-<api_id>" appended (and is
+     * checked again). Keyed by "<domain>\n<listen path>". */
+    tp_strmap_t taken = {0};
+    tp_buf_t key = {0};
     for (size_t i = 0; i < apis->n; i++) {
         tp_api_t *api = apis->v[i];
-        for (size_t j = 0; j < i; j++) {
-            tp_api_t *prev = apis->v[j];
-            if (strcmp(prev->listen_path, api->listen_path) == 0 &&
-                same_domain(api_domain(prev, conf), api_domain(api, conf))) {
-                size_t n = strlen(api->listen_path) + strlen(api->api_id) + 2;
-                char *lp = tp_malloc(n);
-                snprintf(lp, n, "%s-%s", api->listen_path, api->api_id);
-                tp_log_warn("API \"%s\" (%s): listen path %s is already used by API \"%s\"; "
-                            "serving it at %s",
-                            api->api_id, api->file, api->listen_path, prev->api_id, lp);
-                free(api->listen_path);
-                api->listen_path = lp;
-                j = (size_t)-1; /* the new path may collide again */
-            }
+        const char *dom = api_domain(api, conf);
+        for (;;) {
+            key.len = 0;
+            for (const char *d = dom ? dom : ""; *d; d++)
+                tp_buf_putc(&key, (char)tolower((unsigned char)*d));
+            tp_buf_printf(&key, "\n%s", api->listen_path);
+            int added;
+            uint32_t prev = *tp_strmap_put(&taken, tp_buf_cstr(&key), (uint32_t)i, &added);
+            if (added)
+                break;
+            size_t n = strlen(api->listen_path) + strlen(api->api_id) + 2;
+            char *lp = tp_malloc(n);
+            snprintf(lp, n, "%s-%s", api->listen_path, api->api_id);
+            tp_log_warn("API \"%s\" (%s): listen path %s is already used by API \"%s\"; "
+                        "serving it at %s",
+                        api->api_id, api->file, api->listen_path, apis->v[prev]->api_id, lp);
+            free(api->listen_path);
+            api->listen_path = lp;
         }
     }
+    tp_buf_free(&key);
+    tp_strmap_free(&taken);
 
     order_t *ord = tp_calloc(apis->n, sizeof(*ord));
     for (size_t i = 0; i < apis->n; i++) {

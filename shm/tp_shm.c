@@ -8,6 +8,7 @@
 #include "tp_err.h"
 #include "tp_log.h"
 #include "tp_shm.h"
+#include "tp_strmap.h"
 #include "tp_time.h"
 
 tp_shm_t *tp_shm_create(size_t slots_bytes, uint32_t max_apis, char *err, size_t errlen)
@@ -230,49 +231,9 @@ int tp_shm_publish(tp_shm_t *shm, tp_apis_t *apis, const tp_router_t *router,
 
 /* ---- stable counter rows, by api_id (master-private map) --------------------------- */
 
-static struct {
-    char **keys;
-    uint32_t *vals;
-    size_t cap;
-    size_t n;
-} stat_map;
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+static tp_strmap_t stat_map;
 
 uint32_t tp_shm_stat_index(const char *api_id)
 {
-    if (stat_map.n * 2 >= stat_map.cap) {
-        size_t cap = stat_map.cap ? stat_map.cap * 2 : 1024;
-        char **keys = tp_calloc(cap, sizeof(char *));
-        uint32_t *vals = tp_calloc(cap, sizeof(uint32_t));
-        for (size_t i = 0; i < stat_map.cap; i++) {
-            if (stat_map.keys[i] == NULL)
-                continue;
-            size_t j = fnv1a(stat_map.keys[i]) & (cap - 1);
-            while (keys[j] != NULL)
-                j = (j + 1) & (cap - 1);
-            keys[j] = stat_map.keys[i];
-            vals[j] = stat_map.vals[i];
-        }
-        free(stat_map.keys);
-        free(stat_map.vals);
-        stat_map.keys = keys;
-        stat_map.vals = vals;
-        stat_map.cap = cap;
-    }
-    size_t j = fnv1a(api_id) & (stat_map.cap - 1);
-    while (stat_map.keys[j] != NULL) {
-        if (strcmp(stat_map.keys[j], api_id) == 0)
-            return stat_map.vals[j];
-        j = (j + 1) & (stat_map.cap - 1);
-    }
-    stat_map.keys[j] = tp_strdup(api_id);
-    stat_map.vals[j] = (uint32_t)stat_map.n++;
-    return stat_map.vals[j];
+    return *tp_strmap_put(&stat_map, api_id, (uint32_t)stat_map.n, NULL);
 }

@@ -12,6 +12,7 @@
 
 #include "tp_err.h"
 #include "tp_log.h"
+#include "tp_strmap.h"
 #include "tp_worker.h"
 
 /* How long a resolved address is used before it is looked up again. */
@@ -22,9 +23,14 @@
  * point at them. */
 static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
 {
-    for (size_t i = 0; i < w->npools; i++)
-        if (w->pools[i]->port == port && strcmp(w->pools[i]->host, host) == 0)
-            return w->pools[i];
+    size_t kn = strlen(host) + 8;
+    char *key = tp_malloc(kn);
+    snprintf(key, kn, "%s:%u", host, port);
+    int added;
+    uint32_t idx = *tp_strmap_put(&w->pool_map, key, (uint32_t)w->npools, &added);
+    free(key);
+    if (!added)
+        return w->pools[idx];
     w->pools = tp_realloc(w->pools, (w->npools + 1) * sizeof(*w->pools));
     tp_pool_t *p = tp_calloc(1, sizeof(*p));
     w->pools[w->npools++] = p;

@@ -34,6 +34,7 @@
 #include "tp_redis.h"
 #include "tp_route.h"
 #include "tp_shm.h"
+#include "tp_strmap.h"
 
 #define TP_BLOCK_SIZE (64 * 1024)
 #define TP_REST_BODY_MAX (16 * 1024 * 1024) /* an API definition or policy, at most */
@@ -234,6 +235,7 @@ struct tp_worker_s {
     uint32_t nfree_reqs;
     tp_pool_t **pools;
     size_t npools;
+    tp_strmap_t pool_map; /* "host:port" -> index in pools */
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
     uint64_t header_timeout_ms;

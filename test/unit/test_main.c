@@ -38,6 +38,7 @@ void test_conf_suite(void);
 void test_route_suite(void);
 void test_http_suite(void);
 void test_redis_suite(void);
+void test_shm_suite(void);
 
 int main(void)
 {
@@ -49,6 +50,7 @@ int main(void)
     test_route_suite();
     test_http_suite();
     test_redis_suite();
+    test_shm_suite();
     printf("%d unit tests, %d failed\n", ran, tp_test_failed);
     return tp_test_failed ? 1 : 0;
 }

@@ -1,0 +1,201 @@
+/* test/unit/test_shm.c: shared-memory generations (publish, slot reuse,
+ * space), the string map, and the JSON printer the REST API writes with. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tp_buf.h"
+#include "tp_json.h"
+#include "tp_shm.h"
+#include "tp_strmap.h"
+#include "tp_test.h"
+
+/* <n> keyless APIs "api<i>" on "/p<i>/", each to its own upstream host. */
+static void make_apis(tp_apis_t *apis, size_t n)
+{
+    memset(apis, 0, sizeof(*apis));
+    apis->v = calloc(n ? n : 1, sizeof(*apis->v));
+    for (size_t i = 0; i < n; i++) {
+        char text[512], err[256];
+        snprintf(text, sizeof(text),
+                 "{\"api_id\": \"api%zu\", \"name\": \"API %zu\", \"use_keyless\": true, "
+                 "\"proxy\": {\"listen_path\": \"/p%zu/\", \"target_url\": \"http://h%zu:80/\"}}",
+                 i, i, i, i);
+        cJSON *def = tp_json_parse(text, strlen(text), err, sizeof(err));
+        if (tp_api_parse("mem.json", def, &apis->v[apis->n], err, sizeof(err)) == 0)
+            apis->n++;
+        cJSON_Delete(def);
+    }
+}
+
+static int publish(tp_shm_t *shm, size_t napis, uint64_t gen, char *err, size_t errlen)
+{
+    tp_apis_t apis;
+    tp_router_t router;
+    tp_policies_t pols = {0};
+    tp_conf_t conf;
+    memset(&conf, 0, sizeof(conf));
+    make_apis(&apis, napis);
+    tp_router_build(&router, &apis, &conf);
+    int rc = tp_shm_publish(shm, &apis, &router, &pols, gen, err, errlen);
+    /* the generation must not depend on the heap copies */
+    tp_router_free(&router);
+    tp_apis_free(&apis);
+    return rc;
+}
+
+static void unmap(tp_shm_t *shm)
+{
+    munmap(shm, shm->size);
+}
+
+TP_TEST(shm_publish_and_read)
+{
+    char err[512];
+    tp_shm_t *shm = tp_shm_create(8 << 20, 64, err, sizeof(err));
+    CHECK(shm != NULL);
+    CHECK(tp_shm_current(shm) == NULL);
+    CHECK_INT(publish(shm, 3, 1, err, sizeof(err)), 0);
+    const tp_snapshot_t *snap = tp_shm_current(shm);
+    CHECK(snap != NULL);
+    CHECK_INT(snap->generation, 1);
+    CHECK_INT(atomic_load(&shm->generation), 1);
+    CHECK_INT(snap->napis, 3);
+    CHECK_INT(snap->ntargets, 3);
+    CHECK_STR(snap->apis[2]->api_id, "api2");
+    CHECK((char *)snap->apis[2]->api_id > (char *)shm &&
+          (char *)snap->apis[2]->api_id < (char *)shm + shm->size);
+    size_t matched = 0;
+    const tp_route_t *r =
+        tp_router_match(&snap->router, (tp_str_t){"x", 1}, (tp_str_t){"/p1/abc", 7}, &matched);
+    CHECK(r != NULL);
+    CHECK_STR(r->api->api_id, "api1");
+    CHECK(r->api == snap->apis[1]);
+    CHECK_INT(matched, 4);
+    CHECK_STR(snap->apis[1]->targets[0].url.host, "h1");
+    /* counter rows are stable per api_id */
+    CHECK_INT(snap->apis[0]->stat_idx, tp_shm_stat_index("api0"));
+    CHECK(tp_shm_stat_index("api0") != tp_shm_stat_index("api1"));
+    unmap(shm);
+}
+
+TP_TEST(shm_slots_wait_for_old_readers)
+{
+    char err[512];
+    tp_shm_t *shm = tp_shm_create(8 << 20, 64, err, sizeof(err));
+    CHECK(shm != NULL);
+    /* a live worker still running a request on generation 1 */
+    tp_shm_worker_t *w = &shm->workers[0];
+    atomic_store(&w->pid, (int32_t)getpid());
+    atomic_store(&w->serving, 1);
+    atomic_store(&w->oldest, 1);
+    for (uint64_t g = 1; g <= TP_SHM_SLOTS; g++)
+        CHECK_INT(publish(shm, 2, g, err, sizeof(err)), 0);
+    /* every slot holds a generation the worker may read */
+    CHECK_INT(publish(shm, 2, TP_SHM_SLOTS + 1, err, sizeof(err)), -EBUSY);
+    CHECK_CONTAINS(err, "in-flight");
+    CHECK_INT(tp_shm_current(shm)->generation, TP_SHM_SLOTS);
+    /* the request finished and the worker moved on: the old slots free up */
+    atomic_store(&w->serving, TP_SHM_SLOTS);
+    atomic_store(&w->oldest, TP_SHM_SLOTS);
+    for (uint64_t g = TP_SHM_SLOTS + 1; g <= 3 * TP_SHM_SLOTS; g++) {
+        CHECK_INT(publish(shm, 2, g, err, sizeof(err)), 0);
+        atomic_store(&w->serving, g);
+        atomic_store(&w->oldest, g);
+    }
+    CHECK_INT(tp_shm_current(shm)->generation, 3 * TP_SHM_SLOTS);
+    /* a row whose worker is gone does not hold slots */
+    atomic_store(&w->oldest, 1);
+    atomic_store(&w->pid, 0);
+    CHECK_INT(publish(shm, 2, 3 * TP_SHM_SLOTS + 1, err, sizeof(err)), 0);
+    unmap(shm);
+}
+
+TP_TEST(shm_too_small_keeps_the_old_generation)
+{
+    char err[512];
+    tp_shm_t *shm = tp_shm_create(TP_SHM_SLOTS * 16384, 64, err, sizeof(err));
+    CHECK(shm != NULL);
+    CHECK_INT(publish(shm, 2, 1, err, sizeof(err)), 0);
+    CHECK_INT(publish(shm, 500, 2, err, sizeof(err)), -ENOSPC);
+    CHECK_CONTAINS(err, "raise turnpike.shm_size");
+    CHECK_INT(tp_shm_current(shm)->generation, 1);
+    CHECK_INT(tp_shm_current(shm)->napis, 2);
+    CHECK_INT(publish(shm, 3, 2, err, sizeof(err)), 0);
+    unmap(shm);
+}
+
+TP_TEST(strmap_put_get_grow)
+{
+    tp_strmap_t m = {0};
+    CHECK(tp_strmap_get(&m, "a") == NULL);
+    char key[32];
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key-%u", i);
+        int added = 0;
+        CHECK_INT(*tp_strmap_put(&m, key, i, &added), i);
+        CHECK_INT(added, 1);
+    }
+    CHECK_INT(m.n, 5000);
+    CHECK(m.cap >= 10000);
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "key-%u", i);
+        uint32_t *v = tp_strmap_get(&m, key);
+        CHECK(v != NULL);
+        CHECK_INT(*v, i);
+        int added = 1;
+        CHECK_INT(*tp_strmap_put(&m, key, 99999, &added), i); /* kept, not replaced */
+        CHECK_INT(added, 0);
+    }
+    CHECK(tp_strmap_get(&m, "key-5000") == NULL);
+    CHECK(tp_strmap_get(&m, "") == NULL);
+    tp_strmap_put(&m, "", 7, NULL);
+    CHECK_INT(*tp_strmap_get(&m, ""), 7);
+    tp_strmap_free(&m);
+    CHECK_INT(m.n, 0);
+}
+
+TP_TEST(json_print_indent_like_go)
+{
+    const char *in = "{\"a\":1,\"b\":[true,false,null,-2.5,\"x\\\"y\\n\"],\"c\":{},\"d\":[],"
+                     "\"e\":{\"f\":{\"g\":12345678901}},\"h\":0.1}";
+    char err[256];
+    cJSON *root = tp_json_parse(in, strlen(in), err, sizeof(err));
+    CHECK(root != NULL);
+    tp_buf_t b = {0};
+    tp_json_print_indent(&b, root);
+    cJSON_Delete(root);
+    const char *want = "{\n"
+                       "  \"a\": 1,\n"
+                       "  \"b\": [\n"
+                       "    true,\n"
+                       "    false,\n"
+                       "    null,\n"
+                       "    -2.5,\n"
+                       "    \"x\\\"y\\n\"\n"
+                       "  ],\n"
+                       "  \"c\": {},\n"
+                       "  \"d\": [],\n"
+                       "  \"e\": {\n"
+                       "    \"f\": {\n"
+                       "      \"g\": 12345678901\n"
+                       "    }\n"
+                       "  },\n"
+                       "  \"h\": 0.1\n"
+                       "}";
+    int same = strcmp(tp_buf_cstr(&b), want) == 0;
+    if (!same)
+        fprintf(stderr, "got:\n%s\n", tp_buf_cstr(&b));
+    tp_buf_free(&b);
+    CHECK(same);
+}
+
+void test_shm_suite(void)
+{
+    TP_RUN(shm_publish_and_read);
+    TP_RUN(shm_slots_wait_for_old_readers);
+    TP_RUN(shm_too_small_keeps_the_old_generation);
+    TP_RUN(strmap_put_get_grow);
+    TP_RUN(json_print_indent_like_go);
+}
