@@ -113,6 +113,7 @@ static void cmd_show_info(admin_client_t *c, const char *args)
     tp_buf_printf(o, "worker_generation: %d\n", m->worker_generation);
     tp_buf_printf(o, "apis: %zu\n", snap->napis);
     tp_buf_printf(o, "policies: %zu\n", snap->npolicies);
+    tp_buf_printf(o, "shm_generation_bytes: %zu of %zu per slot\n", snap->used, m->shm->slot_size);
     tp_buf_printf(o, "reloads_ok: %u\nreloads_failed: %u\nlast_reload: %s\n", m->reloads_ok,
                   m->reloads_failed, ts);
     if (m->last_reload_err[0] != '\0') {

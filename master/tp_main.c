@@ -187,8 +187,9 @@ int main(int argc, char **argv)
             free(out);
         }
         if (ok)
-            tp_log_info("configuration %s is valid: %zu API definitions loaded from %s",
-                        gen->conf.file, gen->apis.n, gen->conf.app_path);
+            tp_log_info("configuration %s is valid: %zu API definitions loaded from %s, "
+                        "%zu policies",
+                        gen->conf.file, gen->apis.n, gen->conf.app_path, gen->policies.n);
         else
             tp_log_error("configuration test failed: %zu API definitions in %s are invalid",
                          gen->apis.nerrors, gen->conf.app_path);
