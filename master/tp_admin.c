@@ -10,6 +10,8 @@
  * and the errors. Commands are rows of one table; later features add rows.
  */
 #include <errno.h>
+#include <malloc.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,9 @@ static void cmd_show_info(admin_client_t *c, const char *args)
     tp_buf_printf(o, "apis: %zu\n", snap->napis);
     tp_buf_printf(o, "policies: %zu\n", snap->npolicies);
     tp_buf_printf(o, "shm_generation_bytes: %zu of %zu per slot\n", snap->used, m->shm->slot_size);
+    struct mallinfo2 mi = mallinfo2();
+    tp_buf_printf(o, "master_heap_bytes: %zu in use, %zu held\n", mi.uordblks,
+                  mi.arena + mi.hblkhd);
     tp_buf_printf(o, "reloads_ok: %u\nreloads_failed: %u\nlast_reload: %s\n", m->reloads_ok,
                   m->reloads_failed, ts);
     if (m->last_reload_err[0] != '\0') {

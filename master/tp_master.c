@@ -2,6 +2,7 @@
  * master/tp_master.c: worker processes, signals, reloads and shutdown.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -514,6 +515,7 @@ static void check_reload_done(tp_master_t *m)
         finish_waiters(m, &m->reload_running, 0, m->last_reload_err);
     }
     tp_sd_notify("READY=1");
+    malloc_trim(0); /* parsing freed a lot: give it back, RSS stays flat */
     if (!tp_list_empty(&m->reload_queue))
         schedule_reload(m, 0);
 }
@@ -629,6 +631,7 @@ static void reload_failed(tp_master_t *m, const char *errors)
                      (unsigned long long)m->generation, line);
     finish_waiters(m, &m->reload_running, 0, errors);
     tp_sd_notify("READY=1");
+    malloc_trim(0);
 }
 
 static void do_reload(tp_master_t *m)
@@ -701,6 +704,7 @@ static void do_reload(tp_master_t *m)
         tp_log_error("tyk.conf changes not applied: %s", err);
     }
     check_reload_done(m);
+    arm_timer(m); /* a worker that never answers is given up on */
 }
 
 static void on_reload_timer(uv_timer_t *t)
