@@ -244,6 +244,11 @@ int tp_policy_check(const cJSON *pol, const char *path, char *err, size_t errlen
  * returns 0 when the member is absent or null (output untouched), 1 when it
  * was read, -1 on a type error (message in <err> with the JSON path).
  */
+/* The names of the "*.json" files in <dir> (no hidden ones, none <skip>
+ * says to skip), sorted. NULL with errno when <dir> cannot be read; the
+ * caller frees each name and the array. */
+char **tp_conf__json_files(const char *dir, int (*skip)(const char *dir, const char *name),
+                           size_t *count);
 int tp_conf__get_str(const cJSON *obj, const char *key, const char *path, char **out, char *err,
                      size_t errlen);
 int tp_conf__get_bool(const cJSON *obj, const char *key, const char *path, int *out, char *err,

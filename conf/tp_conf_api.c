@@ -1,5 +1,4 @@
 /* conf/tp_conf_api.c: classic API definitions from app_path. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -170,11 +169,6 @@ err:
     return -1;
 }
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int has_suffix(const char *s, const char *suffix)
 {
     size_t n = strlen(s), m = strlen(suffix);
@@ -223,24 +217,12 @@ static void note(tp_buf_t *errs, const char *fmt, ...)
 int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err, size_t errlen)
 {
     memset(apis, 0, sizeof(*apis));
-    DIR *d = opendir(dir);
-    if (d == NULL) {
+    size_t n;
+    char **names = tp_conf__json_files(dir, is_companion, &n);
+    if (names == NULL) {
         snprintf(err, errlen, "app_path \"%s\": cannot open directory: %s", dir, strerror(errno));
         return -1;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !has_suffix(de->d_name, ".json") ||
-            is_companion(dir, de->d_name))
-            continue;
-        names = tp_realloc(names, (n + 1) * sizeof(*names));
-        names[n++] = tp_strdup(de->d_name);
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(names, n, sizeof(*names), name_cmp);
 
     tp_strmap_t ids = {0}; /* api_id -> index in apis->v */
     for (size_t i = 0; i < n; i++) {

@@ -1,7 +1,9 @@
 /* conf/tp_conf_json.c: typed access to JSON members, with Go-like errors. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tp_conf.h"
 #include "tp_err.h"
@@ -105,4 +107,34 @@ const cJSON *tp_conf__get_obj(const cJSON *obj, const char *key, const char *pat
     }
     *rc = 1;
     return it;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **tp_conf__json_files(const char *dir, int (*skip)(const char *dir, const char *name),
+                           size_t *count)
+{
+    DIR *d = opendir(dir);
+    *count = 0;
+    if (d == NULL)
+        return NULL;
+    char **names = tp_malloc(sizeof(*names));
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".json") != 0 ||
+            (skip != NULL && skip(dir, de->d_name)))
+            continue;
+        names = tp_realloc(names, (n + 1) * sizeof(*names));
+        names[n++] = tp_strdup(de->d_name);
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof(*names), name_cmp);
+    *count = n;
+    return names;
 }

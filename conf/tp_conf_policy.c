@@ -7,7 +7,6 @@
  * Here a policy is validated for shape and kept as its JSON text; what a
  * policy does to a session belongs to the key layer.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,32 +180,15 @@ static int load_record(tp_policies_t *p, const char *file, char *err, size_t err
     return rc;
 }
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int load_dir(tp_policies_t *p, const char *dir, char *err, size_t errlen)
 {
-    DIR *d = opendir(dir);
-    if (d == NULL) {
+    size_t n;
+    char **names = tp_conf__json_files(dir, NULL, &n);
+    if (names == NULL) {
         snprintf(err, errlen, "policies.policy_path \"%s\": cannot open directory: %s", dir,
                  strerror(errno));
         return -1;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
-            continue;
-        names = tp_realloc(names, (n + 1) * sizeof(*names));
-        names[n++] = tp_strdup(de->d_name);
-    }
-    closedir(d);
-    if (n > 1)
-        qsort(names, n, sizeof(*names), name_cmp);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char file[4096], why[1024], pathf[4200];

@@ -563,6 +563,17 @@ err:
 }
 
 /* tyk.conf changed: a new generation of workers on the (same) sockets. */
+/* <n> worker slots, not yet started, on these listeners. */
+static void set_workers(tp_master_t *m, int *fds, int *cfds, int n)
+{
+    m->listen_fds = fds;
+    m->control_fds = cfds;
+    m->nworkers = n;
+    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
+    for (int i = 0; i < n; i++)
+        m->slots[i].chan = -1;
+}
+
 static int replace_workers(tp_master_t *m, tp_gen_t *gen, char *err, size_t errlen)
 {
     int n = tp_conf_workers(&gen->conf);
@@ -596,12 +607,7 @@ static int replace_workers(tp_master_t *m, tp_gen_t *gen, char *err, size_t errl
     tp_gen_free(m->gen);
     free(m->gen);
     m->gen = gen;
-    m->listen_fds = fds;
-    m->control_fds = cfds;
-    m->nworkers = n;
-    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
-    for (int i = 0; i < n; i++)
-        m->slots[i].chan = -1;
+    set_workers(m, fds, cfds, n);
     m->worker_generation++;
     if (resubscribe) {
         if (m->redis != NULL)
@@ -884,12 +890,7 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     }
     free(m->listen_fds);
     free(m->control_fds);
-    m->listen_fds = fds;
-    m->control_fds = cfds;
-    m->nworkers = n;
-    m->slots = tp_calloc((size_t)n, sizeof(*m->slots));
-    for (int i = 0; i < n; i++)
-        m->slots[i].chan = -1;
+    set_workers(m, fds, cfds, n);
 
     if (pipe2(m->sigpipe, O_NONBLOCK | O_CLOEXEC) != 0 || uv_loop_init(&m->loop) != 0) {
         tp_log_error("cannot set up the master loop: %s", strerror(errno));

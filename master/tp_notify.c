@@ -10,12 +10,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
-
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
 #include "tp_master.h"
+#include "tp_notice.h"
 
 void tp_sd_notify(const char *state)
 {
@@ -40,21 +39,10 @@ void tp_sd_notify(const char *state)
     close(fd);
 }
 
-/* Tyk signs with hex(sha256(command + payload + node_secret)), algorithm 5. */
 static int signature_ok(const char *cmd, const char *payload, const char *secret, const char *sig)
 {
-    mbedtls_sha256_context ctx;
-    unsigned char sum[32];
     char hex[65];
-    mbedtls_sha256_init(&ctx);
-    mbedtls_sha256_starts_ret(&ctx, 0);
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)cmd, strlen(cmd));
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)payload, strlen(payload));
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)secret, strlen(secret));
-    mbedtls_sha256_finish_ret(&ctx, sum);
-    mbedtls_sha256_free(&ctx);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    tp_notice_signature(cmd, payload, secret, hex);
     return strcmp(sig, hex) == 0; /* exact, lower-case hex, as Tyk compares */
 }
 

@@ -378,6 +378,26 @@ static void conn_reject(tp_conn_t *c, llhttp_errno_t err)
     tp_respond_bad_request(c, status);
 }
 
+/* Runs request-body bytes through the parser: <used> of the <n> at <data>
+ * were consumed. Returns 1 when the request is complete (the connection
+ * is then TP_C_DONE), 0 when more body is to come, -1 when the request was
+ * rejected (answered or closed). */
+static int body_execute(tp_conn_t *c, const char *data, size_t n, size_t *used)
+{
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
+    *used = err == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&c->parser) - data);
+    if (err != HPE_OK && err != HPE_PAUSED) {
+        conn_reject(c, err);
+        return -1;
+    }
+    if (err != HPE_PAUSED)
+        return 0;
+    llhttp_resume(&c->parser);
+    c->req->body_done = 1;
+    c->state = TP_C_DONE;
+    return 1;
+}
+
 /* Feeds <len> bytes at <data> to the parser according to the connection's
  * state. Bytes that must wait (a partial head, a pipelined request, body
  * bytes without room) are copied into conn->in. */
@@ -445,19 +465,13 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
         case TP_C_BODY: {
             if (req->buffering) {
                 /* a body for the gateway itself: on_body keeps it */
-                llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-                size_t used =
-                    err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&c->parser) - data);
-                if (err != HPE_OK && err != HPE_PAUSED) {
-                    conn_reject(c, err);
+                size_t used;
+                int done = body_execute(c, data, len, &used);
+                if (done < 0)
                     return;
-                }
                 data += used;
                 len -= used;
-                if (err == HPE_PAUSED) {
-                    llhttp_resume(&c->parser);
-                    req->body_done = 1;
-                    c->state = TP_C_DONE;
+                if (done) {
                     tp_rest_body_done(req);
                     if (c->closing || c->state == TP_C_LINGER)
                         return;
@@ -472,23 +486,15 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
                 conn_update_reading(c);
                 return;
             }
-            size_t n = len < room ? len : room;
-            llhttp_errno_t err = llhttp_execute(&c->parser, data, n);
-            size_t used = err == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&c->parser) - data);
-            if (err != HPE_OK && err != HPE_PAUSED) {
-                conn_reject(c, err);
+            size_t used;
+            int done = body_execute(c, data, len < room ? len : room, &used);
+            if (done < 0)
                 return;
-            }
             if (src != SRC_BODY || data != req->body + req->body_len)
                 memcpy(req->body + req->body_len, data, used);
             req->body_len += used;
             data += used;
             len -= used;
-            if (err == HPE_PAUSED) {
-                llhttp_resume(&c->parser);
-                req->body_done = 1;
-                c->state = TP_C_DONE;
-            }
             tp_proxy_body_ready(req);
             if (c->closing)
                 return;

@@ -17,11 +17,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <mbedtls/sha256.h>
-
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
+#include "tp_notice.h"
 #include "tp_worker.h"
 
 enum { OP_API_CREATE = 1, OP_API_UPDATE, OP_POLICY_CREATE, OP_POLICY_UPDATE };
@@ -178,6 +177,23 @@ static void api_path(tp_req_t *req, const char *id, char *out, size_t n)
         snprintf(out, n, "%s/%s.json", req->conn->w->conf->app_path, id);
 }
 
+/* The request body as a JSON object, and its string member <key> ("" when
+ * absent); NULL after answering 400 "Request malformed", as Tyk does. */
+static cJSON *body_object(tp_req_t *req, const char *key, const char **id)
+{
+    char err[256];
+    cJSON *obj =
+        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
+    if (obj == NULL || !cJSON_IsObject(obj)) {
+        cJSON_Delete(obj);
+        reply_error(req, 400, "Request malformed");
+        return NULL;
+    }
+    const cJSON *v = tp_json_get(obj, key);
+    *id = v != NULL && cJSON_IsString(v) ? v->valuestring : "";
+    return obj;
+}
+
 static void api_write(tp_req_t *req, int update)
 {
     const tp_conf_t *conf = req->conn->w->conf;
@@ -186,15 +202,10 @@ static void api_write(tp_req_t *req, int update)
         reply_error(req, 500, "Due to enabled use_db_app_configs, please use the Dashboard API");
         return;
     }
-    cJSON *def =
-        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
-    if (def == NULL || !cJSON_IsObject(def)) {
-        cJSON_Delete(def);
-        reply_error(req, 400, "Request malformed");
+    const char *id;
+    cJSON *def = body_object(req, "api_id", &id);
+    if (def == NULL)
         return;
-    }
-    const cJSON *idv = tp_json_get(def, "api_id");
-    const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
     char fresh[33];
     if (update && strcmp(id, req->rest_id) != 0) {
         reply_error(req, 400,
@@ -292,15 +303,10 @@ static void policy_write(tp_req_t *req, int update)
     char err[1024];
     if (service_source(req))
         return;
-    cJSON *pol =
-        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
-    if (pol == NULL || !cJSON_IsObject(pol)) {
-        cJSON_Delete(pol);
-        reply_error(req, 400, "Request malformed");
+    const char *id;
+    cJSON *pol = body_object(req, "id", &id);
+    if (pol == NULL)
         return;
-    }
-    const cJSON *idv = tp_json_get(pol, "id");
-    const char *id = idv != NULL && cJSON_IsString(idv) ? idv->valuestring : "";
     if (update && strcmp(id, req->rest_id) != 0) {
         reply_error(req, 400,
                     "Request ID does not match that in policy! For Update operations "
@@ -399,30 +405,14 @@ static void on_published(void *arg, const redisReply *rep, const char *err)
         tp_log_error("REST: cannot publish GroupReload: %s", err != NULL ? err : rep->str);
 }
 
-/* Tyk's signed notification: sha256(command + payload + node_secret). */
+/* Every node (this one too) reloads on a signed GroupReload. */
 static void reload_group(tp_req_t *req)
 {
     tp_worker_t *w = req->conn->w;
-    const char *secret = w->conf->node_secret ? w->conf->node_secret : "";
-    static const char command[] = "GroupReload", payload[] = "";
-    mbedtls_sha256_context ctx;
-    unsigned char sum[32];
-    mbedtls_sha256_init(&ctx);
-    mbedtls_sha256_starts_ret(&ctx, 0);
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)command, strlen(command));
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)payload, strlen(payload));
-    mbedtls_sha256_update_ret(&ctx, (const unsigned char *)secret, strlen(secret));
-    mbedtls_sha256_finish_ret(&ctx, sum);
-    mbedtls_sha256_free(&ctx);
-    char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
-    char msg[256];
-    snprintf(msg, sizeof(msg),
-             "{\"command\":\"%s\",\"payload\":\"%s\",\"signature\":\"%s\",\"algorithm\":5}",
-             command, payload, hex);
+    char *msg = tp_notice_format("GroupReload", "", w->conf->node_secret);
     if (w->redis != NULL)
         tp_redis_cmd(w->redis, on_published, NULL, "PUBLISH tyk.cluster.notifications %s", msg);
+    free(msg);
     tp_log_info("REST: group reload requested");
     reply_status(req, 200, "ok", "");
 }
@@ -467,6 +457,67 @@ static int seg_is(tp_str_t s, const char *lit)
     return s.n == n && memcmp(s.p, lit, n) == 0;
 }
 
+static void api_get(tp_req_t *req, const char *id)
+{
+    const tp_api_t *api = find_api(req->snap, id);
+    if (api == NULL)
+        reply_error(req, 404, "API not found");
+    else
+        reply(req, 200, api->def_json);
+}
+
+static void policy_get(tp_req_t *req, const char *id)
+{
+    const tp_policy_t *p = find_policy(req->snap, id);
+    if (p == NULL)
+        reply_error(req, 404, "Policy not found");
+    else
+        reply(req, 200, p->json);
+}
+
+/* /tyk/<name> and /tyk/<name>/<id>: list, create, read, update, delete. */
+typedef struct collection_s {
+    const char *name;
+    void (*list)(tp_req_t *req);
+    void (*get)(tp_req_t *req, const char *id);
+    void (*del)(tp_req_t *req, const char *id);
+    int create_op, update_op;
+} collection_t;
+
+static const collection_t collections[] = {
+    {"apis", apis_list, api_get, api_delete, OP_API_CREATE, OP_API_UPDATE},
+    {"policies", policies_list, policy_get, policy_delete, OP_POLICY_CREATE, OP_POLICY_UPDATE},
+};
+
+static void collection(tp_req_t *req, const collection_t *c, tp_str_t rest)
+{
+    int m = req->method;
+    /* Tyk OAS APIs (/tyk/apis/oas) and sub-resources are not served */
+    if (memchr(rest.p, '/', rest.n) != NULL || (c->get == api_get && seg_is(rest, "oas"))) {
+        not_found(req);
+        return;
+    }
+    if (rest.n == 0) {
+        if (m == HTTP_GET)
+            c->list(req);
+        else if (m == HTTP_POST)
+            want_body(req, c->create_op, rest);
+        else
+            bad_method(req);
+        return;
+    }
+    char id[256];
+    snprintf(id, sizeof(id), "%.*s", (int)(rest.n < 255 ? rest.n : 255), rest.p);
+    if (m == HTTP_GET)
+        c->get(req, id);
+    else if (m == HTTP_PUT)
+        want_body(req, c->update_op, rest);
+    else if (m == HTTP_DELETE)
+        c->del(req, id);
+    else
+        bad_method(req);
+}
+
 void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
 {
     const tp_conf_t *conf = req->conn->w->conf;
@@ -480,78 +531,23 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
     const char *slash = memchr(path.p, '/', path.n);
     tp_str_t first = {path.p, slash ? (size_t)(slash - path.p) : path.n};
     tp_str_t rest = slash ? (tp_str_t){slash + 1, path.n - first.n - 1} : (tp_str_t){"", 0};
-    int m = req->method;
-    char id[256];
-    snprintf(id, sizeof(id), "%.*s", (int)(rest.n < 255 ? rest.n : 255), rest.p);
 
-    if (seg_is(first, "reload")) {
-        if (rest.n == 0 || seg_is(rest, "group")) {
-            if (m != HTTP_GET)
-                bad_method(req);
-            else if (rest.n == 0)
-                reload_local(req, query);
-            else
-                reload_group(req);
-            return;
-        }
-    } else if (seg_is(first, "apis")) {
-        if (memchr(rest.p, '/', rest.n) != NULL || seg_is(rest, "oas")) {
-            not_found(req);
-            return;
-        }
-        if (rest.n == 0) {
-            if (m == HTTP_GET)
-                apis_list(req);
-            else if (m == HTTP_POST)
-                want_body(req, OP_API_CREATE, rest);
-            else
-                bad_method(req);
-            return;
-        }
-        if (m == HTTP_GET) {
-            const tp_api_t *api = find_api(req->snap, id);
-            if (api == NULL)
-                reply_error(req, 404, "API not found");
-            else
-                reply(req, 200, api->def_json);
-        } else if (m == HTTP_PUT) {
-            want_body(req, OP_API_UPDATE, rest);
-        } else if (m == HTTP_DELETE) {
-            api_delete(req, id);
-        } else {
+    if (seg_is(first, "reload") && (rest.n == 0 || seg_is(rest, "group"))) {
+        if (req->method != HTTP_GET)
             bad_method(req);
-        }
+        else if (rest.n == 0)
+            reload_local(req, query);
+        else
+            reload_group(req);
         return;
-    } else if (seg_is(first, "policies")) {
-        if (memchr(rest.p, '/', rest.n) != NULL) {
-            not_found(req);
+    }
+    for (size_t i = 0; i < sizeof(collections) / sizeof(collections[0]); i++)
+        if (seg_is(first, collections[i].name)) {
+            collection(req, &collections[i], rest);
             return;
         }
-        if (rest.n == 0) {
-            if (m == HTTP_GET)
-                policies_list(req);
-            else if (m == HTTP_POST)
-                want_body(req, OP_POLICY_CREATE, rest);
-            else
-                bad_method(req);
-            return;
-        }
-        if (m == HTTP_GET) {
-            const tp_policy_t *p = find_policy(req->snap, id);
-            if (p == NULL)
-                reply_error(req, 404, "Policy not found");
-            else
-                reply(req, 200, p->json);
-        } else if (m == HTTP_PUT) {
-            want_body(req, OP_POLICY_UPDATE, rest);
-        } else if (m == HTTP_DELETE) {
-            policy_delete(req, id);
-        } else {
-            bad_method(req);
-        }
-        return;
-    } else if (seg_is(first, "keys") || seg_is(first, "org") || seg_is(first, "oauth") ||
-               seg_is(first, "cache") || seg_is(first, "certs") || seg_is(first, "health")) {
+    if (seg_is(first, "keys") || seg_is(first, "org") || seg_is(first, "oauth") ||
+        seg_is(first, "cache") || seg_is(first, "certs") || seg_is(first, "health")) {
         reply_error(req, 501, "Not implemented by this Turnpike version");
         return;
     }

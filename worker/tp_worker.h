@@ -98,7 +98,7 @@ struct tp_req_s {
     tp_pool_t *pool;
     uint32_t token;    /* blocking /tyk/reload: the answer it waits for */
     uint8_t rest_op;   /* a REST write waiting for its body */
-    char rest_id[128]; /* the id in its path */
+    char rest_id[256]; /* the id in its path */
 
     /* the parsed head: offsets from head_base, which moves if the head is
      * copied out of the shared read buffer */

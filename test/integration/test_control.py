@@ -142,8 +142,8 @@ def test_control_api_port(upstream, make_gateway):
     g.start(wait=False)
     wait_for(lambda: port_answers(cport), 10, what="the control port")
     # the control API and health checks on the control port ...
-    r = http(cport, "GET", "/hello")
-    assert r.status == 200 and r.json()["status"] == "pass"
+    wait_for(lambda: http(cport, "GET", "/hello").json()["status"] == "pass", 5,
+             what="/hello on the control port passing (first Redis probe done)")
     r = tyk(g, "GET", "/tyk/apis", port=cport)
     assert r.status == 200 and [a["api_id"] for a in r.json()] == ["a"]
     # ... and nothing else there

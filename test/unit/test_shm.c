@@ -1,5 +1,6 @@
 /* test/unit/test_shm.c: shared-memory generations (publish, slot reuse,
- * space), the string map, and the JSON printer the REST API writes with. */
+ * space), and the small pieces of the control plane: the string map, the
+ * JSON printer the REST API writes with, cluster-notification signatures. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -7,6 +8,7 @@
 
 #include "tp_buf.h"
 #include "tp_json.h"
+#include "tp_notice.h"
 #include "tp_shm.h"
 #include "tp_strmap.h"
 #include "tp_test.h"
@@ -191,6 +193,25 @@ TP_TEST(json_print_indent_like_go)
     CHECK(same);
 }
 
+/* The expected values are hashlib.sha256(command + payload + secret). */
+TP_TEST(notice_signature_and_format)
+{
+    char hex[65];
+    tp_notice_signature("GroupReload", "", "n0de-s3cret", hex);
+    CHECK_STR(hex, "b98c9667d8f6dc931bc915c612d3b0cac329354891ef9237d524c01d9f0ea277");
+    tp_notice_signature("ApiUpdated", "a\"b", NULL, hex);
+    CHECK_STR(hex, "2af1dfa72804cc9f9f4ad4d2c84ea3c637e94bade19e6ed2ba991b8e4f9e704a");
+    char *msg = tp_notice_format("ApiUpdated", "a\"b", NULL);
+    char want[256];
+    snprintf(want, sizeof(want),
+             "{\"command\":\"ApiUpdated\",\"payload\":\"a\\\"b\",\"signature\":\"%s\","
+             "\"algorithm\":5}",
+             hex);
+    int same = strcmp(msg, want) == 0;
+    free(msg);
+    CHECK(same);
+}
+
 void test_shm_suite(void)
 {
     TP_RUN(shm_publish_and_read);
@@ -198,4 +219,5 @@ void test_shm_suite(void)
     TP_RUN(shm_too_small_keeps_the_old_generation);
     TP_RUN(strmap_put_get_grow);
     TP_RUN(json_print_indent_like_go);
+    TP_RUN(notice_signature_and_format);
 }
