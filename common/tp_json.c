@@ -1,5 +1,6 @@
 /* common/tp_json.c: a strict JSON parser that builds cJSON trees and says where it failed. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,12 +182,22 @@ static cJSON *scan_number(scan_t *s)
         while (p < s->end && *p >= '0' && *p <= '9')
             p++;
     }
-    s->p = p;
-    char lit[128];
-    size_t n = (size_t)(p - start) < sizeof(lit) - 1 ? (size_t)(p - start) : sizeof(lit) - 1;
+    char small[128], *lit = small;
+    size_t n = (size_t)(p - start);
+    if (n >= sizeof(small))
+        lit = tp_malloc(n + 1);
     memcpy(lit, start, n);
     lit[n] = '\0';
-    cJSON *num = cJSON_CreateNumber(strtod(lit, NULL));
+    double v = strtod(lit, NULL);
+    if (lit != small)
+        free(lit);
+    if (isinf(v)) {
+        /* Go: "cannot unmarshal number ... into Go value of type float64" */
+        fail(s, start, "a number within the range of a float64");
+        return NULL;
+    }
+    s->p = p;
+    cJSON *num = cJSON_CreateNumber(v);
     if (fraction)
         num->type |= TP_JSON_FRACTION;
     return num;
@@ -470,7 +481,7 @@ const char *tp_json_type_name(const cJSON *item)
 static void print_number(tp_buf_t *b, double v)
 {
     char num[32];
-    if (v == (double)(long long)v && v > -1e18 && v < 1e18) {
+    if (v > -1e18 && v < 1e18 && v == (double)(long long)v) {
         snprintf(num, sizeof(num), "%lld", (long long)v);
     } else {
         /* the shortest form that reads back the same, as Go writes it */

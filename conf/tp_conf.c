@@ -841,7 +841,7 @@ int tp_conf_workers(const tp_conf_t *conf)
     return n > 0 ? (int)n : 1;
 }
 
-char *tp_conf_dump(const tp_conf_t *conf)
+static char *dump(const tp_conf_t *conf, int reveal)
 {
     cJSON *root = cJSON_CreateObject();
     for (size_t i = 0; i < NSTORES; i++) {
@@ -860,7 +860,8 @@ char *tp_conf_dump(const tp_conf_t *conf)
             parent = child;
             name = dot + 1;
         }
-        int secret = strstr(st->path, "password") != NULL || strstr(st->path, "secret") != NULL;
+        int secret =
+            !reveal && (strstr(st->path, "password") != NULL || strstr(st->path, "secret") != NULL);
         switch (st->kind) {
         case TP_CK_BOOL:
             cJSON_AddBoolToObject(parent, name, *(const int *)p);
@@ -904,4 +905,18 @@ char *tp_conf_dump(const tp_conf_t *conf)
     char *out = cJSON_Print(root);
     cJSON_Delete(root);
     return out;
+}
+
+char *tp_conf_dump(const tp_conf_t *conf)
+{
+    return dump(conf, 0);
+}
+
+int tp_conf_same(const tp_conf_t *a, const tp_conf_t *b)
+{
+    char *da = dump(a, 1), *db = dump(b, 1);
+    int same = strcmp(da, db) == 0;
+    free(da);
+    free(db);
+    return same;
 }

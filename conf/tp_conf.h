@@ -162,6 +162,9 @@ int tp_conf_storage_same(const tp_conf_storage_t *a, const tp_conf_storage_t *b)
 /* The effective configuration as JSON, secrets masked (for --dump-config). */
 char *tp_conf_dump(const tp_conf_t *conf);
 
+/* Are two configurations the same in every setting, secrets included? */
+int tp_conf_same(const tp_conf_t *a, const tp_conf_t *b);
+
 /* Number of workers to run: the configured count or the usable cores. */
 int tp_conf_workers(const tp_conf_t *conf);
 

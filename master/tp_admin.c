@@ -444,6 +444,7 @@ int tp_admin_start(tp_master_t *m, char *err, size_t errlen)
         return -1;
     }
     m->admin_open = 1;
+    m->admin_path = tp_strdup(path); /* a reload may change the setting, not the socket */
     tp_log_info("admin socket on %s", path);
     return 0;
 }
@@ -454,7 +455,7 @@ void tp_admin_stop(tp_master_t *m)
         return;
     m->admin_open = 0;
     uv_close((uv_handle_t *)&m->admin, NULL);
-    unlink(m->gen->conf.tp.admin_socket);
+    unlink(m->admin_path);
 }
 
 /* ---- turnpike ctl -------------------------------------------------------------------- */

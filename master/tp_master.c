@@ -27,7 +27,7 @@
 /* A reload not acknowledged by every worker by then is reported anyway. */
 #define TP_RELOAD_ACK_MS 10000
 /* When every shared-memory slot is still in use, try again after this. */
-#define TP_RELOAD_RETRY_MS 50
+#define TP_RELOAD_RETRY_MS 100
 
 enum { M_RUNNING, M_DELAYING, M_DRAINING, M_STOPPING };
 
@@ -239,7 +239,8 @@ static int spawn(tp_master_t *m, int slot)
     tp_shm_worker_t *sw = &m->shm->workers[row];
     atomic_store(&sw->serving, m->generation);
     atomic_store(&sw->oldest, m->generation);
-    atomic_store(&sw->pid, -1); /* reserved until the pid is known */
+    atomic_store(&sw->slots, 0); /* its serving generation protects what it will read */
+    atomic_store(&sw->pid, -1);  /* reserved until the pid is known */
     atomic_store(&sw->started_us, tp_time_wall_us());
     atomic_store(&sw->redis, -1);
 
@@ -477,7 +478,16 @@ void tp_master_request_reload(tp_master_t *m, tp_waiter_t *w, const char *why)
     tp_log_info("reload requested (%s)", why);
     if (w != NULL)
         tp_list_insert_tail(&m->reload_queue, &w->link);
+    /* files may have changed after a running reload read them: one more */
+    m->reload_pending = 1;
     if (!m->reload_scheduled && !m->reloading)
+        schedule_reload(m, 0);
+}
+
+/* After a reload ends: the next one, if something asked meanwhile. */
+static void reload_next(tp_master_t *m)
+{
+    if (m->reload_pending && !m->reload_scheduled)
         schedule_reload(m, 0);
 }
 
@@ -516,8 +526,7 @@ static void check_reload_done(tp_master_t *m)
     }
     tp_sd_notify("READY=1");
     malloc_trim(0); /* parsing freed a lot: give it back, RSS stays flat */
-    if (!tp_list_empty(&m->reload_queue))
-        schedule_reload(m, 0);
+    reload_next(m);
 }
 
 /* The listening sockets for <gen>: reused when the address is the same. */
@@ -638,6 +647,25 @@ static void reload_failed(tp_master_t *m, const char *errors)
     finish_waiters(m, &m->reload_running, 0, errors);
     tp_sd_notify("READY=1");
     malloc_trim(0);
+    reload_next(m);
+}
+
+/* Every spare shared-memory slot is still read by requests running on old
+ * generations: try again shortly; waiters get an answer after a while. */
+static void reload_wait(tp_master_t *m)
+{
+    uint64_t now = tp_time_mono_ms();
+    m->reload_pending = 1;
+    if (m->reload_wait_since_ms == 0) {
+        m->reload_wait_since_ms = now;
+        tp_log_warn("reload waits: requests still running on old generations hold every spare "
+                    "shared-memory slot");
+    } else if (now - m->reload_wait_since_ms >= TP_RELOAD_ACK_MS) {
+        finish_waiters(m, &m->reload_queue, 0,
+                       "no shared-memory slot is free: requests still running on old "
+                       "generations hold them; the reload is retried until one is");
+    }
+    schedule_reload(m, TP_RELOAD_RETRY_MS);
 }
 
 static void do_reload(tp_master_t *m)
@@ -646,6 +674,14 @@ static void do_reload(tp_master_t *m)
     m->reload_scheduled = 0;
     if (m->reloading || m->state != M_RUNNING)
         return;
+    if (!tp_shm_slot_free(m->shm)) {
+        reload_wait(m); /* before reading any file: nothing is parsed in vain */
+        return;
+    }
+    if (m->reload_wait_since_ms != 0)
+        tp_log_info("reload proceeds: a shared-memory slot is free again");
+    m->reload_wait_since_ms = 0;
+    m->reload_pending = 0;
     /* the queued waiters ride on this reload */
     while (!tp_list_empty(&m->reload_queue)) {
         tp_list_t *l = m->reload_queue.next;
@@ -662,8 +698,6 @@ static void do_reload(tp_master_t *m)
     if (tp_gen_load(gen, m->conf_path, 1, err, sizeof(err)) < 0) {
         free(gen);
         reload_failed(m, err);
-        if (!tp_list_empty(&m->reload_queue))
-            schedule_reload(m, 0);
         return;
     }
     int rc = tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, m->generation + 1,
@@ -677,8 +711,7 @@ static void do_reload(tp_master_t *m)
         }
         tp_gen_free(gen);
         free(gen);
-        tp_log_debug("reload waits: %s", err);
-        schedule_reload(m, TP_RELOAD_RETRY_MS);
+        reload_wait(m);
         return;
     }
     if (rc < 0) {
@@ -690,12 +723,12 @@ static void do_reload(tp_master_t *m)
     m->generation++;
     m->reloading = 1;
     m->reload_target = m->generation;
+    const char *asock = gen->conf.tp.admin_socket ? gen->conf.tp.admin_socket : "";
+    if (strcmp(asock, m->admin_path ? m->admin_path : "") != 0)
+        tp_log_warn("turnpike.admin_socket changes take effect on restart (still on \"%s\")",
+                    m->admin_path ? m->admin_path : "");
 
-    char *old_conf = tp_conf_dump(&m->gen->conf), *new_conf = tp_conf_dump(&gen->conf);
-    int same = strcmp(old_conf, new_conf) == 0;
-    free(old_conf);
-    free(new_conf);
-    if (same) {
+    if (tp_conf_same(&m->gen->conf, &gen->conf)) {
         /* the new APIs are published: workers switch between requests */
         tp_gen_free(m->gen);
         free(m->gen);

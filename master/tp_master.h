@@ -100,7 +100,9 @@ typedef struct tp_master_s {
     tp_list_t reload_queue;   /* waiters for the next reload */
     tp_list_t reload_running; /* waiters for the one under way */
     int reload_scheduled;
-    int reloading; /* published, workers switching */
+    int reload_pending;            /* a trigger came after the running reload read its files */
+    uint64_t reload_wait_since_ms; /* waiting for a free shared-memory slot since */
+    int reloading;                 /* published, workers switching */
     uint64_t reload_target;
     uint64_t reload_started_ms;
     int draining_readiness; /* admin `drain`: /ready fails */
@@ -113,6 +115,7 @@ typedef struct tp_master_s {
     /* the admin socket */
     uv_pipe_t admin;
     int admin_open;
+    char *admin_path; /* where the admin socket is bound */
 } tp_master_t;
 
 /* Loads tyk.conf, the API definitions and policies; logs what it finds.

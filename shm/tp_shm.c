@@ -42,19 +42,21 @@ static char *slot_base(tp_shm_t *shm, unsigned s)
     return (char *)shm + shm->slots_off + (size_t)s * shm->slot_size;
 }
 
-/* The oldest generation a live worker may still read (UINT64_MAX if none). */
-static uint64_t oldest_in_use(tp_shm_t *shm)
+/* The lowest generation a live worker serves (UINT64_MAX if none): a
+ * worker switching generations may be about to read any newer slot. Sets
+ * *used to the slots live workers read. */
+static uint64_t serving_min(tp_shm_t *shm, uint32_t *used)
 {
     uint64_t min = UINT64_MAX;
+    *used = 0;
     for (int i = 0; i < TP_SHM_MAX_WORKERS; i++) {
         tp_shm_worker_t *w = &shm->workers[i];
         if (atomic_load(&w->pid) == 0)
             continue;
-        uint64_t o = atomic_load(&w->oldest), s = atomic_load(&w->serving);
-        if (s < o)
-            o = s;
-        if (o < min)
-            min = o;
+        uint64_t s = atomic_load(&w->serving);
+        *used |= atomic_load(&w->slots);
+        if (s < min)
+            min = s;
     }
     return min;
 }
@@ -67,11 +69,12 @@ static int current_slot(tp_shm_t *shm)
 
 void tp_shm_release_slots(tp_shm_t *shm)
 {
-    uint64_t oldest = oldest_in_use(shm);
+    uint32_t used;
+    uint64_t min = serving_min(shm, &used);
     int cur = current_slot(shm);
     for (unsigned s = 0; s < shm->nslots; s++) {
         uint64_t g = atomic_load(&shm->slot_gen[s]);
-        if ((int)s == cur || g == 0 || g >= oldest)
+        if ((int)s == cur || g == 0 || g >= min || (used & (1u << s)))
             continue;
         /* nobody reads it any more: drop its pages from every process */
         madvise(slot_base(shm, s), shm->slot_size, MADV_REMOVE);
@@ -200,6 +203,16 @@ static int freeze(tp_shm_t *shm, unsigned s, tp_apis_t *apis, const tp_router_t 
     atomic_store(&shm->slot_gen[s], gen);
     atomic_store_explicit(&shm->current, snap, memory_order_release);
     atomic_store_explicit(&shm->generation, gen, memory_order_release);
+    return 0;
+}
+
+int tp_shm_slot_free(tp_shm_t *shm)
+{
+    tp_shm_release_slots(shm);
+    int cur = current_slot(shm);
+    for (unsigned s = 0; s < shm->nslots; s++)
+        if ((int)s != cur && atomic_load(&shm->slot_gen[s]) == 0)
+            return 1;
     return 0;
 }
 

@@ -14,9 +14,12 @@
  * notices a new generation between requests (one acquire load per request)
  * or when the master pokes it, and switches; a request keeps the snapshot
  * it started with. Each worker publishes the generation it serves and the
- * oldest one an in-flight request still uses; the master reuses a slot only
- * when no live worker can still read it, and gives a released slot's pages
- * back to the kernel (MADV_REMOVE), so memory does not grow with reloads.
+ * set of slots it reads (its current one and those of in-flight requests).
+ * The master reuses a slot only when it is older than every live worker's
+ * serving generation (so no worker is switching to it) and in no worker's
+ * set, and gives a released slot's pages back to the kernel (MADV_REMOVE),
+ * so memory does not grow with reloads; one long request pins only its own
+ * slot.
  *
  * Locking: none. Each word has one writer (the master for generation data,
  * a worker for its own status and counter rows); readers use atomics where
@@ -63,8 +66,9 @@ typedef struct tp_shm_worker_s {
     _Atomic uint32_t conns;   /* open client connections */
     _Atomic uint64_t requests;
     _Atomic int64_t started_us;
-    _Atomic int32_t redis; /* the last storage probe: 1 passed, 0 failed, -1 none yet */
-    char pad[20];
+    _Atomic int32_t redis;  /* the last storage probe: 1 passed, 0 failed, -1 none yet */
+    _Atomic uint32_t slots; /* bit s: slot s is read (current, or in-flight requests) */
+    char pad[16];
 } tp_shm_worker_t;
 
 _Static_assert(sizeof(tp_shm_worker_t) == 64, "one cache line per worker");
@@ -107,6 +111,9 @@ int tp_shm_publish(tp_shm_t *shm, tp_apis_t *apis, const tp_router_t *router,
 
 /* Gives back the pages of slots no live worker can still read. Master. */
 void tp_shm_release_slots(tp_shm_t *shm);
+
+/* Is a slot free for the next generation (after releasing what can be)? */
+int tp_shm_slot_free(tp_shm_t *shm);
 
 /* The published snapshot (acquire). */
 static inline const tp_snapshot_t *tp_shm_current(tp_shm_t *shm)

@@ -168,9 +168,11 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     tp_conn_t *c = req->conn;
     tp_worker_t *w = c->w;
     const tp_api_t *api = req->route->api;
-    size_t idx = api->ntargets > 1 ? w->rr[api->idx]++ % api->ntargets : 0;
+    /* the tables of the generation this request started on */
+    unsigned slot = req->snap->slot;
+    size_t idx = api->ntargets > 1 ? w->rr[slot][api->idx]++ % api->ntargets : 0;
     req->target = &api->targets[idx];
-    req->pool = w->target_pool[req->target->idx];
+    req->pool = w->target_pool[slot][req->target->idx];
     build_upstream_head(req, rp);
 
     if (req->has_body) {

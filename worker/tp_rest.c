@@ -102,36 +102,46 @@ static void uuid_hex(char out[33])
         snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-/* Writes <text> to <path> through a temporary file and a rename, so that
- * a reader never sees half a file. */
+/* Writes <text> to <path> through a new temporary file beside it and a
+ * rename, so that a reader never sees half a file and nothing is left
+ * behind on failure. */
 static int write_file(const char *path, const char *text, char *err, size_t errlen)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char tmp[4200], rnd[33];
+    uuid_hex(rnd);
+    snprintf(tmp, sizeof(tmp), "%s.%.12s.tmp", path, rnd); /* not *.json: never loaded */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "cannot create %.900s: %s", tmp, strerror(errno));
         return -1;
     }
     size_t n = strlen(text), done = 0;
-    while (done < n) {
+    int rc = 0;
+    while (done < n && rc == 0) {
         ssize_t w = write(fd, text + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            snprintf(err, errlen, "cannot write %.900s: %s", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        done += (size_t)w;
+        if (w <= 0)
+            rc = -1;
+        else
+            done += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -1;
+    int saved = errno;
+    if (close(fd) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc == 0 && rename(tmp, path) != 0) {
+        rc = -1;
+        saved = errno;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot write %.900s: %s", path, strerror(saved));
         unlink(tmp);
-        return -1;
     }
-    return 0;
+    return rc;
 }
 
 static const tp_api_t *find_api(const tp_snapshot_t *snap, const char *id)
@@ -167,14 +177,41 @@ static void apis_list(tp_req_t *req)
     tp_buf_free(&b);
 }
 
-static void api_path(tp_req_t *req, const char *id, char *out, size_t n)
+static const char *policy_dir(const tp_conf_t *conf)
 {
-    const tp_api_t *api = find_api(req->snap, id);
-    /* an API loaded from another file name keeps its file */
-    if (api != NULL && api->file != NULL)
+    return conf->policy_path != NULL && conf->policy_path[0] != '\0' ? conf->policy_path : ".";
+}
+
+/* The file of API or policy <id>: the one it was loaded from, else
+ * "<dir>/<id>.json". Returns -1 when that file holds another loaded API
+ * or policy (loaded from a file not named after its id): writing or
+ * deleting it would change that one. */
+static int item_file(tp_req_t *req, int is_api, const char *id, char *out, size_t n)
+{
+    const tp_snapshot_t *snap = req->snap;
+    const tp_conf_t *conf = req->conn->w->conf;
+    const tp_api_t *api = is_api ? find_api(snap, id) : NULL;
+    const tp_policy_t *pol = is_api ? NULL : find_policy(snap, id);
+    if (api != NULL) {
         snprintf(out, n, "%s", api->file);
-    else
-        snprintf(out, n, "%s/%s.json", req->conn->w->conf->app_path, id);
+        return 0;
+    }
+    if (pol != NULL && conf->policy_path != NULL && conf->policy_path[0] != '\0') {
+        snprintf(out, n, "%s", pol->file); /* from policy_path, not the record file */
+        return 0;
+    }
+    snprintf(out, n, "%s/%s.json", is_api ? conf->app_path : policy_dir(conf), id);
+    size_t count = is_api ? snap->napis : snap->npolicies;
+    for (size_t i = 0; i < count; i++) {
+        const char *file = is_api ? snap->apis[i]->file : snap->policies[i].file;
+        const char *other = is_api ? snap->apis[i]->api_id : snap->policies[i].id;
+        if (file != NULL && strcmp(file, out) == 0) {
+            tp_log_warn("REST: %s holds %s \"%s\"; refusing to write or delete it for \"%s\"", out,
+                        is_api ? "API" : "policy", other, id);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* The request body as a JSON object, and its string member <key> ("" when
@@ -224,9 +261,12 @@ static void api_write(tp_req_t *req, int update)
         goto out;
     }
     char path[4096];
-    api_path(req, id, path, sizeof(path));
-    if (update && find_api(req->snap, id) == NULL && access(path, F_OK) != 0) {
+    if (update && find_api(req->snap, id) == NULL) {
         reply_error(req, 404, "API not found");
+        goto out;
+    }
+    if (item_file(req, 1, id, path, sizeof(path)) < 0) {
+        reply_error(req, 400, "Invalid API ID: its file holds another API");
         goto out;
     }
     tp_api_t *api = NULL;
@@ -256,8 +296,7 @@ out:
 static void api_delete(tp_req_t *req, const char *id)
 {
     char path[4096];
-    api_path(req, id, path, sizeof(path));
-    if (!id_ok(id) || unlink(path) != 0) {
+    if (!id_ok(id) || item_file(req, 1, id, path, sizeof(path)) < 0 || unlink(path) != 0) {
         reply_error(req, 500, "Delete failed");
         return;
     }
@@ -280,11 +319,6 @@ static void policies_list(tp_req_t *req)
     tp_buf_putc(&b, ']');
     reply(req, 200, tp_buf_cstr(&b));
     tp_buf_free(&b);
-}
-
-static const char *policy_dir(const tp_conf_t *conf)
-{
-    return conf->policy_path != NULL && conf->policy_path[0] != '\0' ? conf->policy_path : ".";
 }
 
 static int service_source(tp_req_t *req)
@@ -326,7 +360,10 @@ static void policy_write(tp_req_t *req, int update)
         goto out;
     }
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s.json", policy_dir(conf), id);
+    if (item_file(req, 0, id, path, sizeof(path)) < 0) {
+        reply_error(req, 400, "Invalid Policy ID: its file holds another policy");
+        goto out;
+    }
     tp_buf_t text = {0};
     tp_json_print_indent(&text, pol); /* as Tyk writes it */
     int rc = write_file(path, tp_buf_cstr(&text), err, sizeof(err));
@@ -350,8 +387,7 @@ static void policy_delete(tp_req_t *req, const char *id)
     char path[4096];
     if (service_source(req))
         return;
-    snprintf(path, sizeof(path), "%s/%s.json", policy_dir(req->conn->w->conf), id);
-    if (!id_ok(id) || unlink(path) != 0) {
+    if (!id_ok(id) || item_file(req, 0, id, path, sizeof(path)) < 0 || unlink(path) != 0) {
         reply_error(req, 500, "Delete failed");
         return;
     }
@@ -422,6 +458,13 @@ static void reload_group(tp_req_t *req)
 /* POST and PUT carry a body: remember what to do with it once it is in. */
 static void want_body(tp_req_t *req, int op, tp_str_t id)
 {
+    if (id.n >= sizeof(req->rest_id)) {
+        reply_error(req, 400,
+                    op == OP_API_UPDATE
+                        ? "Invalid API ID"
+                        : "Invalid Policy ID: Allowed characters: a-z, A-Z, 0-9, ., _, -, ~");
+        return;
+    }
     req->rest_op = (uint8_t)op;
     snprintf(req->rest_id, sizeof(req->rest_id), "%.*s", (int)id.n, id.p);
     if (req->body_done) {
@@ -429,6 +472,16 @@ static void want_body(tp_req_t *req, int op, tp_str_t id)
         return;
     }
     req->buffering = 1;
+    tp_conn_t *c = req->conn;
+    if (req->expect_continue && req->body_seen == 0 && c->in.len == 0) {
+        /* as Go's server: the client may send the body now. 25 bytes on a
+         * connection with nothing else queued go out at once; if they do
+         * not, the stream cannot be kept consistent, so it is closed. */
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len)
+            tp_conn_close(c);
+    }
 }
 
 void tp_rest_body_done(tp_req_t *req)

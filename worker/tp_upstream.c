@@ -53,12 +53,13 @@ static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
 void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap)
 {
     /* which pool each target of this generation uses */
-    w->target_pool = tp_realloc(w->target_pool, (snap->ntargets + 1) * sizeof(*w->target_pool));
+    tp_pool_t ***tp = &w->target_pool[snap->slot];
+    *tp = tp_realloc(*tp, (snap->ntargets + 1) * sizeof(**tp));
     for (size_t i = 0; i < snap->napis; i++) {
         const tp_api_t *api = snap->apis[i];
         for (size_t j = 0; j < api->ntargets; j++) {
             const tp_target_t *t = &api->targets[j];
-            w->target_pool[t->idx] = pool_for(w, t->url.host, t->url.port);
+            (*tp)[t->idx] = pool_for(w, t->url.host, t->url.port);
         }
     }
 }

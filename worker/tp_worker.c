@@ -71,16 +71,22 @@ tp_req_t *tp_req_get(tp_worker_t *w)
     return req;
 }
 
-/* The oldest generation this worker's requests still read, for the master
- * to know which slots it may reuse. */
-static void publish_oldest(tp_worker_t *w)
+/* The slots this worker reads (its current one and those of in-flight
+ * requests), for the master to know which it may reuse; and the oldest
+ * generation among them, for operators. */
+static void publish_slots(tp_worker_t *w)
 {
     uint64_t oldest = w->gen;
+    uint32_t used = 1u << w->snap->slot;
     for (unsigned s = 0; s < TP_SHM_SLOTS; s++) {
         uint64_t g = atomic_load(&w->shm->slot_gen[s]);
-        if (w->inflight[s] > 0 && g != 0 && g < oldest)
+        if (w->inflight[s] == 0)
+            continue;
+        used |= 1u << s;
+        if (g != 0 && g < oldest)
             oldest = g;
     }
+    atomic_store(&w->shm->workers[w->id].slots, used);
     atomic_store(&w->shm->workers[w->id].oldest, oldest);
 }
 
@@ -93,7 +99,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
         req->body = NULL;
     }
     if (--w->inflight[req->snap->slot] == 0 && req->snap != w->snap)
-        publish_oldest(w);
+        publish_slots(w);
     /* keep modest buffers for the next request, drop big ones */
     if (req->up_head.cap > 16384)
         tp_buf_free(&req->up_head);
@@ -124,10 +130,11 @@ void tp_worker_check_generation(tp_worker_t *w)
     w->snap = snap;
     w->gen = snap->generation;
     tp_upstream_generation(w, snap);
-    w->rr = tp_realloc(w->rr, (snap->napis + 1) * sizeof(*w->rr));
-    memset(w->rr, 0, (snap->napis + 1) * sizeof(*w->rr));
+    /* the slot's tables: no request of this worker reads that slot now */
+    w->rr[snap->slot] = tp_realloc(w->rr[snap->slot], (snap->napis + 1) * sizeof(uint32_t));
+    memset(w->rr[snap->slot], 0, (snap->napis + 1) * sizeof(uint32_t));
     atomic_store(&w->shm->workers[w->id].serving, w->gen);
-    publish_oldest(w);
+    publish_slots(w);
     tp_log_debug("serving generation %llu (%zu APIs)", (unsigned long long)w->gen, snap->napis);
 }
 

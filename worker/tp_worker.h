@@ -207,11 +207,11 @@ struct tp_worker_s {
     tp_shm_t *shm;
     const tp_snapshot_t *snap; /* the generation new requests use */
     uint64_t gen;
-    uint32_t inflight[TP_SHM_SLOTS]; /* requests still on each slot's generation */
-    tp_shm_stat_t *stats;            /* this worker's counter rows */
-    tp_pool_t **target_pool;         /* per target of the current generation */
-    uint32_t *rr;                    /* round-robin position per API */
-    tp_list_t reload_waiters;        /* blocking /tyk/reload requests */
+    uint32_t inflight[TP_SHM_SLOTS];       /* requests still on each slot's generation */
+    tp_shm_stat_t *stats;                  /* this worker's counter rows */
+    tp_pool_t **target_pool[TP_SHM_SLOTS]; /* per slot: the pool of each target */
+    uint32_t *rr[TP_SHM_SLOTS];            /* per slot: round-robin position per API */
+    tp_list_t reload_waiters;              /* blocking /tyk/reload requests */
     uint32_t next_token;
     uv_tcp_t listener;
     uv_tcp_t control_listener;

@@ -460,6 +460,130 @@ def test_in_flight_request_finishes_on_its_generation(make_gateway, scripted):
     assert result["r"].status == 200 and result["r"].body == b"slow"
 
 
+def test_generation_switch_while_a_request_head_arrives(make_gateway, upstream):
+    """A request whose first bytes came before a reload is routed on its own
+    generation, with that generation's upstream tables, even when the new
+    one has fewer APIs."""
+    apis = [api_def("g%d" % i, "/g%d/" % i, upstream.url("/")) for i in range(50)]
+    g = make_gateway(conf={"secret": SECRET}, apis=apis, workers=1)
+    with g.conn() as c:
+        c.send(b"GET /g49/echo HTTP/1.1\r\nHost: a\r\n")
+        time.sleep(0.1)
+        for i in range(1, 50):
+            (g.apps / ("g%d.json" % i)).unlink()
+        assert tyk(g, "GET", "/tyk/reload?block=true").status == 200
+        c.send(b"\r\n")
+        r = c.read_response()
+        assert r.status == 200, r.body
+        assert json.loads(r.body)["path"] == "/echo"
+    assert g.get("/g49/echo").status == 404
+    assert g.get("/g0/echo").status == 200
+
+
+def test_long_request_does_not_block_reloads(make_gateway, scripted, upstream):
+    release = threading.Event()
+
+    def hang(head, body):
+        release.wait(30)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate"
+
+    up = scripted(hang)
+    g = make_gateway(conf={"secret": SECRET}, apis=[api_def("slow", "/slow/", up.url("/"))],
+                     workers=1)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=g.get("/slow/x", timeout=40)))
+    t.start()
+    try:
+        wait_for(lambda: up.conns and b"\r\n\r\n" in up.conns[0]["data"], 5,
+                 what="the upstream got the request")
+        mark = len(g.log())
+        t0 = time.time()
+        for i in range(3 * 8):  # three times the shared-memory slots
+            g.add_api(api_def("r%d" % i, "/r%d/" % i, upstream.url("/")))
+            r = tyk(g, "GET", "/tyk/reload?block=true")
+            assert r.status == 200, (i, r.body)
+        assert time.time() - t0 < 10
+        assert g.get("/r23/echo").status == 200
+        assert "reload waits" not in g.log()[mark:]
+    finally:
+        release.set()
+        t.join(10)
+    assert result["r"].status == 200 and result["r"].body == b"late"
+
+
+def test_trigger_during_a_reload_is_not_lost(make_gateway, upstream):
+    apis = [api_def("t%d" % i, "/t%d/" % i, upstream.url("/")) for i in range(3000)]
+    g = make_gateway(conf={"secret": SECRET}, apis=apis, workers=2)
+    for attempt in range(5):
+        name = "late%d" % attempt
+        g.signal(signal.SIGHUP)
+        g.add_api(api_def(name, "/%s/" % name, upstream.url("/")))
+        tyk(g, "GET", "/tyk/reload")  # arrives while the SIGHUP reload runs, or after it
+        assert wait_until(lambda: served_by_all(g, "/%s/echo" % name, 4), 10), g.log_tail()
+
+
+def test_secret_change_applies_on_reload(gw):
+    conf = json.loads(gw.conf_path.read_text())
+    conf["secret"] = "a-new-secret"
+    conf["node_secret"] = "a-new-node-secret"
+    gw.conf_path.write_text(json.dumps(conf))
+    assert tyk(gw, "GET", "/tyk/reload?block=true").status == 200
+    new = [("X-Tyk-Authorization", "a-new-secret")]
+    assert wait_until(lambda: all(http(gw.port, "GET", "/tyk/apis", new).status == 200
+                                  for _ in range(8)), 10)
+    for _ in range(8):
+        assert http(gw.port, "GET", "/tyk/apis", AUTH).json() == DENIED
+
+
+def test_rest_writes_never_break_the_next_reload(polgw, upstream):
+    g, pdir = polgw
+    before = apps_snapshot(g)
+    d = api_def("inf", "/inf/", upstream.url("/"))
+    assert_error(tyk(g, "POST", "/tyk/apis", json.dumps(d)[:-1] + ', "big": 1e999}'), 400,
+                 "Request malformed")
+    assert apps_snapshot(g) == before
+    # a policy file named after one id, holding another
+    (pdir / "gold.json").write_text(json.dumps(dict(POLICY, id="platinum")))
+    assert tyk(g, "GET", "/tyk/reload?block=true").status == 200
+    r = tyk(g, "POST", "/tyk/policies", dict(POLICY, id="gold"))
+    assert r.status == 400 and "holds another policy" in r.json()["message"]
+    assert json.loads((pdir / "gold.json").read_text())["id"] == "platinum"
+    r = tyk(g, "PUT", "/tyk/policies/platinum", dict(POLICY, id="platinum", rate=7))
+    assert r.status == 200
+    assert json.loads((pdir / "gold.json").read_text())["rate"] == 7  # its own file
+    assert tyk(g, "GET", "/tyk/reload?block=true").status == 200
+
+
+def test_api_file_named_after_another_id(gw, upstream):
+    gw.add_api(api_def("bar", "/bar/", upstream.url("/")), filename="foo.json")
+    assert tyk(gw, "GET", "/tyk/reload?block=true").status == 200
+    before = apps_snapshot(gw)
+    assert_error(tyk(gw, "PUT", "/tyk/apis/foo", api_def("foo", "/foo/", upstream.url("/"))), 404,
+                 "API not found")
+    assert_error(tyk(gw, "DELETE", "/tyk/apis/foo"), 500, "Delete failed")
+    r = tyk(gw, "POST", "/tyk/apis", api_def("foo", "/foo/", upstream.url("/")))
+    assert r.status == 400 and "holds another API" in r.json()["message"]
+    assert apps_snapshot(gw) == before
+    # bar itself is written where it lives
+    assert tyk(gw, "PUT", "/tyk/apis/bar", api_def("bar", "/bar2/", upstream.url("/"))).status == 200
+    assert json.loads((gw.apps / "foo.json").read_text())["proxy"]["listen_path"] == "/bar2/"
+
+
+def test_rest_body_with_expect_continue(gw, upstream):
+    body = json.dumps(api_def("cont", "/cont/", upstream.url("/"))).encode()
+    with gw.conn() as c:
+        c.send(b"POST /tyk/apis HTTP/1.1\r\nHost: x\r\nX-Tyk-Authorization: " + SECRET.encode() +
+               b"\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+        c.settimeout(0.5)
+        _, status, _, _, raw = c.read_head()
+        assert status == 100, raw
+        c.settimeout(5)
+        c.send(body)
+        r = c.read_response("POST")
+        assert r.status == 200, r.body
+    assert (gw.apps / "cont.json").exists()
+
+
 def test_reloads_close_together_are_coalesced(make_gateway, upstream, tmp_path):
     """Triggers that arrive while a reload runs ride on one more reload,
     however many there are; every waiter gets its answer."""

@@ -333,6 +333,26 @@ TP_TEST(type_names)
     CHECK_STR(tp_json_type_name(NULL), "null");
 }
 
+/* Go refuses numbers beyond a float64; underflow is fine (0). */
+TP_TEST(number_range_like_go)
+{
+    CHECK_CONTAINS(perr("{\"big\": 1e999}"), "expected a number within the range of a float64");
+    CHECK_CONTAINS(perr("{\"big\": 1e999}"), "$.big");
+    CHECK_CONTAINS(perr("[-1e400]"), "float64");
+    CHECK_STR(perr("[1e-400, 1.7976931348623157e308]"), "(ok)");
+    /* a long literal is read whole */
+    char text[300] = "[0.";
+    for (int i = 0; i < 250; i++)
+        strcat(text, "0");
+    strcat(text, "5]");
+    char err[256];
+    cJSON *root = tp_json_parse(text, strlen(text), err, sizeof(err));
+    CHECK(root != NULL);
+    double v = cJSON_GetArrayItem(root, 0)->valuedouble;
+    cJSON_Delete(root);
+    CHECK(v > 0 && v < 1e-249);
+}
+
 void test_json_suite(void)
 {
     TP_RUN(parse_valid_documents);
@@ -355,4 +375,5 @@ void test_json_suite(void)
     TP_RUN(error_buffer_is_always_terminated);
     TP_RUN(path_push_formatting);
     TP_RUN(type_names);
+    TP_RUN(number_range_like_go);
 }

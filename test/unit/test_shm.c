@@ -114,6 +114,30 @@ TP_TEST(shm_slots_wait_for_old_readers)
     unmap(shm);
 }
 
+/* One request running for ever on generation 1 pins its slot only. */
+TP_TEST(shm_long_request_pins_one_slot)
+{
+    char err[512];
+    tp_shm_t *shm = tp_shm_create(8 << 20, 64, err, sizeof(err));
+    CHECK(shm != NULL);
+    CHECK_INT(publish(shm, 2, 1, err, sizeof(err)), 0);
+    const tp_snapshot_t *first = tp_shm_current(shm);
+    tp_shm_worker_t *w = &shm->workers[3];
+    atomic_store(&w->pid, (int32_t)getpid());
+    for (uint64_t g = 2; g <= 10 * TP_SHM_SLOTS; g++) {
+        /* the worker follows each generation but keeps a request on the first */
+        atomic_store(&w->serving, g - 1);
+        atomic_store(&w->slots, (1u << first->slot) | (1u << tp_shm_current(shm)->slot));
+        CHECK_INT(publish(shm, 2, g, err, sizeof(err)), 0);
+        CHECK(tp_shm_current(shm)->slot != first->slot);
+    }
+    /* the first generation is intact */
+    CHECK_INT(first->generation, 1);
+    CHECK_STR(first->apis[1]->api_id, "api1");
+    CHECK(tp_shm_slot_free(shm));
+    unmap(shm);
+}
+
 TP_TEST(shm_too_small_keeps_the_old_generation)
 {
     char err[512];
@@ -216,6 +240,7 @@ void test_shm_suite(void)
 {
     TP_RUN(shm_publish_and_read);
     TP_RUN(shm_slots_wait_for_old_readers);
+    TP_RUN(shm_long_request_pins_one_slot);
     TP_RUN(shm_too_small_keeps_the_old_generation);
     TP_RUN(strmap_put_get_grow);
     TP_RUN(json_print_indent_like_go);
