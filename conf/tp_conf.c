@@ -53,6 +53,23 @@ static const store_t stores[] = {
     S("proxy_default_timeout", TP_CK_FLOAT, proxy_default_timeout),
     S("max_idle_connections_per_host", TP_CK_INT, max_idle_connections_per_host),
     S("hide_generator_header", TP_CK_BOOL, hide_generator_header),
+    S("override_messages", TP_CK_MAP, override_messages),
+    S("template_path", TP_CK_STRING, template_path),
+    S("hash_keys", TP_CK_BOOL, hash_keys),
+    S("hash_key_function", TP_CK_STRING, hash_key_function),
+    S("hash_key_function_fallback", TP_CK_STRLIST, hash_key_function_fallback),
+    S("enable_hashed_keys_listing", TP_CK_BOOL, enable_hashed_keys_listing),
+    S("min_token_length", TP_CK_INT, min_token_length),
+    S("allow_master_keys", TP_CK_BOOL, allow_master_keys),
+    S("force_global_session_lifetime", TP_CK_BOOL, force_global_session_lifetime),
+    S("global_session_lifetime", TP_CK_INT, global_session_lifetime),
+    S("session_lifetime_respects_key_expiration", TP_CK_BOOL,
+      session_lifetime_respects_key_expiration),
+    S("ignore_endpoint_case", TP_CK_BOOL, ignore_endpoint_case),
+    S("local_session_cache.disable_cached_session_state", TP_CK_BOOL,
+      local_session_cache.disable_cached_session_state),
+    S("local_session_cache.cached_session_timeout", TP_CK_INT,
+      local_session_cache.cached_session_timeout),
     S("graceful_shutdown_timeout_duration", TP_CK_INT, graceful_shutdown_timeout_duration),
     S("graceful_shutdown_delay_seconds", TP_CK_INT, graceful_shutdown_delay_seconds),
     S("http_server_options.max_request_body_size", TP_CK_INT,
@@ -60,6 +77,10 @@ static const store_t stores[] = {
     S("http_server_options.enable_strict_routes", TP_CK_BOOL,
       http_server_options.enable_strict_routes),
     S("http_server_options.skip_url_cleaning", TP_CK_BOOL, http_server_options.skip_url_cleaning),
+    S("http_server_options.enable_path_prefix_matching", TP_CK_BOOL,
+      http_server_options.enable_path_prefix_matching),
+    S("http_server_options.enable_path_suffix_matching", TP_CK_BOOL,
+      http_server_options.enable_path_suffix_matching),
     S("storage.type", TP_CK_STRING, storage.type),
     S("storage.host", TP_CK_STRING, storage.host),
     S("storage.port", TP_CK_INT, storage.port),
@@ -96,6 +117,8 @@ static const store_t stores[] = {
     S("turnpike.send_timeout", TP_CK_FLOAT, tp.send_timeout),
     S("turnpike.upstream_idle_timeout", TP_CK_FLOAT, tp.upstream_idle_timeout),
     S("turnpike.redis_ready_grace", TP_CK_FLOAT, tp.redis_ready_grace),
+    S("turnpike.session_cache_size", TP_CK_INT, tp.session_cache_size),
+    S("turnpike.session_cache_entry", TP_CK_INT, tp.session_cache_entry),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -320,6 +343,11 @@ static void store_json(tp_conf_t *conf, const store_t *st, const cJSON *v)
         cJSON_ArrayForEach(el, v) l->v[l->n++] = tp_strdup(el->valuestring);
         break;
     }
+    case TP_CK_MAP:
+        /* a map of structs, kept as JSON for the module that reads it */
+        free(*(char **)dst);
+        *(char **)dst = cJSON_PrintUnformatted(v);
+        break;
     case TP_CK_STRMAP: {
         /* kept as "key:value" items, the form envconfig reads maps in */
         tp_strlist_t *l = dst;
@@ -585,6 +613,11 @@ static void env_store(load_t *L, const store_t *st, const char *name, const char
         }
         break;
     }
+    case TP_CK_MAP:
+        add_error(L, "environment %s: a map of objects cannot be set from the environment; set it "
+                     "in the file",
+                  name);
+        break;
     default:
         TP_BUG_ON(1);
     }
@@ -673,6 +706,14 @@ static void apply_defaults(tp_conf_t *c)
         t->shm_size = 256LL << 20;
     if (t->max_apis <= 0)
         t->max_apis = 16384;
+    if (t->session_cache_size <= 0)
+        t->session_cache_size = 64LL << 20;
+    if (t->session_cache_entry <= 0)
+        t->session_cache_entry = 4096;
+    if (c->min_token_length <= 0)
+        c->min_token_length = 3;
+    if (c->local_session_cache.cached_session_timeout <= 0)
+        c->local_session_cache.cached_session_timeout = 10;
     default_str(&c->policy_source, "file");
     if (c->liveness_check_ns <= 0)
         c->liveness_check_ns = 10000000000LL;
@@ -785,7 +826,7 @@ void tp_conf_free(tp_conf_t *conf)
 {
     for (size_t i = 0; i < NSTORES; i++) {
         void *p = (char *)conf + stores[i].off;
-        if (stores[i].kind == TP_CK_STRING)
+        if (stores[i].kind == TP_CK_STRING || stores[i].kind == TP_CK_MAP)
             free(*(char **)p);
         else if (stores[i].kind == TP_CK_STRLIST || stores[i].kind == TP_CK_STRMAP)
             tp_strlist_free(p);
@@ -897,6 +938,12 @@ static char *dump(const tp_conf_t *conf, int reveal)
             cJSON *arr = cJSON_AddArrayToObject(parent, name);
             for (size_t j = 0; j < l->n; j++)
                 cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[j]));
+            break;
+        }
+        case TP_CK_MAP: {
+            const char *s = *(char *const *)p;
+            cJSON *obj = s != NULL ? cJSON_Parse(s) : NULL;
+            cJSON_AddItemToObject(parent, name, obj != NULL ? obj : cJSON_CreateObject());
             break;
         }
         }

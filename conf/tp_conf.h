@@ -71,6 +71,8 @@ typedef struct tp_conf_tp_s {
     double send_timeout;          /* s, a client that reads nothing this long is dropped */
     double upstream_idle_timeout; /* s, idle pooled upstream connections */
     double redis_ready_grace;     /* s Redis may be unreachable before /ready fails */
+    int64_t session_cache_size;   /* bytes of the shared session cache */
+    int64_t session_cache_entry;  /* bytes per cached session (larger ones are not cached) */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {
@@ -103,6 +105,23 @@ typedef struct tp_conf_s {
     int64_t max_idle_connections;
     int64_t max_idle_connections_per_host;
     int hide_generator_header;
+    char *override_messages; /* the override_messages object as JSON text, or NULL */
+
+    /* keys and sessions */
+    int hash_keys;
+    char *hash_key_function;
+    tp_strlist_t hash_key_function_fallback;
+    int enable_hashed_keys_listing;
+    int64_t min_token_length;
+    int allow_master_keys;
+    int force_global_session_lifetime;
+    int64_t global_session_lifetime;
+    int session_lifetime_respects_key_expiration;
+    int ignore_endpoint_case;
+    struct {
+        int disable_cached_session_state;
+        int64_t cached_session_timeout; /* s */
+    } local_session_cache;
     int64_t graceful_shutdown_timeout_duration;
     int64_t graceful_shutdown_delay_seconds;
 
@@ -110,6 +129,8 @@ typedef struct tp_conf_s {
         int64_t max_request_body_size;
         int enable_strict_routes;
         int skip_url_cleaning;
+        int enable_path_prefix_matching;
+        int enable_path_suffix_matching;
         int64_t read_timeout;
         int64_t write_timeout;
         int use_ssl;

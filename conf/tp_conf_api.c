@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tp_api_rules.h"
 #include "tp_conf.h"
 #include "tp_err.h"
 #include "tp_json.h"
@@ -154,11 +155,19 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
     }
     free(target_url);
     free(protocol);
+    protocol = NULL;
     tp_strlist_free(&list);
     if (port != 0)
         tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "
                     "the gateway's port",
                     file, api->api_id, (long long)port);
+    /* the request rules: workers build them again with the real settings;
+     * here every pattern and header is checked once */
+    static const tp_conf_t defaults;
+    tp_api_rules_t *rules;
+    if (tp_api_rules_build(def, &defaults, &rules, err, errlen) < 0)
+        goto err;
+    tp_api_rules_free(rules);
     api->def_json = cJSON_PrintUnformatted(def);
     *out = api;
     return 0;

@@ -20,6 +20,7 @@
 #include "tp_json.h"
 #include "tp_log.h"
 #include "tp_master.h"
+#include "tp_shm_session.h"
 #include "tp_redis.h"
 #include "tp_time.h"
 #include "tp_worker.h"
@@ -891,6 +892,12 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->shm = tp_shm_create((size_t)gen->conf.tp.shm_size, (uint32_t)gen->conf.tp.max_apis, err,
                            sizeof(err));
     if (m->shm == NULL) {
+        tp_log_error("%s", err);
+        return 1;
+    }
+    m->shm->scache = tp_scache_create((size_t)gen->conf.tp.session_cache_size,
+                                      (size_t)gen->conf.tp.session_cache_entry, err, sizeof(err));
+    if (m->shm->scache == NULL) {
         tp_log_error("%s", err);
         return 1;
     }

@@ -15,6 +15,7 @@
 #include "tp_log.h"
 #include "tp_master.h"
 #include "tp_notice.h"
+#include "tp_shm_session.h"
 
 void tp_sd_notify(const char *state)
 {
@@ -84,6 +85,28 @@ void tp_master_notification(tp_master_t *m, const char *text, size_t len)
             tp_master_request_reload(m, NULL, why);
             goto out;
         }
+    if (strcmp(c, "KeySpaceUpdateNotification") == 0) {
+        /* payload: storage hashes (or key names), comma-separated; a
+         * ":suffix" is not part of the name (TYK-COMPAT 7.3) */
+        int evicted = 0, names = 0;
+        for (const char *k = p; *k != '\0';) {
+            const char *comma = strchr(k, ',');
+            size_t n = comma ? (size_t)(comma - k) : strlen(k);
+            const char *colon = memchr(k, ':', n);
+            size_t klen = colon ? (size_t)(colon - k) : n;
+            if (klen > 0) {
+                uint8_t d[32];
+                tp_scache_digest(k, klen, NULL, 0, d);
+                evicted += tp_scache_evict_store(m->shm->scache, d);
+                names++;
+            }
+            k += n + (comma != NULL);
+        }
+        tp_log_debug("tyk.cluster.notifications: KeySpaceUpdateNotification for %d keys: %d "
+                     "cached sessions evicted",
+                     names, evicted);
+        goto out;
+    }
     if (strcmp(c, "NoticeGatewayDRLNotification") != 0)
         tp_log_info("tyk.cluster.notifications: %s received (no action in this version)", c);
 out:

@@ -93,6 +93,7 @@ typedef struct tp_shm_s {
     _Atomic uint64_t generation;             /* the published one */
     _Atomic(tp_snapshot_t *) current;        /* its snapshot */
     _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
+    struct tp_scache_s *scache;              /* the session cache, its own mapping */
     tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
 } tp_shm_t;
 

@@ -455,7 +455,8 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             tp_req_dispatch(req);
             if (c->closing || c->state == TP_C_LINGER)
                 return;
-            if (c->state == TP_C_BODY && req->body == NULL && !req->buffering) {
+            if (c->state == TP_C_BODY && req->body == NULL && !req->buffering &&
+                req->lookup == NULL) {
                 /* answered without reading the body: it is discarded */
                 c->state = TP_C_DONE;
             }
@@ -479,6 +480,12 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
                     conn_set_deadline(c, uv_now(&w->loop) + w->body_timeout_ms);
                 }
                 continue;
+            }
+            if (req->body == NULL) {
+                /* the session is being read: the body waits for the proxy */
+                conn_save(c, data, len);
+                conn_update_reading(c);
+                return;
             }
             size_t room = TP_BLOCK_SIZE - req->body_len;
             if (room == 0) {

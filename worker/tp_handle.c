@@ -178,15 +178,11 @@ void tp_req_dispatch(tp_req_t *req)
         return;
     }
     req->route = route;
-    if (!route->api->use_keyless) {
-        tp_respond_error(req, 401, "Authorization field missing");
-        return;
-    }
     if (w->max_body > 0 && req->content_length > w->max_body) {
         static const char too_large[] = "Request Entity Too Large\n";
         tp_respond(req, 413, "text/plain; charset=utf-8", too_large, sizeof(too_large) - 1,
                    "X-Content-Type-Options: nosniff\r\n");
         return;
     }
-    tp_proxy_start(req, &rp);
+    tp_auth_start(req, &rp);
 }

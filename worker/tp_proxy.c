@@ -43,6 +43,15 @@ static int named_in_connection(const tp_req_t *req, const char *name, size_t n)
     return 0;
 }
 
+/* Is header <name> one the API's rules remove or replace? */
+static int dropped(const tp_hdrplan_t *hp, const char *name, size_t n)
+{
+    for (size_t i = 0; i < hp->ndrop; i++)
+        if (strlen(hp->drop[i]) == n && strncasecmp(hp->drop[i], name, n) == 0)
+            return 1;
+    return 0;
+}
+
 static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b)
 {
     const tp_route_t *route = req->route;
@@ -56,6 +65,24 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
         strip = rp->matched - 1; /* "/<api_id>", keeping the slash */
     else if (api->strip_listen_path)
         strip = rp->matched;
+    if (req->strip_seg > 0) {
+        /* strip_versioning_data with the version in the URL: that segment
+         * goes too (and the listen path, if it is kept, stays) */
+        size_t at = rp->matched;
+        while (at < rp->path.n && rp->path.p[at] == '/')
+            at++;
+        if (strip == 0) {
+            tp_buf_t keep = {0};
+            tp_url_escape_path(&keep, rp->path.p, at);
+            tp_url_escape_path(&keep, rp->path.p + at + req->strip_seg,
+                               rp->path.n - at - req->strip_seg);
+            rest = (tp_str_t){keep.data, keep.len};
+            tp_buf_free(&esc);
+            esc = keep;
+        } else {
+            strip = at + req->strip_seg;
+        }
+    }
     if (strip > 0) {
         if (rp->path.p == rp->raw.p ||
             (rp->raw.n >= strip && memcmp(rp->raw.p, rp->path.p, strip) == 0)) {
@@ -75,14 +102,21 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
         tp_buf_putc(b, '/');
     tp_buf_free(&esc);
 
+    tp_str_t query = rp->query;
+    tp_buf_t qbuf = {0};
+    if (req->strip_param != NULL) {
+        tp_query_without(query, req->strip_param, &qbuf);
+        query = (tp_str_t){qbuf.data ? qbuf.data : "", qbuf.len};
+    }
     int tq = t->url.query != NULL && t->url.query[0] != '\0';
-    if (tq || rp->query.n > 0)
+    if (tq || query.n > 0)
         tp_buf_putc(b, '?');
     if (tq)
         tp_buf_puts(b, t->url.query);
-    if (tq && rp->query.n > 0)
+    if (tq && query.n > 0)
         tp_buf_putc(b, '&');
-    tp_buf_put_str(b, rp->query);
+    tp_buf_put_str(b, query);
+    tp_buf_free(&qbuf);
 }
 
 static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
@@ -138,6 +172,8 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         }
         if (has_conn && named_in_connection(req, name, h->name_len))
             continue;
+        if (dropped(&req->hdr_plan, name, h->name_len))
+            continue;
         tp_buf_append(b, name, h->name_len);
         tp_buf_puts(b, ": ");
         tp_buf_put_str(b, val);
@@ -152,8 +188,10 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
     tp_buf_puts(b, req->conn->ip);
     tp_buf_puts(b, "\r\n");
     tp_buf_free(&xff);
-    if (!has_ua)
+    if (!has_ua && !dropped(&req->hdr_plan, "User-Agent", 10))
         tp_buf_puts(b, "User-Agent: Turnpike/" TP_VERSION "\r\n");
+    if (req->hdr_plan.add.len > 0)
+        tp_buf_append(b, req->hdr_plan.add.data, req->hdr_plan.add.len);
     if (req->chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (w->conf->proxy_close_connections)

@@ -4,9 +4,11 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tp_err.h"
 #include "tp_http.h"
+#include "tp_json.h"
 #include "tp_time.h"
 #include "tp_worker.h"
 
@@ -52,17 +54,182 @@ void tp_respond(tp_req_t *req, int status, const char *content_type, const char 
         tp_conn_response_done(c);
 }
 
+/* ---- error templates (TYK-COMPAT 11.1) ----------------------------------------------- */
+
+typedef struct tpl_s {
+    int status; /* 0: the generic one */
+    int xml;
+    char *text;
+} tpl_t;
+
+typedef struct tp_errtpl_s {
+    tpl_t *v;
+    size_t n;
+    struct {
+        int status;
+        char *message;
+    } msg[TP_AUTH_NMSG];
+} tp_errtpl_t;
+
+static const char *const default_json = "{\n    \"error\": \"{{.Message}}\"\n}";
+static const char *const default_xml = "<?xml version = \"1.0\" encoding = \"UTF-8\"?>\n"
+                                       "<error>{{.Message}}</error>";
+
+static char *read_small_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    tp_buf_t b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (1 << 20))
+        tp_buf_append(&b, chunk, n);
+    fclose(f);
+    tp_buf_cstr(&b);
+    /* a template file's last newline is not part of the body Tyk sends */
+    while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+        b.data[--b.len] = '\0';
+    return b.data;
+}
+
+static void tpl_add(tp_errtpl_t *t, int status, int xml, char *text)
+{
+    t->v = tp_realloc(t->v, (t->n + 1) * sizeof(*t->v));
+    t->v[t->n++] = (tpl_t){status, xml, text};
+}
+
+void tp_errtpl_load(tp_worker_t *w)
+{
+    tp_errtpl_t *t = tp_calloc(1, sizeof(*t));
+    const tp_conf_t *conf = w->conf;
+    const char *dir = conf->template_path;
+    if (dir != NULL && dir[0] != '\0') {
+        char path[4200];
+        for (int xml = 0; xml < 2; xml++) {
+            snprintf(path, sizeof(path), "%s/error.%s", dir, xml ? "xml" : "json");
+            char *text = read_small_file(path);
+            if (text != NULL)
+                tpl_add(t, 0, xml, text);
+            for (int status = 400; status < 600; status++) {
+                snprintf(path, sizeof(path), "%s/error_%d.%s", dir, status, xml ? "xml" : "json");
+                if ((text = read_small_file(path)) != NULL)
+                    tpl_add(t, status, xml, text);
+            }
+        }
+    }
+    static const struct {
+        const char *id;
+        int status;
+        const char *message;
+    } msgs[TP_AUTH_NMSG] = {
+        [TP_AUTH_FIELD_MISSING] = {"auth.auth_field_missing", 401, "Authorization field missing"},
+        [TP_AUTH_KEY_NOT_FOUND] = {"auth.key_not_found", 403,
+                                   "Access to this API has been disallowed"},
+    };
+    cJSON *over = conf->override_messages ? cJSON_Parse(conf->override_messages) : NULL;
+    for (int i = 0; i < TP_AUTH_NMSG; i++) {
+        t->msg[i].status = msgs[i].status;
+        t->msg[i].message = tp_strdup(msgs[i].message);
+        const cJSON *o = over != NULL ? cJSON_GetObjectItemCaseSensitive(over, msgs[i].id) : NULL;
+        const cJSON *code = o != NULL ? tp_json_get(o, "code") : NULL;
+        const cJSON *msg = o != NULL ? tp_json_get(o, "message") : NULL;
+        if (code != NULL && cJSON_IsNumber(code) && code->valuedouble >= 100 &&
+            code->valuedouble <= 999)
+            t->msg[i].status = (int)code->valuedouble;
+        if (msg != NULL && cJSON_IsString(msg) && msg->valuestring[0] != '\0') {
+            free(t->msg[i].message);
+            t->msg[i].message = tp_strdup(msg->valuestring);
+        }
+    }
+    cJSON_Delete(over);
+    w->errtpl = t;
+}
+
+/* Go's template.JSEscapeString, which Tyk applies to the message. */
+static void js_escape(tp_buf_t *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '\\':
+            tp_buf_puts(b, "\\\\");
+            break;
+        case '\'':
+            tp_buf_puts(b, "\\'");
+            break;
+        case '"':
+            tp_buf_puts(b, "\\\"");
+            break;
+        case '<':
+            tp_buf_puts(b, "\\u003C");
+            break;
+        case '>':
+            tp_buf_puts(b, "\\u003E");
+            break;
+        case '&':
+            tp_buf_puts(b, "\\u0026");
+            break;
+        case '=':
+            tp_buf_puts(b, "\\u003D");
+            break;
+        default:
+            if (*p < ' ')
+                tp_buf_printf(b, "\\u%04X", *p);
+            else
+                tp_buf_putc(b, (char)*p);
+        }
+    }
+}
+
+/* The XML type the request was sent as, or NULL (then JSON is answered). */
+static const char *xml_type(const tp_req_t *req)
+{
+    tp_str_t ct = tp_req_header(req, "Content-Type");
+    static const char *const xml[] = {"application/xml", "text/xml", "application/soap+xml"};
+    for (size_t i = 0; i < sizeof(xml) / sizeof(xml[0]); i++) {
+        size_t n = strlen(xml[i]);
+        if (ct.n >= n && strncasecmp(ct.p, xml[i], n) == 0 && (ct.n == n || ct.p[n] == ';'))
+            return xml[i];
+    }
+    return NULL;
+}
+
 void tp_respond_error(tp_req_t *req, int status, const char *message)
 {
-    /* Tyk's templates/error.json, byte for byte (no trailing newline). */
+    tp_worker_t *w = req->conn->w;
+    const tp_errtpl_t *t = w->errtpl;
+    const char *xtype = xml_type(req);
+    int xml = xtype != NULL;
+    const char *tpl = xml ? default_xml : default_json;
+    int best = -1;
+    for (size_t i = 0; t != NULL && i < t->n; i++)
+        if (t->v[i].xml == xml && (t->v[i].status == status || t->v[i].status == 0) &&
+            (best < 0 || t->v[i].status == status))
+            best = (int)i;
+    if (best >= 0)
+        tpl = t->v[best].text;
     tp_buf_t body = {0};
-    tp_buf_puts(&body, "{\n    \"error\": \"");
-    tp_buf_json_escape(&body, message, strlen(message));
-    tp_buf_puts(&body, "\"\n}");
-    const tp_conf_t *conf = req->conn->w->conf;
-    tp_respond(req, status, "application/json", body.data, body.len,
+    for (const char *p = tpl; *p;) {
+        if (strncmp(p, "{{.Message}}", 12) == 0) {
+            js_escape(&body, message);
+            p += 12;
+        } else if (strncmp(p, "{{.StatusCode}}", 15) == 0) {
+            tp_buf_printf(&body, "%d", status);
+            p += 15;
+        } else {
+            tp_buf_putc(&body, *p++);
+        }
+    }
+    const tp_conf_t *conf = w->conf;
+    tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
                conf->hide_generator_header ? NULL : "X-Generator: tyk.io\r\n");
     tp_buf_free(&body);
+}
+
+void tp_respond_auth_error(tp_req_t *req, int which)
+{
+    const tp_errtpl_t *t = req->conn->w->errtpl;
+    tp_respond_error(req, t->msg[which].status, t->msg[which].message);
 }
 
 void tp_respond_bad_request(tp_conn_t *c, int status)

@@ -25,7 +25,7 @@
 
 enum { OP_API_CREATE = 1, OP_API_UPDATE, OP_POLICY_CREATE, OP_POLICY_UPDATE };
 
-static void reply(tp_req_t *req, int status, const char *json)
+void tp_rest__reply(tp_req_t *req, int status, const char *json)
 {
     size_t n = strlen(json);
     char *body = tp_malloc(n + 1);
@@ -34,6 +34,8 @@ static void reply(tp_req_t *req, int status, const char *json)
     tp_respond(req, status, "application/json", body, n + 1, NULL);
     free(body);
 }
+
+#define reply tp_rest__reply
 
 static void reply_status(tp_req_t *req, int status, const char *kind, const char *message)
 {
@@ -45,10 +47,12 @@ static void reply_status(tp_req_t *req, int status, const char *kind, const char
     tp_buf_free(&b);
 }
 
-static void reply_error(tp_req_t *req, int status, const char *message)
+void tp_rest__error(tp_req_t *req, int status, const char *message)
 {
     reply_status(req, status, "error", message);
 }
+
+#define reply_error tp_rest__error
 
 static void reply_action(tp_req_t *req, const char *key, const char *action)
 {
@@ -60,14 +64,14 @@ static void reply_action(tp_req_t *req, const char *key, const char *action)
     tp_buf_free(&b);
 }
 
-static void not_found(tp_req_t *req)
+void tp_rest__not_found(tp_req_t *req)
 {
     static const char body[] = "404 page not found\n";
     tp_respond(req, 404, "text/plain; charset=utf-8", body, sizeof(body) - 1,
                "X-Content-Type-Options: nosniff\r\n");
 }
 
-static void bad_method(tp_req_t *req)
+void tp_rest__bad_method(tp_req_t *req)
 {
     reply_error(req, 405, "Method not supported");
 }
@@ -456,7 +460,7 @@ static void reload_group(tp_req_t *req)
 /* ---- dispatch ------------------------------------------------------------------------ */
 
 /* POST and PUT carry a body: remember what to do with it once it is in. */
-static void want_body(tp_req_t *req, int op, tp_str_t id)
+void tp_rest__want_body(tp_req_t *req, int op, tp_str_t id)
 {
     if (id.n >= sizeof(req->rest_id)) {
         reply_error(req, 400,
@@ -500,7 +504,10 @@ void tp_rest_body_done(tp_req_t *req)
         policy_write(req, 1);
         break;
     default:
-        not_found(req);
+        if (req->rest_op >= TP_REST_OP_KEYS)
+            tp_rest_keys_body(req);
+        else
+            tp_rest__not_found(req);
     }
 }
 
@@ -547,16 +554,16 @@ static void collection(tp_req_t *req, const collection_t *c, tp_str_t rest)
     int m = req->method;
     /* Tyk OAS APIs (/tyk/apis/oas) and sub-resources are not served */
     if (memchr(rest.p, '/', rest.n) != NULL || (c->get == api_get && seg_is(rest, "oas"))) {
-        not_found(req);
+        tp_rest__not_found(req);
         return;
     }
     if (rest.n == 0) {
         if (m == HTTP_GET)
             c->list(req);
         else if (m == HTTP_POST)
-            want_body(req, c->create_op, rest);
+            tp_rest__want_body(req, c->create_op, rest);
         else
-            bad_method(req);
+            tp_rest__bad_method(req);
         return;
     }
     char id[256];
@@ -564,11 +571,11 @@ static void collection(tp_req_t *req, const collection_t *c, tp_str_t rest)
     if (m == HTTP_GET)
         c->get(req, id);
     else if (m == HTTP_PUT)
-        want_body(req, c->update_op, rest);
+        tp_rest__want_body(req, c->update_op, rest);
     else if (m == HTTP_DELETE)
         c->del(req, id);
     else
-        bad_method(req);
+        tp_rest__bad_method(req);
 }
 
 void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
@@ -587,7 +594,7 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
 
     if (seg_is(first, "reload") && (rest.n == 0 || seg_is(rest, "group"))) {
         if (req->method != HTTP_GET)
-            bad_method(req);
+            tp_rest__bad_method(req);
         else if (rest.n == 0)
             reload_local(req, query);
         else
@@ -599,10 +606,14 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
             collection(req, &collections[i], rest);
             return;
         }
-    if (seg_is(first, "keys") || seg_is(first, "org") || seg_is(first, "oauth") ||
+    if (seg_is(first, "keys")) {
+        tp_rest_keys(req, rest, query);
+        return;
+    }
+    if (seg_is(first, "org") || seg_is(first, "oauth") ||
         seg_is(first, "cache") || seg_is(first, "certs") || seg_is(first, "health")) {
         reply_error(req, 501, "Not implemented by this Turnpike version");
         return;
     }
-    not_found(req);
+    tp_rest__not_found(req);
 }

@@ -46,13 +46,15 @@ void tp_block_put(tp_worker_t *w, char *block)
 tp_req_t *tp_req_get(tp_worker_t *w)
 {
     tp_req_t *req = w->free_reqs;
-    tp_buf_t up_head = {0}, out = {0}, rbody = {0};
+    tp_buf_t up_head = {0}, out = {0}, rbody = {0}, add = {0}, saved = {0};
     if (req != NULL) {
         w->free_reqs = req->next_free;
         w->nfree_reqs--;
         up_head = req->up_head;
         out = req->out;
         rbody = req->rbody;
+        add = req->hdr_plan.add;
+        saved = req->saved;
     } else {
         req = tp_malloc(sizeof(*req) + w->max_hdrs * sizeof(tp_hdr_t));
     }
@@ -63,6 +65,10 @@ tp_req_t *tp_req_get(tp_worker_t *w)
     req->out.len = 0;
     req->rbody = rbody;
     req->rbody.len = 0;
+    req->hdr_plan.add = add;
+    req->hdr_plan.add.len = 0;
+    req->saved = saved;
+    req->saved.len = 0;
     tp_list_init(&req->wait_link);
     /* a request lives on the generation it starts on */
     tp_worker_check_generation(w);
@@ -94,6 +100,8 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
 {
     TP_BUG_ON(req->up != NULL);
     tp_upstream_cancel_wait(req);
+    tp_session_release(req);
+    tp_rest_keys_release(req);
     if (req->body != NULL) {
         tp_block_put(w, req->body);
         req->body = NULL;
@@ -107,10 +115,14 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
         tp_buf_free(&req->out);
     if (req->rbody.cap > 16384)
         tp_buf_free(&req->rbody);
+    if (req->saved.cap > 16384)
+        tp_buf_free(&req->saved);
     if (w->nfree_reqs >= TP_FREE_REQS_MAX) {
         tp_buf_free(&req->up_head);
         tp_buf_free(&req->out);
         tp_buf_free(&req->rbody);
+        tp_buf_free(&req->hdr_plan.add);
+        tp_buf_free(&req->saved);
         free(req);
         return;
     }
@@ -130,6 +142,8 @@ void tp_worker_check_generation(tp_worker_t *w)
     w->snap = snap;
     w->gen = snap->generation;
     tp_upstream_generation(w, snap);
+    tp_auth_generation(w, snap);
+    tp_session_generation(w, snap);
     /* the slot's tables: no request of this worker reads that slot now */
     w->rr[snap->slot] = tp_realloc(w->rr[snap->slot], (snap->napis + 1) * sizeof(uint32_t));
     memset(w->rr[snap->slot], 0, (snap->napis + 1) * sizeof(uint32_t));
@@ -311,6 +325,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     w->conf = conf;
     w->shm = shm;
     w->stats = tp_shm_stats(shm, id);
+    w->scache = shm->scache;
     w->master_fd = master_fd;
     w->header_timeout_ms = (uint64_t)(conf->tp.header_timeout * 1000);
     w->body_timeout_ms = (uint64_t)(conf->tp.body_timeout * 1000);
@@ -327,6 +342,8 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     tp_list_init(&w->reload_waiters);
     tp_conn_init_settings(&w->req_settings);
     tp_proxy_init_settings(&w->resp_settings);
+    tp_errtpl_load(w);
+    tp_session_init(w);
 
     if (uv_loop_init(&w->loop) != 0) {
         tp_log_error("cannot create the event loop");

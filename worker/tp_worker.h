@@ -28,6 +28,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "tp_api_rules.h"
 #include "tp_buf.h"
 #include "tp_conf.h"
 #include "tp_list.h"
@@ -86,6 +87,32 @@ struct tp_conn_s {
     char ip[46];
 };
 
+typedef struct tp_reqpath_s {
+    tp_str_t raw;   /* the path as received (escaped), without the query */
+    tp_str_t path;  /* decoded; the same bytes as raw when nothing was escaped */
+    tp_str_t query; /* without '?'; n == 0 when absent */
+    size_t matched; /* bytes of path covered by the route prefix */
+} tp_reqpath_t;
+
+/* Header changes for the upstream request: names to drop (the client's
+ * copies, case-insensitive; they point into the API's rules) and lines to
+ * add. */
+#define TP_HDRPLAN_MAX 32
+typedef struct tp_hdrplan_s {
+    tp_buf_t add;
+    const char *drop[TP_HDRPLAN_MAX];
+    size_t ndrop;
+} tp_hdrplan_t;
+
+/* The paths rules are matched against (tp_auth.c). */
+typedef struct tp_rulepaths_s {
+    tp_buf_t buf;
+    const char *p[3];
+} tp_rulepaths_t;
+
+typedef struct tp_sess_s tp_sess_t;
+typedef struct tp_lookup_s tp_lookup_t;
+
 struct tp_req_s {
     tp_conn_t *conn;
     tp_upconn_t *up;
@@ -99,6 +126,7 @@ struct tp_req_s {
     uint32_t token;    /* blocking /tyk/reload: the answer it waits for */
     uint8_t rest_op;   /* a REST write waiting for its body */
     char rest_id[256]; /* the id in its path */
+    void *rest_job;    /* a /tyk/keys operation in progress (tp_rest_keys.c) */
 
     /* the parsed head: offsets from head_base, which moves if the head is
      * copied out of the shared read buffer */
@@ -139,6 +167,17 @@ struct tp_req_s {
     size_t body_inflight; /* bytes of body being written */
     tp_buf_t out;         /* response head, or a whole gateway-made response */
     tp_buf_t rbody;       /* a REST request's body */
+
+    /* between routing and the proxy (tp_auth.c, tp_session.c) */
+    const tp_api_rules_t *rules;
+    const tp_version_t *version;
+    tp_hdrplan_t hdr_plan;
+    const char *strip_param; /* a version parameter to drop from the query */
+    size_t strip_seg;        /* bytes of a URL version segment to drop */
+    tp_sess_t *sess;         /* the key's session (a reference) */
+    tp_lookup_t *lookup;     /* a session being read from Redis */
+    tp_buf_t saved;          /* the head and paths, copied while waiting */
+    tp_reqpath_t saved_rp;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
 };
@@ -211,6 +250,14 @@ struct tp_worker_s {
     tp_shm_stat_t *stats;                  /* this worker's counter rows */
     tp_pool_t **target_pool[TP_SHM_SLOTS]; /* per slot: the pool of each target */
     uint32_t *rr[TP_SHM_SLOTS];            /* per slot: round-robin position per API */
+    tp_api_rules_t **rules[TP_SHM_SLOTS];  /* per slot: each API's rules, built on first use */
+    size_t nrules[TP_SHM_SLOTS];
+    cJSON **policies[TP_SHM_SLOTS];        /* per slot: parsed policies, built on first use */
+    size_t npolicies[TP_SHM_SLOTS];
+    tp_rulepaths_t rulepaths;              /* scratch for rule matching */
+    struct tp_scache_s *scache;            /* the node's session cache (shared memory) */
+    tp_sess_t **l1;                        /* this worker's parsed sessions, direct-mapped */
+    struct tp_errtpl_s *errtpl;            /* error templates and message overrides */
     tp_list_t reload_waiters;              /* blocking /tyk/reload requests */
     uint32_t next_token;
     uv_tcp_t listener;
@@ -294,6 +341,31 @@ void tp_conn_body_drained(tp_conn_t *c);
 void tp_conn_drain(tp_conn_t *c);
 void tp_conn_update_deadline(tp_conn_t *c);
 
+/* tp_auth.c: between routing and the proxy */
+void tp_auth_generation(tp_worker_t *w, const tp_snapshot_t *snap);
+/* Runs the version check, the path rules and authentication; ends in
+ * tp_auth_done (possibly later) or an error response. */
+void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp);
+void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name);
+/* The paths (without the listen path, and whole) rules are matched on. */
+void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean);
+/* Query parameter <name> of <q>, decoded ('+' as space) into <out>
+ * (NUL-terminated); -1 when absent. */
+int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out);
+/* <q> without parameter <name> (strip_versioning_data). */
+void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out);
+
+/* tp_session.c: sessions of API keys */
+void tp_session_init(tp_worker_t *w);
+void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap);
+/* Finds the session of <key> for the request's API (cache, then Redis),
+ * checks it, and continues with tp_auth_done or answers an error. */
+void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key);
+/* The request is going away: pending Redis reads are dropped. */
+void tp_session_release(tp_req_t *req);
+/* Checks passed: on to the upstream. */
+void tp_auth_done(tp_req_t *req, tp_reqpath_t *rp);
+
 /* tp_handle.c: what to do with a request whose head is complete */
 void tp_req_dispatch(tp_req_t *req);
 tp_str_t tp_req_header(const tp_req_t *req, const char *name);
@@ -311,24 +383,37 @@ void tp_health_ready(tp_req_t *req);
 void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query);
 /* The body of a REST request arrived (req->rbody). */
 void tp_rest_body_done(tp_req_t *req);
+/* Shared by the REST files (tp_rest.c, tp_rest_keys.c). */
+enum { TP_REST_OP_KEYS = 16 }; /* rest_op values from here on are key operations */
+void tp_rest__reply(tp_req_t *req, int status, const char *json);
+void tp_rest__error(tp_req_t *req, int status, const char *message);
+void tp_rest__not_found(tp_req_t *req);
+void tp_rest__bad_method(tp_req_t *req);
+/* Asks for the body; tp_rest_body_done runs once it is in. */
+void tp_rest__want_body(tp_req_t *req, int op, tp_str_t id);
+/* tp_rest_keys.c: /tyk/keys */
+void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query);
+void tp_rest_keys_body(tp_req_t *req);
+void tp_rest_keys_release(tp_req_t *req);
 /* The master answered "reloaded <token> <ok> <message>". */
 void tp_rest_reloaded(tp_worker_t *w, uint32_t token, int ok, const char *message);
 
 /* tp_respond.c: responses made by the gateway itself */
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
                 size_t body_len, const char *extra_headers);
+/* Tyk's error body (templates/error.json, or error.xml when the request is
+ * XML; error_<status>.* in template_path override them). */
 void tp_respond_error(tp_req_t *req, int status, const char *message);
+/* Token-auth errors whose status and text override_messages may change. */
+enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NMSG };
+void tp_respond_auth_error(tp_req_t *req, int which);
+/* Loads the templates from template_path and the overrides (worker start). */
+void tp_errtpl_load(tp_worker_t *w);
 int tp_req_will_close(const tp_req_t *req);
 /* A plain-text error for a request that could not be parsed; always closes. */
 void tp_respond_bad_request(tp_conn_t *c, int status);
 
 /* tp_proxy.c: the upstream half of a request */
-typedef struct tp_reqpath_s {
-    tp_str_t raw;   /* the path as received (escaped), without the query */
-    tp_str_t path;  /* decoded; the same bytes as raw when nothing was escaped */
-    tp_str_t query; /* without '?'; n == 0 when absent */
-    size_t matched; /* bytes of path covered by the route prefix */
-} tp_reqpath_t;
 /* Builds the upstream request head and starts proxying. The request's head
  * spans are only valid during this call. */
 void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp);

@@ -39,6 +39,8 @@ void test_route_suite(void);
 void test_http_suite(void);
 void test_redis_suite(void);
 void test_shm_suite(void);
+void test_keyhash_suite(void);
+void test_policy_apply_suite(void);
 
 int main(void)
 {
@@ -51,6 +53,8 @@ int main(void)
     test_http_suite();
     test_redis_suite();
     test_shm_suite();
+    test_keyhash_suite();
+    test_policy_apply_suite();
     printf("%d unit tests, %d failed\n", ran, tp_test_failed);
     return tp_test_failed ? 1 : 0;
 }

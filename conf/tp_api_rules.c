@@ -1,0 +1,666 @@
+/*
+ * conf/tp_api_rules.c: see tp_api_rules.h. Sources in Tyk:
+ * apidef/api_definitions.go (the JSON shape), gateway/api_definition.go
+ * (compilePaths, URLAllowedAndIgnored), internal/httputil/mux.go
+ * (PreparePathRegexp).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "tp_api_rules.h"
+#include "tp_buf.h"
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+
+typedef struct build_s {
+    const tp_conf_t *conf;
+    char *err;
+    size_t errlen;
+    int ignore_case; /* the version's ignore_endpoint_case, or the global one */
+} build_t;
+
+/* ---- patterns ---------------------------------------------------------------------- */
+
+static void replace_all(tp_buf_t *b, const char *from, const char *to)
+{
+    tp_buf_t out = {0};
+    size_t n = strlen(from);
+    const char *s = tp_buf_cstr(b);
+    for (const char *hit; (hit = strstr(s, from)) != NULL; s = hit + n) {
+        tp_buf_append(&out, s, (size_t)(hit - s));
+        tp_buf_puts(&out, to);
+    }
+    tp_buf_puts(&out, s);
+    tp_buf_free(b);
+    *b = out;
+}
+
+/* Go's RE2 syntax to POSIX extended syntax, for what paths use: \d and \D,
+ * non-capturing groups, lazy quantifiers (the same matches when only
+ * "does it match" is asked). Other RE2-only constructs are refused. */
+static int re2_to_posix(const char *in, tp_buf_t *out, char *err, size_t errlen)
+{
+    int in_class = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p == '\\' && p[1] != '\0') {
+            char c = p[1];
+            if (!in_class && c == 'd')
+                tp_buf_puts(out, "[0-9]");
+            else if (!in_class && c == 'D')
+                tp_buf_puts(out, "[^0-9]");
+            else if (in_class && c == 'd')
+                tp_buf_puts(out, "0-9");
+            else if (c == 'Q' || c == 'E' || c == 'p' || c == 'P' || c == 'z' || c == 'A' ||
+                     (in_class && (c == 'w' || c == 's' || c == 'W' || c == 'S' || c == 'D'))) {
+                snprintf(err, errlen, "\"\\%c\" is not supported in path patterns", c);
+                return -1;
+            } else {
+                tp_buf_putc(out, '\\');
+                tp_buf_putc(out, c);
+            }
+            p++;
+            continue;
+        }
+        if (in_class) {
+            if (*p == ']')
+                in_class = 0;
+            tp_buf_putc(out, *p);
+            continue;
+        }
+        if (*p == '[') {
+            in_class = 1;
+            tp_buf_putc(out, *p);
+            if (p[1] == '^')
+                tp_buf_putc(out, *++p);
+            if (p[1] == ']')
+                tp_buf_putc(out, *++p);
+            continue;
+        }
+        if (*p == '(' && p[1] == '?') {
+            if (p[2] == ':') {
+                tp_buf_putc(out, '(');
+                p += 2;
+                continue;
+            }
+            snprintf(err, errlen, "\"(?\" groups other than (?:...) and a leading (?i) are not "
+                                  "supported in path patterns");
+            return -1;
+        }
+        if ((*p == '*' || *p == '+' || *p == '?' || *p == '}') && p[1] == '?') {
+            tp_buf_putc(out, *p++); /* lazy: the same set of matching paths */
+            continue;
+        }
+        tp_buf_putc(out, *p);
+    }
+    return 0;
+}
+
+int tp_path_pattern_compile(regex_t *re, const char *pattern, int prefix, int suffix,
+                            int ignore_case, char *err, size_t errlen)
+{
+    tp_buf_t b = {0}, posix = {0};
+    tp_buf_puts(&b, pattern);
+    /* PreparePathRegexp: mux "{name}" segments, when the braces pair up */
+    size_t open = 0, close = 0;
+    for (const char *p = pattern; *p; p++) {
+        open += *p == '{';
+        close += *p == '}';
+    }
+    if (open > 0 && open == close) {
+        tp_buf_t out = {0};
+        for (const char *p = tp_buf_cstr(&b); *p; p++) {
+            const char *end = *p == '{' ? strchr(p + 1, '}') : NULL;
+            if (end != NULL && end > p + 1) {
+                tp_buf_puts(&out, "([^/]+)");
+                p = end;
+            } else {
+                tp_buf_putc(&out, *p);
+            }
+        }
+        tp_buf_free(&b);
+        b = out;
+    }
+    if (strstr(tp_buf_cstr(&b), "/*") != NULL) {
+        replace_all(&b, "/*/", "/[^/]+/");
+        replace_all(&b, "/*", "/.*");
+    }
+    const char *s = tp_buf_cstr(&b);
+    if (strncmp(s, "(?i)", 4) == 0) {
+        ignore_case = 1;
+        s += 4;
+    }
+    if (prefix && s[0] == '/')
+        tp_buf_putc(&posix, '^');
+    int rc = re2_to_posix(s, &posix, err, errlen);
+    size_t n = strlen(s);
+    if (rc == 0 && suffix && (n == 0 || s[n - 1] != '$'))
+        tp_buf_putc(&posix, '$');
+    if (rc == 0) {
+        int e = regcomp(re, tp_buf_cstr(&posix),
+                        REG_EXTENDED | REG_NOSUB | (ignore_case ? REG_ICASE : 0));
+        if (e != 0) {
+            char why[128];
+            regerror(e, re, why, sizeof(why));
+            snprintf(err, errlen, "path pattern \"%s\" does not compile: %s", pattern, why);
+            rc = -1;
+        }
+    }
+    tp_buf_free(&b);
+    tp_buf_free(&posix);
+    return rc;
+}
+
+static int match_any(const regex_t *re, const char *const *paths, size_t npaths)
+{
+    for (size_t i = 0; i < npaths; i++)
+        if (regexec(re, paths[i], 0, NULL, 0) == 0)
+            return 1;
+    return 0;
+}
+
+int tp_pathrule_match(const tp_pathrule_t *rule, const char *method, const char *const *paths,
+                      size_t npaths)
+{
+    if (rule->method[0] != '\0' && strcmp(rule->method, method) != 0)
+        return 0;
+    return match_any(&rule->re, paths, npaths);
+}
+
+int tp_hdrrule_match(const tp_hdrrule_t *rule, const char *method, const char *const *paths,
+                     size_t npaths)
+{
+    if (rule->method[0] != '\0' && strcmp(rule->method, method) != 0)
+        return 0;
+    return match_any(&rule->re, paths, npaths);
+}
+
+/* ---- small readers ------------------------------------------------------------------- */
+
+static const char *str_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
+    return v != NULL && cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int bool_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
+    return v != NULL && cJSON_IsTrue(v);
+}
+
+static int64_t int_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
+    return v != NULL && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static int fail(build_t *B, const char *path, const char *fmt, const char *arg)
+{
+    char why[512];
+    snprintf(why, sizeof(why), fmt, arg);
+    snprintf(B->err, B->errlen, "%s: %s", path, why);
+    return -1;
+}
+
+/* An HTTP method name as Tyk compares it: exact, at most 15 bytes. */
+static int set_method(build_t *B, char dst[16], const char *m, const char *path)
+{
+    if (m == NULL)
+        m = "";
+    if (strlen(m) >= 16)
+        return fail(B, path, "method \"%s\" is too long", m);
+    snprintf(dst, 16, "%s", m);
+    return 0;
+}
+
+int tp_api_time_parse(const char *s, int64_t *out)
+{
+    *out = 0;
+    if (s == NULL || s[0] == '\0' || strcmp(s, "-1") == 0)
+        return 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%d %H:%M", &tm);
+    if (end == NULL || *end != '\0')
+        return -1;
+    *out = (int64_t)timegm(&tm);
+    return 0;
+}
+
+static void hdrset_add(tp_hdrset_t *h, tp_buf_t *lines, const char *name, const char *value)
+{
+    tp_buf_printf(lines, "%s: %s\r\n", name, value);
+    h->names = tp_realloc(h->names, (h->nnames + 1) * sizeof(char *));
+    h->names[h->nnames++] = tp_strdup(name);
+}
+
+/* A header name or value that would break the request head is refused. */
+static int header_ok(const char *s, int value)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p == '\r' || *p == '\n' || (!value && (*p <= ' ' || *p == ':')))
+            return 0;
+    return s[0] != '\0' || value;
+}
+
+static int read_hdrmap(build_t *B, const cJSON *map, tp_hdrset_t *h, const char *path)
+{
+    tp_buf_t lines = {0};
+    const cJSON *it;
+    cJSON_ArrayForEach(it, map)
+    {
+        char sub[512];
+        snprintf(sub, sizeof(sub), "%s", path);
+        tp_json_path_push(sub, sizeof(sub), it->string, 0);
+        if (!cJSON_IsString(it) || !header_ok(it->string, 0) || !header_ok(it->valuestring, 1)) {
+            tp_buf_free(&lines);
+            return fail(B, sub, "%s", "expected a header name and a string value without line breaks");
+        }
+        hdrset_add(h, &lines, it->string, it->valuestring);
+    }
+    h->lines = lines.data; /* NULL when empty */
+    return 0;
+}
+
+static int read_names(build_t *B, const cJSON *list, char ***out, size_t *n, const char *path)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (!cJSON_IsString(it) || !header_ok(it->valuestring, 0))
+            return fail(B, path, "%s", "expected a list of header names");
+        *out = tp_realloc(*out, (*n + 1) * sizeof(char *));
+        (*out)[(*n)++] = tp_strdup(it->valuestring);
+    }
+    return 0;
+}
+
+/* ---- path rules --------------------------------------------------------------------- */
+
+static tp_pathrule_t *new_rule(tp_version_t *v)
+{
+    v->rules = tp_realloc(v->rules, (v->nrules + 1) * sizeof(*v->rules));
+    tp_pathrule_t *r = &v->rules[v->nrules];
+    memset(r, 0, sizeof(*r));
+    return r;
+}
+
+static int compile_rule(build_t *B, tp_version_t *v, int kind, const char *pattern,
+                        const char *method, int ignore_case, const char *path)
+{
+    tp_pathrule_t *r = new_rule(v);
+    r->kind = kind;
+    if (set_method(B, r->method, method, path) < 0)
+        return -1;
+    char why[256];
+    const tp_conf_t *c = B->conf;
+    if (tp_path_pattern_compile(&r->re, pattern, c->http_server_options.enable_path_prefix_matching,
+                                c->http_server_options.enable_path_suffix_matching,
+                                ignore_case || B->ignore_case, why, sizeof(why)) < 0)
+        return fail(B, path, "%s", why);
+    v->nrules++; /* compiled: it is freed with the version */
+    return 0;
+}
+
+static int reply_fields(build_t *B, tp_pathrule_t *r, int code, const char *body,
+                        const cJSON *headers, const char *path)
+{
+    r->status = code > 0 ? code : 200;
+    if (r->status < 100 || r->status > 999)
+        return fail(B, path, "%s", "expected an HTTP status code");
+    r->body = tp_strdup(body != NULL ? body : "");
+    r->body_len = strlen(r->body);
+    tp_hdrset_t h = {0};
+    if (headers != NULL && cJSON_IsObject(headers) && read_hdrmap(B, headers, &h, path) < 0)
+        return -1;
+    r->headers = h.lines;
+    for (size_t i = 0; i < h.nnames; i++)
+        free(h.names[i]);
+    free(h.names);
+    return 0;
+}
+
+/* One entry of ignored, white_list or black_list (EndPointMeta). */
+static int endpoint(build_t *B, tp_version_t *v, int kind, const cJSON *e, const char *path)
+{
+    if (bool_of(e, "disabled"))
+        return 0;
+    const char *pattern = str_of(e, "path");
+    if (pattern == NULL)
+        return fail(B, path, "%s", "expected a \"path\"");
+    int icase = bool_of(e, "ignore_case");
+    const cJSON *actions = tp_json_get(e, "method_actions");
+    if (kind == TP_RULE_WHITE)
+        v->has_white = 1;
+    if (actions == NULL || !cJSON_IsObject(actions) || actions->child == NULL)
+        return compile_rule(B, v, kind, pattern, str_of(e, "method"), icase, path);
+    /* the legacy form: only the listed methods match, each with its action */
+    const cJSON *a;
+    cJSON_ArrayForEach(a, actions)
+    {
+        char sub[640];
+        snprintf(sub, sizeof(sub), "%.500s.method_actions", path);
+        tp_json_path_push(sub, sizeof(sub), a->string, 0);
+        const char *action = str_of(a, "action");
+        int k = kind;
+        if (action != NULL && strcmp(action, "reply") == 0)
+            k = TP_RULE_REPLY;
+        else if (action != NULL && strcmp(action, "no_action") != 0)
+            k = TP_RULE_BLACK; /* Tyk: any other action blocks */
+        if (compile_rule(B, v, k, pattern, a->string, icase, sub) < 0)
+            return -1;
+        if (k == TP_RULE_REPLY &&
+            reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(a, "code"), str_of(a, "data"),
+                         tp_json_get(a, "headers"), sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int endpoint_list(build_t *B, tp_version_t *v, int kind, const cJSON *list, const char *path)
+{
+    if (list == NULL || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list))
+        return fail(B, path, "%s", "expected a list");
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        char sub[512];
+        snprintf(sub, sizeof(sub), "%s", path);
+        tp_json_path_push(sub, sizeof(sub), NULL, i++);
+        int rc = cJSON_IsString(e) ? compile_rule(B, v, kind, e->valuestring, "", 0, sub)
+                 : cJSON_IsObject(e) ? endpoint(B, v, kind, e, sub)
+                                     : fail(B, sub, "%s", "expected an object");
+        if (rc < 0)
+            return -1;
+        if (cJSON_IsString(e) && kind == TP_RULE_WHITE)
+            v->has_white = 1;
+    }
+    return 0;
+}
+
+static int mock_list(build_t *B, tp_version_t *v, const cJSON *list, const char *path)
+{
+    if (list == NULL || !cJSON_IsArray(list))
+        return 0;
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        char sub[512];
+        snprintf(sub, sizeof(sub), "%s", path);
+        tp_json_path_push(sub, sizeof(sub), NULL, i++);
+        if (!cJSON_IsObject(e) || bool_of(e, "disabled"))
+            continue;
+        const char *pattern = str_of(e, "path");
+        if (pattern == NULL)
+            return fail(B, sub, "%s", "expected a \"path\"");
+        if (compile_rule(B, v, TP_RULE_REPLY, pattern, str_of(e, "method"),
+                         bool_of(e, "ignore_case"), sub) < 0 ||
+            reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(e, "code"), str_of(e, "body"),
+                         tp_json_get(e, "headers"), sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int header_rules(build_t *B, tp_version_t *v, const cJSON *list, const char *path)
+{
+    if (list == NULL || !cJSON_IsArray(list))
+        return 0;
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list)
+    {
+        char sub[512];
+        snprintf(sub, sizeof(sub), "%s", path);
+        tp_json_path_push(sub, sizeof(sub), NULL, i++);
+        if (!cJSON_IsObject(e) || bool_of(e, "disabled"))
+            continue;
+        const char *pattern = str_of(e, "path");
+        if (pattern == NULL)
+            return fail(B, sub, "%s", "expected a \"path\"");
+        v->hdr_rules = tp_realloc(v->hdr_rules, (v->nhdr_rules + 1) * sizeof(*v->hdr_rules));
+        tp_hdrrule_t *r = &v->hdr_rules[v->nhdr_rules];
+        memset(r, 0, sizeof(*r));
+        char why[256];
+        const tp_conf_t *c = B->conf;
+        if (set_method(B, r->method, str_of(e, "method"), sub) < 0)
+            return -1;
+        if (tp_path_pattern_compile(&r->re, pattern,
+                                    c->http_server_options.enable_path_prefix_matching,
+                                    c->http_server_options.enable_path_suffix_matching,
+                                    B->ignore_case, why, sizeof(why)) < 0)
+            return fail(B, sub, "%s", why);
+        v->nhdr_rules++;
+        char sub2[560];
+        snprintf(sub2, sizeof(sub2), "%s.add_headers", sub);
+        const cJSON *add = tp_json_get(e, "add_headers");
+        if (add != NULL && cJSON_IsObject(add) && read_hdrmap(B, add, &r->add, sub2) < 0)
+            return -1;
+        snprintf(sub2, sizeof(sub2), "%s.delete_headers", sub);
+        const cJSON *del = tp_json_get(e, "delete_headers");
+        if (del != NULL && cJSON_IsArray(del) && read_names(B, del, &r->del, &r->ndel, sub2) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- versions ----------------------------------------------------------------------- */
+
+static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *info, const char *path)
+{
+    const char *name = str_of(info, "name");
+    v->name = tp_strdup(name != NULL && name[0] != '\0' ? name : key);
+    const char *exp = str_of(info, "expires");
+    if (tp_api_time_parse(exp, &v->expires) < 0) {
+        /* Tyk cannot parse it either, and then treats the version as expired */
+        tp_log_warn("%s.expires: \"%s\" is not a \"2006-01-02 15:04\" time: the version is "
+                    "treated as expired, as Tyk does",
+                    path, exp);
+        v->expires = 1;
+    }
+    B->ignore_case = B->conf->ignore_endpoint_case || bool_of(info, "ignore_endpoint_case");
+    char sub[512];
+    const cJSON *ext = tp_json_get(info, "extended_paths");
+    int use_ext = bool_of(info, "use_extended_paths");
+    if (use_ext && ext != NULL && cJSON_IsObject(ext)) {
+        static const struct {
+            const char *key;
+            int kind;
+        } lists[] = {{"ignored", TP_RULE_IGNORED},
+                     {"black_list", TP_RULE_BLACK},
+                     {"white_list", TP_RULE_WHITE}};
+        snprintf(sub, sizeof(sub), "%s.extended_paths.mock_response", path);
+        if (mock_list(B, v, tp_json_get(ext, "mock_response"), sub) < 0)
+            return -1;
+        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+            snprintf(sub, sizeof(sub), "%s.extended_paths.%s", path, lists[i].key);
+            if (endpoint_list(B, v, lists[i].kind, tp_json_get(ext, lists[i].key), sub) < 0)
+                return -1;
+        }
+        snprintf(sub, sizeof(sub), "%s.extended_paths.transform_headers", path);
+        if (header_rules(B, v, tp_json_get(ext, "transform_headers"), sub) < 0)
+            return -1;
+    } else {
+        const cJSON *paths = tp_json_get(info, "paths");
+        static const struct {
+            const char *key;
+            int kind;
+        } lists[] = {{"ignored", TP_RULE_IGNORED},
+                     {"black_list", TP_RULE_BLACK},
+                     {"white_list", TP_RULE_WHITE}};
+        for (size_t i = 0; paths != NULL && i < sizeof(lists) / sizeof(lists[0]); i++) {
+            snprintf(sub, sizeof(sub), "%s.paths.%s", path, lists[i].key);
+            if (endpoint_list(B, v, lists[i].kind, tp_json_get(paths, lists[i].key), sub) < 0)
+                return -1;
+        }
+    }
+    if (!bool_of(info, "global_headers_disabled")) {
+        const cJSON *gh = tp_json_get(info, "global_headers");
+        snprintf(sub, sizeof(sub), "%s.global_headers", path);
+        if (gh != NULL && cJSON_IsObject(gh) && read_hdrmap(B, gh, &v->global_add, sub) < 0)
+            return -1;
+        const cJSON *gr = tp_json_get(info, "global_headers_remove");
+        snprintf(sub, sizeof(sub), "%s.global_headers_remove", path);
+        if (gr != NULL && cJSON_IsArray(gr) &&
+            read_names(B, gr, &v->global_del, &v->nglobal_del, sub) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void pick_only(tp_api_rules_t *r)
+{
+    /* APISpec.Version for a non-versioned API */
+    if (r->nversions == 1) {
+        r->only = &r->versions[0];
+        return;
+    }
+    static const char *const names[] = {"Default", "default", ""};
+    const tp_version_t *found = NULL;
+    int count = 0;
+    for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+        const tp_version_t *v = tp_api_rules_version(r, names[n], strlen(names[n]));
+        if (v != NULL) {
+            count++;
+            if (found == NULL)
+                found = v;
+        }
+    }
+    if (count == 1)
+        r->only = found;
+    else
+        r->only_error = count == 0 ? "No default API version for this non-versioned API found"
+                                   : "Ambiguous default API version for this non-versioned API";
+}
+
+const tp_version_t *tp_api_rules_version(const tp_api_rules_t *r, const char *name, size_t n)
+{
+    for (size_t i = 0; i < r->nversions; i++)
+        if (strlen(r->versions[i].name) == n && memcmp(r->versions[i].name, name, n) == 0)
+            return &r->versions[i];
+    return NULL;
+}
+
+int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t **out, char *err,
+                       size_t errlen)
+{
+    build_t B = {conf, err, errlen, 0};
+    tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
+    *out = NULL;
+
+    const cJSON *configs = tp_json_get(def, "auth_configs");
+    const cJSON *auth = configs != NULL ? tp_json_get(configs, "authToken") : NULL;
+    if (auth == NULL || !cJSON_IsObject(auth))
+        auth = tp_json_get(def, "auth");
+    const char *h = str_of(auth, "auth_header_name");
+    r->auth_header = tp_strdup(h != NULL && h[0] != '\0' ? h : "Authorization");
+    r->disable_header = bool_of(auth, "disable_header");
+    r->use_param = bool_of(auth, "use_param");
+    const char *pn = str_of(auth, "param_name");
+    r->param_name = tp_strdup(pn != NULL && pn[0] != '\0' ? pn : r->auth_header);
+    r->use_cookie = bool_of(auth, "use_cookie");
+    const char *cn = str_of(auth, "cookie_name");
+    r->cookie_name = tp_strdup(cn != NULL && cn[0] != '\0' ? cn : r->auth_header);
+
+    const cJSON *vdef = tp_json_get(def, "definition");
+    const char *loc = str_of(vdef, "location");
+    r->location = loc != NULL && strcmp(loc, "url-param") == 0 ? TP_VLOC_PARAM
+                  : loc != NULL && strcmp(loc, "url") == 0     ? TP_VLOC_URL
+                                                               : TP_VLOC_HEADER;
+    const char *vkey = str_of(vdef, "key");
+    r->version_key = tp_strdup(vkey != NULL ? vkey : "");
+    r->strip_versioning_data =
+        bool_of(vdef, "strip_versioning_data") || bool_of(vdef, "strip_path");
+
+    const cJSON *vdata = tp_json_get(def, "version_data");
+    r->not_versioned = vdata == NULL || bool_of(vdata, "not_versioned");
+    const char *dv = str_of(vdata, "default_version");
+    r->default_version = tp_strdup(dv != NULL ? dv : "");
+    const char *exp = str_of(def, "expiration");
+    if (tp_api_time_parse(exp, &r->expiration) < 0)
+        r->expiration = 1; /* as an unparsable version expiry: expired */
+
+    const cJSON *versions = vdata != NULL ? tp_json_get(vdata, "versions") : NULL;
+    if (versions != NULL && cJSON_IsObject(versions)) {
+        size_t n = (size_t)cJSON_GetArraySize(versions);
+        r->versions = tp_calloc(n ? n : 1, sizeof(*r->versions));
+        const cJSON *info;
+        cJSON_ArrayForEach(info, versions)
+        {
+            char path[512] = "$.version_data.versions";
+            tp_json_path_push(path, sizeof(path), info->string, 0);
+            if (!cJSON_IsObject(info)) {
+                fail(&B, path, "%s", "expected an object");
+                goto err;
+            }
+            tp_version_t *v = &r->versions[r->nversions++];
+            if (version(&B, v, info->string, info, path) < 0)
+                goto err;
+        }
+    }
+    if (r->not_versioned)
+        pick_only(r);
+
+    r->session_lifetime = int_of(def, "session_lifetime");
+    r->session_lifetime_respects_key_expiration =
+        bool_of(def, "session_lifetime_respects_key_expiration");
+    r->dont_set_quota_on_create = bool_of(def, "dont_set_quota_on_create");
+    *out = r;
+    return 0;
+err:
+    tp_api_rules_free(r);
+    return -1;
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_hdrset(tp_hdrset_t *h)
+{
+    free(h->lines);
+    free_names(h->names, h->nnames);
+}
+
+void tp_api_rules_free(tp_api_rules_t *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->nversions; i++) {
+        tp_version_t *v = &r->versions[i];
+        for (size_t j = 0; j < v->nrules; j++) {
+            regfree(&v->rules[j].re);
+            free(v->rules[j].body);
+            free(v->rules[j].headers);
+        }
+        free(v->rules);
+        for (size_t j = 0; j < v->nhdr_rules; j++) {
+            regfree(&v->hdr_rules[j].re);
+            free_hdrset(&v->hdr_rules[j].add);
+            free_names(v->hdr_rules[j].del, v->hdr_rules[j].ndel);
+        }
+        free(v->hdr_rules);
+        free_hdrset(&v->global_add);
+        free_names(v->global_del, v->nglobal_del);
+        free(v->name);
+    }
+    free(r->versions);
+    free(r->auth_header);
+    free(r->param_name);
+    free(r->cookie_name);
+    free(r->version_key);
+    free(r->default_version);
+    free(r);
+}

@@ -1,0 +1,371 @@
+/*
+ * worker/tp_auth.c: what happens between routing and the proxy, in Tyk's
+ * middleware order (TYK-COMPAT 12.1): the version check (version, expiry,
+ * path lists, mock replies), token authentication and the session checks
+ * (expiry, inactive, access rights, allowed_urls), then the header changes
+ * for the upstream.
+ *
+ * Every rule sees the same path: decoded and cleaned (so "..", "%2e" and
+ * "//" cannot step around a black list or an allowed_urls entry), tried as
+ * Tyk tries it: without the listen path and version segment, without the
+ * listen path, and whole.
+ *
+ * A request whose session is not in the cache waits for Redis; its head is
+ * then copied out of the connection's read buffer so that it survives.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+#include "tp_time.h"
+#include "tp_url.h"
+#include "tp_worker.h"
+
+/* ---- rules, built once per worker, generation and API ---------------------------- */
+
+void tp_auth_generation(tp_worker_t *w, const tp_snapshot_t *snap)
+{
+    /* the slot held an older generation nobody here reads any more */
+    unsigned s = snap->slot;
+    for (size_t i = 0; i < w->nrules[s]; i++)
+        tp_api_rules_free(w->rules[s][i]);
+    w->nrules[s] = snap->napis;
+    w->rules[s] = tp_realloc(w->rules[s], (snap->napis + 1) * sizeof(*w->rules[s]));
+    memset(w->rules[s], 0, (snap->napis + 1) * sizeof(*w->rules[s]));
+}
+
+static const tp_api_rules_t *rules_for(tp_worker_t *w, const tp_req_t *req)
+{
+    const tp_api_t *api = req->route->api;
+    unsigned s = req->snap->slot;
+    tp_api_rules_t **slot = &w->rules[s][api->idx];
+    if (*slot != NULL)
+        return *slot;
+    char err[512];
+    cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
+    if (def != NULL && tp_api_rules_build(def, w->conf, slot, err, sizeof(err)) < 0)
+        *slot = NULL;
+    if (*slot == NULL)
+        tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
+    cJSON_Delete(def);
+    return *slot;
+}
+
+/* ---- request parts ------------------------------------------------------------------ */
+
+int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out)
+{
+    size_t n = strlen(name);
+    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = (size_t)((eq ? eq : stop) - p);
+        if (klen == n && memcmp(p, name, n) == 0) {
+            out->len = 0;
+            const char *v = eq ? eq + 1 : stop;
+            char *dst = tp_buf_reserve(out, (size_t)(stop - v) + 1);
+            size_t k = 0;
+            for (const char *c = v; c < stop; c++)
+                dst[k++] = *c == '+' ? ' ' : *c;
+            long dn = tp_url_decode(dst, k, dst);
+            out->len = dn < 0 ? k : (size_t)dn;
+            tp_buf_cstr(out);
+            return 0;
+        }
+        p = stop + 1;
+    }
+    return -1;
+}
+
+void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out)
+{
+    size_t n = strlen(name);
+    out->len = 0;
+    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = (size_t)((eq ? eq : stop) - p);
+        if (!(klen == n && memcmp(p, name, n) == 0)) {
+            if (out->len > 0)
+                tp_buf_putc(out, '&');
+            tp_buf_append(out, p, (size_t)(stop - p));
+        }
+        p = stop + 1;
+    }
+}
+
+/* Cookie <name> from the Cookie headers, or an empty string. */
+static tp_str_t cookie_get(const tp_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        if (h->name_len != 6 || strncasecmp(req->head_base + h->name_off, "Cookie", 6) != 0)
+            continue;
+        tp_str_t v = tp_req_str(req, h->val_off, h->val_len);
+        for (const char *p = v.p, *end = v.p + v.n; p < end;) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *stop = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(stop - p));
+            if (eq != NULL && (size_t)(eq - p) == n && memcmp(p, name, n) == 0) {
+                tp_str_t val = {eq + 1, (size_t)(stop - eq - 1)};
+                if (val.n >= 2 && val.p[0] == '"' && val.p[val.n - 1] == '"')
+                    val = (tp_str_t){val.p + 1, val.n - 2};
+                return val;
+            }
+            p = stop;
+        }
+    }
+    return (tp_str_t){"", 0};
+}
+
+/* Tyk's getAuthToken (TYK-COMPAT 3.2). */
+static tp_str_t auth_token(const tp_req_t *req, const tp_api_rules_t *r, tp_str_t query,
+                           tp_buf_t *tmp)
+{
+    tp_str_t key = {"", 0};
+    if (!r->disable_header)
+        key = tp_req_header(req, r->auth_header);
+    if (r->use_param && tp_query_get(query, r->param_name, tmp) == 0 && tmp->len > 0)
+        key = (tp_str_t){tmp->data, tmp->len};
+    if (r->use_cookie) {
+        tp_str_t c = cookie_get(req, r->cookie_name);
+        if (c.n > 0)
+            key = c;
+    }
+    if (key.n >= 7 && strncasecmp(key.p, "Bearer ", 7) == 0)
+        key = (tp_str_t){key.p + 7, key.n - 7};
+    return key;
+}
+
+/* ---- the version check (VersionCheck) ------------------------------------------------ */
+
+/* Finds the request's version (APISpec.Version). Returns it, or NULL with
+ * Tyk's message in *why. *seg is set to the bytes of a URL version
+ * segment after the listen path ("v1/"), to strip it when asked. */
+static const tp_version_t *find_version(tp_req_t *req, const tp_api_rules_t *r,
+                                        const tp_reqpath_t *rp, tp_str_t *seg, const char **why)
+{
+    *seg = (tp_str_t){"", 0};
+    if (r->not_versioned) {
+        if (r->only == NULL)
+            *why = r->only_error;
+        return r->only;
+    }
+    tp_str_t name = {"", 0};
+    tp_buf_t tmp = {0};
+    if (r->location == TP_VLOC_HEADER) {
+        name = tp_req_header(req, r->version_key);
+    } else if (r->location == TP_VLOC_PARAM) {
+        if (tp_query_get(rp->query, r->version_key, &tmp) == 0)
+            name = (tp_str_t){tmp.data, tmp.len};
+    } else {
+        tp_str_t rest = {rp->path.p + rp->matched, rp->path.n - rp->matched};
+        while (rest.n > 0 && rest.p[0] == '/')
+            rest = (tp_str_t){rest.p + 1, rest.n - 1};
+        const char *slash = memchr(rest.p, '/', rest.n);
+        name = (tp_str_t){rest.p, slash ? (size_t)(slash - rest.p) : rest.n};
+        *seg = (tp_str_t){rest.p, slash ? name.n + 1 : name.n};
+    }
+    if (name.n == 0)
+        name = (tp_str_t){r->default_version, strlen(r->default_version)};
+    const tp_version_t *v = NULL;
+    if (name.n == 0)
+        *why = "Version information not found";
+    else if ((v = tp_api_rules_version(r, name.p, name.n)) == NULL)
+        *why = "This API version does not seem to exist";
+    tp_buf_free(&tmp);
+    return v;
+}
+
+/* The three paths Tyk matches path rules against (TYK-COMPAT 3.6). */
+static void build_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean)
+{
+    tp_str_t full = rp->path;
+    tp_buf_t cleaned = {0};
+    if (clean) {
+        char *dst = tp_buf_reserve(&cleaned, full.n + 2);
+        cleaned.len = tp_url_clean_path(full.p, full.n, dst);
+        full = (tp_str_t){cleaned.data, cleaned.len};
+    }
+    size_t m = rp->matched <= full.n ? rp->matched : full.n;
+    tp_str_t stripped = {full.p + m, full.n - m};
+    size_t o0, o1, o2;
+    ps->buf.len = 0;
+    /* 1: without the listen path and the version segment */
+    o0 = ps->buf.len;
+    tp_str_t v = stripped;
+    while (v.n > 0 && v.p[0] == '/')
+        v = (tp_str_t){v.p + 1, v.n - 1};
+    if (seg.n > 0 && v.n >= seg.n && memcmp(v.p, seg.p, seg.n) == 0)
+        v = (tp_str_t){v.p + seg.n, v.n - seg.n};
+    else
+        v = stripped;
+    if (v.n == 0 || v.p[0] != '/')
+        tp_buf_putc(&ps->buf, '/');
+    tp_buf_put_str(&ps->buf, v);
+    tp_buf_putc(&ps->buf, '\0');
+    /* 2: without the listen path */
+    o1 = ps->buf.len;
+    if (stripped.n == 0 || stripped.p[0] != '/')
+        tp_buf_putc(&ps->buf, '/');
+    tp_buf_put_str(&ps->buf, stripped);
+    tp_buf_putc(&ps->buf, '\0');
+    /* 3: whole */
+    o2 = ps->buf.len;
+    tp_buf_put_str(&ps->buf, full);
+    tp_buf_putc(&ps->buf, '\0');
+    ps->p[0] = ps->buf.data + o0;
+    ps->p[1] = ps->buf.data + o1;
+    ps->p[2] = ps->buf.data + o2;
+    tp_buf_free(&cleaned);
+}
+
+static void reply_mock(tp_req_t *req, const tp_pathrule_t *rule)
+{
+    tp_buf_t h = {0};
+    int has_ct = 0;
+    if (rule->headers != NULL) {
+        tp_buf_puts(&h, rule->headers);
+        has_ct = strcasestr(rule->headers, "content-type:") != NULL;
+    }
+    /* Go's ResponseWriter sniffs a type when none is set */
+    tp_respond(req, rule->status, has_ct ? NULL : "text/plain; charset=utf-8", rule->body,
+               rule->body_len, h.len ? tp_buf_cstr(&h) : NULL);
+    tp_buf_free(&h);
+}
+
+/* Collects the header changes of <v> for this request into req->hdr_plan. */
+static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *method,
+                         const tp_rulepaths_t *ps)
+{
+    tp_hdrplan_t *hp = &req->hdr_plan;
+    for (size_t i = 0; i < v->nglobal_del; i++)
+        tp_hdrplan_drop(hp, v->global_del[i]);
+    for (size_t i = 0; i < v->global_add.nnames; i++)
+        tp_hdrplan_drop(hp, v->global_add.names[i]);
+    if (v->global_add.lines != NULL)
+        tp_buf_puts(&hp->add, v->global_add.lines);
+    for (size_t i = 0; i < v->nhdr_rules; i++) {
+        const tp_hdrrule_t *hr = &v->hdr_rules[i];
+        if (!tp_hdrrule_match(hr, method, ps->p, 3))
+            continue;
+        for (size_t j = 0; j < hr->ndel; j++)
+            tp_hdrplan_drop(hp, hr->del[j]);
+        for (size_t j = 0; j < hr->add.nnames; j++)
+            tp_hdrplan_drop(hp, hr->add.names[j]);
+        if (hr->add.lines != NULL)
+            tp_buf_puts(&hp->add, hr->add.lines);
+    }
+}
+
+void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)
+{
+    build_paths(ps, rp, (tp_str_t){"", 0}, clean);
+}
+
+void tp_auth_done(tp_req_t *req, tp_reqpath_t *rp)
+{
+    tp_conn_t *c = req->conn;
+    int waited = rp == &req->saved_rp;
+    tp_proxy_start(req, rp);
+    /* a request that waited for its session left its body unread */
+    if (waited && !c->closing)
+        tp_conn_body_drained(c);
+}
+
+void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name)
+{
+    if (hp->ndrop < TP_HDRPLAN_MAX)
+        hp->drop[hp->ndrop++] = name;
+}
+
+/* ---- the pipeline --------------------------------------------------------------------- */
+
+void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_api_t *api = req->route->api;
+    const tp_api_rules_t *r = rules_for(w, req);
+    if (r == NULL) {
+        tp_respond_error(req, 500, "There was a problem proxying the request");
+        return;
+    }
+    req->rules = r;
+    req->hdr_plan.add.len = 0;
+    req->hdr_plan.ndrop = 0;
+
+    /* VersionCheck */
+    const char *why = NULL;
+    tp_str_t seg;
+    const tp_version_t *v = find_version(req, r, rp, &seg, &why);
+    if (v == NULL) {
+        tp_respond_error(req, 403, why);
+        return;
+    }
+    int64_t now = tp_time_wall_us() / 1000000;
+    if (r->not_versioned && r->expiration > 0 && r->expiration <= now) {
+        tp_respond_error(req, 403,
+                         "API has expired, please check documentation or contact administrator");
+        return;
+    }
+    if (!r->not_versioned && v->expires > 0 && v->expires <= now) {
+        tp_respond_error(
+            req, 403, "Api Version has expired, please check documentation or contact administrator");
+        return;
+    }
+    req->version = v;
+    if (r->strip_versioning_data && !r->not_versioned) {
+        if (r->location == TP_VLOC_HEADER)
+            tp_hdrplan_drop(&req->hdr_plan, r->version_key);
+        else if (r->location == TP_VLOC_PARAM)
+            req->strip_param = r->version_key;
+        else
+            req->strip_seg = seg.n; /* bytes after the listen path's slash */
+    }
+
+    tp_rulepaths_t *ps = &w->rulepaths;
+    build_paths(ps, rp, seg, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    int ignored = 0;
+    const tp_pathrule_t *hit = NULL;
+    for (size_t i = 0; i < v->nrules && hit == NULL; i++)
+        if (tp_pathrule_match(&v->rules[i], method, ps->p, 3))
+            hit = &v->rules[i];
+    if (hit != NULL && hit->kind == TP_RULE_REPLY) {
+        reply_mock(req, hit);
+        return;
+    }
+    if (hit != NULL && hit->kind == TP_RULE_BLACK) {
+        tp_respond_error(req, 403, "Requested endpoint is forbidden");
+        return;
+    }
+    if (hit == NULL && v->has_white) {
+        tp_respond_error(req, 403, "Requested endpoint is forbidden");
+        return;
+    }
+    ignored = hit != NULL && hit->kind == TP_RULE_IGNORED;
+    plan_headers(req, v, method, ps);
+
+    if (api->use_keyless || ignored) {
+        tp_auth_done(req, rp);
+        return;
+    }
+    tp_buf_t tmp = {0};
+    tp_str_t key = auth_token(req, r, rp->query, &tmp);
+    if (key.n == 0) {
+        tp_buf_free(&tmp);
+        tp_respond_auth_error(req, TP_AUTH_FIELD_MISSING);
+        return;
+    }
+    tp_session_lookup(req, rp, key);
+    tp_buf_free(&tmp);
+}

@@ -1,0 +1,1161 @@
+/*
+ * worker/tp_rest_keys.c: /tyk/keys, Tyk's key management API (TYK-COMPAT
+ * 1.4; gateway/api.go keyHandler, handleAddOrUpdate, handleGetDetail,
+ * handleDeleteKey, createKeyHandler, previewKeyHandler, policyUpdateHandler).
+ *
+ * Each operation is a job: a few rounds of Redis commands sent together,
+ * each round ending in the next step. Sessions are written as Tyk writes
+ * them (apikey-<hash>, full SessionState JSON, TTL from ApplyLifetime);
+ * every write or delete evicts the node's cached session at once and
+ * publishes KeySpaceUpdateNotification so other nodes (Tyk's too) drop
+ * theirs. Raw keys are never logged: only their storage hash.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/base64.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_keyhash.h"
+#include "tp_log.h"
+#include "tp_notice.h"
+#include "tp_policy_apply.h"
+#include "tp_session_json.h"
+#include "tp_shm_session.h"
+#include "tp_time.h"
+#include "tp_worker.h"
+
+#define MAX_CMDS 64
+#define MAX_CAND 8
+
+enum {
+    K_CREATE = TP_REST_OP_KEYS, /* POST /tyk/keys and /tyk/keys/{id} */
+    K_UPDATE,                   /* PUT /tyk/keys/{id} */
+    K_GENERATE,                 /* POST /tyk/keys/create */
+    K_PREVIEW,                  /* POST /tyk/keys/preview */
+    K_POLICY,                   /* POST /tyk/keys/policy/{hash} */
+    K_GET,
+    K_DELETE,
+    K_LIST,
+};
+
+typedef struct kjob_s kjob_t;
+typedef void (*kstep_cb)(kjob_t *j);
+
+typedef struct kslot_s {
+    kjob_t *j;
+    int i;
+} kslot_t;
+
+struct kjob_s {
+    tp_req_t *req;
+    int op;
+    int hashed, suppress_reset;
+    char *key;     /* the key in the path (or generated) */
+    char *org;     /* org_id from the query (lookups) */
+    char *api_id;  /* api_id from the query */
+    char *filter;  /* listing */
+    cJSON *sess;   /* the session being written or shown */
+    cJSON *found;  /* the stored session found by find() */
+    char *token;   /* the key name it was found under (NULL for a hashed lookup) */
+    char *rkey;    /* its Redis key */
+    char *cand_tok[MAX_CAND];
+    char *cand_rkey[MAX_CAND];
+    int ncand;
+    /* a round of commands */
+    kstep_cb next;
+    int n, pending, issuing, errors;
+    kslot_t slots[MAX_CMDS];
+    tp_rcmd_t *cmds[MAX_CMDS];
+    redisReply *replies[MAX_CMDS];
+    char err[256];
+    /* listing */
+    tp_buf_t scan_pattern[2];
+    int scan_phase;
+    char *cursor;
+    char **names;
+    size_t nnames;
+};
+
+/* ---- jobs and rounds ------------------------------------------------------------------ */
+
+static void round_clear(kjob_t *j)
+{
+    for (int i = 0; i < j->n; i++) {
+        if (j->cmds[i] != NULL)
+            tp_redis_cancel(j->cmds[i]);
+        j->cmds[i] = NULL;
+        if (j->replies[i] != NULL)
+            freeReplyObject(j->replies[i]);
+        j->replies[i] = NULL;
+    }
+    j->n = 0;
+    j->errors = 0;
+}
+
+static void job_free(kjob_t *j)
+{
+    round_clear(j);
+    free(j->key);
+    free(j->org);
+    free(j->api_id);
+    free(j->filter);
+    cJSON_Delete(j->sess);
+    cJSON_Delete(j->found);
+    free(j->token);
+    free(j->rkey);
+    for (int i = 0; i < j->ncand; i++) {
+        free(j->cand_tok[i]);
+        free(j->cand_rkey[i]);
+    }
+    tp_buf_free(&j->scan_pattern[0]);
+    tp_buf_free(&j->scan_pattern[1]);
+    free(j->cursor);
+    for (size_t i = 0; i < j->nnames; i++)
+        free(j->names[i]);
+    free(j->names);
+    free(j);
+}
+
+void tp_rest_keys_release(tp_req_t *req)
+{
+    if (req->rest_job != NULL) {
+        job_free(req->rest_job);
+        req->rest_job = NULL;
+    }
+}
+
+/* Deep copy of a reply: hiredis frees its own after the callback. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *c = tp_calloc(1, sizeof(*c));
+    c->type = r->type;
+    c->integer = r->integer;
+    if (r->str != NULL) {
+        c->str = tp_malloc(r->len + 1);
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    if (r->elements > 0) {
+        c->element = tp_calloc(r->elements, sizeof(redisReply *));
+        c->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            c->element[i] = reply_copy(r->element[i]);
+    }
+    return c;
+}
+
+static void on_reply(void *arg, const redisReply *rep, const char *err)
+{
+    kslot_t *s = arg;
+    kjob_t *j = s->j;
+    j->cmds[s->i] = NULL;
+    if (err != NULL || rep->type == REDIS_REPLY_ERROR) {
+        j->errors++;
+        snprintf(j->err, sizeof(j->err), "%s", err != NULL ? err : rep->str);
+    } else {
+        j->replies[s->i] = reply_copy(rep);
+    }
+    if (--j->pending == 0 && !j->issuing)
+        j->next(j);
+}
+
+/* Sends one command of the current round (argv strings). */
+static void cmd(kjob_t *j, int argc, const char **argv)
+{
+    TP_BUG_ON(j->n >= MAX_CMDS);
+    int i = j->n++;
+    size_t lens[8];
+    for (int k = 0; k < argc; k++)
+        lens[k] = strlen(argv[k]);
+    j->slots[i] = (kslot_t){j, i};
+    j->pending++;
+    j->cmds[i] = (tp_rcmd_t *)1;
+    tp_rcmd_t *c = tp_redis_cmdv(j->req->conn->w->redis, on_reply, &j->slots[i], argc, argv, lens);
+    if (j->cmds[i] != NULL)
+        j->cmds[i] = c; /* still waiting */
+}
+
+static void round_begin(kjob_t *j, kstep_cb next)
+{
+    round_clear(j);
+    j->next = next;
+    j->issuing = 1;
+}
+
+static void round_end(kjob_t *j)
+{
+    j->issuing = 0;
+    if (j->pending == 0)
+        j->next(j);
+}
+
+/* ---- answers ------------------------------------------------------------------------ */
+
+static void done_error(kjob_t *j, int status, const char *msg)
+{
+    tp_req_t *req = j->req;
+    tp_rest_keys_release(req);
+    tp_rest__error(req, status, msg);
+}
+
+static void done_json(kjob_t *j, int status, const char *json)
+{
+    tp_req_t *req = j->req;
+    tp_rest_keys_release(req);
+    tp_rest__reply(req, status, json);
+}
+
+static void done_action(kjob_t *j, const char *key, const char *action, const char *key_hash)
+{
+    tp_buf_t b = {0};
+    tp_buf_puts(&b, "{\"key\":\"");
+    tp_buf_json_escape(&b, key, strlen(key));
+    tp_buf_printf(&b, "\",\"status\":\"ok\",\"action\":\"%s\"", action);
+    if (key_hash != NULL && key_hash[0] != '\0') {
+        tp_buf_puts(&b, ",\"key_hash\":\"");
+        tp_buf_json_escape(&b, key_hash, strlen(key_hash));
+        tp_buf_putc(&b, '"');
+    }
+    tp_buf_putc(&b, '}');
+    done_json(j, 200, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+static int redis_failed(kjob_t *j)
+{
+    if (j->errors == 0)
+        return 0;
+    tp_log_error("REST keys: Redis: %s", j->err);
+    done_error(j, 500, "Storage error, please try again");
+    return 1;
+}
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static const tp_conf_t *conf_of(const kjob_t *j)
+{
+    return j->req->conn->w->conf;
+}
+
+static const char *str_member(const cJSON *o, const char *key)
+{
+    const cJSON *v = o != NULL ? tp_json_get(o, key) : NULL;
+    return v != NULL && cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void set_num(cJSON *o, const char *key, double v)
+{
+    cJSON_DeleteItemFromObject(o, key);
+    cJSON_AddNumberToObject(o, key, v);
+}
+
+static void set_str(cJSON *o, const char *key, const char *v)
+{
+    cJSON_DeleteItemFromObject(o, key);
+    cJSON_AddStringToObject(o, key, v);
+}
+
+static char *storage_hash(const tp_conf_t *conf, const char *token)
+{
+    char hex[TP_KEYHASH_HEX_MAX];
+    tp_str_t h = tp_key_storage_hash((tp_str_t){token, strlen(token)}, conf->hash_keys, hex);
+    return tp_strndup(h.p, h.n);
+}
+
+static char *generate(const char *org, const char *id, const char *alg)
+{
+    tp_buf_t b = {0};
+    if (tp_key_generate(&b, (tp_str_t){org, strlen(org)}, (tp_str_t){id, strlen(id)}, alg) < 0) {
+        tp_buf_free(&b);
+        return NULL;
+    }
+    return (char *)tp_buf_cstr(&b);
+}
+
+static const tp_api_t *api_by_id(const tp_snapshot_t *snap, const char *id)
+{
+    for (size_t i = 0; i < snap->napis; i++)
+        if (strcmp(snap->apis[i]->api_id, id) == 0)
+            return snap->apis[i];
+    return NULL;
+}
+
+typedef struct pfind_s {
+    tp_worker_t *w;
+    const tp_snapshot_t *snap;
+    cJSON **parsed;
+} pfind_t;
+
+static const cJSON *find_policy(void *arg, const char *org, const char *id)
+{
+    pfind_t *f = arg;
+    const cJSON *by_id = NULL;
+    for (size_t i = 0; i < f->snap->npolicies; i++) {
+        if (strcmp(f->snap->policies[i].id, id) != 0)
+            continue;
+        if (f->parsed[i] == NULL)
+            f->parsed[i] = cJSON_Parse(f->snap->policies[i].json);
+        const char *porg = str_member(f->parsed[i], "org_id");
+        if (org == NULL || strcmp(porg, org) == 0)
+            return f->parsed[i];
+        if (by_id == NULL)
+            by_id = f->parsed[i];
+    }
+    return by_id;
+}
+
+/* Applies the session's policies as Tyk's ApplyPolicies would for API org
+ * <api_org> (NULL: none). Returns 0 or -1 with the reason. */
+static int apply_policies(kjob_t *j, cJSON *sess, const char *api_org, char *err, size_t errlen)
+{
+    const tp_snapshot_t *snap = j->req->snap;
+    pfind_t f = {j->req->conn->w, snap, tp_calloc(snap->npolicies + 1, sizeof(cJSON *))};
+    int rc = tp_policy_apply(sess, api_org, find_policy, &f, err, errlen);
+    for (size_t i = 0; i < snap->npolicies; i++)
+        cJSON_Delete(f.parsed[i]);
+    free(f.parsed);
+    return rc;
+}
+
+/* Policies of the session with key_expires_in: checkAndApplyTrialPeriod. */
+static void trial_period(kjob_t *j, cJSON *sess, int64_t now)
+{
+    const tp_snapshot_t *snap = j->req->snap;
+    const cJSON *pols = tp_json_get(sess, "apply_policies");
+    const char *legacy = str_member(sess, "apply_policy_id");
+    for (size_t i = 0; i < snap->npolicies; i++) {
+        const char *id = snap->policies[i].id;
+        int listed = strcmp(legacy, id) == 0;
+        const cJSON *p;
+        cJSON_ArrayForEach(p, pols) if (cJSON_IsString(p) && strcmp(p->valuestring, id) == 0)
+            listed = 1;
+        if (!listed)
+            continue;
+        cJSON *pol = cJSON_Parse(snap->policies[i].json);
+        int64_t in = tp_session_int(pol, "key_expires_in");
+        if (in > 0)
+            set_num(sess, "expires", (double)(now + in));
+        cJSON_Delete(pol);
+    }
+}
+
+/* The Redis TTL for a session: the largest Lifetime over its loaded APIs
+ * (all loaded APIs for a master key), -1 winning (ApplyLifetime). */
+static int64_t lifetime_of(kjob_t *j, const cJSON *sess, int64_t now)
+{
+    const tp_snapshot_t *snap = j->req->snap;
+    const tp_conf_t *conf = conf_of(j);
+    const cJSON *ar = tp_json_get(sess, "access_rights");
+    int master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
+    int64_t best = 0;
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_api_t *api = snap->apis[i];
+        if (!master && cJSON_GetObjectItemCaseSensitive(ar, api->api_id) == NULL)
+            continue;
+        cJSON *def = cJSON_Parse(api->def_json);
+        const cJSON *sl = tp_json_get(def, "session_lifetime");
+        const cJSON *re = tp_json_get(def, "session_lifetime_respects_key_expiration");
+        int64_t lt = tp_session_lifetime(sess, conf, sl && cJSON_IsNumber(sl) ? (int64_t)sl->valuedouble : 0,
+                                         re != NULL && cJSON_IsTrue(re), now);
+        cJSON_Delete(def);
+        if (lt == -1)
+            return -1;
+        if (lt > best)
+            best = lt;
+    }
+    if (master && snap->napis == 0)
+        best = tp_session_lifetime(sess, conf, 0, 0, now);
+    return best;
+}
+
+/* The quota counters ResetQuota deletes, for storage hash <h>. */
+static void reset_quota(kjob_t *j, const cJSON *sess, const char *h)
+{
+    tp_buf_t k = {0};
+    tp_buf_printf(&k, "quota-%s", h);
+    const char *del[2] = {"DEL", tp_buf_cstr(&k)};
+    cmd(j, 2, del);
+    k.len = 0;
+    tp_buf_printf(&k, "rate-limit-%s.BLOCKED", h);
+    del[1] = tp_buf_cstr(&k);
+    cmd(j, 2, del);
+    const cJSON *ar = tp_json_get(sess, "access_rights"), *a;
+    cJSON_ArrayForEach(a, ar)
+    {
+        const char *scope = str_member(a, "allowance_scope");
+        if (scope[0] == '\0' || j->n >= MAX_CMDS - 4)
+            continue;
+        k.len = 0;
+        tp_buf_printf(&k, "quota-%s-%s", scope, h);
+        del[1] = tp_buf_cstr(&k);
+        cmd(j, 2, del);
+    }
+    tp_buf_free(&k);
+}
+
+/* Drops the session everywhere it may be cached: this node's cache now,
+ * other nodes through the notification Tyk publishes (clearCacheForKey). */
+static void announce(kjob_t *j, const char *h)
+{
+    tp_worker_t *w = j->req->conn->w;
+    uint8_t d[32];
+    tp_scache_digest(h, strlen(h), NULL, 0, d);
+    if (w->scache != NULL)
+        tp_scache_evict_store(w->scache, d);
+    char *msg = tp_notice_format("KeySpaceUpdateNotification", h, w->conf->node_secret);
+    const char *pub[3] = {"PUBLISH", "tyk.cluster.notifications", msg};
+    cmd(j, 3, pub);
+    free(msg);
+}
+
+/* ---- finding a stored session (SessionDetail) ------------------------------------------ */
+
+static void add_cand(kjob_t *j, const char *token, const char *rkey_hash)
+{
+    if (j->ncand == MAX_CAND)
+        return;
+    tp_buf_t r = {0};
+    tp_buf_printf(&r, "apikey-%s", rkey_hash);
+    for (int i = 0; i < j->ncand; i++)
+        if (strcmp(j->cand_rkey[i], tp_buf_cstr(&r)) == 0) {
+            tp_buf_free(&r);
+            return;
+        }
+    j->cand_tok[j->ncand] = token != NULL ? tp_strdup(token) : NULL;
+    j->cand_rkey[j->ncand++] = (char *)tp_buf_cstr(&r);
+}
+
+/* Looks <key> up for <org> as Tyk's SessionDetail does; then <next>, with
+ * j->found set (or NULL). */
+static void find(kjob_t *j, const char *org, const char *key, int hashed, kstep_cb next)
+{
+    const tp_conf_t *conf = conf_of(j);
+    if (hashed) {
+        add_cand(j, NULL, key);
+    } else {
+        char torg[512];
+        int tl = tp_key_token_org((tp_str_t){key, strlen(key)}, torg, sizeof(torg));
+        if (tl >= 0 && strcmp(torg, org) == 0) {
+            char *h = storage_hash(conf, key);
+            add_cand(j, key, h);
+            free(h);
+        } else {
+            const char *algs[MAX_CAND];
+            size_t na = 0;
+            algs[na++] = conf->hash_key_function;
+            for (size_t i = 0; i < conf->hash_key_function_fallback.n && na < MAX_CAND - 1; i++)
+                algs[na++] = conf->hash_key_function_fallback.v[i];
+            for (size_t a = 0; a < na; a++) {
+                char *tok = generate(org, key, algs[a]);
+                if (tok != NULL) {
+                    char *h = storage_hash(conf, tok);
+                    add_cand(j, tok, h);
+                    free(h);
+                    free(tok);
+                }
+                if (a == 0) {
+                    char *h = storage_hash(conf, key);
+                    add_cand(j, key, h);
+                    free(h);
+                }
+            }
+        }
+    }
+    round_begin(j, next);
+    for (int i = 0; i < j->ncand; i++) {
+        const char *get[2] = {"GET", j->cand_rkey[i]};
+        cmd(j, 2, get);
+    }
+    round_end(j);
+}
+
+/* After find(): picks the first candidate that held a session. */
+static int found(kjob_t *j)
+{
+    for (int i = 0; i < j->n && i < j->ncand; i++) {
+        redisReply *r = j->replies[i];
+        if (r == NULL || r->type != REDIS_REPLY_STRING)
+            continue;
+        char err[256];
+        cJSON *s = tp_json_parse(r->str, r->len, err, sizeof(err));
+        if (s == NULL || !cJSON_IsObject(s)) {
+            cJSON_Delete(s);
+            continue;
+        }
+        j->found = s;
+        j->token = j->cand_tok[i] != NULL ? tp_strdup(j->cand_tok[i]) : NULL;
+        j->rkey = tp_strdup(j->cand_rkey[i]);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- writing (doAddOrUpdate) ------------------------------------------------------------ */
+
+static void written(kjob_t *j);
+
+/* Writes j->sess under key name <token> (or, for a hashed update, the
+ * Redis key j->rkey), as Tyk's doAddOrUpdate and applyPoliciesAndSave do. */
+static int write_session(kjob_t *j, const char *token, int dont_reset, int is_new)
+{
+    const tp_conf_t *conf = conf_of(j);
+    const tp_snapshot_t *snap = j->req->snap;
+    cJSON *sess = j->sess;
+    int64_t now = tp_time_wall_us() / 1000000;
+    char buf[32];
+    if (!dont_reset) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)now);
+        set_str(sess, "last_updated", buf);
+    }
+    const cJSON *ar = tp_json_get(sess, "access_rights");
+    int master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
+    if (master && !conf->allow_master_keys) {
+        tp_log_warn("REST keys: master keys are not allowed (allow_master_keys): key not added");
+        return -1;
+    }
+    /* per API: trial period, quota reset (unless dont_set_quota_on_create) */
+    int reset = 0;
+    const char *api_org = NULL;
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_api_t *api = snap->apis[i];
+        if (!master && cJSON_GetObjectItemCaseSensitive(ar, api->api_id) == NULL)
+            continue;
+        if (is_new)
+            trial_period(j, sess, now);
+        cJSON *def = cJSON_Parse(api->def_json);
+        const cJSON *d = tp_json_get(def, "dont_set_quota_on_create");
+        reset |= !(d != NULL && cJSON_IsTrue(d));
+        cJSON_Delete(def);
+        api_org = api->org_id ? api->org_id : "";
+    }
+    if (!master) {
+        /* APIs this node does not serve are stored anyway, as Tyk does */
+        const cJSON *a;
+        cJSON_ArrayForEach(a, ar) if (api_by_id(snap, a->string) == NULL) reset = 1;
+    }
+    if (reset && !dont_reset)
+        set_num(sess, "quota_renews", (double)(now + tp_session_int(sess, "quota_renewal_rate")));
+    char err[256];
+    if (apply_policies(j, sess, api_org, err, sizeof(err)) < 0)
+        tp_log_info("REST keys: policies: %s", err); /* Tyk stores the key anyway */
+    int64_t ttl = lifetime_of(j, sess, now);
+    tp_session_full(sess);
+    char *json = cJSON_PrintUnformatted(sess);
+
+    char *h;
+    if (token != NULL) {
+        h = storage_hash(conf, token);
+        free(j->rkey);
+        tp_buf_t r = {0};
+        tp_buf_printf(&r, "apikey-%s", h);
+        j->rkey = (char *)tp_buf_cstr(&r);
+    } else {
+        h = tp_strdup(j->rkey + 7);
+    }
+    round_begin(j, written);
+    if (ttl > 0) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)ttl);
+        const char *set[5] = {"SET", j->rkey, json, "EX", buf};
+        cmd(j, 5, set);
+    } else {
+        const char *set[3] = {"SET", j->rkey, json};
+        cmd(j, 3, set);
+    }
+    if (reset && !dont_reset)
+        reset_quota(j, sess, h);
+    announce(j, h);
+    free(h);
+    free(json);
+    round_end(j);
+    return 0;
+}
+
+static void written(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    const tp_conf_t *conf = conf_of(j);
+    char *h = tp_strdup(j->rkey + 7);
+    tp_log_info("REST keys: key %s %s", h,
+                j->op == K_UPDATE || j->op == K_POLICY ? "updated" : "added");
+    switch (j->op) {
+    case K_UPDATE:
+        done_action(j, j->key, "modified", NULL);
+        break;
+    case K_POLICY:
+        done_action(j, j->key, "updated", NULL);
+        break;
+    default:
+        /* a POST also tells the hash when keys are hashed */
+        done_action(j, j->key, "added", conf->hash_keys ? h : NULL);
+    }
+    free(h);
+}
+
+/* ---- operations ----------------------------------------------------------------------- */
+
+static void create_key(kjob_t *j)
+{
+    const tp_conf_t *conf = conf_of(j);
+    cJSON *sess = j->sess;
+    int generated = j->op == K_GENERATE;
+    char err[256];
+    int prc = apply_policies(j, sess, NULL, err, sizeof(err));
+    if (generated && prc < 0) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "Failed to create key - %s", err);
+        done_error(j, 500, msg);
+        return;
+    }
+    if (!generated && j->key != NULL && (int64_t)strlen(j->key) < conf->min_token_length) {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "custom key ID length %zu is less than min_token_length (%lld); the key would be "
+                 "unreachable at auth time. Use an ID of at least min_token_length characters, or "
+                 "lower min_token_length in the gateway configuration.",
+                 strlen(j->key), (long long)conf->min_token_length);
+        done_error(j, 400, msg);
+        return;
+    }
+    const cJSON *ar = tp_json_get(sess, "access_rights");
+    if (generated && (ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL) &&
+        !conf->allow_master_keys) {
+        done_error(j, 400,
+                   "Failed to create key, keys must have at least one Access Rights record set.");
+        return;
+    }
+    char now_s[40];
+    tp_session_time_now(now_s);
+    set_str(sess, "date_created", now_s);
+    int64_t now = tp_time_wall_us() / 1000000;
+    int64_t exp = tp_session_int(sess, "expires");
+    if (exp > 1 && exp < now)
+        set_num(sess, "expires", 0); /* a past expiry on create means never */
+    if (generated) {
+        const cJSON *hm = tp_json_get(sess, "hmac_enabled");
+        if (hm != NULL && cJSON_IsTrue(hm)) {
+            char *id = generate("", "", NULL); /* a dash-less UUID */
+            unsigned char b64[64];
+            size_t olen = 0;
+            mbedtls_base64_encode(b64, sizeof(b64), &olen, (const unsigned char *)id, strlen(id));
+            b64[olen] = '\0';
+            set_str(sess, "hmac_string", (const char *)b64);
+            free(id);
+        }
+    }
+    char *token = generate(str_member(sess, "org_id"), j->key ? j->key : "", conf->hash_key_function);
+    if (token == NULL) {
+        done_error(j, 500, "Failed to create key, ensure security settings are correct.");
+        return;
+    }
+    free(j->key);
+    j->key = token;
+    if (write_session(j, token, 0, 1) < 0)
+        done_error(j, generated ? 400 : 500,
+                   generated ? "Failed to create key, keys must have at least one Access Rights "
+                               "record set."
+                             : "Failed to create key, ensure security settings are correct.");
+}
+
+static void update_found(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    if (!found(j)) {
+        done_error(j, 404, "Key is not found");
+        return;
+    }
+    cJSON *sess = j->sess, *orig = j->found;
+    /* preserve the creation date; with suppress_reset, the quota window
+     * and last_updated too */
+    const cJSON *dc = tp_json_get(orig, "date_created");
+    set_str(sess, "date_created", dc != NULL && cJSON_IsString(dc) ? dc->valuestring
+                                                                  : "0001-01-01T00:00:00Z");
+    if (j->suppress_reset) {
+        set_num(sess, "quota_renews", (double)tp_session_int(orig, "quota_renews"));
+        set_str(sess, "last_updated", str_member(orig, "last_updated"));
+    }
+    int64_t now = tp_time_wall_us() / 1000000;
+    int64_t exp = tp_session_int(sess, "expires");
+    if (exp > 1 && exp < now)
+        set_num(sess, "expires", (double)tp_session_int(orig, "expires"));
+    free(j->key);
+    j->key = tp_strdup(j->token != NULL ? j->token : j->rkey + 7);
+    if (write_session(j, j->token, j->suppress_reset, 0) < 0)
+        done_error(j, 500, "Failed to create key, ensure security settings are correct.");
+}
+
+static void get_quota(kjob_t *j);
+
+static void get_found(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    if (!found(j)) {
+        done_error(j, 404, "Key not found");
+        return;
+    }
+    const tp_api_t *api = j->api_id != NULL ? api_by_id(j->req->snap, j->api_id) : NULL;
+    char err[256];
+    apply_policies(j, j->found, api != NULL ? (api->org_id ? api->org_id : "") : NULL, err,
+                   sizeof(err));
+    /* quota_remaining from the counters */
+    round_begin(j, get_quota);
+    const char *h = j->rkey + 7;
+    tp_buf_t k = {0};
+    tp_buf_printf(&k, "quota-%s", h);
+    const char *get[2] = {"GET", tp_buf_cstr(&k)};
+    cmd(j, 2, get);
+    const cJSON *ar = tp_json_get(j->found, "access_rights"), *a;
+    cJSON_ArrayForEach(a, ar)
+    {
+        const char *scope = str_member(a, "allowance_scope");
+        k.len = 0;
+        tp_buf_printf(&k, "quota-%s%s%s", scope, scope[0] ? "-" : "", h);
+        get[1] = tp_buf_cstr(&k);
+        if (j->n < MAX_CMDS)
+            cmd(j, 2, get);
+    }
+    tp_buf_free(&k);
+    round_end(j);
+}
+
+static int64_t reply_int(const redisReply *r)
+{
+    return r != NULL && r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+}
+
+static void get_quota(kjob_t *j)
+{
+    cJSON *s = j->found;
+    int64_t qmax = tp_session_int(s, "quota_max");
+    if (qmax != -1 && j->n > 0) {
+        int64_t rem = qmax - reply_int(j->replies[0]);
+        set_num(s, "quota_remaining", (double)(rem < 0 ? 0 : rem));
+    }
+    cJSON *ar = cJSON_GetObjectItemCaseSensitive(s, "access_rights"), *a;
+    int i = 1;
+    cJSON_ArrayForEach(a, ar)
+    {
+        cJSON *lim = cJSON_GetObjectItemCaseSensitive(a, "limit");
+        int64_t lmax = tp_session_int(lim, "quota_max");
+        int idx = i++;
+        if (lim == NULL || lmax == -1 || lmax == 0 || idx >= j->n)
+            continue;
+        int64_t rem = lmax - reply_int(j->replies[idx]);
+        set_num(lim, "quota_remaining", (double)(rem < 0 ? 0 : rem));
+    }
+    /* a basic-auth password is never shown */
+    cJSON *ba = cJSON_GetObjectItemCaseSensitive(s, "basic_auth_data");
+    if (ba != NULL && str_member(ba, "password")[0] != '\0')
+        set_str(ba, "password", "");
+    tp_session_full(s);
+    char *json = cJSON_PrintUnformatted(s);
+    done_json(j, 200, json);
+    free(json);
+}
+
+static void deleted(kjob_t *j);
+
+static void delete_found(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    if (!found(j)) {
+        done_error(j, 404, "There is no such key found");
+        return;
+    }
+    const tp_conf_t *conf = conf_of(j);
+    const char *h = j->rkey + 7;
+    round_begin(j, deleted);
+    reset_quota(j, j->found, h);
+    j->scan_phase = j->n; /* the DELs of the session follow */
+    const char *del[2] = {"DEL", j->rkey};
+    cmd(j, 2, del);
+    if (!j->hashed && j->token != NULL) {
+        /* RemoveSession tries the literal and the generated name */
+        char *gen = generate(j->org, j->token, conf->hash_key_function);
+        if (gen != NULL) {
+            char *gh = storage_hash(conf, gen);
+            tp_buf_t r = {0};
+            tp_buf_printf(&r, "apikey-%s", gh);
+            if (strcmp(tp_buf_cstr(&r), j->rkey) != 0) {
+                del[1] = tp_buf_cstr(&r);
+                cmd(j, 2, del);
+            }
+            tp_buf_free(&r);
+            free(gh);
+            free(gen);
+        }
+    }
+    announce(j, h);
+    round_end(j);
+}
+
+static void deleted(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    int removed = 0;
+    for (int i = j->scan_phase; i < j->n; i++)
+        if (j->replies[i] != NULL && j->replies[i]->type == REDIS_REPLY_INTEGER &&
+            j->replies[i]->integer > 0)
+            removed = 1;
+    tp_log_info("REST keys: key %s %s", j->rkey + 7, removed ? "deleted" : "not removed");
+    if (!removed) {
+        done_error(j, 400, "Failed to remove the key");
+        return;
+    }
+    if (j->api_id != NULL && strcmp(j->api_id, "-1") == 0) {
+        done_json(j, 200, "null");
+        return;
+    }
+    char *key = tp_strdup(j->token != NULL ? j->token : j->rkey + 7);
+    done_action(j, key, "deleted", NULL);
+    free(key);
+}
+
+static void policy_found(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    if (!found(j)) {
+        done_error(j, 404, "Key not found");
+        return;
+    }
+    /* the new policy list replaces the old one; the rest is kept */
+    cJSON *pols = cJSON_DetachItemFromObject(j->sess, "apply_policies");
+    cJSON_Delete(j->sess);
+    j->sess = j->found;
+    j->found = NULL;
+    cJSON_DeleteItemFromObject(j->sess, "apply_policies");
+    cJSON_AddItemToObject(j->sess, "apply_policies", pols != NULL ? pols : cJSON_CreateArray());
+    set_str(j->sess, "apply_policy_id", "");
+    if (write_session(j, NULL, 1, 0) < 0)
+        done_error(j, 500, "Could not write key data");
+}
+
+/* ---- listing (handleGetAllKeys) --------------------------------------------------------- */
+
+static void scan_step(kjob_t *j);
+
+static void scan_next(kjob_t *j)
+{
+    round_begin(j, scan_step);
+    const char *argv[6] = {"SCAN", j->cursor, "MATCH", tp_buf_cstr(&j->scan_pattern[j->scan_phase]),
+                           "COUNT", "1000"};
+    cmd(j, 6, argv);
+    round_end(j);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void list_filter_step(kjob_t *j);
+
+static void scan_step(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    redisReply *r = j->replies[0];
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        done_error(j, 500, "Storage error, please try again");
+        return;
+    }
+    const redisReply *keys = r->element[1];
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *name = keys->element[i]->str;
+        if (name == NULL || strncmp(name, "apikey-", 7) != 0)
+            continue;
+        name += 7;
+        if (strncmp(name, "quota-", 6) == 0 || strncmp(name, "rate-limit-", 11) == 0)
+            continue;
+        j->names = tp_realloc(j->names, (j->nnames + 1) * sizeof(char *));
+        j->names[j->nnames++] = tp_strdup(name);
+    }
+    free(j->cursor);
+    j->cursor = tp_strdup(r->element[0]->str ? r->element[0]->str : "0");
+    if (strcmp(j->cursor, "0") != 0) {
+        scan_next(j);
+        return;
+    }
+    if (j->scan_phase == 0 && j->scan_pattern[1].len > 0) {
+        j->scan_phase = 1;
+        free(j->cursor);
+        j->cursor = tp_strdup("0");
+        scan_next(j);
+        return;
+    }
+    if (j->api_id != NULL && j->api_id[0] != '\0') {
+        /* keep the keys whose access rights name the API */
+        round_begin(j, list_filter_step);
+        tp_buf_t k = {0};
+        for (size_t i = 0; i < j->nnames && j->n < MAX_CMDS; i++) {
+            k.len = 0;
+            tp_buf_printf(&k, "apikey-%s", j->names[i]);
+            const char *get[2] = {"GET", tp_buf_cstr(&k)};
+            cmd(j, 2, get);
+        }
+        tp_buf_free(&k);
+        round_end(j);
+        return;
+    }
+    list_filter_step(j);
+}
+
+static void list_filter_step(kjob_t *j)
+{
+    if (redis_failed(j))
+        return;
+    int by_api = j->api_id != NULL && j->api_id[0] != '\0';
+    size_t keep = 0;
+    if (by_api) {
+        if (j->nnames > (size_t)j->n)
+            tp_log_warn("REST keys: listing by api_id looked at the first %d of %zu keys", j->n,
+                        j->nnames);
+        for (size_t i = 0; i < j->nnames; i++) {
+            int ok = 0;
+            redisReply *rep = i < (size_t)j->n ? j->replies[i] : NULL;
+            if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
+                cJSON *s = cJSON_Parse(rep->str);
+                const cJSON *ar = tp_json_get(s, "access_rights");
+                int master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
+                ok = (!master && cJSON_GetObjectItemCaseSensitive(ar, j->api_id) != NULL) ||
+                     (master && conf_of(j)->allow_master_keys);
+                cJSON_Delete(s);
+            }
+            if (ok)
+                j->names[keep++] = j->names[i];
+            else
+                free(j->names[i]);
+        }
+        j->nnames = keep;
+        qsort(j->names, j->nnames, sizeof(char *), name_cmp);
+    }
+    tp_buf_t b = {0};
+    tp_buf_puts(&b, "{\"keys\":[");
+    for (size_t i = 0; i < j->nnames; i++) {
+        if (i > 0)
+            tp_buf_putc(&b, ',');
+        tp_buf_putc(&b, '"');
+        tp_buf_json_escape(&b, j->names[i], strlen(j->names[i]));
+        tp_buf_putc(&b, '"');
+    }
+    tp_buf_puts(&b, "]}");
+    done_json(j, 200, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static char *query_dup(tp_str_t q, const char *name)
+{
+    tp_buf_t v = {0};
+    if (tp_query_get(q, name, &v) < 0)
+        return NULL;
+    return (char *)tp_buf_cstr(&v);
+}
+
+static int seg_eq(tp_str_t s, const char *lit)
+{
+    return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
+}
+
+void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_conf_t *conf = w->conf;
+    int m = req->method;
+    if (w->redis == NULL) {
+        tp_rest__error(req, 500, "Storage error, please try again");
+        return;
+    }
+    kjob_t *j = tp_calloc(1, sizeof(*j));
+    j->req = req;
+    char *hashed = query_dup(query, "hashed");
+    j->hashed = hashed != NULL && hashed[0] != '\0';
+    free(hashed);
+    char *sr = query_dup(query, "suppress_reset");
+    j->suppress_reset = sr != NULL && strcmp(sr, "1") == 0;
+    free(sr);
+    j->org = query_dup(query, "org_id");
+    if (j->org == NULL)
+        j->org = tp_strdup("");
+    j->api_id = query_dup(query, "api_id");
+    j->filter = query_dup(query, "filter");
+    req->rest_job = j;
+
+    const char *slash = memchr(rest.p, '/', rest.n);
+    tp_str_t first = {rest.p, slash ? (size_t)(slash - rest.p) : rest.n};
+    tp_str_t tail = slash ? (tp_str_t){slash + 1, rest.n - first.n - 1} : (tp_str_t){"", 0};
+
+    if (rest.n == 0) {
+        if (m == HTTP_GET) {
+            j->op = K_LIST;
+            if (conf->hash_keys && !conf->enable_hashed_keys_listing) {
+                done_error(j, 404,
+                           "Hashed key listing is disabled in config (enable_hashed_keys_listing)");
+                return;
+            }
+            const char *filter = conf->hash_keys || j->filter == NULL ? "" : j->filter;
+            if (!conf->hash_keys && j->api_id != NULL && j->api_id[0] != '\0' && filter[0] == '\0') {
+                done_error(j, 400, "The 'filter' parameter (Org ID) is required when filtering by "
+                                   "'api_id' in legacy mode");
+                return;
+            }
+            tp_buf_printf(&j->scan_pattern[0], "apikey-%s*", filter);
+            if (filter[0] != '\0') {
+                /* base64-JSON keys of that org: {"org":"<filter>" encoded, minus
+                 * the two characters that depend on what follows */
+                tp_buf_t raw = {0};
+                tp_buf_printf(&raw, "{\"org\":\"%s\"", filter);
+                unsigned char b64[1024];
+                size_t olen = 0;
+                if (raw.len < 700 && mbedtls_base64_encode(b64, sizeof(b64), &olen,
+                                                           (const unsigned char *)raw.data,
+                                                           raw.len) == 0) {
+                    while (olen > 0 && b64[olen - 1] == '=')
+                        olen--;
+                    if (olen > 2)
+                        tp_buf_printf(&j->scan_pattern[1], "apikey-%.*s*", (int)(olen - 2), b64);
+                }
+                tp_buf_free(&raw);
+            }
+            j->cursor = tp_strdup("0");
+            scan_next(j);
+        } else if (m == HTTP_POST) {
+            tp_rest__want_body(req, K_CREATE, rest);
+        } else {
+            done_error(j, 405, "Method not supported");
+        }
+        return;
+    }
+    if (seg_eq(first, "create") && tail.n == 0) {
+        if (m != HTTP_POST) {
+            done_error(j, 405, "Method not supported");
+            return;
+        }
+        tp_rest__want_body(req, K_GENERATE, (tp_str_t){"", 0});
+        return;
+    }
+    if (seg_eq(first, "preview") && tail.n == 0) {
+        if (m != HTTP_POST) {
+            done_error(j, 405, "Method not supported");
+            return;
+        }
+        tp_rest__want_body(req, K_PREVIEW, (tp_str_t){"", 0});
+        return;
+    }
+    if (seg_eq(first, "policy") && tail.n > 0 && memchr(tail.p, '/', tail.n) == NULL) {
+        if (m != HTTP_POST) {
+            done_error(j, 405, "Method not supported");
+            return;
+        }
+        tp_rest__want_body(req, K_POLICY, tail);
+        return;
+    }
+    if (slash != NULL) {
+        tp_rest_keys_release(req);
+        tp_rest__not_found(req);
+        return;
+    }
+    j->key = tp_strndup(rest.p, rest.n);
+    if (m == HTTP_GET) {
+        j->op = K_GET;
+        if (j->hashed && !conf->hash_keys) {
+            done_error(j, 400, "Key requested by hash but key hashing is not enabled");
+            return;
+        }
+        const tp_api_t *api = j->api_id != NULL ? api_by_id(req->snap, j->api_id) : NULL;
+        if (api != NULL) {
+            free(j->org);
+            j->org = tp_strdup(api->org_id ? api->org_id : "");
+        }
+        find(j, j->org, j->key, j->hashed, get_found);
+    } else if (m == HTTP_DELETE) {
+        j->op = K_DELETE;
+        find(j, j->org, j->key, j->hashed, delete_found);
+    } else if (m == HTTP_POST) {
+        tp_rest__want_body(req, K_CREATE, rest);
+    } else if (m == HTTP_PUT) {
+        tp_rest__want_body(req, K_UPDATE, rest);
+    } else {
+        done_error(j, 405, "Method not supported");
+    }
+}
+
+void tp_rest_keys_body(tp_req_t *req)
+{
+    kjob_t *j = req->rest_job;
+    if (j == NULL) {
+        tp_rest__not_found(req);
+        return;
+    }
+    j->op = req->rest_op;
+    char err[256];
+    cJSON *body = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
+                                sizeof(err));
+    if (body == NULL || !cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        if (j->op == K_GENERATE)
+            done_error(j, 500, "Unmarshalling failed");
+        else if (j->op == K_POLICY)
+            done_error(j, 400, "Couldn't decode instruction");
+        else
+            done_error(j, 400, "Request malformed");
+        return;
+    }
+    switch (j->op) {
+    case K_CREATE:
+    case K_GENERATE:
+        j->sess = body;
+        if (j->op == K_CREATE && req->rest_id[0] != '\0')
+            j->key = tp_strdup(req->rest_id);
+        create_key(j);
+        break;
+    case K_UPDATE: {
+        j->sess = body;
+        char err2[256];
+        apply_policies(j, body, NULL, err2, sizeof(err2));
+        find(j, str_member(body, "org_id"), j->key, j->hashed, update_found);
+        break;
+    }
+    case K_PREVIEW: {
+        char err2[256];
+        apply_policies(j, body, NULL, err2, sizeof(err2));
+        tp_session_full(body);
+        char *json = cJSON_PrintUnformatted(body);
+        cJSON_Delete(body);
+        done_json(j, 200, json);
+        free(json);
+        break;
+    }
+    case K_POLICY: {
+        /* {"policy": "id", "apply_policies": [...]}: the key is a hash */
+        cJSON *list = cJSON_CreateArray();
+        const cJSON *ap = tp_json_get(body, "apply_policies"), *p;
+        cJSON_ArrayForEach(p, ap) if (cJSON_IsString(p))
+            cJSON_AddItemToArray(list, cJSON_CreateString(p->valuestring));
+        const char *one = str_member(body, "policy");
+        if (one[0] != '\0')
+            cJSON_AddItemToArray(list, cJSON_CreateString(one));
+        cJSON_Delete(body);
+        j->sess = cJSON_CreateObject();
+        cJSON_AddItemToObject(j->sess, "apply_policies", list);
+        j->key = tp_strdup(req->rest_id);
+        j->hashed = 1;
+        find(j, "", j->key, 1, policy_found);
+        break;
+    }
+    default:
+        cJSON_Delete(body);
+        done_error(j, 404, "Not found");
+    }
+}

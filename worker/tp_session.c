@@ -1,0 +1,547 @@
+/*
+ * worker/tp_session.c: the session behind an API key, found as Tyk finds
+ * it (TYK-COMPAT 4.5), with policies applied (5.3) and the checks that
+ * follow authentication (4.6).
+ *
+ * Three levels, fastest first:
+ *  - this worker's parsed sessions (direct-mapped by org and key), valid
+ *    while the shared entry they came from is unchanged and the policies
+ *    are the same generation: a hit costs a hash and two atomic loads;
+ *  - the node's shared cache (shm/tp_shm_session.c), filled by any worker
+ *    and emptied by key writes and KeySpaceUpdateNotification;
+ *  - Redis: apikey-<hash> for each candidate key name.
+ * Entries live local_session_cache.cached_session_timeout seconds (Tyk's
+ * 10 by default), so a key changed behind the gateway's back is seen
+ * within that time, and at once when the change is announced.
+ *
+ * A key that is in no cache while Redis cannot be reached gets 503, not
+ * 401 or 403: the gateway does not know whether the key is good.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_keyhash.h"
+#include "tp_log.h"
+#include "tp_policy_apply.h"
+#include "tp_shm_session.h"
+#include "tp_time.h"
+#include "tp_worker.h"
+
+#define L1_SIZE 16384 /* parsed sessions per worker (a power of two) */
+#define MAX_CANDIDATES 8
+
+typedef struct url_rule_s {
+    regex_t re;
+    const cJSON *methods; /* in sess->session */
+} url_rule_t;
+
+typedef struct acl_s {
+    const char *api_id;    /* in sess->session */
+    const cJSON *versions; /* in sess->session */
+    url_rule_t *urls;
+    size_t nurls;
+} acl_t;
+
+struct tp_sess_s {
+    uint32_t refs;
+    uint32_t l1; /* its place in w->l1, or UINT32_MAX once replaced */
+    char *ident; /* org, NUL, key: what the client presented for which org */
+    size_t ident_len;
+    uint64_t gen; /* the generation whose policies were applied */
+    uint32_t cslot;
+    uint64_t cver; /* the shared entry it came from (cslot UINT32_MAX: none) */
+    char *rkey;    /* "apikey-<hash>" */
+    cJSON *session;
+    int bad; /* policies failed to apply: treated as an unknown key */
+    int inactive;
+    int64_t expires;
+    int master; /* no access_rights: every API */
+    acl_t *acl;
+    size_t nacl;
+};
+
+typedef struct cand_s {
+    tp_lookup_t *l;
+    int i;
+} cand_t;
+
+struct tp_lookup_s {
+    tp_req_t *req;
+    uint64_t epoch; /* the shared cache's, when the reads began */
+    uint8_t id[32];
+    char *ident;
+    size_t ident_len;
+    int n, pending, issuing, cache, errors;
+    cand_t cands[MAX_CANDIDATES];
+    tp_rcmd_t *cmds[MAX_CANDIDATES]; /* NULL once answered */
+    char *rkeys[MAX_CANDIDATES];
+    char *hits[MAX_CANDIDATES]; /* the session JSON found under each, or NULL */
+    char err[256];
+};
+
+/* ---- parsed sessions ------------------------------------------------------------------ */
+
+static void sess_free(tp_sess_t *s)
+{
+    for (size_t i = 0; i < s->nacl; i++) {
+        for (size_t j = 0; j < s->acl[i].nurls; j++)
+            regfree(&s->acl[i].urls[j].re);
+        free(s->acl[i].urls);
+    }
+    free(s->acl);
+    cJSON_Delete(s->session);
+    free(s->ident);
+    free(s->rkey);
+    free(s);
+}
+
+static void sess_put(tp_sess_t *s)
+{
+    if (s != NULL && --s->refs == 0)
+        sess_free(s);
+}
+
+void tp_session_release(tp_req_t *req)
+{
+    sess_put(req->sess);
+    req->sess = NULL;
+    tp_lookup_t *l = req->lookup;
+    if (l == NULL)
+        return;
+    for (int i = 0; i < l->n; i++) {
+        if (l->cmds[i] != NULL)
+            tp_redis_cancel(l->cmds[i]);
+        free(l->rkeys[i]);
+        free(l->hits[i]);
+    }
+    free(l->ident);
+    free(l);
+    req->lookup = NULL;
+}
+
+static uint32_t l1_index(const char *ident, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)ident[i]) * 16777619u;
+    return h & (L1_SIZE - 1);
+}
+
+static void l1_store(tp_worker_t *w, tp_sess_t *s)
+{
+    uint32_t i = l1_index(s->ident, s->ident_len);
+    tp_sess_t *old = w->l1[i];
+    if (old != NULL) {
+        old->l1 = UINT32_MAX;
+        sess_put(old);
+    }
+    s->l1 = i;
+    s->refs++;
+    w->l1[i] = s;
+}
+
+void tp_session_init(tp_worker_t *w)
+{
+    w->l1 = tp_calloc(L1_SIZE, sizeof(*w->l1));
+}
+
+void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap)
+{
+    unsigned s = snap->slot;
+    for (size_t i = 0; i < w->npolicies[s]; i++)
+        cJSON_Delete(w->policies[s][i]);
+    free(w->policies[s]);
+    w->policies[s] = NULL;
+    w->npolicies[s] = 0;
+}
+
+typedef struct find_s {
+    tp_worker_t *w;
+    const tp_snapshot_t *snap;
+} find_t;
+
+/* Policies of a generation, parsed once per worker. */
+static cJSON **policies_of(tp_worker_t *w, const tp_snapshot_t *snap)
+{
+    unsigned s = snap->slot;
+    if (w->policies[s] == NULL) {
+        w->policies[s] = tp_calloc(snap->npolicies + 1, sizeof(cJSON *));
+        for (size_t i = 0; i < snap->npolicies; i++)
+            w->policies[s][i] = cJSON_Parse(snap->policies[i].json);
+        w->npolicies[s] = snap->npolicies;
+    }
+    return w->policies[s];
+}
+
+static const cJSON *find_policy(void *arg, const char *org, const char *id)
+{
+    find_t *f = arg;
+    cJSON **pols = policies_of(f->w, f->snap);
+    const cJSON *by_id = NULL;
+    for (size_t i = 0; i < f->snap->npolicies; i++) {
+        if (pols[i] == NULL || strcmp(f->snap->policies[i].id, id) != 0)
+            continue;
+        const cJSON *o = tp_json_get(pols[i], "org_id");
+        const char *porg = o != NULL && cJSON_IsString(o) ? o->valuestring : "";
+        if (org == NULL || strcmp(porg, org) == 0)
+            return pols[i];
+        if (by_id == NULL)
+            by_id = pols[i]; /* 5.8 and earlier looked up by id alone */
+    }
+    return by_id;
+}
+
+static int64_t num_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = tp_json_get(obj, key);
+    return v != NULL && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+/* Builds what the checks read from a session after policies. */
+static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errlen)
+{
+    const cJSON *ia = tp_json_get(s->session, "is_inactive");
+    s->inactive = ia != NULL && cJSON_IsTrue(ia);
+    s->expires = num_of(s->session, "expires");
+    const cJSON *ar = tp_json_get(s->session, "access_rights");
+    s->master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
+    if (s->master)
+        return 0;
+    s->acl = tp_calloc((size_t)cJSON_GetArraySize(ar), sizeof(*s->acl));
+    const cJSON *a;
+    cJSON_ArrayForEach(a, ar)
+    {
+        acl_t *acl = &s->acl[s->nacl++];
+        acl->api_id = a->string;
+        acl->versions = tp_json_get(a, "versions");
+        const cJSON *urls = tp_json_get(a, "allowed_urls");
+        if (urls == NULL || !cJSON_IsArray(urls))
+            continue;
+        acl->urls = tp_calloc((size_t)cJSON_GetArraySize(urls) + 1, sizeof(*acl->urls));
+        const cJSON *u;
+        cJSON_ArrayForEach(u, urls)
+        {
+            const cJSON *url = tp_json_get(u, "url");
+            if (url == NULL || !cJSON_IsString(url))
+                continue;
+            url_rule_t *r = &acl->urls[acl->nurls];
+            if (tp_path_pattern_compile(&r->re, url->valuestring,
+                                        conf->http_server_options.enable_path_prefix_matching,
+                                        conf->http_server_options.enable_path_suffix_matching, 0,
+                                        err, errlen) < 0)
+                return -1;
+            r->methods = tp_json_get(u, "methods");
+            acl->nurls++;
+        }
+    }
+    return 0;
+}
+
+/* A session for <ident> from the JSON stored under <rkey>. */
+static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len, const char *rkey,
+                             const char *json, size_t json_len)
+{
+    tp_worker_t *w = req->conn->w;
+    tp_sess_t *s = tp_calloc(1, sizeof(*s));
+    s->refs = 1;
+    s->l1 = UINT32_MAX;
+    s->cslot = UINT32_MAX;
+    s->ident = tp_malloc(ident_len + 1);
+    memcpy(s->ident, ident, ident_len);
+    s->ident[ident_len] = '\0';
+    s->ident_len = ident_len;
+    s->gen = req->snap->generation;
+    s->rkey = tp_strdup(rkey);
+    char err[512];
+    s->session = tp_json_parse(json, json_len, err, sizeof(err));
+    if (s->session == NULL || !cJSON_IsObject(s->session)) {
+        tp_log_warn("session %s: not a session object: %s", rkey,
+                    s->session == NULL ? err : "wrong type");
+        s->bad = 1;
+        return s;
+    }
+    find_t f = {w, req->snap};
+    const char *org = req->route->api->org_id ? req->route->api->org_id : "";
+    if (tp_policy_apply(s->session, org, find_policy, &f, err, sizeof(err)) < 0) {
+        tp_log_info("session %s: %s", rkey, err);
+        s->bad = 1;
+        return s;
+    }
+    if (sess_view(s, w->conf, err, sizeof(err)) < 0) {
+        tp_log_warn("session %s: allowed_urls: %s", rkey, err);
+        s->bad = 1;
+    }
+    return s;
+}
+
+/* ---- the checks after authentication --------------------------------------------------- */
+
+static const acl_t *acl_for(const tp_sess_t *s, const char *api_id)
+{
+    for (size_t i = 0; i < s->nacl; i++)
+        if (strcmp(s->acl[i].api_id, api_id) == 0)
+            return &s->acl[i];
+    return NULL;
+}
+
+static int list_has(const cJSON *list, const char *s)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, list) if (cJSON_IsString(v) && strcmp(v->valuestring, s) == 0) return 1;
+    return 0;
+}
+
+/* KeyExpired, AccessRightsCheck, GranularAccessMiddleware. */
+static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
+{
+    req->sess = s;
+    s->refs++;
+    if (s->bad) {
+        tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+        return;
+    }
+    if (s->inactive) {
+        tp_respond_error(req, 403, "Key is inactive, please renew");
+        return;
+    }
+    if (s->expires >= 1 && s->expires < tp_time_wall_us() / 1000000) {
+        tp_respond_error(req, 401, "Key has expired, please renew");
+        return;
+    }
+    if (!s->master) {
+        const tp_api_t *api = req->route->api;
+        const acl_t *acl = acl_for(s, api->api_id);
+        if (acl == NULL ||
+            (!req->rules->not_versioned && !list_has(acl->versions, req->version->name))) {
+            tp_respond_error(req, 403, "Access to this API has been disallowed");
+            return;
+        }
+        if (acl->nurls > 0) {
+            tp_rulepaths_t *ps = &req->conn->w->rulepaths;
+            /* stripped and whole with prefix matching, else whole only */
+            tp_worker_t *w = req->conn->w;
+            int prefix = w->conf->http_server_options.enable_path_prefix_matching;
+            tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+            const char *method = llhttp_method_name(req->method);
+            int ok = 0;
+            for (size_t i = 0; i < acl->nurls && !ok; i++) {
+                const url_rule_t *u = &acl->urls[i];
+                if (!list_has(u->methods, method))
+                    continue;
+                ok = regexec(&u->re, ps->p[2], 0, NULL, 0) == 0 ||
+                     (prefix && regexec(&u->re, ps->p[1], 0, NULL, 0) == 0);
+            }
+            if (!ok) {
+                tp_respond_error(req, 403, "Access to this resource has been disallowed");
+                return;
+            }
+        }
+    }
+    tp_auth_done(req, rp);
+}
+
+/* ---- reading from Redis -------------------------------------------------------------- */
+
+/* The head and paths of a request that waits: out of the read buffer. */
+static void save_request(tp_req_t *req, tp_reqpath_t *rp)
+{
+    size_t end = (size_t)req->url_off + req->url_len;
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        size_t e = (size_t)req->hdrs[i].val_off + req->hdrs[i].val_len;
+        if (e > end)
+            end = e;
+    }
+    tp_buf_t *b = &req->saved;
+    b->len = 0;
+    tp_buf_reserve(b, end + rp->raw.n + rp->path.n + rp->query.n + 4);
+    tp_buf_append(b, req->head_base, end);
+    size_t o_raw = b->len;
+    tp_buf_put_str(b, rp->raw);
+    size_t o_path = b->len;
+    tp_buf_put_str(b, rp->path);
+    size_t o_query = b->len;
+    tp_buf_put_str(b, rp->query);
+    req->head_base = b->data; /* the buffer does not move from here on */
+    req->saved_rp = *rp;
+    req->saved_rp.raw = (tp_str_t){b->data + o_raw, rp->raw.n};
+    req->saved_rp.path = (tp_str_t){b->data + o_path, rp->path.n};
+    req->saved_rp.query = (tp_str_t){b->data + o_query, rp->query.n};
+}
+
+static void lookup_done(tp_lookup_t *l)
+{
+    tp_req_t *req = l->req;
+    tp_worker_t *w = req->conn->w;
+    int hit = -1;
+    for (int i = 0; i < l->n && hit < 0; i++)
+        if (l->hits[i] != NULL)
+            hit = i;
+    if (hit < 0) {
+        int down = l->errors > 0;
+        if (down)
+            tp_log_warn("session lookup failed: %s", l->err);
+        tp_session_release(req);
+        if (down)
+            tp_respond_error(req, 503, "Key storage unavailable, please try again later");
+        else
+            tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+        return;
+    }
+    const char *rkey = l->rkeys[hit], *json = l->hits[hit];
+    size_t json_len = strlen(json);
+    tp_sess_t *s = sess_build(req, l->ident, l->ident_len, rkey, json, json_len);
+    if (l->cache) {
+        int64_t now = tp_time_mono_ms();
+        uint8_t store[32];
+        const char *h = rkey + 7; /* after "apikey-" */
+        tp_scache_digest(h, strlen(h), NULL, 0, store);
+        int64_t ttl = w->conf->local_session_cache.cached_session_timeout * 1000;
+        tp_buf_t k = {0}, j = {0};
+        if (tp_scache_put(w->scache, l->epoch, l->id, store, rkey, json, json_len, now + ttl) == 0 &&
+            tp_scache_get(w->scache, l->id, now, &k, &j, &s->cslot, &s->cver))
+            l1_store(w, s);
+        tp_buf_free(&k);
+        tp_buf_free(&j);
+    }
+    /* the lookup is over; the session is the request's now */
+    req->lookup = NULL;
+    for (int i = 0; i < l->n; i++) {
+        free(l->rkeys[i]);
+        free(l->hits[i]);
+    }
+    free(l->ident);
+    free(l);
+    sess_check(req, &req->saved_rp, s);
+    sess_put(s);
+}
+
+static void on_get(void *arg, const redisReply *rep, const char *err)
+{
+    cand_t *c = arg;
+    tp_lookup_t *l = c->l;
+    l->cmds[c->i] = NULL;
+    if (err != NULL || rep->type == REDIS_REPLY_ERROR) {
+        l->errors++;
+        snprintf(l->err, sizeof(l->err), "%s", err != NULL ? err : rep->str);
+    } else if (rep->type == REDIS_REPLY_STRING) {
+        l->hits[c->i] = tp_strndup(rep->str, rep->len);
+    }
+    if (--l->pending == 0 && !l->issuing)
+        lookup_done(l);
+}
+
+/* Adds candidate key name <token> (stored as apikey-HashKey(token)). */
+static void add_candidate(tp_lookup_t *l, const tp_conf_t *conf, tp_str_t token)
+{
+    char hex[TP_KEYHASH_HEX_MAX];
+    tp_str_t h = tp_key_storage_hash(token, conf->hash_keys, hex);
+    size_t n = h.n + 8;
+    char *rkey = tp_malloc(n);
+    snprintf(rkey, n, "apikey-%.*s", (int)h.n, h.p);
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->rkeys[i], rkey) == 0) {
+            free(rkey);
+            return;
+        }
+    if (l->n == MAX_CANDIDATES) {
+        free(rkey);
+        return;
+    }
+    l->cands[l->n] = (cand_t){l, l->n};
+    l->rkeys[l->n++] = rkey;
+}
+
+void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_conf_t *conf = w->conf;
+    const tp_api_t *api = req->route->api;
+    if ((int64_t)key.n < conf->min_token_length) {
+        tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+        return;
+    }
+    const char *org = api->org_id != NULL ? api->org_id : "";
+    size_t olen = strlen(org);
+    tp_buf_t ident = {0};
+    tp_buf_append(&ident, org, olen + 1); /* org, NUL, key */
+    tp_buf_put_str(&ident, key);
+    int cache = w->scache != NULL && !conf->local_session_cache.disable_cached_session_state;
+    uint8_t id[32];
+    if (cache) {
+        int64_t now = tp_time_mono_ms();
+        tp_sess_t *s = w->l1[l1_index(ident.data, ident.len)];
+        if (s != NULL && s->ident_len == ident.len && memcmp(s->ident, ident.data, ident.len) == 0 &&
+            s->gen == req->snap->generation && s->cslot != UINT32_MAX &&
+            tp_scache_still(w->scache, s->cslot, s->cver, now)) {
+            tp_buf_free(&ident);
+            sess_check(req, rp, s);
+            return;
+        }
+        tp_scache_digest(ident.data, ident.len, NULL, 0, id);
+        tp_buf_t rkey = {0}, json = {0};
+        uint32_t slot;
+        uint64_t ver;
+        if (tp_scache_get(w->scache, id, now, &rkey, &json, &slot, &ver)) {
+            s = sess_build(req, ident.data, ident.len, rkey.data, json.data, json.len);
+            s->cslot = slot;
+            s->cver = ver;
+            l1_store(w, s);
+            tp_buf_free(&ident);
+            tp_buf_free(&rkey);
+            tp_buf_free(&json);
+            sess_check(req, rp, s);
+            sess_put(s);
+            return;
+        }
+        tp_buf_free(&rkey);
+        tp_buf_free(&json);
+    }
+    if (w->redis == NULL) {
+        tp_buf_free(&ident);
+        tp_respond_error(req, 503, "Key storage unavailable, please try again later");
+        return;
+    }
+
+    /* CheckSessionAndIdentityForValidKey: the names this key may be stored under */
+    tp_lookup_t *l = tp_calloc(1, sizeof(*l));
+    l->req = req;
+    l->cache = cache;
+    l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
+    memcpy(l->id, id, sizeof(id));
+    l->ident = ident.data;
+    l->ident_len = ident.len;
+    char torg[512];
+    int tl = tp_key_token_org(key, torg, sizeof(torg));
+    tp_buf_t tok = {0};
+    if (tl >= 0 && (size_t)tl == olen && memcmp(torg, org, olen) == 0) {
+        add_candidate(l, conf, key);
+    } else {
+        tp_str_t o = {org, olen};
+        if (tp_key_generate(&tok, o, key, conf->hash_key_function) == 0)
+            add_candidate(l, conf, (tp_str_t){tok.data, tok.len});
+        add_candidate(l, conf, key);
+        for (size_t i = 0; i < conf->hash_key_function_fallback.n; i++) {
+            tok.len = 0;
+            if (tp_key_generate(&tok, o, key, conf->hash_key_function_fallback.v[i]) == 0)
+                add_candidate(l, conf, (tp_str_t){tok.data, tok.len});
+        }
+    }
+    tp_buf_free(&tok);
+    save_request(req, rp);
+    req->lookup = l;
+    l->pending = l->n;
+    l->issuing = 1;
+    for (int i = 0; i < l->n; i++) {
+        l->cmds[i] = (tp_rcmd_t *)1; /* pending; on_get clears it */
+        tp_rcmd_t *cmd = tp_redis_cmd(w->redis, on_get, &l->cands[i], "GET %b", l->rkeys[i],
+                                      strlen(l->rkeys[i]));
+        if (l->cmds[i] != NULL)
+            l->cmds[i] = cmd; /* still waiting for its answer */
+    }
+    l->issuing = 0;
+    if (l->pending == 0)
+        lookup_done(l);
+}
