@@ -519,7 +519,13 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
 
 static void pick_only(tp_api_rules_t *r)
 {
-    /* APISpec.Version for a non-versioned API */
+    /* APISpec.Version for a non-versioned API; with no version at all, an
+     * empty one (no rules), as Tyk 5.8 finds it */
+    static tp_version_t empty = {.name = ""};
+    if (r->nversions == 0) {
+        r->only = &empty;
+        return;
+    }
     if (r->nversions == 1) {
         r->only = &r->versions[0];
         return;

@@ -408,7 +408,7 @@ static cJSON *find_by(cJSON *list, const char *key, const char *val)
 }
 
 /* MergeAllowedURLs: specs keyed by url in first-seen order, methods unioned;
- * nil when empty. Takes <a>. */
+ * nil when empty. Takes <a>, borrows <b>. */
 static cJSON *urls_merge(cJSON *a, const cJSON *b)
 {
     const cJSON *lists[2] = {a, b}, *spec;
@@ -430,7 +430,8 @@ static cJSON *urls_merge(cJSON *a, const cJSON *b)
 }
 
 /* GraphQL restricted/allowed types: fields unioned per type name. 5.8 and
- * earlier intersected the fields of types both policies name instead. */
+ * earlier intersected the fields of types both policies name instead.
+ * Takes <dest>, borrows <src>. */
 static cJSON *types_merge(cJSON *dest, const cJSON *src)
 {
     const cJSON *t;
@@ -449,7 +450,8 @@ static cJSON *types_merge(cJSON *dest, const cJSON *src)
     return dest;
 }
 
-/* Field-level depth limits: the larger (-1 = unlimited) per type and field. */
+/* Field-level depth limits: the larger (-1 = unlimited) per type and field.
+ * Takes <dest>, borrows <src>. */
 static cJSON *fields_merge(cJSON *dest, const cJSON *src)
 {
     const cJSON *far;
@@ -485,7 +487,8 @@ static int rules_empty(const cJSON *r)
     return cJSON_GetArraySize(mem(r, "allowed")) == 0 && cJSON_GetArraySize(mem(r, "blocked")) == 0;
 }
 
-/* mergeACLRules (master only): allowed and blocked lists unioned. */
+/* mergeACLRules (master only): allowed and blocked lists unioned. Takes
+ * <dst>, borrows <src>. */
 static cJSON *rules_merge(cJSON *dst, const cJSON *src)
 {
     if (rules_empty(src))
