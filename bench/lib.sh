@@ -190,6 +190,39 @@ bench_rss() {
     awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"
 }
 
+# bench_run_wrk TARGET DURATION OUTFILE [CPUS]: one wrk run against
+# ${URL[TARGET]} (server ${SERVER[TARGET]}; wrk -t$THREADS -c$CONNS, plus
+# -s $WRK_SCRIPT when set), on LOAD_CPUS unless CPUS is given. Appends the
+# server's on-CPU time during the run (master, workers, all threads, from
+# schedstat) as "# server_cpu_ns N" and the busy % of the CPU sets.
+bench_run_wrk() {
+    local cpus=${4-$LOAD_CPUS} c0 c1 p0 p1 l0 l1
+    local cmd=("$WRK_BIN" "-t$THREADS" "-c$CONNS" "-d$2" --latency)
+    [ -n "${WRK_SCRIPT:-}" ] && cmd+=(-s "$WRK_SCRIPT")
+    cmd+=("${URL[$1]}")
+    [ -n "$cpus" ] && cmd=(taskset -c "$cpus" "${cmd[@]}")
+    echo "# ${cmd[*]}" >"$3"
+    c0=$(bench_cpu_ns "${SERVER[$1]}")
+    p0=$(bench_cpu_ticks "$PROXY_CPUS")
+    l0=$(bench_cpu_ticks "$LOAD_CPUS")
+    # in the background, so that a signal to this script is handled at once
+    "${cmd[@]}" >>"$3" 2>&1 &
+    local wp=$! rc=0
+    BENCH_PIDS+=("$wp")
+    wait "$wp" || rc=$?
+    bench_forget "$wp"
+    [ "$rc" = 0 ] || die "wrk failed against $1 (status $rc); see $3"
+    c1=$(bench_cpu_ns "${SERVER[$1]}")
+    p1=$(bench_cpu_ticks "$PROXY_CPUS")
+    l1=$(bench_cpu_ticks "$LOAD_CPUS")
+    {
+        echo "# server_cpu_ns $((c1 - c0))"
+        echo "# proxy_cpus_busy_pct $(bench_busy_pct "$p0" "$p1")"
+        [ -n "$LOAD_CPUS" ] && echo "# load_cpus_busy_pct $(bench_busy_pct "$l0" "$l1")"
+    } >>"$3"
+    grep -q '^Requests/sec' "$3" || die "wrk printed no result against $1; see $3"
+}
+
 # ---- configuration writers -------------------------------------------------
 
 # nginx_upstream_conf DIR PORT: the upstream, 1 worker, "hello world\n".

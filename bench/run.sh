@@ -120,49 +120,20 @@ declare -A URL=(
 TARGETS=(nginx turnpike)
 [ "$DIRECT" = 1 ] && TARGETS+=(direct)
 
-# run_wrk TARGET DURATION OUTFILE [CPUS]: one wrk run (on LOAD_CPUS unless
-# CPUS is given); appends the server's on-CPU time during the run (master,
-# workers, all threads, from schedstat) as "# server_cpu_ns N".
-run_wrk() {
-    local cpus=${4-$LOAD_CPUS} c0 c1 p0 p1 l0 l1
-    local cmd=("$WRK_BIN" "-t$THREADS" "-c$CONNS" "-d$2" --latency "${URL[$1]}")
-    [ -n "$cpus" ] && cmd=(taskset -c "$cpus" "${cmd[@]}")
-    echo "# ${cmd[*]}" >"$3"
-    c0=$(bench_cpu_ns "${SERVER[$1]}")
-    p0=$(bench_cpu_ticks "$PROXY_CPUS")
-    l0=$(bench_cpu_ticks "$LOAD_CPUS")
-    # in the background, so that a signal to this script is handled at once
-    "${cmd[@]}" >>"$3" 2>&1 &
-    local wp=$! rc=0
-    BENCH_PIDS+=("$wp")
-    wait "$wp" || rc=$?
-    bench_forget "$wp"
-    [ "$rc" = 0 ] || die "wrk failed against $1 (status $rc); see $3"
-    c1=$(bench_cpu_ns "${SERVER[$1]}")
-    p1=$(bench_cpu_ticks "$PROXY_CPUS")
-    l1=$(bench_cpu_ticks "$LOAD_CPUS")
-    {
-        echo "# server_cpu_ns $((c1 - c0))"
-        echo "# proxy_cpus_busy_pct $(bench_busy_pct "$p0" "$p1")"
-        [ -n "$LOAD_CPUS" ] && echo "# load_cpus_busy_pct $(bench_busy_pct "$l0" "$l1")"
-    } >>"$3"
-    grep -q '^Requests/sec' "$3" || die "wrk printed no result against $1; see $3"
-}
-
 mkdir -p "$BENCH_TMP/wrk" "$BENCH_TMP/warmup"
 for t in "${TARGETS[@]}"; do
     say "warm-up $t ($WARMUP)"
-    run_wrk "$t" "$WARMUP" "$BENCH_TMP/warmup/$t.txt"
+    bench_run_wrk "$t" "$WARMUP" "$BENCH_TMP/warmup/$t.txt"
 done
 # Reference: the upstream by itself, wrk on the proxy's CPUs (once).
 if [ "$DIRECT" = 1 ] && [ -n "$PROXY_CPUS" ] && [ -n "$LOAD_CPUS" ]; then
-    run_wrk alone "$DURATION" "$BENCH_TMP/wrk/alone.1.txt" "$PROXY_CPUS"
+    bench_run_wrk alone "$DURATION" "$BENCH_TMP/wrk/alone.1.txt" "$PROXY_CPUS"
     say "upstream alone (wrk on cpu $PROXY_CPUS): $(awk '/^Requests\/sec/ { print $2 }' "$BENCH_TMP/wrk/alone.1.txt") req/s"
 fi
 for ((r = 1; r <= RUNS; r++)); do
     for t in "${TARGETS[@]}"; do
         f="$BENCH_TMP/wrk/$t.$r.txt"
-        run_wrk "$t" "$DURATION" "$f"
+        bench_run_wrk "$t" "$DURATION" "$f"
         say "run $r/$RUNS $t: $(awk '/^Requests\/sec/ { print $2 }' "$f") req/s"
     done
 done

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """bench/wrkstats.py: summarises raw `wrk --latency` outputs.
 
-    wrkstats.py DIR      reads DIR/<target>.<run>.txt (targets: nginx,
-                         turnpike, direct) and prints the median table
+    wrkstats.py DIR [A/B ...]
+        reads DIR/<target>.<run>.txt (targets: nginx, turnpike, keyless,
+        auth, direct, alone) and prints the median table, then the ratios
+        A/B of the medians (default: turnpike/nginx)
 
 Each file is one wrk run. Per target it takes the median over the runs of
 requests/s, p50 and p99 (each median taken on its own), counts errors
-(socket errors, non-2xx/3xx responses) and prints the turnpike/nginx ratios.
+(socket errors, non-2xx/3xx responses) and prints the ratios.
 """
 import os
 import re
@@ -56,6 +58,9 @@ def parse(path):
     if m:
         errors += int(m.group(1))
     r["errors"] = errors
+    m = re.search(r"^# redis_cmds (\d+)", out, re.M)
+    if m:
+        r["redis_req"] = int(m.group(1)) / max(r["requests"], 1)
     return r
 
 
@@ -65,6 +70,7 @@ def fmt_ms(ms):
 
 def main():
     d = sys.argv[1]
+    ratios = [a.split("/") for a in sys.argv[2:]] or [["turnpike", "nginx"]]
     runs = {}
     for name in sorted(os.listdir(d)):
         m = re.fullmatch(r"(\w+)\.(\d+)\.txt", name)
@@ -76,7 +82,8 @@ def main():
     for t, rs in runs.items():
         rs.sort()
         vals = [r for _, r in rs]
-        keys = ["rps", "p50", "p99"] + [k for k in ("cpu", "cpu_req", "proxy_cpus_busy_pct", "load_cpus_busy_pct")
+        keys = ["rps", "p50", "p99"] + [k for k in ("cpu", "cpu_req", "proxy_cpus_busy_pct", "load_cpus_busy_pct",
+                                                    "redis_req")
                                      if all(k in v for v in vals)]
         med[t] = {k: statistics.median(v[k] for v in vals) for k in keys}
         med[t]["errors"] = sum(v["errors"] for v in vals)
@@ -86,8 +93,9 @@ def main():
     print("%-11s %11s %9s %9s %8s %9s %6s %6s %6s %4s   %s" % (
         "target", "rps(median)", "p50", "p99", "srv cpu", "cpu/req", "cpuP", "cpuL",
         "errors", "runs", "rps per run"))
-    labels = {"nginx": "nginx", "turnpike": "turnpike", "direct": "upstream*", "alone": "upstream**"}
-    for t in ("nginx", "turnpike", "direct", "alone"):
+    labels = {"nginx": "nginx", "turnpike": "turnpike", "keyless": "keyless", "auth": "auth",
+              "direct": "upstream*", "alone": "upstream**"}
+    for t in labels:
         if t not in med:
             continue
         s = med[t]
@@ -98,14 +106,20 @@ def main():
         print("%-11s %11.0f %9s %9s %8s %9s %6s %6s %6d %4d   %s" % (
             labels[t], s["rps"], fmt_ms(s["p50"]), fmt_ms(s["p99"]), cpu, cpr, busy_p, busy_l,
             s["errors"], s["n"], " ".join("%.0f" % x for x in s["all_rps"])))
-    if "nginx" in med and "turnpike" in med:
-        n, t = med["nginx"], med["turnpike"]
-        line = "ratio turnpike/nginx: rps %.2fx, p99 %.2fx (p50 %.2fx" % (
-            t["rps"] / n["rps"], t["p99"] / n["p99"], t["p50"] / n["p50"])
-        if "cpu_req" in n and "cpu_req" in t:
-            line += ", cpu/req %.2fx" % (t["cpu_req"] / n["cpu_req"])
+    for a, b in ratios:
+        if a not in med or b not in med:
+            continue
+        x, y = med[a], med[b]
+        line = "ratio %s/%s: rps %.2fx, p99 %.2fx (p50 %.2fx" % (
+            a, b, x["rps"] / y["rps"], x["p99"] / y["p99"], x["p50"] / y["p50"])
+        if "cpu_req" in x and "cpu_req" in y:
+            line += ", cpu/req %.2fx" % (x["cpu_req"] / y["cpu_req"])
         print(line + ")")
-    proxies = [med[t]["rps"] for t in ("nginx", "turnpike") if t in med]
+    for t in labels:
+        if t in med and "redis_req" in med[t]:
+            print("redis commands per request (%s, INFO commandstats, median of runs): %.4f"
+                  % (t, med[t]["redis_req"]))
+    proxies = [med[t]["rps"] for t in ("nginx", "turnpike", "keyless", "auth") if t in med]
     best = max(proxies) if proxies else 0
     print("srv cpu: on-CPU time of the server's own processes (schedstat; excludes most"
           " softirq), % of one core;\n"
