@@ -13,15 +13,15 @@
 #include "tp_shm_session.h"
 #include "tp_time.h"
 
-#define PROBE 8           /* neighbours an id may live in */
+#define PROBE 8             /* neighbours an id may live in */
 #define STEAL_AFTER_MS 1000 /* an entry odd this long has a dead or stuck writer */
 
 typedef struct entry_s {
     _Atomic uint32_t seq; /* odd while written */
     _Atomic int32_t writer;
     _Atomic int64_t locked_ms;
-    _Atomic uint64_t version; /* bumped by every write */
-    int64_t expires_ms;       /* monotonic; 0: empty */
+    _Atomic uint64_t version;   /* bumped by every write */
+    _Atomic int64_t expires_ms; /* monotonic; 0: empty */
     uint8_t id[32];
     uint8_t store[32];
     uint32_t rkey_len; /* data: rkey, NUL, json, NUL */
@@ -122,9 +122,12 @@ static uint32_t lock_entry(entry_t *e, int64_t now)
     return want;
 }
 
-static void unlock_entry(entry_t *e, uint32_t held)
+/* <changed>: readers' copies of the entry are out of date (the version
+ * moves); else only its expiry moved. */
+static void unlock_entry(entry_t *e, uint32_t held, int changed)
 {
-    atomic_fetch_add(&e->version, 1);
+    if (changed)
+        atomic_fetch_add(&e->version, 1);
     atomic_store(&e->writer, 0);
     atomic_store_explicit(&e->seq, held + 1, memory_order_release);
 }
@@ -165,14 +168,16 @@ int tp_scache_get(tp_scache_t *c, const uint8_t id[32], int64_t now_ms, tp_buf_t
     return 0;
 }
 
-int tp_scache_still(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t now_ms)
+int64_t tp_scache_left(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t now_ms)
 {
     if (slot >= c->n)
         return 0;
     entry_t *e = entry_at(c, slot);
     uint32_t s = atomic_load_explicit(&e->seq, memory_order_acquire);
-    return (s & 1) == 0 && atomic_load_explicit(&e->version, memory_order_relaxed) == version &&
-           e->expires_ms > now_ms;
+    if ((s & 1) != 0 || atomic_load_explicit(&e->version, memory_order_relaxed) != version)
+        return 0;
+    int64_t left = e->expires_ms - now_ms;
+    return left > 0 ? left : 0;
 }
 
 uint64_t tp_scache_epoch(tp_scache_t *c)
@@ -209,6 +214,15 @@ int tp_scache_put(tp_scache_t *c, uint64_t epoch, const uint8_t id[32], const ui
     uint32_t held = lock_entry(e, now);
     if (held == 0)
         return -1;
+    if (e->expires_ms > 0 && memcmp(e->id, id, 32) == 0 && e->rkey_len == rl &&
+        e->json_len == json_len && memcmp(e->data, rkey, rl) == 0 &&
+        memcmp(e->data + rl + 1, json, json_len) == 0) {
+        /* the same session again (a refresh): only the expiry moves, and
+         * the workers keep their parsed copies */
+        e->expires_ms = atomic_load(&c->epoch) == epoch ? expires_ms : 0;
+        unlock_entry(e, held, e->expires_ms == 0);
+        return 0;
+    }
     memcpy(e->id, id, 32);
     memcpy(e->store, store, 32);
     e->rkey_len = (uint32_t)rl;
@@ -221,7 +235,7 @@ int tp_scache_put(tp_scache_t *c, uint64_t epoch, const uint8_t id[32], const ui
      * this entry before it held the id: then the entry must not live */
     if (atomic_load(&c->epoch) != epoch)
         e->expires_ms = 0;
-    unlock_entry(e, held);
+    unlock_entry(e, held, 1);
     return 0;
 }
 
@@ -245,7 +259,7 @@ int tp_scache_evict_store(tp_scache_t *c, const uint8_t store[32])
             e->expires_ms = 0;
             n++;
         }
-        unlock_entry(e, held);
+        unlock_entry(e, held, 1);
     }
     return n;
 }

@@ -40,12 +40,13 @@ tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, char *err, size_
 
 /* Looks up <id>. On a hit (1), copies the Redis key name into <rkey> and
  * the session JSON into <json> (both NUL-terminated), and sets *slot and
- * *version for tp_scache_still. 0 on a miss or an expired entry. */
+ * *version for tp_scache_left. 0 on a miss or an expired entry. */
 int tp_scache_get(tp_scache_t *c, const uint8_t id[32], int64_t now_ms, tp_buf_t *rkey,
                   tp_buf_t *json, uint32_t *slot, uint64_t *version);
 
-/* Is the entry read earlier (slot, version) unchanged and unexpired? */
-int tp_scache_still(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t now_ms);
+/* Milliseconds the entry read earlier (slot, version) has left; 0 once it
+ * changed or expired. */
+int64_t tp_scache_left(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t now_ms);
 
 /* The eviction counter: read it before asking Redis for a session, and
  * pass it to tp_scache_put, which then refuses a session that an eviction
@@ -54,8 +55,11 @@ uint64_t tp_scache_epoch(tp_scache_t *c);
 
 /* Stores a session: <id> as for get, <store> the SHA-256 of the storage
  * hash (the part of the Redis key after "apikey-"), <rkey> the Redis key,
- * <json> the session. Returns 0, or -1 when it does not fit, the entry is
- * busy or an eviction came after <epoch> (nothing cached). */
+ * <json> the session. When the entry for <id> already holds this very
+ * session (a refresh), only its expiry moves and its version stays, so
+ * the workers' parsed copies stay valid. Returns 0, or -1 when it does not
+ * fit, the entry is busy or an eviction came after <epoch> (nothing
+ * cached). */
 int tp_scache_put(tp_scache_t *c, uint64_t epoch, const uint8_t id[32], const uint8_t store[32],
                   const char *rkey, const char *json, size_t json_len, int64_t expires_ms);
 

@@ -12,7 +12,11 @@
  *  - Redis: apikey-<hash> for each candidate key name.
  * Entries live local_session_cache.cached_session_timeout seconds (Tyk's
  * 10 by default), so a key changed behind the gateway's back is seen
- * within that time, and at once when the change is announced.
+ * within that time, and at once when the change is announced. A key in
+ * use is read again in the background during the last quarter of its
+ * entry's life, so steady traffic never waits for Redis: an unchanged
+ * session only has its expiry moved, a changed one replaces the entry, a
+ * deleted one is evicted.
  *
  * A key that is in no cache while Redis cannot be reached gets 503, not
  * 401 or 403: the gateway does not know whether the key is good.
@@ -55,7 +59,8 @@ struct tp_sess_s {
     uint64_t cver; /* the shared entry it came from (cslot UINT32_MAX: none) */
     char *rkey;    /* "apikey-<hash>" */
     cJSON *session;
-    int bad; /* policies failed to apply: treated as an unknown key */
+    int bad;        /* policies failed to apply: treated as an unknown key */
+    int refreshing; /* a background read of rkey is under way */
     int inactive;
     int64_t expires;
     int master; /* no access_rights: every API */
@@ -228,10 +233,9 @@ static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errl
             if (url == NULL || !cJSON_IsString(url))
                 continue;
             url_rule_t *r = &acl->urls[acl->nurls];
-            if (tp_path_pattern_compile(&r->re, url->valuestring,
-                                        conf->http_server_options.enable_path_prefix_matching,
-                                        conf->http_server_options.enable_path_suffix_matching, 0,
-                                        err, errlen) < 0)
+            if (tp_path_pattern_compile(
+                    &r->re, url->valuestring, conf->http_server_options.enable_path_prefix_matching,
+                    conf->http_server_options.enable_path_suffix_matching, 0, err, errlen) < 0)
                 return -1;
             r->methods = tp_json_get(u, "methods");
             acl->nurls++;
@@ -275,6 +279,55 @@ static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len,
         s->bad = 1;
     }
     return s;
+}
+
+/* ---- refreshing a cached session ahead of its expiry ---------------------------------- */
+
+typedef struct refresh_s {
+    tp_worker_t *w;
+    tp_sess_t *s;
+    uint64_t epoch;
+} refresh_t;
+
+static int64_t cache_ttl_ms(const tp_worker_t *w)
+{
+    return w->conf->local_session_cache.cached_session_timeout * 1000;
+}
+
+static void on_refresh(void *arg, const redisReply *rep, const char *err)
+{
+    refresh_t *r = arg;
+    tp_sess_t *s = r->s;
+    tp_worker_t *w = r->w;
+    s->refreshing = 0;
+    if (err == NULL && w->scache != NULL &&
+        (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL)) {
+        uint8_t id[32], store[32];
+        const char *h = s->rkey + 7; /* after "apikey-" */
+        tp_scache_digest(h, strlen(h), NULL, 0, store);
+        if (rep->type == REDIS_REPLY_NIL) {
+            tp_scache_evict_store(w->scache, store); /* deleted behind our back */
+        } else {
+            tp_scache_digest(s->ident, s->ident_len, NULL, 0, id);
+            tp_scache_put(w->scache, r->epoch, id, store, s->rkey, rep->str, rep->len,
+                          tp_time_mono_ms() + cache_ttl_ms(w));
+        }
+    }
+    sess_put(s);
+    free(r);
+}
+
+/* <s> came from the shared cache and has <left> ms to live there: near the
+ * end, reads it again without making anyone wait. */
+static void maybe_refresh(tp_worker_t *w, tp_sess_t *s, int64_t left)
+{
+    if (left > cache_ttl_ms(w) / 4 || s->refreshing || w->redis == NULL)
+        return;
+    refresh_t *r = tp_malloc(sizeof(*r));
+    *r = (refresh_t){w, s, tp_scache_epoch(w->scache)};
+    s->refreshing = 1;
+    s->refs++;
+    tp_redis_cmd(w->redis, on_refresh, r, "GET %b", s->rkey, strlen(s->rkey));
 }
 
 /* ---- the checks after authentication --------------------------------------------------- */
@@ -398,9 +451,10 @@ static void lookup_done(tp_lookup_t *l)
         uint8_t store[32];
         const char *h = rkey + 7; /* after "apikey-" */
         tp_scache_digest(h, strlen(h), NULL, 0, store);
-        int64_t ttl = w->conf->local_session_cache.cached_session_timeout * 1000;
+        int64_t ttl = cache_ttl_ms(w);
         tp_buf_t k = {0}, j = {0};
-        if (tp_scache_put(w->scache, l->epoch, l->id, store, rkey, json, json_len, now + ttl) == 0 &&
+        if (tp_scache_put(w->scache, l->epoch, l->id, store, rkey, json, json_len, now + ttl) ==
+                0 &&
             tp_scache_get(w->scache, l->id, now, &k, &j, &s->cslot, &s->cver))
             l1_store(w, s);
         tp_buf_free(&k);
@@ -471,12 +525,14 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
     int cache = w->scache != NULL && !conf->local_session_cache.disable_cached_session_state;
     uint8_t id[32];
     if (cache) {
-        int64_t now = tp_time_mono_ms();
+        int64_t now = tp_time_mono_ms(), left;
         tp_sess_t *s = w->l1[l1_index(ident.data, ident.len)];
-        if (s != NULL && s->ident_len == ident.len && memcmp(s->ident, ident.data, ident.len) == 0 &&
-            s->gen == req->snap->generation && s->cslot != UINT32_MAX &&
-            tp_scache_still(w->scache, s->cslot, s->cver, now)) {
+        if (s != NULL && s->ident_len == ident.len &&
+            memcmp(s->ident, ident.data, ident.len) == 0 && s->gen == req->snap->generation &&
+            s->cslot != UINT32_MAX &&
+            (left = tp_scache_left(w->scache, s->cslot, s->cver, now)) > 0) {
             tp_buf_free(&ident);
+            maybe_refresh(w, s, left);
             sess_check(req, rp, s);
             return;
         }
@@ -489,6 +545,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
             s->cslot = slot;
             s->cver = ver;
             l1_store(w, s);
+            maybe_refresh(w, s, tp_scache_left(w->scache, slot, ver, now));
             tp_buf_free(&ident);
             tp_buf_free(&rkey);
             tp_buf_free(&json);

@@ -1,17 +1,20 @@
 /* test/unit/test_shm.c: shared-memory generations (publish, slot reuse,
- * space), and the small pieces of the control plane: the string map, the
+ * space), the shared session cache, and the small pieces of the control plane: the string map, the
  * JSON printer the REST API writes with, cluster-notification signatures. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tp_buf.h"
 #include "tp_json.h"
 #include "tp_notice.h"
 #include "tp_shm.h"
+#include "tp_shm_session.h"
 #include "tp_strmap.h"
 #include "tp_test.h"
+#include "tp_time.h"
 
 /* <n> keyless APIs "api<i>" on "/p<i>/", each to its own upstream host. */
 static void make_apis(tp_apis_t *apis, size_t n)
@@ -152,6 +155,70 @@ TP_TEST(shm_too_small_keeps_the_old_generation)
     unmap(shm);
 }
 
+static void ids(const char *key, const char *hash, uint8_t id[32], uint8_t store[32])
+{
+    tp_scache_digest("default", 7, key, strlen(key), id);
+    tp_scache_digest(hash, strlen(hash), NULL, 0, store);
+}
+
+TP_TEST(scache_put_get_refresh_evict)
+{
+    char err[256];
+    tp_scache_t *c = tp_scache_create(64 * 1024, 1024, err, sizeof(err));
+    CHECK(c != NULL);
+    uint8_t id[32], store[32];
+    ids("k1", "h1", id, store);
+    tp_buf_t rkey = {0}, json = {0};
+    uint32_t slot;
+    uint64_t v1, v2;
+    int64_t now = tp_time_mono_ms();
+    CHECK(!tp_scache_get(c, id, now, &rkey, &json, &slot, &v1));
+    CHECK_INT(
+        tp_scache_put(c, tp_scache_epoch(c), id, store, "apikey-h1", "{\"a\":1}", 7, now + 1000),
+        0);
+    CHECK(tp_scache_get(c, id, now, &rkey, &json, &slot, &v1));
+    CHECK_STR(rkey.data, "apikey-h1");
+    CHECK_STR(json.data, "{\"a\":1}");
+    CHECK(tp_scache_left(c, slot, v1, now) == 1000);
+    CHECK(tp_scache_left(c, slot, v1, now + 1000) == 0); /* expired */
+
+    /* a refresh with the same session moves the expiry, not the version */
+    CHECK_INT(
+        tp_scache_put(c, tp_scache_epoch(c), id, store, "apikey-h1", "{\"a\":1}", 7, now + 5000),
+        0);
+    CHECK(tp_scache_left(c, slot, v1, now) == 5000);
+    /* a changed session is a new version: parsed copies are out of date */
+    CHECK_INT(
+        tp_scache_put(c, tp_scache_epoch(c), id, store, "apikey-h1", "{\"a\":2}", 7, now + 5000),
+        0);
+    CHECK(tp_scache_left(c, slot, v1, now) == 0);
+    CHECK(tp_scache_get(c, id, now, &rkey, &json, &slot, &v2));
+    CHECK(v2 != v1);
+    CHECK_STR(json.data, "{\"a\":2}");
+
+    /* a read that began before an eviction is not cached */
+    uint64_t epoch = tp_scache_epoch(c);
+    uint8_t id2[32], store2[32];
+    ids("k2", "h2", id2, store2);
+    CHECK_INT(tp_scache_evict_store(c, store2), 0);
+    CHECK_INT(tp_scache_put(c, epoch, id2, store2, "apikey-h2", "{}", 2, now + 1000), -1);
+    CHECK(!tp_scache_get(c, id2, now, &rkey, &json, &slot, &v2));
+
+    /* eviction by storage hash, seen by another process */
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(tp_scache_evict_store(c, store) == 1 ? 0 : 1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(!tp_scache_get(c, id, now, &rkey, &json, &slot, &v2));
+    size_t used, cap;
+    tp_scache_stats(c, now, &used, &cap);
+    CHECK_INT(used, 0);
+    CHECK(cap == 64);
+    tp_buf_free(&rkey);
+    tp_buf_free(&json);
+}
+
 TP_TEST(strmap_put_get_grow)
 {
     tp_strmap_t m = {0};
@@ -242,6 +309,7 @@ void test_shm_suite(void)
     TP_RUN(shm_slots_wait_for_old_readers);
     TP_RUN(shm_long_request_pins_one_slot);
     TP_RUN(shm_too_small_keeps_the_old_generation);
+    TP_RUN(scache_put_get_refresh_evict);
     TP_RUN(strmap_put_get_grow);
     TP_RUN(json_print_indent_like_go);
     TP_RUN(notice_signature_and_format);
