@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "tp_err.h"
 #include "tp_json.h"
@@ -243,6 +244,25 @@ static void reply_mock(tp_req_t *req, const tp_pathrule_t *rule)
     tp_buf_free(&h);
 }
 
+/* Removes the lines already planned for header <name>: Tyk Set()s each
+ * header, so an endpoint's add_headers replace a global header's value. */
+static void hdrplan_unadd(tp_hdrplan_t *hp, const char *name)
+{
+    size_t n = strlen(name), r = 0, w = 0;
+    char *d = hp->add.data;
+    while (r < hp->add.len) {
+        char *eol = memchr(d + r, '\n', hp->add.len - r);
+        size_t len = eol != NULL ? (size_t)(eol - (d + r)) + 1 : hp->add.len - r;
+        int same = len > n && d[r + n] == ':' && strncasecmp(d + r, name, n) == 0;
+        if (!same) {
+            memmove(d + w, d + r, len);
+            w += len;
+        }
+        r += len;
+    }
+    hp->add.len = w;
+}
+
 /* Collects the header changes of <v> for this request into req->hdr_plan. */
 static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *method,
                          const tp_rulepaths_t *ps)
@@ -258,13 +278,33 @@ static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *metho
         const tp_hdrrule_t *hr = &v->hdr_rules[i];
         if (!tp_hdrrule_match(hr, method, ps->p, 3))
             continue;
-        for (size_t j = 0; j < hr->ndel; j++)
+        for (size_t j = 0; j < hr->ndel; j++) {
             tp_hdrplan_drop(hp, hr->del[j]);
-        for (size_t j = 0; j < hr->add.nnames; j++)
+            hdrplan_unadd(hp, hr->del[j]);
+        }
+        for (size_t j = 0; j < hr->add.nnames; j++) {
             tp_hdrplan_drop(hp, hr->add.names[j]);
+            hdrplan_unadd(hp, hr->add.names[j]);
+        }
         if (hr->add.lines != NULL)
             tp_buf_puts(&hp->add, hr->add.lines);
     }
+}
+
+void tp_auth_expires_header(const tp_req_t *req, tp_buf_t *b)
+{
+    if (req->version == NULL || req->rules == NULL)
+        return;
+    int64_t t = req->rules->not_versioned ? req->rules->expiration : req->version->expires;
+    if (t <= 1) /* never, or unparsable (treated as expired, no date) */
+        return;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char date[64];
+    if (gmtime_r(&tt, &tm) == NULL ||
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S UTC", &tm) == 0)
+        return;
+    tp_buf_printf(b, "X-Tyk-Api-Expires: %s\r\n", date);
 }
 
 void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)

@@ -1,0 +1,531 @@
+"""Keys in use: policies merged on each request (TYK-COMPAT 5.3), access
+control (4.6), versions and path lists (3.3, 3.4, 3.6), path tricks against
+black lists and allowed_urls, eviction across nodes (7), the node's shared
+session cache and what happens when Redis goes away (4.5).
+
+Sessions are mostly written straight into Redis, as Tyk (or a Dashboard)
+writes them, so each test controls every field the gateway reads.
+"""
+import hashlib
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from conftest import HOST, api_def, http, redis_py, send_raw
+from tykkeys import generate_token, hash_key, tyk_session
+
+pytestmark = pytest.mark.skipif(redis_py is None, reason="needs python3-redis")
+
+SECRET = "s3cret-for-tests"
+AUTH = [("X-Tyk-Authorization", SECRET)]
+ORG = "default"
+
+
+def tyk(g, method, path, body=None):
+    """A Gateway REST API call with the secret."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    hdrs = list(AUTH)
+    if body is not None:
+        hdrs.append(("Content-Type", "application/json"))
+    return http(g.port, method, path, hdrs, body)
+
+
+def tyk_error(message):
+    """Tyk's templates/error.json (TYK-COMPAT 11.1)."""
+    return ('{\n    "error": "%s"\n}' % message).encode()
+
+
+def assert_denied(r, status, message):
+    assert (r.status, r.body) == (status, tyk_error(message)), r
+
+
+def new_token():
+    return generate_token(ORG, uuid.uuid4().hex)
+
+
+def put_session(rc, token, session, hashed=True, ttl=None):
+    """Writes a session where Tyk keeps it (TYK-COMPAT 4.4)."""
+    rc.set("apikey-" + hash_key(token, hashed), json.dumps(session), ex=ttl)
+
+
+def keyed(api_id, listen_path, target, **kw):
+    d = api_def(api_id, listen_path, target, keyless=False)
+    d["use_standard_auth"] = True
+    d["auth"] = {"auth_header_name": "Authorization"}
+    for k, v in kw.items():
+        d[k] = v
+    return d
+
+
+def versioned(d, versions, location="header", key="x-api-version", **vd):
+    """Makes <d> versioned: versions is {name: VersionInfo fields}."""
+    d["definition"] = {"location": location, "key": key}
+    d["version_data"] = dict({"not_versioned": False,
+                              "versions": {n: dict({"name": n}, **v) for n, v in versions.items()}},
+                             **vd)
+    return d
+
+
+def not_versioned(d, **default):
+    """A single "Default" version with <default>'s VersionInfo fields."""
+    d["version_data"] = {"not_versioned": True,
+                         "versions": {"Default": dict({"name": "Default"}, **default)}}
+    return d
+
+
+def get(g, path, token=None, method="GET", headers=()):
+    h = list(headers)
+    if token is not None:
+        h.append(("Authorization", token))
+    return g.request(method, path, h)
+
+
+def conf(redis_srv=None, **kw):
+    c = {"secret": SECRET, "hash_keys": True}
+    if redis_srv is not None:
+        c["storage"] = {"type": "redis", "host": HOST, "port": redis_srv.port}
+    c.update(kw)
+    return c
+
+
+def policy(pid, apis, **kw):
+    p = {"id": pid, "name": pid, "org_id": ORG, "rate": 0, "per": 0, "quota_max": -1,
+         "quota_renewal_rate": 0, "active": True, "is_inactive": False,
+         "access_rights": {a: dict({"api_id": a, "api_name": a, "versions": ["Default"]}, **extra)
+                           for a, extra in apis.items()}}
+    p.update(kw)
+    return p
+
+
+def write_policies(path, pols):
+    path.write_text(json.dumps({p["id"]: p for p in pols}))
+
+
+def reload_ok(g):
+    r = tyk(g, "GET", "/tyk/reload?block=true")
+    assert r.status == 200, r
+    return r
+
+
+def echo(r):
+    assert r.status == 200, r
+    return r.json()
+
+
+def upstream_header(r, name):
+    for k, v in echo(r)["headers"]:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+# ---------------------------------------------------------------------------
+# 1. policies applied on each request (TYK-COMPAT 5.3)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def polset(upstream, make_gateway, tmp_path):
+    """A gateway with APIs a, b, c (token auth) and policies from a record file."""
+    rec = tmp_path / "policies.json"
+    write_policies(rec, [
+        policy("pa", {"a": {}}, tags=["from-pa"], meta_data={"tier": "gold", "shared": "pa"},
+               quota_max=100, quota_renewal_rate=60, rate=10, per=1),
+        policy("pb", {"b": {}}, tags=["from-pb"], meta_data={"shared": "pb"},
+               quota_max=500, quota_renewal_rate=3600, rate=100, per=1),
+        policy("acl-c", {"c": {}}, partitions={"acl": True, "quota": False, "rate_limit": False,
+                                               "complexity": False, "per_api": False}),
+        policy("off", {"a": {}}, is_inactive=True),
+        policy("other-org", {"a": {}}, org_id="someone-else"),
+    ])
+    apis = [keyed(x, "/%s/" % x, upstream.url("/")) for x in "abc"]
+    g = make_gateway(conf=conf(policies={"policy_source": "file", "policy_record_name": str(rec)}),
+                     apis=apis)
+    from conftest import session_redis
+    rc = session_redis().client()
+    yield g, rc, rec
+    rc.close()
+
+
+def key_with(rc, session_access=(), **fields):
+    tok = new_token()
+    put_session(rc, tok, tyk_session(list(session_access), org_id=ORG, **fields))
+    return tok
+
+
+def test_policy_grants_its_apis_only(polset):
+    g, rc, _ = polset
+    # the session itself lists b; with a policy, only the policy's ACL counts
+    tok = key_with(rc, ["b"], apply_policies=["pa"])
+    assert get(g, "/a/echo", tok).status == 200
+    assert_denied(get(g, "/b/echo", tok), 403, "Access to this API has been disallowed")
+    assert_denied(get(g, "/c/echo", tok), 403, "Access to this API has been disallowed")
+    # the legacy single field works too
+    tok2 = key_with(rc, [], apply_policy_id="pb")
+    assert get(g, "/b/echo", tok2).status == 200
+    assert_denied(get(g, "/a/echo", tok2), 403, "Access to this API has been disallowed")
+
+
+def test_several_policies_merge_acls_and_get_detail_shows_the_merge(polset):
+    g, rc, _ = polset
+    tok = key_with(rc, [], apply_policies=["pa", "pb"], tags=["own"], meta_data={"shared": "key", "k": "v"})
+    for api in "ab":
+        assert get(g, "/%s/echo" % api, tok).status == 200
+    assert_denied(get(g, "/c/echo", tok), 403, "Access to this API has been disallowed")
+    r = tyk(g, "GET", "/tyk/keys/" + tok)
+    assert r.status == 200, r
+    s = r.json()
+    assert sorted(s["access_rights"]) == ["a", "b"]
+    # two policies set ACLs: each API counts under the policy that granted it
+    assert s["access_rights"]["a"]["allowance_scope"] == "pa"
+    assert s["access_rights"]["b"]["allowance_scope"] == "pb"
+    # the larger quota and renewal rate, the faster rate win at the root
+    assert s["quota_max"] == 500 and s["quota_renewal_rate"] == 3600
+    assert (s["rate"], s["per"]) == (100, 1)
+    assert sorted(s["tags"]) == ["from-pa", "from-pb", "own"]
+    # policy keys over the key's, later policies over earlier ones
+    assert s["meta_data"] == {"shared": "pb", "k": "v", "tier": "gold"}
+
+
+def test_single_policy_copies_its_limits_to_the_root(polset):
+    g, rc, _ = polset
+    tok = key_with(rc, [], apply_policies=["pa"], quota_max=7, rate=1, per=60)
+    s = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    assert (s["quota_max"], s["quota_renewal_rate"], s["rate"], s["per"]) == (100, 60, 10, 1)
+    assert s["access_rights"]["a"]["limit"]["quota_max"] == 100
+
+
+def test_acl_only_partition_keeps_the_keys_own_limits(polset):
+    g, rc, _ = polset
+    tok = key_with(rc, [], apply_policies=["acl-c"], quota_max=42, quota_renewal_rate=30, rate=3, per=7)
+    assert get(g, "/c/echo", tok).status == 200
+    assert_denied(get(g, "/a/echo", tok), 403, "Access to this API has been disallowed")
+    s = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    assert list(s["access_rights"]) == ["c"]
+    assert (s["quota_max"], s["rate"], s["per"]) == (42, 3, 7)
+
+
+def test_inactive_policy_makes_the_key_inactive(polset):
+    g, rc, _ = polset
+    tok = key_with(rc, [], apply_policies=["pa", "off"])
+    assert_denied(get(g, "/a/echo", tok), 403, "Key is inactive, please renew")
+    # with policies, the key's own flag does not count (5.3 step 9)
+    tok2 = key_with(rc, [], apply_policies=["pa"], is_inactive=True)
+    assert get(g, "/a/echo", tok2).status == 200
+
+
+def test_unknown_and_foreign_policies(polset):
+    g, rc, _ = polset
+    # the sole policy missing: the apply fails, the key is treated as unknown
+    tok = key_with(rc, ["a"], apply_policies=["nope"])
+    assert_denied(get(g, "/a/echo", tok), 403, "Access to this API has been disallowed")
+    # a missing policy next to a good one is skipped
+    tok = key_with(rc, [], apply_policies=["nope", "pa"])
+    assert get(g, "/a/echo", tok).status == 200
+    # a policy of another organisation is refused
+    tok = key_with(rc, ["a"], apply_policies=["other-org"])
+    assert_denied(get(g, "/a/echo", tok), 403, "Access to this API has been disallowed")
+
+
+def test_per_api_policy_limits(upstream, make_gateway, tmp_path):
+    rec = tmp_path / "p.json"
+    write_policies(rec, [policy("pp", {"a": {"limit": {"rate": 5, "per": 1, "quota_max": 50,
+                                                        "quota_renewal_rate": 10}},
+                                       "b": {}},
+                                rate=77, per=1, quota_max=999, quota_renewal_rate=20,
+                                partitions={"per_api": True, "quota": False, "rate_limit": False,
+                                            "acl": False, "complexity": False})])
+    g = make_gateway(conf=conf(policies={"policy_source": "file", "policy_record_name": str(rec)}),
+                     apis=[keyed(x, "/%s/" % x, upstream.url("/")) for x in "ab"], workers=1)
+    from conftest import session_redis
+    rc = session_redis().client()
+    tok = key_with(rc, [], apply_policies=["pp"])
+    assert get(g, "/a/echo", tok).status == 200 and get(g, "/b/echo", tok).status == 200
+    s = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    la, lb = s["access_rights"]["a"]["limit"], s["access_rights"]["b"]["limit"]
+    assert (la["rate"], la["quota_max"]) == (5, 50) and s["access_rights"]["a"]["allowance_scope"] == "a"
+    assert (lb["rate"], lb["quota_max"]) == (77, 999) and s["access_rights"]["b"]["allowance_scope"] == "pp"
+    rc.close()
+
+
+def test_policies_from_a_directory_and_changes_on_reload(upstream, make_gateway, tmp_path):
+    pdir = tmp_path / "pols"
+    pdir.mkdir()
+    (pdir / "one.json").write_text(json.dumps(policy("one", {"a": {}})))
+    g = make_gateway(conf=conf(policies={"policy_source": "file", "policy_path": str(pdir)}),
+                     apis=[keyed(x, "/%s/" % x, upstream.url("/")) for x in "ab"])
+    from conftest import session_redis
+    rc = session_redis().client()
+    tok = key_with(rc, [], apply_policies=["one"])
+    for _ in range(4):  # cached on both workers
+        assert get(g, "/a/echo", tok).status == 200
+        assert_denied(get(g, "/b/echo", tok), 403, "Access to this API has been disallowed")
+    # the policy now grants b instead of a: the same key follows at once
+    (pdir / "one.json").write_text(json.dumps(policy("one", {"b": {}})))
+    reload_ok(g)
+    for _ in range(4):
+        assert get(g, "/b/echo", tok).status == 200
+        assert_denied(get(g, "/a/echo", tok), 403, "Access to this API has been disallowed")
+    # a broken policy file: the reload fails, APIs and policies stay as they were
+    (pdir / "one.json").write_text('{"id": "one", "access_rights": {')
+    g.add_api(keyed("c", "/c/", upstream.url("/")))
+    r = tyk(g, "GET", "/tyk/reload?block=true")
+    assert r.status == 500 and "one.json" in r.json()["message"], r
+    for _ in range(4):
+        assert get(g, "/b/echo", tok).status == 200
+        assert_denied(get(g, "/a/echo", tok), 403, "Access to this API has been disallowed")
+        assert get(g, "/c/echo", tok).status == 404
+    assert [p["id"] for p in tyk(g, "GET", "/tyk/policies").json()] == ["one"]
+    rc.close()
+
+
+def test_broken_policy_record_keeps_keys_working(polset, upstream):
+    g, rc, rec = polset
+    tok = key_with(rc, [], apply_policies=["pa"])
+    assert get(g, "/a/echo", tok).status == 200
+    rec.write_text("{not json")
+    r = tyk(g, "GET", "/tyk/reload?block=true")
+    assert r.status == 500 and "policy_record_name" in r.json()["message"], r
+    for _ in range(4):
+        assert get(g, "/a/echo", tok).status == 200
+        assert_denied(get(g, "/b/echo", tok), 403, "Access to this API has been disallowed")
+    # keys created by the REST API get the policy's rights too
+    r = tyk(g, "POST", "/tyk/keys", tyk_session([], org_id=ORG, apply_policies=["pb"]))
+    assert r.status == 200, r
+    k = r.json()["key"]
+    assert get(g, "/b/echo", k).status == 200
+    assert_denied(get(g, "/a/echo", k), 403, "Access to this API has been disallowed")
+
+
+# ---------------------------------------------------------------------------
+# 2. access control: access rights, versions, path lists, headers
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def rc():
+    from conftest import session_redis
+    c = session_redis().client()
+    yield c
+    c.close()
+
+
+def test_master_keys(upstream, make_gateway, rc):
+    """Empty access_rights is a master key: let through on every API at request
+    time (4.6); allow_master_keys only governs creating one by REST (1.4)."""
+    apis = [keyed(x, "/%s/" % x, upstream.url("/")) for x in "ab"]
+    g = make_gateway(conf=conf(), apis=apis, workers=1)
+    tok = key_with(rc, [])
+    assert get(g, "/a/echo", tok).status == 200 and get(g, "/b/echo", tok).status == 200
+    r = tyk(g, "POST", "/tyk/keys", tyk_session([], org_id=ORG))
+    assert r.status == 500, r
+    assert r.json() == {"status": "error", "message": "Failed to create key, ensure security settings are correct."}
+    r = tyk(g, "POST", "/tyk/keys/create", tyk_session([], org_id=ORG))
+    assert r.status == 400, r
+    g2 = make_gateway(conf=conf(allow_master_keys=True), apis=apis, workers=1)
+    r = tyk(g2, "POST", "/tyk/keys", tyk_session([], org_id=ORG))
+    assert r.status == 200, r
+    assert get(g2, "/a/echo", r.json()["key"]).status == 200
+
+
+def test_access_rights_per_api_and_version(upstream, make_gateway, rc):
+    vs = {"v1": {}, "v2": {}, "old": {"expires": "2020-01-01 00:00"}, "later": {"expires": "2099-01-02 15:04"}}
+    a = versioned(keyed("a", "/a/", upstream.url("/")), vs)
+    b = keyed("b", "/b/", upstream.url("/"))
+    g = make_gateway(conf=conf(), apis=[a, b], workers=1)
+    tok = new_token()
+    s = tyk_session(["a"], org_id=ORG)
+    s["access_rights"]["a"]["versions"] = ["v1", "old", "later"]
+    put_session(rc, tok, s)
+    V = "x-api-version"
+    assert get(g, "/a/echo", tok, headers=[(V, "v1")]).status == 200
+    assert_denied(get(g, "/a/echo", tok, headers=[(V, "v2")]), 403, "Access to this API has been disallowed")
+    assert_denied(get(g, "/b/echo", tok), 403, "Access to this API has been disallowed")
+    # the version check runs before authentication (12.1)
+    assert_denied(get(g, "/a/echo", headers=[(V, "v9")]), 403, "This API version does not seem to exist")
+    assert_denied(get(g, "/a/echo", tok), 403, "Version information not found")
+    assert_denied(get(g, "/a/echo", tok, headers=[(V, "old")]), 403,
+                  "Api Version has expired, please check documentation or contact administrator")
+    r = get(g, "/a/echo", tok, headers=[(V, "later")])
+    assert r.status == 200
+    assert r.header("x-tyk-api-expires") == "Fri, 02 Jan 2099 15:04:00 UTC"
+    # set in VersionCheck: later errors carry it too, earlier ones do not
+    r = get(g, "/a/echo", headers=[(V, "later")])
+    assert r.status == 401 and r.header("x-tyk-api-expires") == "Fri, 02 Jan 2099 15:04:00 UTC"
+    assert get(g, "/a/echo", tok, headers=[(V, "v1")]).header("x-tyk-api-expires") is None
+
+
+def test_version_locations_defaults_and_stripping(upstream, make_gateway, rc):
+    vs = {"v1": {"global_headers": {"X-Ver": "one"}}, "v2": {"global_headers": {"X-Ver": "two"}}}
+    hdr = versioned(keyed("h", "/h/", upstream.url("/")), vs, default_version="v2")
+    hdr["definition"]["strip_versioning_data"] = True
+    par = versioned(keyed("p", "/p/", upstream.url("/")), vs, location="url-param", key="ver")
+    par["definition"]["strip_versioning_data"] = True
+    url = versioned(keyed("u", "/u/", upstream.url("/")), vs, location="url", key="")
+    url["definition"]["strip_versioning_data"] = True
+    url_keep = versioned(keyed("uk", "/uk/", upstream.url("/")), vs, location="url", key="")
+    g = make_gateway(conf=conf(), apis=[hdr, par, url, url_keep], workers=1)
+    tok = new_token()
+    s = tyk_session(["h", "p", "u", "uk"], org_id=ORG)
+    for ad in s["access_rights"].values():
+        ad["versions"] = ["v1", "v2"]
+    put_session(rc, tok, s)
+    # header: default_version when absent; the header is not forwarded
+    e = echo(get(g, "/h/echo", tok))
+    assert ("X-Ver", "two") in [tuple(x) for x in e["headers"]]
+    e = echo(get(g, "/h/echo", tok, headers=[("x-api-version", "v1")]))
+    hs = {k.lower(): v for k, v in e["headers"]}
+    assert hs["x-ver"] == "one" and "x-api-version" not in hs
+    # url-param: the parameter is removed from the query, the rest kept
+    e = echo(get(g, "/p/echo?a=1&ver=v1&b=2", tok))
+    assert e["query"] == "a=1&b=2" and e["path"] == "/echo"
+    assert ("X-Ver", "one") in [tuple(x) for x in e["headers"]]
+    assert_denied(get(g, "/p/echo?a=1", tok), 403, "Version information not found")
+    # url: the first segment after the listen path
+    e = echo(get(g, "/u/v2/echo/x?q=1", tok))
+    assert (e["path"], e["query"]) == ("/echo/x", "q=1")
+    assert ("X-Ver", "two") in [tuple(x) for x in e["headers"]]
+    assert echo(get(g, "/uk/v1/echo", tok))["path"] == "/v1/echo"
+    assert_denied(get(g, "/u/v7/echo", tok), 403, "This API version does not seem to exist")
+
+
+def test_not_versioned_resolution_and_api_expiry(upstream, make_gateway, rc):
+    one = keyed("one", "/one/", upstream.url("/"))
+    one["version_data"] = {"not_versioned": True, "versions": {"anything": {"name": "anything"}}}
+    none = keyed("none", "/none/", upstream.url("/"))
+    none["version_data"] = {"not_versioned": True, "versions": {"x": {"name": "x"}, "y": {"name": "y"}}}
+    amb = keyed("amb", "/amb/", upstream.url("/"))
+    amb["version_data"] = {"not_versioned": True,
+                           "versions": {"Default": {"name": "Default"}, "default": {"name": "default"}}}
+    exp = not_versioned(keyed("exp", "/exp/", upstream.url("/")))
+    exp["expiration"] = "2020-01-01 00:00"
+    g = make_gateway(conf=conf(), apis=[one, none, amb, exp], workers=1)
+    tok = key_with(rc, ["one", "none", "amb", "exp"])
+    # a non-versioned API ignores the key's version list
+    assert get(g, "/one/echo", tok).status == 200
+    assert_denied(get(g, "/none/echo", tok), 403, "No default API version for this non-versioned API found")
+    assert_denied(get(g, "/amb/echo", tok), 403, "Ambiguous default API version for this non-versioned API")
+    assert_denied(get(g, "/exp/echo", tok), 403,
+                  "API has expired, please check documentation or contact administrator")
+
+
+def test_allowed_urls(upstream, make_gateway, rc):
+    g = make_gateway(conf=conf(), apis=[keyed("a", "/a/", upstream.url("/"))], workers=1)
+    tok = new_token()
+    s = tyk_session(["a"], org_id=ORG)
+    s["access_rights"]["a"]["allowed_urls"] = [
+        {"url": "/echo/items/[0-9]+$", "methods": ["GET", "DELETE"]},
+        {"url": "/echo/open", "methods": ["POST"]},
+        {"url": "/echo/items/[0-9]+$", "methods": ["PUT"]},  # merged by URL
+    ]
+    put_session(rc, tok, s)
+    for m in ("GET", "DELETE", "PUT"):
+        assert get(g, "/a/echo/items/42", tok, method=m).status == 200, m
+    no = "Access to this resource has been disallowed"
+    assert_denied(get(g, "/a/echo/items/42", tok, method="POST"), 403, no)
+    assert_denied(get(g, "/a/echo/items/x", tok), 403, no)
+    assert_denied(get(g, "/a/echo/items/42/more", tok), 403, no)
+    assert get(g, "/a/echo/open/sub", tok, method="POST").status == 200  # unanchored
+    assert_denied(get(g, "/a/echo/open", tok, method="GET"), 403, no)
+
+
+def ext_api(upstream, extended, listen="/x/", keyless=False, **info):
+    d = keyed("x", listen, upstream.url("/")) if not keyless else api_def("x", listen, upstream.url("/"))
+    return not_versioned(d, use_extended_paths=True, extended_paths=extended, **info)
+
+
+def test_ignored_white_and_black_lists(upstream, make_gateway, rc):
+    ext = {
+        "ignored": [{"path": "/echo/public", "method_actions": {"GET": {"action": "no_action", "code": 200,
+                                                                         "data": "", "headers": {}}}}],
+        "black_list": [{"path": "/echo/public/secret", "method": "GET"},
+                       {"path": "/echo/admin", "method_actions": {"GET": {"action": "no_action"},
+                                                                  "DELETE": {"action": "no_action"}}}],
+        "white_list": [{"path": "/echo/", "method": ""},
+                       {"path": "/echo/mocked", "method_actions": {
+                           "GET": {"action": "reply", "code": 418, "data": "teapot",
+                                   "headers": {"X-Mock": "yes", "Content-Type": "text/x-tea"}}}}],
+    }
+    g = make_gateway(conf=conf(), apis=[ext_api(upstream, ext)], workers=1)
+    tok = key_with(rc, ["x"])
+    # ignored: no key needed, but only for the listed method
+    assert get(g, "/x/echo/public").status == 200
+    assert_denied(get(g, "/x/echo/public", method="POST"), 401, "Authorization field missing")
+    # ignored comes before black_list: the first match decides
+    assert get(g, "/x/echo/public/secret").status == 200
+    forbidden = "Requested endpoint is forbidden"
+    assert_denied(get(g, "/x/echo/admin", tok), 403, forbidden)
+    assert_denied(get(g, "/x/echo/admin/x", tok, method="DELETE"), 403, forbidden)
+    assert get(g, "/x/echo/admin", tok, method="POST").status == 200  # white-listed "/echo/"
+    # the black list answers before authentication
+    assert_denied(get(g, "/x/echo/admin"), 403, forbidden)
+    # white list: anything that matches no entry is forbidden
+    assert get(g, "/x/echo/ok", tok).status == 200
+    assert_denied(get(g, "/x/other", tok), 403, forbidden)
+    # reply: black list? no: "/echo/" in the white list comes first and is no mock
+    r = get(g, "/x/echo/mocked", tok)
+    assert r.status == 200 and r.json()["path"] == "/echo/mocked"
+
+
+def test_reply_mock_and_first_match(upstream, make_gateway, rc):
+    ext = {
+        "white_list": [
+            {"path": "/mocked", "method_actions": {
+                "GET": {"action": "reply", "code": 418, "data": "teapot",
+                        "headers": {"X-Mock": "yes", "Content-Type": "text/x-tea"}}}},
+            {"path": "/echo", "method": "GET"},
+        ],
+        "mock_response": [{"path": "/m2", "method": "GET", "code": 201, "body": "made",
+                           "headers": {"X-M2": "1"}}],
+    }
+    g = make_gateway(conf=conf(), apis=[ext_api(upstream, ext)], workers=1)
+    r = get(g, "/x/mocked")  # the mock answers before authentication
+    assert (r.status, r.body, r.header("X-Mock"), r.header("Content-Type")) == (418, b"teapot", "yes", "text/x-tea")
+    r = get(g, "/x/m2")
+    assert (r.status, r.body, r.header("X-M2")) == (201, b"made", "1")
+    tok = key_with(rc, ["x"])
+    assert_denied(get(g, "/x/mocked", tok, method="POST"), 403, "Requested endpoint is forbidden")
+    assert get(g, "/x/echo", tok).status == 200
+
+
+def test_ignore_case_and_anchoring(upstream, make_gateway, rc):
+    ext = {"black_list": [{"path": "/admin", "method": "", "ignore_case": True},
+                          {"path": "/Exact", "method": ""}]}
+    g = make_gateway(conf=conf(), apis=[ext_api(upstream, ext, keyless=True)], workers=1)
+    forbidden = "Requested endpoint is forbidden"
+    for p in ("/x/admin", "/x/ADMIN", "/x/AdMiN/echo", "/x/echo/admin", "/x/echo/adminx"):
+        assert_denied(get(g, p), 403, forbidden)
+    assert_denied(get(g, "/x/Exact"), 403, forbidden)
+    assert get(g, "/x/exact/echo").status == 200  # case matters without ignore_case
+    # prefix and suffix matching anchor the pattern (3.6)
+    g2 = make_gateway(conf=conf(http_server_options={"enable_path_prefix_matching": True,
+                                                     "enable_path_suffix_matching": True}),
+                      apis=[ext_api(upstream, ext, keyless=True)], workers=1)
+    assert_denied(get(g2, "/x/ADMIN"), 403, forbidden)
+    assert get(g2, "/x/echo/admin").status == 200
+    assert get(g2, "/x/admin/echo").status == 200
+
+
+def test_global_and_endpoint_headers(upstream, make_gateway, rc):
+    ext = {"transform_headers": [{"path": "/echo/t", "method": "GET", "delete_headers": ["X-Drop-Me", "X-Gone"],
+                                  "add_headers": {"X-Added": "yes", "X-Global": "endpoint"}}]}
+    d = ext_api(upstream, ext, global_headers={"X-Global": "global", "X-Gone": "global"},
+                global_headers_remove=["X-Secret"])
+    g = make_gateway(conf=conf(), apis=[d], workers=1)
+    tok = key_with(rc, ["x"])
+    hdrs = [("X-Secret", "s"), ("X-Drop-Me", "d"), ("X-Global", "client")]
+    e = echo(get(g, "/x/echo/t", tok, headers=hdrs))
+    hs = [(k.lower(), v) for k, v in e["headers"]]
+    names = [k for k, _ in hs]
+    assert "x-secret" not in names and "x-drop-me" not in names
+    assert [v for k, v in hs if k == "x-global"] == ["endpoint"]
+    assert ("x-added", "yes") in hs and "x-gone" not in names
+    e = echo(get(g, "/x/echo/other", tok, headers=hdrs))
+    hs = [(k.lower(), v) for k, v in e["headers"]]
+    assert [v for k, v in hs if k == "x-global"] == ["global"] and ("x-gone", "global") in hs
+    assert ("x-drop-me", "d") in hs and "x-secret" not in [k for k, _ in hs] and "x-added" not in [k for k, _ in hs]
