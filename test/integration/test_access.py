@@ -529,3 +529,356 @@ def test_global_and_endpoint_headers(upstream, make_gateway, rc):
     hs = [(k.lower(), v) for k, v in e["headers"]]
     assert [v for k, v in hs if k == "x-global"] == ["global"] and ("x-gone", "global") in hs
     assert ("x-drop-me", "d") in hs and "x-secret" not in [k for k, _ in hs] and "x-added" not in [k for k, _ in hs]
+
+
+# ---------------------------------------------------------------------------
+# 3. path tricks against black lists and allowed_urls
+# ---------------------------------------------------------------------------
+
+def echo_line(head, body):
+    line = head.split(b"\r\n", 1)[0]
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(line), line)
+
+
+def upstream_saw(up):
+    with up.lock:
+        return b"".join(c["data"] for c in up.conns)
+
+
+def blocked(g, path, token=None, message="Requested endpoint is forbidden", hops=3):
+    """Sends <path> raw and follows the gateway's clean-path redirects (as a
+    client would); the end must be Tyk's 403."""
+    seen = []
+    for _ in range(hops):
+        r = get(g, path, token)
+        seen.append((path, r.status))
+        if r.status != 301:
+            break
+        path = r.header("Location")
+        assert path and path.startswith("/"), r
+    assert (r.status, r.body) == (403, tyk_error(message)), seen
+    return seen
+
+
+TRICKS = ["/api/admin", "/api/./admin", "/api//admin", "/api/%2e/admin", "/api/%2E%2e/api/admin",
+          "/api/%61dmin", "/api/x/../admin", "/api/x/%2e%2e/admin", "/api/admin/", "/api/admin%2Fsecret",
+          "/api%2Fadmin", "/api/x/..%2Fadmin", "/api/./x/../admin/./y", "/api/ADMIN", "/api/%41dMiN"]
+
+
+def test_black_list_path_tricks(make_gateway, scripted):
+    up = scripted(echo_line)
+    d = api_def("api", "/api/", up.url("/"))
+    not_versioned(d, use_extended_paths=True,
+                  extended_paths={"black_list": [{"path": "/admin", "method": "", "ignore_case": True}]})
+    g = make_gateway(conf=conf(), apis=[d], workers=1)
+    r = get(g, "/api/public")
+    assert (r.status, r.body) == (200, b"GET /public HTTP/1.1")
+    for p in TRICKS:
+        blocked(g, p)
+    assert b"admin" not in upstream_saw(up).lower()
+    # the redirect is gorilla/mux's, to the cleaned path
+    r = get(g, "/api/x/../admin?q=1")
+    assert (r.status, r.header("Location")) == (301, "/api/admin?q=1")
+
+
+def test_allowed_urls_path_tricks(make_gateway, scripted, rc):
+    up = scripted(echo_line)
+    g = make_gateway(conf=conf(), apis=[keyed("api", "/api/", up.url("/"))], workers=1)
+    tok = new_token()
+    s = tyk_session(["api"], org_id=ORG)
+    s["access_rights"]["api"]["allowed_urls"] = [{"url": "^/api/public(/|$)", "methods": ["GET"]}]
+    put_session(rc, tok, s)
+    assert get(g, "/api/public/x", tok).body == b"GET /public/x HTTP/1.1"
+    no = "Access to this resource has been disallowed"
+    for p in ("/api/public/../admin", "/api/public/%2e%2e/admin", "/api/public/..%2Fadmin",
+              "/api/public//../admin", "/api/public%2F..%2Fadmin", "/api/admin",
+              "/api/%70ublic/../admin"):
+        blocked(g, p, tok, no)
+    assert b"admin" not in upstream_saw(up).lower()
+
+
+def test_skip_url_cleaning(make_gateway, scripted):
+    """With skip_url_cleaning there is no redirect (as Tyk), but the rules
+    still judge the cleaned path, even anchored, so no dot segment gets the
+    upstream's /admin."""
+    up = scripted(echo_line)
+    d = api_def("api", "/api/", up.url("/"))
+    not_versioned(d, use_extended_paths=True,
+                  extended_paths={"black_list": [{"path": "/admin", "method": ""}]})
+    g = make_gateway(conf=conf(http_server_options={"skip_url_cleaning": True,
+                                                    "enable_path_prefix_matching": True}),
+                     apis=[d], workers=1)
+    for p in ("/api/./admin", "/api//admin", "/api/x/../admin", "/api/%2e/admin", "/api/x/%2E%2E/admin"):
+        r = get(g, p)
+        assert (r.status, r.body) == (403, tyk_error("Requested endpoint is forbidden")), (p, r)
+    assert b"admin" not in upstream_saw(up).lower()
+    r = get(g, "/api/a//b/./c")
+    assert r.status == 200 and r.body.startswith(b"GET /a//b/./c "), r
+
+
+# ---------------------------------------------------------------------------
+# 4. two nodes on one Redis: key writes and notifications evict at once
+# ---------------------------------------------------------------------------
+
+NODE_SECRET = "node-secret-for-tests"
+CHANNEL = "tyk.cluster.notifications"
+
+
+def wait_subscribers(srv, n, timeout=5.0):
+    c = srv.client()
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if dict(c.pubsub_numsub(CHANNEL)).get(CHANNEL, 0) >= n:
+                return
+            time.sleep(0.02)
+    finally:
+        c.close()
+    raise AssertionError("fewer than %d subscribers on %s" % (n, CHANNEL))
+
+
+def until_status(g, path, token, status, limit=1.0):
+    """Polls until <path> answers <status>; returns the time it took."""
+    t0 = time.time()
+    while True:
+        r = get(g, path, token)
+        if r.status == status:
+            return time.time() - t0, r
+        if time.time() - t0 > limit + 1.0:
+            raise AssertionError("still %d after %.1fs: %r" % (r.status, time.time() - t0, r))
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def two_nodes(make_gateway, make_redis, upstream):
+    srv = make_redis()
+    c = conf(srv, node_secret=NODE_SECRET)
+    apis = [keyed("a", "/a/", upstream.url("/")), keyed("b", "/b/", upstream.url("/"))]
+    ga = make_gateway(conf=c, apis=apis, name="node-a")
+    gb = make_gateway(conf=c, apis=apis, name="node-b")
+    wait_subscribers(srv, 2)
+    client = srv.client()
+    yield ga, gb, srv, client
+    client.close()
+
+
+def warm(gws, token, n=6):
+    for g in gws:
+        for _ in range(n):  # new connections: both workers of each node
+            assert get(g, "/a/echo", token).status == 200
+
+
+def test_delete_on_one_node_evicts_on_the_other(two_nodes):
+    ga, gb, srv, rcl = two_nodes
+    r = tyk(ga, "POST", "/tyk/keys", tyk_session(["a"], org_id=ORG))
+    assert r.status == 200, r
+    tok = r.json()["key"]
+    warm([ga, gb], tok)
+    r = tyk(ga, "DELETE", "/tyk/keys/" + tok)
+    assert r.status == 200, r
+    took, r = until_status(gb, "/a/echo", tok, 403)
+    assert r.body == tyk_error("Access to this API has been disallowed")
+    assert took < 1.0, took
+    for _ in range(6):
+        assert get(gb, "/a/echo", tok).status == 403 and get(ga, "/a/echo", tok).status == 403
+
+
+def test_update_to_inactive_on_one_node_evicts_on_the_other(two_nodes):
+    ga, gb, srv, rcl = two_nodes
+    r = tyk(ga, "POST", "/tyk/keys", tyk_session(["a"], org_id=ORG))
+    tok = r.json()["key"]
+    warm([ga, gb], tok)
+    r = tyk(ga, "PUT", "/tyk/keys/" + tok, tyk_session(["a"], org_id=ORG, is_inactive=True))
+    assert r.status == 200 and r.json()["action"] == "modified", r
+    took, r = until_status(gb, "/a/echo", tok, 403)
+    assert r.body == tyk_error("Key is inactive, please renew") and took < 1.0, (took, r)
+    for _ in range(6):
+        assert get(gb, "/a/echo", tok).status == 403
+    # and back, through the other node
+    r = tyk(gb, "PUT", "/tyk/keys/" + tok, tyk_session(["a"], org_id=ORG))
+    took, _ = until_status(ga, "/a/echo", tok, 200)
+    assert took < 1.0
+
+
+def test_notification_published_as_tyk_does(two_nodes):
+    ga, gb, srv, rcl = two_nodes
+    tok = new_token()
+    put_session(rcl, tok, tyk_session(["a"], org_id=ORG))
+    warm([ga, gb], tok)
+    # changed behind the gateways' backs: both keep the cached copy
+    put_session(rcl, tok, tyk_session(["b"], org_id=ORG))
+    h = hash_key(tok)
+
+    def publish(payload, sig=None, alg=5):
+        cmd = "KeySpaceUpdateNotification"
+        if sig is None:
+            sig = hashlib.sha256((cmd + payload + NODE_SECRET).encode()).hexdigest()
+        rcl.publish(CHANNEL, json.dumps({"command": cmd, "payload": payload, "signature": sig,
+                                         "algorithm": alg}))
+
+    # unsigned or wrongly signed: ignored
+    publish(h, sig="")
+    publish(h, sig=hashlib.sha256(b"KeySpaceUpdateNotification" + h.encode() + b"wrong").hexdigest())
+    time.sleep(0.3)
+    for g in (ga, gb):
+        assert get(g, "/a/echo", tok).status == 200
+    # signed with node_secret, among other names and with a ":suffix"
+    publish("ffffffff," + h + ":extra")
+    for g in (ga, gb):
+        took, r = until_status(g, "/a/echo", tok, 403)
+        assert took < 1.0 and r.body == tyk_error("Access to this API has been disallowed")
+        assert get(g, "/b/echo", tok).status == 200
+
+
+# ---------------------------------------------------------------------------
+# 5. the node's shared session cache
+# ---------------------------------------------------------------------------
+
+def gets(srv):
+    return srv.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+
+
+@pytest.fixture
+def own(make_gateway, make_redis, upstream):
+    """make(**conf) -> (gateway with 2 workers on its own Redis, server, client)."""
+    made = []
+
+    def make(**kw):
+        srv = make_redis()
+        g = make_gateway(conf=conf(srv, **kw), apis=[keyed("a", "/a/", upstream.url("/"))], workers=2)
+        cl = srv.client()
+        made.append(cl)
+        return g, srv, cl
+
+    yield make
+    for cl in made:
+        cl.close()
+
+
+def test_cached_key_costs_no_redis_reads(own):
+    g, srv, cl = own()
+    tok = new_token()
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG))
+    before = gets(srv)
+    for _ in range(40):  # a new connection each: both workers
+        assert get(g, "/a/echo", tok).status == 200
+    first = gets(srv) - before
+    assert 1 <= first <= 2, first
+    before = gets(srv)
+    for _ in range(60):
+        assert get(g, "/a/echo", tok).status == 200
+    assert gets(srv) - before == 0
+    # an unknown key is not cached as good, and stays refused
+    for _ in range(3):
+        assert_denied(get(g, "/a/echo", new_token()), 403, "Access to this API has been disallowed")
+
+
+def test_disabled_cache_reads_redis_every_time(own):
+    g, srv, cl = own(local_session_cache={"disable_cached_session_state": True})
+    tok = new_token()
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG))
+    before = gets(srv)
+    for _ in range(20):
+        assert get(g, "/a/echo", tok).status == 200
+    assert gets(srv) - before >= 20
+    # and a change is seen on the next request
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG, is_inactive=True))
+    assert_denied(get(g, "/a/echo", tok), 403, "Key is inactive, please renew")
+
+
+def test_entries_expire_after_cached_session_timeout(own):
+    g, srv, cl = own(local_session_cache={"cached_session_timeout": 1})
+    tok = new_token()
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG))
+    for _ in range(4):
+        assert get(g, "/a/echo", tok).status == 200
+    # changed in Redis without a notification: the cached copy serves on ...
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG, is_inactive=True))
+    assert get(g, "/a/echo", tok).status == 200
+    # ... until the entry's second is up, on every worker
+    took, r = until_status(g, "/a/echo", tok, 403, limit=1.5)
+    assert r.body == tyk_error("Key is inactive, please renew") and took < 1.5
+    for _ in range(6):
+        assert get(g, "/a/echo", tok).status == 403
+
+
+def test_worker_killed_while_the_cache_is_busy(own):
+    import threading
+    g, srv, cl = own()
+    toks = [new_token() for _ in range(20)]
+    for t in toks:
+        put_session(cl, t, tyk_session(["a"], org_id=ORG))
+    stop = threading.Event()
+
+    def load(i):
+        n = i
+        while not stop.is_set():
+            try:
+                get(g, "/a/echo", toks[n % len(toks)], timeout=3)
+            except Exception:
+                pass  # the killed worker's connections
+            n += 1
+
+    threads = [threading.Thread(target=load, args=(i,), daemon=True) for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    victim = g.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    g.wait_ready(timeout=10)
+    assert victim not in g.worker_pids()
+    for _ in range(3):
+        for t in toks:
+            assert get(g, "/a/echo", t).status == 200
+    before = gets(srv)
+    for _ in range(2):
+        for t in toks:
+            assert get(g, "/a/echo", t).status == 200
+    assert gets(srv) - before == 0  # still served from the cache
+    # and the cache still takes changes
+    r = tyk(g, "DELETE", "/tyk/keys/" + toks[0])
+    assert r.status == 200, r
+    for _ in range(4):
+        assert get(g, "/a/echo", toks[0]).status == 403
+
+
+# ---------------------------------------------------------------------------
+# 6. Redis down
+# ---------------------------------------------------------------------------
+
+def test_redis_down_cached_keys_work_others_get_503(own):
+    g, srv, cl = own(local_session_cache={"cached_session_timeout": 2})
+    cached, cold = new_token(), new_token()
+    for t in (cached, cold):
+        put_session(cl, t, tyk_session(["a"], org_id=ORG))
+    t0 = time.time()
+    for _ in range(6):
+        assert get(g, "/a/echo", cached).status == 200
+    srv.stop()
+    unavailable = "Key storage unavailable, please try again later"
+    for _ in range(4):
+        assert get(g, "/a/echo", cached).status == 200
+        r = get(g, "/a/echo", cold)
+        assert (r.status, r.body) == (503, tyk_error(unavailable)), r
+    assert time.time() - t0 < 2.0, "too slow to show the cached key working"
+    # the entry expires: now it is unknown too, and not refused as a bad key
+    took, r = until_status(g, "/a/echo", cached, 503, limit=2.5)
+    assert r.body == tyk_error(unavailable)
+    srv.start()
+    cl2 = srv.client()
+    for t in (cached, cold):  # no persistence: the restarted server is empty
+        put_session(cl2, t, tyk_session(["a"], org_id=ORG))
+    cl2.close()
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        if all(get(g, "/a/echo", t).status == 200 for t in (cached, cold)):
+            break
+        time.sleep(0.1)
+    for _ in range(4):
+        for t in (cached, cold):
+            assert get(g, "/a/echo", t).status == 200
+    assert_denied(get(g, "/a/echo", new_token()), 403, "Access to this API has been disallowed")
