@@ -175,13 +175,25 @@ static const tp_version_t *find_version(tp_req_t *req, const tp_api_rules_t *r,
         const char *slash = memchr(rest.p, '/', rest.n);
         name = (tp_str_t){rest.p, slash ? (size_t)(slash - rest.p) : rest.n};
         *seg = (tp_str_t){rest.p, slash ? name.n + 1 : name.n};
+        if (r->has_url_pattern && name.n > 0) {
+            tmp.len = 0;
+            tp_buf_append(&tmp, name.p, name.n);
+            if (regexec(&r->url_pattern, tp_buf_cstr(&tmp), 0, NULL, 0) != 0) {
+                /* not a version segment: part of the resource path */
+                name = (tp_str_t){"", 0};
+                *seg = name;
+            }
+        }
     }
     if (name.n == 0)
         name = (tp_str_t){r->default_version, strlen(r->default_version)};
     const tp_version_t *v = NULL;
     if (name.n == 0)
         *why = "Version information not found";
-    else if ((v = tp_api_rules_version(r, name.p, name.n)) == NULL)
+    else if ((v = tp_api_rules_version(r, name.p, name.n)) == NULL &&
+             (!r->fallback_to_default ||
+              (v = tp_api_rules_version(r, r->default_version, strlen(r->default_version))) ==
+                  NULL))
         *why = "This API version does not seem to exist";
     tp_buf_free(&tmp);
     return v;

@@ -882,3 +882,154 @@ def test_redis_down_cached_keys_work_others_get_503(own):
         for t in (cached, cold):
             assert get(g, "/a/echo", t).status == 200
     assert_denied(get(g, "/a/echo", new_token()), 403, "Access to this API has been disallowed")
+
+
+# ---------------------------------------------------------------------------
+# more of 5.3 and 4.6
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def merge_gw(upstream, make_gateway, tmp_path):
+    rec = tmp_path / "policies.json"
+    vs = {"v1": {}, "v2": {}, "v3": {}}
+    apis = [versioned(keyed("va", "/va/", upstream.url("/")), vs), keyed("b", "/b/", upstream.url("/"))]
+    write_policies(rec, [
+        policy("u1", {"va": {"versions": ["v1"], "allowed_urls": [{"url": "/echo/x", "methods": ["GET"]}]}},
+               rate=10, per=1, quota_max=100, quota_renewal_rate=60),
+        policy("u2", {"va": {"versions": ["v2"], "allowed_urls": [{"url": "/echo/x", "methods": ["POST"]},
+                                                                  {"url": "/echo/y", "methods": ["GET"]}]}},
+               rate=100, per=60, quota_max=-1, quota_renewal_rate=30),
+        policy("master", {}, rate=7, per=2, quota_max=70, quota_renewal_rate=3),
+        policy("pp", {"b": {}}, partitions={"per_api": True}),
+        policy("pq", {"b": {}}, partitions={"quota": True}),
+        policy("on-b", {"b": {}}),
+        policy("acl-b", {"b": {}}, partitions={"acl": True}),
+    ])
+    g = make_gateway(conf=conf(policies={"policy_source": "file", "policy_record_name": str(rec)}),
+                     apis=apis, workers=1)
+    return g
+
+
+def test_policies_merge_versions_urls_quota_and_rate(merge_gw, rc):
+    g = merge_gw
+    tok = key_with(rc, [], apply_policies=["u1", "u2"])
+    V = "x-api-version"
+    for v in ("v1", "v2"):
+        assert get(g, "/va/echo/x", tok, headers=[(V, v)]).status == 200
+        assert get(g, "/va/echo/x", tok, method="POST", headers=[(V, v)]).status == 200
+        assert get(g, "/va/echo/y", tok, headers=[(V, v)]).status == 200
+    assert_denied(get(g, "/va/echo/y", tok, method="POST", headers=[(V, "v1")]), 403,
+                  "Access to this resource has been disallowed")
+    assert_denied(get(g, "/va/echo/x", tok, headers=[(V, "v3")]), 403, "Access to this API has been disallowed")
+    s = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    ad = s["access_rights"]["va"]
+    assert sorted(ad["versions"]) == ["v1", "v2"]
+    urls = {u["url"]: sorted(u["methods"]) for u in ad["allowed_urls"]}
+    assert urls == {"/echo/x": ["GET", "POST"], "/echo/y": ["GET"]}
+    # -1 beats any quota; the larger renewal rate; 10 per second beats 100 per minute
+    assert (ad["limit"]["quota_max"], ad["limit"]["quota_renewal_rate"]) == (-1, 60)
+    assert (ad["limit"]["rate"], ad["limit"]["per"]) == (10, 1)
+
+
+def test_master_policy_sets_the_root_limits(merge_gw, rc):
+    g = merge_gw
+    tok = key_with(rc, ["b"], apply_policies=["master", "acl-b"])
+    assert get(g, "/b/echo", tok).status == 200
+    s = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    assert (s["rate"], s["per"], s["quota_max"], s["quota_renewal_rate"]) == (7, 2, 70, 3)
+    # b got no limits from a policy: it takes the root's
+    lim = s["access_rights"]["b"]["limit"]
+    assert (lim["rate"], lim["per"], lim["quota_max"]) == (7, 2, 70)
+    # a policy that limits b itself: with one API limited, the root copies that API (step 7)
+    s = tyk(g, "GET", "/tyk/keys/" + key_with(rc, ["b"], apply_policies=["master", "on-b"])).json()
+    assert (s["rate"], s["per"], s["quota_max"]) == (0, 0, -1)
+
+
+def test_per_api_mixed_with_partitions_is_refused(merge_gw, rc):
+    g = merge_gw
+    tok = key_with(rc, ["b"], apply_policies=["pp", "pq"])
+    assert_denied(get(g, "/b/echo", tok), 403, "Access to this API has been disallowed")
+    assert get(g, "/b/echo", key_with(rc, ["b"], apply_policies=["pp"])).status == 200
+    # a policy that grants no ACL (quota partition only): no valid policies
+    assert_denied(get(g, "/b/echo", key_with(rc, ["b"], apply_policies=["pq"])), 403,
+                  "Access to this API has been disallowed")
+
+
+def test_expired_key_and_custom_key_ids(upstream, make_gateway, rc):
+    g = make_gateway(conf=conf(), apis=[keyed("a", "/a/", upstream.url("/"))], workers=1)
+    tok = key_with(rc, ["a"], expires=int(time.time()) - 5)
+    assert_denied(get(g, "/a/echo", tok), 401, "Key has expired, please renew")
+    assert get(g, "/a/echo", key_with(rc, ["a"], expires=int(time.time()) + 3600)).status == 200
+    # a custom ID: stored under generateToken(org, id), presented as is
+    r = tyk(g, "POST", "/tyk/keys/my-custom-key", tyk_session(["a"], org_id=ORG))
+    assert r.status == 200, r
+    assert rc.exists("apikey-" + hash_key(generate_token(ORG, "my-custom-key")))
+    assert get(g, "/a/echo", "my-custom-key").status == 200
+    assert get(g, "/a/echo", "Bearer my-custom-key").status == 200
+    # REST calls find it only with the org (Tyk's SessionDetail: TokenOrg is "")
+    assert tyk(g, "GET", "/tyk/keys/my-custom-key").status == 404
+    assert tyk(g, "GET", "/tyk/keys/my-custom-key?org_id=" + ORG).status == 200
+    assert tyk(g, "DELETE", "/tyk/keys/my-custom-key?org_id=" + ORG).status == 200
+    assert_denied(get(g, "/a/echo", "my-custom-key"), 403, "Access to this API has been disallowed")
+
+
+def test_rules_see_the_listen_path_and_prefix_matched_allowed_urls(upstream, make_gateway, rc):
+    ext = {"black_list": [{"path": "^/x/echo/full$", "method": ""}]}
+    c = conf(http_server_options={"enable_path_prefix_matching": True})
+    g = make_gateway(conf=c, apis=[ext_api(upstream, ext)], workers=1)
+    tok = new_token()
+    s = tyk_session(["x"], org_id=ORG)
+    s["access_rights"]["x"]["allowed_urls"] = [{"url": "/echo/ok", "methods": ["GET"]}]
+    put_session(rc, tok, s)
+    # the full path is the third string patterns are tried on
+    assert_denied(get(g, "/x/echo/full", tok), 403, "Requested endpoint is forbidden")
+    # with prefix matching, allowed_urls also match the stripped path
+    assert get(g, "/x/echo/ok/1", tok).status == 200
+    assert_denied(get(g, "/x/zz/echo/ok", tok), 403, "Access to this resource has been disallowed")
+
+
+def test_unhashed_keys_and_their_notification(make_gateway, make_redis, upstream):
+    srv = make_redis()
+    c = conf(srv, hash_keys=False, node_secret=NODE_SECRET)
+    g = make_gateway(conf=c, apis=[keyed("a", "/a/", upstream.url("/"))])
+    wait_subscribers(srv, 1)
+    cl = srv.client()
+    tok = new_token()
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG), hashed=False)
+    assert cl.exists("apikey-" + tok)
+    for _ in range(4):
+        assert get(g, "/a/echo", tok).status == 200
+    put_session(cl, tok, tyk_session(["a"], org_id=ORG, is_inactive=True), hashed=False)
+    assert get(g, "/a/echo", tok).status == 200  # cached
+    cmd = "KeySpaceUpdateNotification"
+    cl.publish(CHANNEL, json.dumps({"command": cmd, "payload": tok, "algorithm": 5,
+                                    "signature": hashlib.sha256((cmd + tok + NODE_SECRET).encode()).hexdigest()}))
+    took, r = until_status(g, "/a/echo", tok, 403)
+    assert took < 1.0 and r.body == tyk_error("Key is inactive, please renew")
+    cl.close()
+
+
+def test_fallback_to_default_and_url_versioning_pattern(upstream, make_gateway, rc):
+    vs = {"v1": {}, "v2": {"use_extended_paths": True,
+                           "extended_paths": {"black_list": [{"path": "^/admin", "method": ""}]}}}
+    fb = versioned(keyed("fb", "/fb/", upstream.url("/")), vs, default_version="v1")
+    fb["definition"]["fallback_to_default"] = True
+    pat = versioned(keyed("pat", "/pat/", upstream.url("/")), vs, location="url", key="",
+                    default_version="v1")
+    pat["definition"].update(url_versioning_pattern="^v\\d+$", strip_versioning_data=True)
+    g = make_gateway(conf=conf(http_server_options={"enable_path_prefix_matching": True}),
+                     apis=[fb, pat], workers=1)
+    tok = new_token()
+    s = tyk_session(["fb", "pat"], org_id=ORG)
+    for ad in s["access_rights"].values():
+        ad["versions"] = ["v1", "v2"]
+    put_session(rc, tok, s)
+    # an unknown version falls back to the default
+    assert get(g, "/fb/echo", tok, headers=[("x-api-version", "nope")]).status == 200
+    # a first segment that is no version is part of the path, under default_version
+    assert echo(get(g, "/pat/echo/1", tok))["path"] == "/echo/1"
+    assert echo(get(g, "/pat/v2/echo/1", tok))["path"] == "/echo/1"
+    # rules see the path without the listen path and the version segment
+    assert_denied(get(g, "/pat/v2/admin", tok), 403, "Requested endpoint is forbidden")
+    assert get(g, "/pat/v1/admin/echo", tok).status == 200
+    assert_denied(get(g, "/pat/v3/echo", tok), 403, "This API version does not seem to exist")
