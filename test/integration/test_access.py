@@ -80,11 +80,11 @@ def not_versioned(d, **default):
     return d
 
 
-def get(g, path, token=None, method="GET", headers=()):
+def get(g, path, token=None, method="GET", headers=(), timeout=10.0):
     h = list(headers)
     if token is not None:
         h.append(("Authorization", token))
-    return g.request(method, path, h)
+    return g.request(method, path, h, timeout=timeout)
 
 
 def conf(redis_srv=None, **kw):
@@ -810,12 +810,15 @@ def test_worker_killed_while_the_cache_is_busy(own):
         put_session(cl, t, tyk_session(["a"], org_id=ORG))
     stop = threading.Event()
 
+    done = []
+
     def load(i):
         n = i
         while not stop.is_set():
             try:
-                get(g, "/a/echo", toks[n % len(toks)], timeout=3)
-            except Exception:
+                if get(g, "/a/echo", toks[n % len(toks)], timeout=3).status == 200:
+                    done.append(1)
+            except (OSError, EOFError, ValueError):
                 pass  # the killed worker's connections
             n += 1
 
@@ -823,6 +826,7 @@ def test_worker_killed_while_the_cache_is_busy(own):
     for t in threads:
         t.start()
     time.sleep(0.3)
+    assert len(done) > 20  # the cache is busy
     victim = g.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     time.sleep(0.3)
@@ -1033,3 +1037,71 @@ def test_fallback_to_default_and_url_versioning_pattern(upstream, make_gateway, 
     assert_denied(get(g, "/pat/v2/admin", tok), 403, "Requested endpoint is forbidden")
     assert get(g, "/pat/v1/admin/echo", tok).status == 200
     assert_denied(get(g, "/pat/v3/echo", tok), 403, "This API version does not seem to exist")
+
+
+def test_get_key_detail_recomputes_quota_remaining(upstream, make_gateway, rc):
+    g = make_gateway(conf=conf(), apis=[keyed("a", "/a/", upstream.url("/")),
+                                        keyed("b", "/b/", upstream.url("/"))], workers=1)
+    tok = new_token()
+    s = tyk_session(["a", "b"], org_id=ORG, quota_max=10, quota_remaining=10)
+    s["access_rights"]["a"]["limit"].update(quota_max=50, quota_remaining=50, rate=5, per=1)
+    put_session(rc, tok, s)
+    h = hash_key(tok)
+    rc.set("quota-" + h, 3)
+    rc.set("quota-a-" + h, 45)  # a key without policies counts a's own limit under "a"
+    d = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    assert d["quota_remaining"] == 7
+    assert d["access_rights"]["a"]["allowance_scope"] == "a"
+    assert d["access_rights"]["a"]["limit"]["quota_remaining"] == 5
+    rc.set("quota-" + h, 99)
+    assert tyk(g, "GET", "/tyk/keys/" + tok).json()["quota_remaining"] == 0  # floored
+    r = tyk(g, "GET", "/tyk/keys/" + new_token())
+    assert r.status == 404 and r.json() == {"status": "error", "message": "Key not found"}, r
+    r = tyk(g, "DELETE", "/tyk/keys/" + new_token())
+    assert r.status == 404 and r.json() == {"status": "error", "message": "There is no such key found"}, r
+    # by hash
+    assert tyk(g, "GET", "/tyk/keys/%s?hashed=1" % h).json()["quota_max"] == 10
+
+
+def test_ignored_skips_auth_and_disabled_entries_do_nothing(upstream, make_gateway, rc):
+    ext = {"ignored": [{"path": "/echo/open", "method": "GET"}],
+           "black_list": [{"path": "/echo/closed", "method": "", "disabled": True},
+                          {"path": "/echo/CASE", "method": ""}]}
+    g = make_gateway(conf=conf(ignore_endpoint_case=True), apis=[ext_api(upstream, ext)], workers=1)
+    # a bad key, an inactive key, no key: ignored paths do not look
+    assert get(g, "/x/echo/open", "no-such-key").status == 200
+    assert get(g, "/x/echo/open", key_with(rc, ["x"], is_inactive=True)).status == 200
+    tok = key_with(rc, ["x"])
+    assert get(g, "/x/echo/closed", tok).status == 200
+    # the global ignore_endpoint_case
+    assert_denied(get(g, "/x/echo/case", tok), 403, "Requested endpoint is forbidden")
+    assert_denied(get(g, "/x/echo/closed", "no-such-key"), 403, "Access to this API has been disallowed")
+
+
+def test_policy_merge_endpoints_throttle_and_kept_renewal(upstream, make_gateway, tmp_path, rc):
+    rec = tmp_path / "p.json"
+    ep1 = [{"path": "/e", "methods": [{"name": "GET", "limit": {"rate": 5, "per": 1}}]}]
+    ep2 = [{"path": "/e", "methods": [{"name": "GET", "limit": {"rate": 50, "per": 1}},
+                                      {"name": "POST", "limit": {"rate": 2, "per": 1}}]}]
+    write_policies(rec, [
+        policy("t1", {"a": {"endpoints": ep1}}, rate=5, per=1, throttle_interval=2, throttle_retry_limit=1,
+               last_updated="100", quota_max=10, quota_renewal_rate=60),
+        policy("t2", {"a": {"endpoints": ep2}}, rate=1, per=1, throttle_interval=1, throttle_retry_limit=4,
+               last_updated="200", quota_max=20, quota_renewal_rate=60),
+    ])
+    g = make_gateway(conf=conf(policies={"policy_source": "file", "policy_record_name": str(rec)}),
+                     apis=[keyed("a", "/a/", upstream.url("/"))], workers=1)
+    tok = new_token()
+    s = tyk_session(["a"], org_id=ORG, apply_policies=["t1", "t2"], last_updated="150")
+    s["access_rights"]["a"]["limit"]["quota_renews"] = 1234567890
+    put_session(rc, tok, s)
+    assert get(g, "/a/echo", tok).status == 200
+    d = tyk(g, "GET", "/tyk/keys/" + tok).json()
+    lim = d["access_rights"]["a"]["limit"]
+    assert (lim["rate"], lim["per"], lim["quota_max"]) == (5, 1, 20)
+    assert (lim["throttle_interval"], lim["throttle_retry_limit"]) == (2, 4)
+    assert lim["quota_renews"] == 1234567890
+    eps = {e["path"]: {m["name"]: m["limit"]["rate"] for m in e["methods"]}
+           for e in d["access_rights"]["a"]["endpoints"]}
+    assert eps == {"/e": {"GET": 50, "POST": 2}}
+    assert d["last_updated"] == "200"
