@@ -649,10 +649,10 @@ def until_status(g, path, token, status, limit=1.0):
         time.sleep(0.01)
 
 
-@pytest.fixture
-def two_nodes(make_gateway, make_redis, upstream):
+@pytest.fixture(params=["", "murmur64"], ids=["legacy-keys", "murmur64-keys"])
+def two_nodes(request, make_gateway, make_redis, upstream):
     srv = make_redis()
-    c = conf(srv, node_secret=NODE_SECRET)
+    c = conf(srv, node_secret=NODE_SECRET, hash_key_function=request.param)
     apis = [keyed("a", "/a/", upstream.url("/")), keyed("b", "/b/", upstream.url("/"))]
     ga = make_gateway(conf=c, apis=apis, name="node-a")
     gb = make_gateway(conf=c, apis=apis, name="node-b")
@@ -673,6 +673,7 @@ def test_delete_on_one_node_evicts_on_the_other(two_nodes):
     r = tyk(ga, "POST", "/tyk/keys", tyk_session(["a"], org_id=ORG))
     assert r.status == 200, r
     tok = r.json()["key"]
+    assert tok.startswith("eyJ") == (ga.conf["hash_key_function"] == "murmur64")
     warm([ga, gb], tok)
     r = tyk(ga, "DELETE", "/tyk/keys/" + tok)
     assert r.status == 200, r
