@@ -587,6 +587,23 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     r->strip_versioning_data =
         bool_of(vdef, "strip_versioning_data") || bool_of(vdef, "strip_path");
 
+    r->fallback_to_default = bool_of(vdef, "fallback_to_default");
+    const char *up = str_of(vdef, "url_versioning_pattern");
+    if (up != NULL && up[0] != '\0' && r->location == TP_VLOC_URL) {
+        tp_buf_t posix = {0};
+        int rc = re2_to_posix(up, &posix, err, errlen);
+        if (rc == 0 &&
+            regcomp(&r->url_pattern, tp_buf_cstr(&posix), REG_EXTENDED | REG_NOSUB) != 0) {
+            snprintf(err, errlen, "$.definition.url_versioning_pattern: \"%s\" does not compile",
+                     up);
+            rc = -1;
+        }
+        tp_buf_free(&posix);
+        if (rc < 0)
+            goto err;
+        r->has_url_pattern = 1;
+    }
+
     const cJSON *vdata = tp_json_get(def, "version_data");
     r->not_versioned = vdata == NULL || bool_of(vdata, "not_versioned");
     const char *dv = str_of(vdata, "default_version");
@@ -668,5 +685,7 @@ void tp_api_rules_free(tp_api_rules_t *r)
     free(r->cookie_name);
     free(r->version_key);
     free(r->default_version);
+    if (r->has_url_pattern)
+        regfree(&r->url_pattern);
     free(r);
 }

@@ -88,6 +88,9 @@ typedef struct tp_api_rules_s {
     char *version_key;
     int strip_versioning_data;
     char *default_version;
+    int fallback_to_default; /* an unknown version name means default_version */
+    int has_url_pattern;     /* url_versioning_pattern: which segments are versions */
+    regex_t url_pattern;
     int64_t expiration; /* non-versioned APIs: unix seconds, 0 never */
     tp_version_t *versions;
     size_t nversions;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "tp_err.h"
 #include "tp_json.h"
@@ -174,13 +175,25 @@ static const tp_version_t *find_version(tp_req_t *req, const tp_api_rules_t *r,
         const char *slash = memchr(rest.p, '/', rest.n);
         name = (tp_str_t){rest.p, slash ? (size_t)(slash - rest.p) : rest.n};
         *seg = (tp_str_t){rest.p, slash ? name.n + 1 : name.n};
+        if (r->has_url_pattern && name.n > 0) {
+            tmp.len = 0;
+            tp_buf_append(&tmp, name.p, name.n);
+            if (regexec(&r->url_pattern, tp_buf_cstr(&tmp), 0, NULL, 0) != 0) {
+                /* not a version segment: part of the resource path */
+                name = (tp_str_t){"", 0};
+                *seg = name;
+            }
+        }
     }
     if (name.n == 0)
         name = (tp_str_t){r->default_version, strlen(r->default_version)};
     const tp_version_t *v = NULL;
     if (name.n == 0)
         *why = "Version information not found";
-    else if ((v = tp_api_rules_version(r, name.p, name.n)) == NULL)
+    else if ((v = tp_api_rules_version(r, name.p, name.n)) == NULL &&
+             (!r->fallback_to_default ||
+              (v = tp_api_rules_version(r, r->default_version, strlen(r->default_version))) ==
+                  NULL))
         *why = "This API version does not seem to exist";
     tp_buf_free(&tmp);
     return v;
@@ -243,6 +256,25 @@ static void reply_mock(tp_req_t *req, const tp_pathrule_t *rule)
     tp_buf_free(&h);
 }
 
+/* Removes the lines already planned for header <name>: Tyk Set()s each
+ * header, so an endpoint's add_headers replace a global header's value. */
+static void hdrplan_unadd(tp_hdrplan_t *hp, const char *name)
+{
+    size_t n = strlen(name), r = 0, w = 0;
+    char *d = hp->add.data;
+    while (r < hp->add.len) {
+        char *eol = memchr(d + r, '\n', hp->add.len - r);
+        size_t len = eol != NULL ? (size_t)(eol - (d + r)) + 1 : hp->add.len - r;
+        int same = len > n && d[r + n] == ':' && strncasecmp(d + r, name, n) == 0;
+        if (!same) {
+            memmove(d + w, d + r, len);
+            w += len;
+        }
+        r += len;
+    }
+    hp->add.len = w;
+}
+
 /* Collects the header changes of <v> for this request into req->hdr_plan. */
 static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *method,
                          const tp_rulepaths_t *ps)
@@ -258,13 +290,33 @@ static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *metho
         const tp_hdrrule_t *hr = &v->hdr_rules[i];
         if (!tp_hdrrule_match(hr, method, ps->p, 3))
             continue;
-        for (size_t j = 0; j < hr->ndel; j++)
+        for (size_t j = 0; j < hr->ndel; j++) {
             tp_hdrplan_drop(hp, hr->del[j]);
-        for (size_t j = 0; j < hr->add.nnames; j++)
+            hdrplan_unadd(hp, hr->del[j]);
+        }
+        for (size_t j = 0; j < hr->add.nnames; j++) {
             tp_hdrplan_drop(hp, hr->add.names[j]);
+            hdrplan_unadd(hp, hr->add.names[j]);
+        }
         if (hr->add.lines != NULL)
             tp_buf_puts(&hp->add, hr->add.lines);
     }
+}
+
+void tp_auth_expires_header(const tp_req_t *req, tp_buf_t *b)
+{
+    if (req->version == NULL || req->rules == NULL)
+        return;
+    int64_t t = req->rules->not_versioned ? req->rules->expiration : req->version->expires;
+    if (t <= 1) /* never, or unparsable (treated as expired, no date) */
+        return;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    char date[64];
+    if (gmtime_r(&tt, &tm) == NULL ||
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S UTC", &tm) == 0)
+        return;
+    tp_buf_printf(b, "X-Tyk-Api-Expires: %s\r\n", date);
 }
 
 void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)

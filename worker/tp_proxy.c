@@ -478,6 +478,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_put_str(b, tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len}));
         tp_buf_puts(b, "\r\n");
     }
+    tp_auth_expires_header(req, b);
     if (req->resp_chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (close)

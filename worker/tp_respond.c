@@ -221,8 +221,13 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
         }
     }
     const tp_conf_t *conf = w->conf;
+    tp_buf_t extra = {0};
+    if (!conf->hide_generator_header)
+        tp_buf_puts(&extra, "X-Generator: tyk.io\r\n");
+    tp_auth_expires_header(req, &extra);
     tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
-               conf->hide_generator_header ? NULL : "X-Generator: tyk.io\r\n");
+               extra.len > 0 ? tp_buf_cstr(&extra) : NULL);
+    tp_buf_free(&extra);
     tp_buf_free(&body);
 }
 

@@ -349,6 +349,10 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp);
 void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name);
 /* The paths (without the listen path, and whole) rules are matched on. */
 void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean);
+/* Appends "X-Tyk-Api-Expires: <RFC1123>\r\n" when the request's version (or
+ * non-versioned API) has an expiry: Tyk sets it in VersionCheck, so every
+ * response after that check carries it. */
+void tp_auth_expires_header(const tp_req_t *req, tp_buf_t *b);
 /* Query parameter <name> of <q>, decoded ('+' as space) into <out>
  * (NUL-terminated); -1 when absent. */
 int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out);
