@@ -1026,3 +1026,37 @@ def test_unhashed_notifications_name_the_key(make_gateway, upstream):
     finally:
         ps.close()
         r.close()
+
+
+def test_strip_auth_data(make_gateway, upstream):
+    """StripAuth (TYK-COMPAT 12.1/12.2): with strip_auth_data the key reaches
+    the upstream neither as a header nor as a query parameter."""
+    org = new_org()
+    u = upstream.url("/")
+    strip = token_api("k-strip", "/strip/", u, org, strip_auth_data=True,
+                      auth={"auth_header_name": "X-Api-Key", "use_param": True, "param_name": "k"})
+    keep = token_api("k-keep", "/keep/", u, org,
+                     auth={"auth_header_name": "X-Api-Key", "use_param": True, "param_name": "k"})
+    both = versioned_api("k-sv", "/sv/", u, org, "url-param", default_version="v1")
+    both["definition"]["strip_versioning_data"] = True
+    both["strip_auth_data"] = True
+    both["auth"] = {"auth_header_name": "Authorization", "use_param": True, "param_name": "k"}
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True}, apis=[strip, keep, both], workers=1)
+    rights = access("k-strip", "k-keep")
+    rights.update(access("k-sv", versions=("v1",)))
+    key = create_key(g, org, rights)["key"]
+
+    def seen(path, headers):
+        r = g.request("GET", path, headers)
+        assert r.status == 200, r
+        e = r.json()
+        return e["query"], {k.lower(): v for k, v in e["headers"]}
+
+    q, h = seen("/strip/echo?a=1&k=%s&b=2" % key, [("X-Api-Key", key), ("X-Other", "o")])
+    assert q == "a=1&b=2" and "x-api-key" not in h and h["x-other"] == "o"
+    q, h = seen("/strip/echo", [("X-Api-Key", key)])
+    assert q == "" and "x-api-key" not in h
+    q, h = seen("/keep/echo?k=%s" % key, [("X-Api-Key", key)])
+    assert q == "k=" + key and h["x-api-key"] == key
+    q, h = seen("/sv/echo?version=v1&k=%s&z=9" % key, [])
+    assert q == "z=9"
