@@ -79,6 +79,7 @@ struct kjob_s {
     char **names;
     size_t nnames;
     size_t fpos, fkeep; /* listing by api_id: names looked at, names kept */
+    int del_from, del_to; /* delete: the round's DELs of the session */
 };
 
 /* ---- jobs and rounds ------------------------------------------------------------------ */
@@ -777,7 +778,7 @@ static void delete_found(kjob_t *j)
     const char *h = j->rkey + 7;
     round_begin(j, deleted);
     reset_quota(j, j->found, h);
-    j->scan_phase = j->n; /* the DELs of the session follow */
+    j->del_from = j->n;
     const char *del[2] = {"DEL", j->rkey};
     cmd(j, 2, del);
     if (!j->hashed && j->token != NULL) {
@@ -796,16 +797,19 @@ static void delete_found(kjob_t *j)
             free(gen);
         }
     }
+    j->del_to = j->n;
     announce(j, h);
     round_end(j);
 }
 
 static void deleted(kjob_t *j)
 {
-    if (redis_failed(j))
-        return;
+    /* a DEL that fails is a key not removed (400), as in Tyk's
+     * RemoveSession; failed quota resets are ignored there too */
+    if (j->errors > 0)
+        tp_log_error("REST keys: Redis: %s", j->err);
     int removed = 0;
-    for (int i = j->scan_phase; i < j->n; i++)
+    for (int i = j->del_from; i < j->del_to; i++)
         if (j->replies[i] != NULL && j->replies[i]->type == REDIS_REPLY_INTEGER &&
             j->replies[i]->integer > 0)
             removed = 1;
