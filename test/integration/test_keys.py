@@ -1060,3 +1060,94 @@ def test_strip_auth_data(make_gateway, upstream):
     assert q == "k=" + key and h["x-api-key"] == key
     q, h = seen("/sv/echo?version=v1&k=%s&z=9" % key, [])
     assert q == "z=9"
+
+
+def test_master_sessions_and_other_orgs(make_gateway, upstream):
+    org, other = new_org(), new_org()
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True},
+                     apis=[token_api("k-ms", "/ms/", upstream.url("/"), org)], workers=1)
+    # no access rights at all: every API (AccessRightsCheck), whatever allow_master_keys says
+    for rights in ({}, None):
+        t = org + uid()
+        put_session(t, tyk_session([], org_id=org, access_rights=rights))
+        assert use(g, "/ms/echo", t).status == 200, rights
+    # a key of another org, granted this API, is found through generateToken candidates
+    t = other + uid()
+    put_session(t, tyk_session(["k-ms"], org_id=other))
+    assert use(g, "/ms/echo", t).status == 200
+    # expires 1 is in the past: POST keeps it (only > 1 is replaced), the key is expired
+    out = create_key(g, org, access("k-ms"), expires=1)
+    assert redis_session(out["key"])[0]["expires"] == 1
+    assert_error(use(g, "/ms/echo", out["key"]), 401, "Key has expired, please renew")
+
+
+def test_override_message_is_escaped(make_gateway, upstream):
+    org = new_org()
+    over = {"auth.auth_field_missing": {"code": 401, "message": 'No "key" here'}}
+    g = make_gateway(conf={"secret": SECRET, "override_messages": over},
+                     apis=[token_api("k-esc", "/esc/", upstream.url("/"), org)], workers=1)
+    r = use(g, "/esc/echo")
+    assert r.status == 401
+    assert r.body == b'{\n    "error": "No \\"key\\" here"\n}'
+    assert r.json() == {"error": 'No "key" here'}
+
+
+def test_legacy_key_managed_after_switching_hash_function(make_gateway, upstream):
+    """A key Tyk created before hash_key_function was set (org+id, stored
+    under murmur32) can still be read, updated and deleted."""
+    org = new_org()
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True, "hash_key_function": "murmur64"},
+                     apis=[token_api("k-leg", "/leg/", upstream.url("/"), org)], workers=1)
+    legacy = org + uid()
+    put_session(legacy, tyk_session(["k-leg"], org_id=org, rate=3, per=1))
+    assert use(g, "/leg/echo", legacy).status == 200
+    got = admin(g, "GET", "/tyk/keys/" + legacy)
+    assert got.status == 200 and got.json()["rate"] == 3, got
+    r = admin(g, "PUT", "/tyk/keys/" + legacy, dict(got.json(), rate=4))
+    assert r.status == 200 and r.json()["action"] == "modified", r
+    assert redis_session(legacy)[0]["rate"] == 4
+    r = admin(g, "DELETE", "/tyk/keys/" + legacy)
+    assert r.status == 200, r
+    assert redis_session(legacy)[0] is None
+
+
+def test_quota_counters_reset_on_update(keysgw):
+    g, org = keysgw
+    out = create_key(g, org, access("k-rest"), quota_max=100, quota_renewal_rate=3600)
+    qkey = "quota-" + out["key_hash"]
+    r = rc()
+    try:
+        r.set(qkey, 40)
+        body = admin(g, "GET", "/tyk/keys/" + out["key"]).json()
+        assert body["quota_remaining"] == 60
+        assert admin(g, "PUT", "/tyk/keys/%s?suppress_reset=1" % out["key"], body).status == 200
+        assert r.get(qkey) == "40"
+        assert admin(g, "PUT", "/tyk/keys/" + out["key"], body).status == 200
+        assert r.get(qkey) is None
+        assert admin(g, "GET", "/tyk/keys/" + out["key"]).json()["quota_remaining"] == 100
+        r.set(qkey, 5)
+        assert admin(g, "DELETE", "/tyk/keys/" + out["key"]).status == 200
+        assert r.get(qkey) is None
+    finally:
+        r.delete(qkey)
+        r.close()
+
+
+def test_delete_that_fails_in_redis(make_gateway, make_redis, upstream):
+    """RemoveSession failing: 400 Failed to remove the key (TYK-COMPAT 1.4)."""
+    srv = make_redis()
+    org = new_org()
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True,
+                           "storage": {"host": HOST, "port": srv.port}},
+                     apis=[token_api("k-df", "/df/", upstream.url("/"), org)], workers=1)
+    out = create_key(g, org, access("k-df"))
+    c = srv.client()
+    try:
+        c.config_set("min-replicas-to-write", 1)  # every write now fails: NOREPLICAS
+        assert_status_msg(admin(g, "DELETE", "/tyk/keys/" + out["key"]), 400, "Failed to remove the key")
+        c.config_set("min-replicas-to-write", 0)
+        assert c.exists("apikey-" + out["key_hash"]) == 1
+        assert admin(g, "DELETE", "/tyk/keys/" + out["key"]).status == 200
+        assert c.exists("apikey-" + out["key_hash"]) == 0
+    finally:
+        c.close()
