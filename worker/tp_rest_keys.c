@@ -843,6 +843,9 @@ static void policy_found(kjob_t *j)
     cJSON_DeleteItemFromObject(j->sess, "apply_policies");
     cJSON_AddItemToObject(j->sess, "apply_policies", pols != NULL ? pols : cJSON_CreateArray());
     set_str(j->sess, "apply_policy_id", "");
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)(tp_time_wall_us() / 1000000));
+    set_str(j->sess, "last_updated", now); /* handleUpdateHashedKey */
     if (write_session(j, NULL, 1, 0) < 0)
         done_error(j, 500, "Could not write key data");
 }
