@@ -572,6 +572,9 @@ def keysgw(make_gateway, upstream, tmp_path):
     (pdir / "gold.json").write_text(json.dumps({
         "id": "gold", "name": "Gold", "org_id": org, "rate": 77, "per": 7, "quota_max": -1,
         "access_rights": access("k-rest"), "active": True}))
+    (pdir / "silver.json").write_text(json.dumps({
+        "id": "silver", "name": "Silver", "org_id": org, "rate": 5, "per": 1, "quota_max": -1,
+        "access_rights": access("k-rest2"), "active": True}))
     g = make_gateway(conf={"secret": SECRET, "node_secret": NODE_SECRET, "hash_keys": True,
                            "enable_hashed_keys_listing": True,
                            "policies": {"policy_source": "file", "policy_path": str(pdir)}},
@@ -786,8 +789,26 @@ def test_rest_preview_and_policy(keysgw):
     got = admin(g, "GET", "/tyk/keys/" + out["key"]).json()
     assert got["rate"] == 77 and got["per"] == 7
     assert use(g, "/rest/echo", out["key"]).status == 200
-    res = admin(g, "POST", "/tyk/keys/policy/" + hash_key(org + uid()), {"policy": "", "apply_policies": ["gold"]})
-    assert res.status == 404, res
+    assert_status_msg(admin(g, "POST", "/tyk/keys/policy/" + hash_key(org + uid()),
+                            {"policy": "", "apply_policies": ["gold"]}), 404, "Key not found")
+    assert_status_msg(admin(g, "POST", "/tyk/keys/policy/" + out["key_hash"], b"{nope"), 400,
+                      "Couldn't decode instruction")
+
+    # "policy" is added after apply_policies (policyUpdateHandler); last_updated is now
+    time.sleep(1.1)
+    before = int(time.time())
+    res = admin(g, "POST", "/tyk/keys/policy/" + out["key_hash"], {"policy": "gold"})
+    assert res.status == 200, res
+    stored, _ = redis_session(out["key"])
+    assert stored["apply_policies"] == ["gold"]
+    assert stored.get("apply_policy_id", "") == ""
+    assert before <= int(stored["last_updated"]) <= int(time.time())
+    res = admin(g, "POST", "/tyk/keys/policy/" + out["key_hash"],
+                {"policy": "gold", "apply_policies": ["silver"]})
+    assert res.status == 200, res
+    assert redis_session(out["key"])[0]["apply_policies"] == ["silver", "gold"]
+    assert use(g, "/rest/echo", out["key"]).status == 200
+    assert use(g, "/rest2/echo", out["key"]).status == 200
 
 
 def test_key_writes_publish_notifications_and_never_log_raw_keys(keysgw):
