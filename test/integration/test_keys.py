@@ -1172,3 +1172,47 @@ def test_delete_that_fails_in_redis(make_gateway, make_redis, upstream):
         assert c.exists("apikey-" + out["key_hash"]) == 0
     finally:
         c.close()
+
+
+def test_key_header_forms_and_trailing_slash(keysgw):
+    g, org = keysgw
+    out = create_key(g, org, access("k-rest"))
+    key = out["key"]
+    # header names are case-insensitive
+    assert use(g, "/rest/echo", key, name="authorization").status == 200
+    # /tyk/keys/ is /tyk/keys
+    r = admin(g, "GET", "/tyk/keys/")
+    assert r.status == 200 and out["key_hash"] in r.json()["keys"], r
+    r = admin(g, "POST", "/tyk/keys/", {"org_id": org, "access_rights": access("k-rest")})
+    assert r.status == 200 and r.json()["action"] == "added", r
+    assert admin(g, "GET", "/tyk/keys/%s/" % key).status == 200
+
+
+def test_bearer_in_a_parameter(make_gateway, upstream):
+    org = new_org()
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True},
+                     apis=[token_api("k-bp", "/bp/", upstream.url("/"), org,
+                                     auth={"auth_header_name": "Authorization", "use_param": True,
+                                           "param_name": "t"})], workers=1)
+    key = create_key(g, org, access("k-bp"))["key"]
+    assert use(g, "/bp/echo?t=Bearer%20" + key).status == 200
+    assert use(g, "/bp/echo?t=bearer+" + key).status == 200
+
+
+def test_without_the_local_session_cache(make_gateway, upstream):
+    """local_session_cache.disable_cached_session_state: every request reads
+    Redis, so a change made behind the gateway's back counts at once."""
+    org = new_org()
+    g = make_gateway(conf={"secret": SECRET, "hash_keys": True,
+                           "local_session_cache": {"disable_cached_session_state": True}},
+                     apis=[token_api("k-nc", "/nc/", upstream.url("/"), org)], workers=2)
+    t = org + uid()
+    put_session(t, tyk_session(["k-nc"], org_id=org))
+    for _ in range(4):
+        assert use(g, "/nc/echo", t).status == 200
+    put_session(t, tyk_session(["k-nc"], org_id=org, is_inactive=True))
+    for _ in range(4):
+        assert_error(use(g, "/nc/echo", t), 403, "Key is inactive, please renew")
+    rc().delete("apikey-" + hash_key(t))
+    for _ in range(4):
+        assert_error(use(g, "/nc/echo", t), 403, "Access to this API has been disallowed")
