@@ -78,7 +78,7 @@ struct kjob_s {
     char *cursor;
     char **names;
     size_t nnames;
-    size_t fpos, fkeep; /* listing by api_id: names looked at, names kept */
+    size_t fpos, fkeep;   /* listing by api_id: names looked at, names kept */
     int del_from, del_to; /* delete: the round's DELs of the session */
 };
 
