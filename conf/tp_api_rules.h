@@ -81,6 +81,7 @@ typedef struct tp_api_rules_s {
     char *param_name;
     int use_cookie;
     char *cookie_name;
+    int strip_auth_data; /* StripAuth: header and parameter (not the cookie) */
 
     /* versioning */
     int not_versioned;

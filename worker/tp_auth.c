@@ -379,7 +379,7 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
         if (r->location == TP_VLOC_HEADER)
             tp_hdrplan_drop(&req->hdr_plan, r->version_key);
         else if (r->location == TP_VLOC_PARAM)
-            req->strip_param = r->version_key;
+            req->strip_params[0] = r->version_key;
         else
             req->strip_seg = seg.n; /* bytes after the listen path's slash */
     }
@@ -417,6 +417,13 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
         tp_buf_free(&tmp);
         tp_respond_auth_error(req, TP_AUTH_FIELD_MISSING);
         return;
+    }
+    if (r->strip_auth_data) {
+        /* StripAuth: the upstream never sees the key (the plan is used
+         * only once the key checks pass) */
+        tp_hdrplan_drop(&req->hdr_plan, r->auth_header);
+        if (r->use_param)
+            req->strip_params[1] = r->param_name;
     }
     tp_session_lookup(req, rp, key);
     tp_buf_free(&tmp);

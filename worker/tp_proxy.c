@@ -103,10 +103,12 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
     tp_buf_free(&esc);
 
     tp_str_t query = rp->query;
-    tp_buf_t qbuf = {0};
-    if (req->strip_param != NULL) {
-        tp_query_without(query, req->strip_param, &qbuf);
-        query = (tp_str_t){qbuf.data ? qbuf.data : "", qbuf.len};
+    tp_buf_t qbuf[2] = {{0}, {0}};
+    for (int i = 0; i < 2; i++) {
+        if (req->strip_params[i] != NULL) {
+            tp_query_without(query, req->strip_params[i], &qbuf[i]);
+            query = (tp_str_t){qbuf[i].data ? qbuf[i].data : "", qbuf[i].len};
+        }
     }
     int tq = t->url.query != NULL && t->url.query[0] != '\0';
     if (tq || query.n > 0)
@@ -116,7 +118,8 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
     if (tq && query.n > 0)
         tp_buf_putc(b, '&');
     tp_buf_put_str(b, query);
-    tp_buf_free(&qbuf);
+    tp_buf_free(&qbuf[0]);
+    tp_buf_free(&qbuf[1]);
 }
 
 static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)

@@ -54,14 +54,14 @@ struct kjob_s {
     tp_req_t *req;
     int op;
     int hashed, suppress_reset;
-    char *key;     /* the key in the path (or generated) */
-    char *org;     /* org_id from the query (lookups) */
-    char *api_id;  /* api_id from the query */
-    char *filter;  /* listing */
-    cJSON *sess;   /* the session being written or shown */
-    cJSON *found;  /* the stored session found by find() */
-    char *token;   /* the key name it was found under (NULL for a hashed lookup) */
-    char *rkey;    /* its Redis key */
+    char *key;    /* the key in the path (or generated) */
+    char *org;    /* org_id from the query (lookups) */
+    char *api_id; /* api_id from the query */
+    char *filter; /* listing */
+    cJSON *sess;  /* the session being written or shown */
+    cJSON *found; /* the stored session found by find() */
+    char *token;  /* the key name it was found under (NULL for a hashed lookup) */
+    char *rkey;   /* its Redis key */
     char *cand_tok[MAX_CAND];
     char *cand_rkey[MAX_CAND];
     int ncand;
@@ -78,6 +78,8 @@ struct kjob_s {
     char *cursor;
     char **names;
     size_t nnames;
+    size_t fpos, fkeep;   /* listing by api_id: names looked at, names kept */
+    int del_from, del_to; /* delete: the round's DELs of the session */
 };
 
 /* ---- jobs and rounds ------------------------------------------------------------------ */
@@ -360,8 +362,9 @@ static int64_t lifetime_of(kjob_t *j, const cJSON *sess, int64_t now)
         cJSON *def = cJSON_Parse(api->def_json);
         const cJSON *sl = tp_json_get(def, "session_lifetime");
         const cJSON *re = tp_json_get(def, "session_lifetime_respects_key_expiration");
-        int64_t lt = tp_session_lifetime(sess, conf, sl && cJSON_IsNumber(sl) ? (int64_t)sl->valuedouble : 0,
-                                         re != NULL && cJSON_IsTrue(re), now);
+        int64_t lt =
+            tp_session_lifetime(sess, conf, sl && cJSON_IsNumber(sl) ? (int64_t)sl->valuedouble : 0,
+                                re != NULL && cJSON_IsTrue(re), now);
         cJSON_Delete(def);
         if (lt == -1)
             return -1;
@@ -648,7 +651,8 @@ static void create_key(kjob_t *j)
             free(id);
         }
     }
-    char *token = generate(str_member(sess, "org_id"), j->key ? j->key : "", conf->hash_key_function);
+    char *token =
+        generate(str_member(sess, "org_id"), j->key ? j->key : "", conf->hash_key_function);
     if (token == NULL) {
         done_error(j, 500, "Failed to create key, ensure security settings are correct.");
         return;
@@ -674,8 +678,8 @@ static void update_found(kjob_t *j)
     /* preserve the creation date; with suppress_reset, the quota window
      * and last_updated too */
     const cJSON *dc = tp_json_get(orig, "date_created");
-    set_str(sess, "date_created", dc != NULL && cJSON_IsString(dc) ? dc->valuestring
-                                                                  : "0001-01-01T00:00:00Z");
+    set_str(sess, "date_created",
+            dc != NULL && cJSON_IsString(dc) ? dc->valuestring : "0001-01-01T00:00:00Z");
     if (j->suppress_reset) {
         set_num(sess, "quota_renews", (double)tp_session_int(orig, "quota_renews"));
         set_str(sess, "last_updated", str_member(orig, "last_updated"));
@@ -774,7 +778,7 @@ static void delete_found(kjob_t *j)
     const char *h = j->rkey + 7;
     round_begin(j, deleted);
     reset_quota(j, j->found, h);
-    j->scan_phase = j->n; /* the DELs of the session follow */
+    j->del_from = j->n;
     const char *del[2] = {"DEL", j->rkey};
     cmd(j, 2, del);
     if (!j->hashed && j->token != NULL) {
@@ -793,16 +797,19 @@ static void delete_found(kjob_t *j)
             free(gen);
         }
     }
+    j->del_to = j->n;
     announce(j, h);
     round_end(j);
 }
 
 static void deleted(kjob_t *j)
 {
-    if (redis_failed(j))
-        return;
+    /* a DEL that fails is a key not removed (400), as in Tyk's
+     * RemoveSession; failed quota resets are ignored there too */
+    if (j->errors > 0)
+        tp_log_error("REST keys: Redis: %s", j->err);
     int removed = 0;
-    for (int i = j->scan_phase; i < j->n; i++)
+    for (int i = j->del_from; i < j->del_to; i++)
         if (j->replies[i] != NULL && j->replies[i]->type == REDIS_REPLY_INTEGER &&
             j->replies[i]->integer > 0)
             removed = 1;
@@ -836,6 +843,9 @@ static void policy_found(kjob_t *j)
     cJSON_DeleteItemFromObject(j->sess, "apply_policies");
     cJSON_AddItemToObject(j->sess, "apply_policies", pols != NULL ? pols : cJSON_CreateArray());
     set_str(j->sess, "apply_policy_id", "");
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)(tp_time_wall_us() / 1000000));
+    set_str(j->sess, "last_updated", now); /* handleUpdateHashedKey */
     if (write_session(j, NULL, 1, 0) < 0)
         done_error(j, 500, "Could not write key data");
 }
@@ -847,8 +857,8 @@ static void scan_step(kjob_t *j);
 static void scan_next(kjob_t *j)
 {
     round_begin(j, scan_step);
-    const char *argv[6] = {"SCAN", j->cursor, "MATCH", tp_buf_cstr(&j->scan_pattern[j->scan_phase]),
-                           "COUNT", "1000"};
+    const char *argv[6] = {
+        "SCAN", j->cursor, "MATCH", tp_buf_cstr(&j->scan_pattern[j->scan_phase]), "COUNT", "1000"};
     cmd(j, 6, argv);
     round_end(j);
 }
@@ -859,6 +869,7 @@ static int name_cmp(const void *a, const void *b)
 }
 
 static void list_filter_step(kjob_t *j);
+static void list_get_batch(kjob_t *j);
 
 static void scan_step(kjob_t *j)
 {
@@ -894,35 +905,39 @@ static void scan_step(kjob_t *j)
         return;
     }
     if (j->api_id != NULL && j->api_id[0] != '\0') {
-        /* keep the keys whose access rights name the API */
-        round_begin(j, list_filter_step);
-        tp_buf_t k = {0};
-        for (size_t i = 0; i < j->nnames && j->n < MAX_CMDS; i++) {
-            k.len = 0;
-            tp_buf_printf(&k, "apikey-%s", j->names[i]);
-            const char *get[2] = {"GET", tp_buf_cstr(&k)};
-            cmd(j, 2, get);
-        }
-        tp_buf_free(&k);
-        round_end(j);
+        list_get_batch(j);
         return;
     }
     list_filter_step(j);
+}
+
+/* Loads the next batch of listed sessions (at most one round of commands),
+ * so listing by api_id looks at every key however many there are. */
+static void list_get_batch(kjob_t *j)
+{
+    round_begin(j, list_filter_step);
+    tp_buf_t k = {0};
+    for (size_t i = j->fpos; i < j->nnames && j->n < MAX_CMDS; i++) {
+        k.len = 0;
+        tp_buf_printf(&k, "apikey-%s", j->names[i]);
+        const char *get[2] = {"GET", tp_buf_cstr(&k)};
+        cmd(j, 2, get);
+    }
+    tp_buf_free(&k);
+    round_end(j);
 }
 
 static void list_filter_step(kjob_t *j)
 {
     if (redis_failed(j))
         return;
-    int by_api = j->api_id != NULL && j->api_id[0] != '\0';
-    size_t keep = 0;
-    if (by_api) {
-        if (j->nnames > (size_t)j->n)
-            tp_log_warn("REST keys: listing by api_id looked at the first %d of %zu keys", j->n,
-                        j->nnames);
-        for (size_t i = 0; i < j->nnames; i++) {
+    if (j->api_id != NULL && j->api_id[0] != '\0') {
+        /* keep the keys whose access rights name the API; names[] is
+         * compacted in place (fkeep <= fpos) */
+        for (int r = 0; r < j->n; r++) {
+            size_t i = j->fpos++;
             int ok = 0;
-            redisReply *rep = i < (size_t)j->n ? j->replies[i] : NULL;
+            const redisReply *rep = j->replies[r];
             if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
                 cJSON *s = cJSON_Parse(rep->str);
                 const cJSON *ar = tp_json_get(s, "access_rights");
@@ -931,12 +946,18 @@ static void list_filter_step(kjob_t *j)
                      (master && conf_of(j)->allow_master_keys);
                 cJSON_Delete(s);
             }
+            char *name = j->names[i];
+            j->names[i] = NULL; /* job_free() may run before the last batch */
             if (ok)
-                j->names[keep++] = j->names[i];
+                j->names[j->fkeep++] = name;
             else
-                free(j->names[i]);
+                free(name);
         }
-        j->nnames = keep;
+        if (j->fpos < j->nnames) {
+            list_get_batch(j);
+            return;
+        }
+        j->nnames = j->fkeep;
         qsort(j->names, j->nnames, sizeof(char *), name_cmp);
     }
     tp_buf_t b = {0};
@@ -1005,9 +1026,11 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
                 return;
             }
             const char *filter = conf->hash_keys || j->filter == NULL ? "" : j->filter;
-            if (!conf->hash_keys && j->api_id != NULL && j->api_id[0] != '\0' && filter[0] == '\0') {
-                done_error(j, 400, "The 'filter' parameter (Org ID) is required when filtering by "
-                                   "'api_id' in legacy mode");
+            if (!conf->hash_keys && j->api_id != NULL && j->api_id[0] != '\0' &&
+                filter[0] == '\0') {
+                done_error(j, 400,
+                           "The 'filter' parameter (Org ID) is required when filtering by "
+                           "'api_id' in legacy mode");
                 return;
             }
             tp_buf_printf(&j->scan_pattern[0], "apikey-%s*", filter);
@@ -1018,9 +1041,9 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
                 tp_buf_printf(&raw, "{\"org\":\"%s\"", filter);
                 unsigned char b64[1024];
                 size_t olen = 0;
-                if (raw.len < 700 && mbedtls_base64_encode(b64, sizeof(b64), &olen,
-                                                           (const unsigned char *)raw.data,
-                                                           raw.len) == 0) {
+                if (raw.len < 700 &&
+                    mbedtls_base64_encode(b64, sizeof(b64), &olen, (const unsigned char *)raw.data,
+                                          raw.len) == 0) {
                     while (olen > 0 && b64[olen - 1] == '=')
                         olen--;
                     if (olen > 2)
@@ -1100,8 +1123,8 @@ void tp_rest_keys_body(tp_req_t *req)
     }
     j->op = req->rest_op;
     char err[256];
-    cJSON *body = tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err,
-                                sizeof(err));
+    cJSON *body =
+        tp_json_parse(req->rbody.data ? req->rbody.data : "", req->rbody.len, err, sizeof(err));
     if (body == NULL || !cJSON_IsObject(body)) {
         cJSON_Delete(body);
         if (j->op == K_GENERATE)

@@ -172,7 +172,7 @@ struct tp_req_s {
     const tp_api_rules_t *rules;
     const tp_version_t *version;
     tp_hdrplan_t hdr_plan;
-    const char *strip_param; /* a version parameter to drop from the query */
+    const char *strip_params[2]; /* query parameters to drop: a version, the key */
     size_t strip_seg;        /* bytes of a URL version segment to drop */
     tp_sess_t *sess;         /* the key's session (a reference) */
     tp_lookup_t *lookup;     /* a session being read from Redis */
