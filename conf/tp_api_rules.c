@@ -87,8 +87,9 @@ static int re2_to_posix(const char *in, tp_buf_t *out, char *err, size_t errlen)
                 p += 2;
                 continue;
             }
-            snprintf(err, errlen, "\"(?\" groups other than (?:...) and a leading (?i) are not "
-                                  "supported in path patterns");
+            snprintf(err, errlen,
+                     "\"(?\" groups other than (?:...) and a leading (?i) are not "
+                     "supported in path patterns");
             return -1;
         }
         if ((*p == '*' || *p == '+' || *p == '?' || *p == '}') && p[1] == '?') {
@@ -259,7 +260,8 @@ static int read_hdrmap(build_t *B, const cJSON *map, tp_hdrset_t *h, const char 
         tp_json_path_push(sub, sizeof(sub), it->string, 0);
         if (!cJSON_IsString(it) || !header_ok(it->string, 0) || !header_ok(it->valuestring, 1)) {
             tp_buf_free(&lines);
-            return fail(B, sub, "%s", "expected a header name and a string value without line breaks");
+            return fail(B, sub, "%s",
+                        "expected a header name and a string value without line breaks");
         }
         hdrset_add(h, &lines, it->string, it->valuestring);
     }
@@ -375,7 +377,7 @@ static int endpoint_list(build_t *B, tp_version_t *v, int kind, const cJSON *lis
         char sub[512];
         snprintf(sub, sizeof(sub), "%s", path);
         tp_json_path_push(sub, sizeof(sub), NULL, i++);
-        int rc = cJSON_IsString(e) ? compile_rule(B, v, kind, e->valuestring, "", 0, sub)
+        int rc = cJSON_IsString(e)   ? compile_rule(B, v, kind, e->valuestring, "", 0, sub)
                  : cJSON_IsObject(e) ? endpoint(B, v, kind, e, sub)
                                      : fail(B, sub, "%s", "expected an object");
         if (rc < 0)
@@ -455,7 +457,8 @@ static int header_rules(build_t *B, tp_version_t *v, const cJSON *list, const ch
 
 /* ---- versions ----------------------------------------------------------------------- */
 
-static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *info, const char *path)
+static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *info,
+                   const char *path)
 {
     const char *name = str_of(info, "name");
     v->name = tp_strdup(name != NULL && name[0] != '\0' ? name : key);

@@ -45,8 +45,8 @@ typedef struct tp_pathrule_s {
     int kind;
     char method[16]; /* "" matches every method */
     regex_t re;
-    int status;    /* TP_RULE_REPLY */
-    char *body;    /* TP_RULE_REPLY */
+    int status; /* TP_RULE_REPLY */
+    char *body; /* TP_RULE_REPLY */
     size_t body_len;
     char *headers; /* TP_RULE_REPLY: "Name: value\r\n" lines */
 } tp_pathrule_t;
@@ -62,7 +62,7 @@ typedef struct tp_hdrrule_s {
 
 typedef struct tp_version_s {
     char *name;
-    int64_t expires; /* unix seconds; 0 never */
+    int64_t expires;      /* unix seconds; 0 never */
     tp_pathrule_t *rules; /* in Tyk's order: replies, ignored, black, white */
     size_t nrules;
     int has_white;

@@ -614,8 +614,9 @@ static void env_store(load_t *L, const store_t *st, const char *name, const char
         break;
     }
     case TP_CK_MAP:
-        add_error(L, "environment %s: a map of objects cannot be set from the environment; set it "
-                     "in the file",
+        add_error(L,
+                  "environment %s: a map of objects cannot be set from the environment; set it "
+                  "in the file",
                   name);
         break;
     default:

@@ -371,7 +371,8 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
     }
     if (!r->not_versioned && v->expires > 0 && v->expires <= now) {
         tp_respond_error(
-            req, 403, "Api Version has expired, please check documentation or contact administrator");
+            req, 403,
+            "Api Version has expired, please check documentation or contact administrator");
         return;
     }
     req->version = v;

@@ -610,8 +610,8 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
         tp_rest_keys(req, rest, query);
         return;
     }
-    if (seg_is(first, "org") || seg_is(first, "oauth") ||
-        seg_is(first, "cache") || seg_is(first, "certs") || seg_is(first, "health")) {
+    if (seg_is(first, "org") || seg_is(first, "oauth") || seg_is(first, "cache") ||
+        seg_is(first, "certs") || seg_is(first, "health")) {
         reply_error(req, 501, "Not implemented by this Turnpike version");
         return;
     }

@@ -173,10 +173,10 @@ struct tp_req_s {
     const tp_version_t *version;
     tp_hdrplan_t hdr_plan;
     const char *strip_params[2]; /* query parameters to drop: a version, the key */
-    size_t strip_seg;        /* bytes of a URL version segment to drop */
-    tp_sess_t *sess;         /* the key's session (a reference) */
-    tp_lookup_t *lookup;     /* a session being read from Redis */
-    tp_buf_t saved;          /* the head and paths, copied while waiting */
+    size_t strip_seg;            /* bytes of a URL version segment to drop */
+    tp_sess_t *sess;             /* the key's session (a reference) */
+    tp_lookup_t *lookup;         /* a session being read from Redis */
+    tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
@@ -252,13 +252,13 @@ struct tp_worker_s {
     uint32_t *rr[TP_SHM_SLOTS];            /* per slot: round-robin position per API */
     tp_api_rules_t **rules[TP_SHM_SLOTS];  /* per slot: each API's rules, built on first use */
     size_t nrules[TP_SHM_SLOTS];
-    cJSON **policies[TP_SHM_SLOTS];        /* per slot: parsed policies, built on first use */
+    cJSON **policies[TP_SHM_SLOTS]; /* per slot: parsed policies, built on first use */
     size_t npolicies[TP_SHM_SLOTS];
-    tp_rulepaths_t rulepaths;              /* scratch for rule matching */
-    struct tp_scache_s *scache;            /* the node's session cache (shared memory) */
-    tp_sess_t **l1;                        /* this worker's parsed sessions, direct-mapped */
-    struct tp_errtpl_s *errtpl;            /* error templates and message overrides */
-    tp_list_t reload_waiters;              /* blocking /tyk/reload requests */
+    tp_rulepaths_t rulepaths;   /* scratch for rule matching */
+    struct tp_scache_s *scache; /* the node's session cache (shared memory) */
+    tp_sess_t **l1;             /* this worker's parsed sessions, direct-mapped */
+    struct tp_errtpl_s *errtpl; /* error templates and message overrides */
+    tp_list_t reload_waiters;   /* blocking /tyk/reload requests */
     uint32_t next_token;
     uv_tcp_t listener;
     uv_tcp_t control_listener;
