@@ -8,7 +8,8 @@
  * member names (the limit kept apart as numbers), merged, and written back
  * in the session's form, so what comes out is what Tyk would marshal.
  *
- * Where 5.3 and 5.8 differ from master, a comment says so.
+ * Where 5.3 and 5.8 differ from master, a comment says so. The canonical
+ * definitions and the merges of util.go are in tp_policy_merge.c.
  */
 #include <ctype.h>
 #include <limits.h>
