@@ -26,223 +26,10 @@
 #include "tp_session_json.h"
 #include "tp_shm_session.h"
 #include "tp_time.h"
+#include "tp_rest_keys.h"
 #include "tp_worker.h"
 
-#define MAX_CMDS 64
-#define MAX_CAND 8
-
-enum {
-    K_CREATE = TP_REST_OP_KEYS, /* POST /tyk/keys and /tyk/keys/{id} */
-    K_UPDATE,                   /* PUT /tyk/keys/{id} */
-    K_GENERATE,                 /* POST /tyk/keys/create */
-    K_PREVIEW,                  /* POST /tyk/keys/preview */
-    K_POLICY,                   /* POST /tyk/keys/policy/{hash} */
-    K_GET,
-    K_DELETE,
-    K_LIST,
-};
-
-typedef struct kjob_s kjob_t;
-typedef void (*kstep_cb)(kjob_t *j);
-
-typedef struct kslot_s {
-    kjob_t *j;
-    int i;
-} kslot_t;
-
-struct kjob_s {
-    tp_req_t *req;
-    int op;
-    int hashed, suppress_reset;
-    char *key;    /* the key in the path (or generated) */
-    char *org;    /* org_id from the query (lookups) */
-    char *api_id; /* api_id from the query */
-    char *filter; /* listing */
-    cJSON *sess;  /* the session being written or shown */
-    cJSON *found; /* the stored session found by find() */
-    char *token;  /* the key name it was found under (NULL for a hashed lookup) */
-    char *rkey;   /* its Redis key */
-    char *cand_tok[MAX_CAND];
-    char *cand_rkey[MAX_CAND];
-    int ncand;
-    /* a round of commands */
-    kstep_cb next;
-    int n, pending, issuing, errors;
-    kslot_t slots[MAX_CMDS];
-    tp_rcmd_t *cmds[MAX_CMDS];
-    redisReply *replies[MAX_CMDS];
-    char err[256];
-    /* listing */
-    tp_buf_t scan_pattern[2];
-    int scan_phase;
-    char *cursor;
-    char **names;
-    size_t nnames;
-    size_t fpos, fkeep;   /* listing by api_id: names looked at, names kept */
-    int del_from, del_to; /* delete: the round's DELs of the session */
-};
-
-/* ---- jobs and rounds ------------------------------------------------------------------ */
-
-static void round_clear(kjob_t *j)
-{
-    for (int i = 0; i < j->n; i++) {
-        if (j->cmds[i] != NULL)
-            tp_redis_cancel(j->cmds[i]);
-        j->cmds[i] = NULL;
-        if (j->replies[i] != NULL)
-            freeReplyObject(j->replies[i]);
-        j->replies[i] = NULL;
-    }
-    j->n = 0;
-    j->errors = 0;
-}
-
-static void job_free(kjob_t *j)
-{
-    round_clear(j);
-    free(j->key);
-    free(j->org);
-    free(j->api_id);
-    free(j->filter);
-    cJSON_Delete(j->sess);
-    cJSON_Delete(j->found);
-    free(j->token);
-    free(j->rkey);
-    for (int i = 0; i < j->ncand; i++) {
-        free(j->cand_tok[i]);
-        free(j->cand_rkey[i]);
-    }
-    tp_buf_free(&j->scan_pattern[0]);
-    tp_buf_free(&j->scan_pattern[1]);
-    free(j->cursor);
-    for (size_t i = 0; i < j->nnames; i++)
-        free(j->names[i]);
-    free(j->names);
-    free(j);
-}
-
-void tp_rest_keys_release(tp_req_t *req)
-{
-    if (req->rest_job != NULL) {
-        job_free(req->rest_job);
-        req->rest_job = NULL;
-    }
-}
-
-/* Deep copy of a reply: hiredis frees its own after the callback. */
-static redisReply *reply_copy(const redisReply *r)
-{
-    redisReply *c = tp_calloc(1, sizeof(*c));
-    c->type = r->type;
-    c->integer = r->integer;
-    if (r->str != NULL) {
-        c->str = tp_malloc(r->len + 1);
-        memcpy(c->str, r->str, r->len);
-        c->str[r->len] = '\0';
-        c->len = r->len;
-    }
-    if (r->elements > 0) {
-        c->element = tp_calloc(r->elements, sizeof(redisReply *));
-        c->elements = r->elements;
-        for (size_t i = 0; i < r->elements; i++)
-            c->element[i] = reply_copy(r->element[i]);
-    }
-    return c;
-}
-
-static void on_reply(void *arg, const redisReply *rep, const char *err)
-{
-    kslot_t *s = arg;
-    kjob_t *j = s->j;
-    j->cmds[s->i] = NULL;
-    if (err != NULL || rep->type == REDIS_REPLY_ERROR) {
-        j->errors++;
-        snprintf(j->err, sizeof(j->err), "%s", err != NULL ? err : rep->str);
-    } else {
-        j->replies[s->i] = reply_copy(rep);
-    }
-    if (--j->pending == 0 && !j->issuing)
-        j->next(j);
-}
-
-/* Sends one command of the current round (argv strings). */
-static void cmd(kjob_t *j, int argc, const char **argv)
-{
-    TP_BUG_ON(j->n >= MAX_CMDS);
-    int i = j->n++;
-    size_t lens[8];
-    for (int k = 0; k < argc; k++)
-        lens[k] = strlen(argv[k]);
-    j->slots[i] = (kslot_t){j, i};
-    j->pending++;
-    j->cmds[i] = (tp_rcmd_t *)1;
-    tp_rcmd_t *c = tp_redis_cmdv(j->req->conn->w->redis, on_reply, &j->slots[i], argc, argv, lens);
-    if (j->cmds[i] != NULL)
-        j->cmds[i] = c; /* still waiting */
-}
-
-static void round_begin(kjob_t *j, kstep_cb next)
-{
-    round_clear(j);
-    j->next = next;
-    j->issuing = 1;
-}
-
-static void round_end(kjob_t *j)
-{
-    j->issuing = 0;
-    if (j->pending == 0)
-        j->next(j);
-}
-
-/* ---- answers ------------------------------------------------------------------------ */
-
-static void done_error(kjob_t *j, int status, const char *msg)
-{
-    tp_req_t *req = j->req;
-    tp_rest_keys_release(req);
-    tp_rest__error(req, status, msg);
-}
-
-static void done_json(kjob_t *j, int status, const char *json)
-{
-    tp_req_t *req = j->req;
-    tp_rest_keys_release(req);
-    tp_rest__reply(req, status, json);
-}
-
-static void done_action(kjob_t *j, const char *key, const char *action, const char *key_hash)
-{
-    tp_buf_t b = {0};
-    tp_buf_puts(&b, "{\"key\":\"");
-    tp_buf_json_escape(&b, key, strlen(key));
-    tp_buf_printf(&b, "\",\"status\":\"ok\",\"action\":\"%s\"", action);
-    if (key_hash != NULL && key_hash[0] != '\0') {
-        tp_buf_puts(&b, ",\"key_hash\":\"");
-        tp_buf_json_escape(&b, key_hash, strlen(key_hash));
-        tp_buf_putc(&b, '"');
-    }
-    tp_buf_putc(&b, '}');
-    done_json(j, 200, tp_buf_cstr(&b));
-    tp_buf_free(&b);
-}
-
-static int redis_failed(kjob_t *j)
-{
-    if (j->errors == 0)
-        return 0;
-    tp_log_error("REST keys: Redis: %s", j->err);
-    done_error(j, 500, "Storage error, please try again");
-    return 1;
-}
-
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static const tp_conf_t *conf_of(const kjob_t *j)
-{
-    return j->req->conn->w->conf;
-}
 
 static const char *str_member(const cJSON *o, const char *key)
 {
@@ -351,7 +138,7 @@ static void trial_period(kjob_t *j, cJSON *sess, int64_t now)
 static int64_t lifetime_of(kjob_t *j, const cJSON *sess, int64_t now)
 {
     const tp_snapshot_t *snap = j->req->snap;
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     const cJSON *ar = tp_json_get(sess, "access_rights");
     int master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
     int64_t best = 0;
@@ -382,11 +169,11 @@ static void reset_quota(kjob_t *j, const cJSON *sess, const char *h)
     tp_buf_t k = {0};
     tp_buf_printf(&k, "quota-%s", h);
     const char *del[2] = {"DEL", tp_buf_cstr(&k)};
-    cmd(j, 2, del);
+    kjob_cmd(j, 2, del);
     k.len = 0;
     tp_buf_printf(&k, "rate-limit-%s.BLOCKED", h);
     del[1] = tp_buf_cstr(&k);
-    cmd(j, 2, del);
+    kjob_cmd(j, 2, del);
     const cJSON *ar = tp_json_get(sess, "access_rights"), *a;
     cJSON_ArrayForEach(a, ar)
     {
@@ -396,7 +183,7 @@ static void reset_quota(kjob_t *j, const cJSON *sess, const char *h)
         k.len = 0;
         tp_buf_printf(&k, "quota-%s-%s", scope, h);
         del[1] = tp_buf_cstr(&k);
-        cmd(j, 2, del);
+        kjob_cmd(j, 2, del);
     }
     tp_buf_free(&k);
 }
@@ -412,7 +199,7 @@ static void announce(kjob_t *j, const char *h)
         tp_scache_evict_store(w->scache, d);
     char *msg = tp_notice_format("KeySpaceUpdateNotification", h, w->conf->node_secret);
     const char *pub[3] = {"PUBLISH", "tyk.cluster.notifications", msg};
-    cmd(j, 3, pub);
+    kjob_cmd(j, 3, pub);
     free(msg);
 }
 
@@ -437,7 +224,7 @@ static void add_cand(kjob_t *j, const char *token, const char *rkey_hash)
  * j->found set (or NULL). */
 static void find(kjob_t *j, const char *org, const char *key, int hashed, kstep_cb next)
 {
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     if (hashed) {
         add_cand(j, NULL, key);
     } else {
@@ -469,12 +256,12 @@ static void find(kjob_t *j, const char *org, const char *key, int hashed, kstep_
             }
         }
     }
-    round_begin(j, next);
+    kjob_round_begin(j, next);
     for (int i = 0; i < j->ncand; i++) {
         const char *get[2] = {"GET", j->cand_rkey[i]};
-        cmd(j, 2, get);
+        kjob_cmd(j, 2, get);
     }
-    round_end(j);
+    kjob_round_end(j);
 }
 
 /* After find(): picks the first candidate that held a session. */
@@ -506,7 +293,7 @@ static void written(kjob_t *j);
  * Redis key j->rkey), as Tyk's doAddOrUpdate and applyPoliciesAndSave do. */
 static int write_session(kjob_t *j, const char *token, int dont_reset, int is_new)
 {
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     const tp_snapshot_t *snap = j->req->snap;
     cJSON *sess = j->sess;
     int64_t now = tp_time_wall_us() / 1000000;
@@ -560,42 +347,42 @@ static int write_session(kjob_t *j, const char *token, int dont_reset, int is_ne
     } else {
         h = tp_strdup(j->rkey + 7);
     }
-    round_begin(j, written);
+    kjob_round_begin(j, written);
     if (ttl > 0) {
         snprintf(buf, sizeof(buf), "%lld", (long long)ttl);
         const char *set[5] = {"SET", j->rkey, json, "EX", buf};
-        cmd(j, 5, set);
+        kjob_cmd(j, 5, set);
     } else {
         const char *set[3] = {"SET", j->rkey, json};
-        cmd(j, 3, set);
+        kjob_cmd(j, 3, set);
     }
     if (reset && !dont_reset)
         reset_quota(j, sess, h);
     announce(j, h);
     free(h);
     free(json);
-    round_end(j);
+    kjob_round_end(j);
     return 0;
 }
 
 static void written(kjob_t *j)
 {
-    if (redis_failed(j))
+    if (kjob_redis_failed(j))
         return;
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     char *h = tp_strdup(j->rkey + 7);
     tp_log_info("REST keys: key %s %s", h,
                 j->op == K_UPDATE || j->op == K_POLICY ? "updated" : "added");
     switch (j->op) {
     case K_UPDATE:
-        done_action(j, j->key, "modified", NULL);
+        kjob_action(j, j->key, "modified", NULL);
         break;
     case K_POLICY:
-        done_action(j, j->key, "updated", NULL);
+        kjob_action(j, j->key, "updated", NULL);
         break;
     default:
         /* a POST also tells the hash when keys are hashed */
-        done_action(j, j->key, "added", conf->hash_keys ? h : NULL);
+        kjob_action(j, j->key, "added", conf->hash_keys ? h : NULL);
     }
     free(h);
 }
@@ -604,7 +391,7 @@ static void written(kjob_t *j)
 
 static void create_key(kjob_t *j)
 {
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     cJSON *sess = j->sess;
     int generated = j->op == K_GENERATE;
     char err[256];
@@ -612,7 +399,7 @@ static void create_key(kjob_t *j)
     if (generated && prc < 0) {
         char msg[320];
         snprintf(msg, sizeof(msg), "Failed to create key - %s", err);
-        done_error(j, 500, msg);
+        kjob_error(j, 500, msg);
         return;
     }
     if (!generated && j->key != NULL && (int64_t)strlen(j->key) < conf->min_token_length) {
@@ -622,13 +409,13 @@ static void create_key(kjob_t *j)
                  "unreachable at auth time. Use an ID of at least min_token_length characters, or "
                  "lower min_token_length in the gateway configuration.",
                  strlen(j->key), (long long)conf->min_token_length);
-        done_error(j, 400, msg);
+        kjob_error(j, 400, msg);
         return;
     }
     const cJSON *ar = tp_json_get(sess, "access_rights");
     if (generated && (ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL) &&
         !conf->allow_master_keys) {
-        done_error(j, 400,
+        kjob_error(j, 400,
                    "Failed to create key, keys must have at least one Access Rights record set.");
         return;
     }
@@ -654,13 +441,13 @@ static void create_key(kjob_t *j)
     char *token =
         generate(str_member(sess, "org_id"), j->key ? j->key : "", conf->hash_key_function);
     if (token == NULL) {
-        done_error(j, 500, "Failed to create key, ensure security settings are correct.");
+        kjob_error(j, 500, "Failed to create key, ensure security settings are correct.");
         return;
     }
     free(j->key);
     j->key = token;
     if (write_session(j, token, 0, 1) < 0)
-        done_error(j, generated ? 400 : 500,
+        kjob_error(j, generated ? 400 : 500,
                    generated ? "Failed to create key, keys must have at least one Access Rights "
                                "record set."
                              : "Failed to create key, ensure security settings are correct.");
@@ -668,10 +455,10 @@ static void create_key(kjob_t *j)
 
 static void update_found(kjob_t *j)
 {
-    if (redis_failed(j))
+    if (kjob_redis_failed(j))
         return;
     if (!found(j)) {
-        done_error(j, 404, "Key is not found");
+        kjob_error(j, 404, "Key is not found");
         return;
     }
     cJSON *sess = j->sess, *orig = j->found;
@@ -691,17 +478,17 @@ static void update_found(kjob_t *j)
     free(j->key);
     j->key = tp_strdup(j->token != NULL ? j->token : j->rkey + 7);
     if (write_session(j, j->token, j->suppress_reset, 0) < 0)
-        done_error(j, 500, "Failed to create key, ensure security settings are correct.");
+        kjob_error(j, 500, "Failed to create key, ensure security settings are correct.");
 }
 
 static void get_quota(kjob_t *j);
 
 static void get_found(kjob_t *j)
 {
-    if (redis_failed(j))
+    if (kjob_redis_failed(j))
         return;
     if (!found(j)) {
-        done_error(j, 404, "Key not found");
+        kjob_error(j, 404, "Key not found");
         return;
     }
     const tp_api_t *api = j->api_id != NULL ? api_by_id(j->req->snap, j->api_id) : NULL;
@@ -709,12 +496,12 @@ static void get_found(kjob_t *j)
     apply_policies(j, j->found, api != NULL ? (api->org_id ? api->org_id : "") : NULL, err,
                    sizeof(err));
     /* quota_remaining from the counters */
-    round_begin(j, get_quota);
+    kjob_round_begin(j, get_quota);
     const char *h = j->rkey + 7;
     tp_buf_t k = {0};
     tp_buf_printf(&k, "quota-%s", h);
     const char *get[2] = {"GET", tp_buf_cstr(&k)};
-    cmd(j, 2, get);
+    kjob_cmd(j, 2, get);
     const cJSON *ar = tp_json_get(j->found, "access_rights"), *a;
     cJSON_ArrayForEach(a, ar)
     {
@@ -723,10 +510,10 @@ static void get_found(kjob_t *j)
         tp_buf_printf(&k, "quota-%s%s%s", scope, scope[0] ? "-" : "", h);
         get[1] = tp_buf_cstr(&k);
         if (j->n < MAX_CMDS)
-            cmd(j, 2, get);
+            kjob_cmd(j, 2, get);
     }
     tp_buf_free(&k);
-    round_end(j);
+    kjob_round_end(j);
 }
 
 static int64_t reply_int(const redisReply *r)
@@ -760,7 +547,7 @@ static void get_quota(kjob_t *j)
         set_str(ba, "password", "");
     tp_session_full(s);
     char *json = cJSON_PrintUnformatted(s);
-    done_json(j, 200, json);
+    kjob_json(j, 200, json);
     free(json);
 }
 
@@ -768,19 +555,19 @@ static void deleted(kjob_t *j);
 
 static void delete_found(kjob_t *j)
 {
-    if (redis_failed(j))
+    if (kjob_redis_failed(j))
         return;
     if (!found(j)) {
-        done_error(j, 404, "There is no such key found");
+        kjob_error(j, 404, "There is no such key found");
         return;
     }
-    const tp_conf_t *conf = conf_of(j);
+    const tp_conf_t *conf = kjob_conf(j);
     const char *h = j->rkey + 7;
-    round_begin(j, deleted);
+    kjob_round_begin(j, deleted);
     reset_quota(j, j->found, h);
     j->del_from = j->n;
     const char *del[2] = {"DEL", j->rkey};
-    cmd(j, 2, del);
+    kjob_cmd(j, 2, del);
     if (!j->hashed && j->token != NULL) {
         /* RemoveSession tries the literal and the generated name */
         char *gen = generate(j->org, j->token, conf->hash_key_function);
@@ -790,7 +577,7 @@ static void delete_found(kjob_t *j)
             tp_buf_printf(&r, "apikey-%s", gh);
             if (strcmp(tp_buf_cstr(&r), j->rkey) != 0) {
                 del[1] = tp_buf_cstr(&r);
-                cmd(j, 2, del);
+                kjob_cmd(j, 2, del);
             }
             tp_buf_free(&r);
             free(gh);
@@ -799,7 +586,7 @@ static void delete_found(kjob_t *j)
     }
     j->del_to = j->n;
     announce(j, h);
-    round_end(j);
+    kjob_round_end(j);
 }
 
 static void deleted(kjob_t *j)
@@ -815,24 +602,24 @@ static void deleted(kjob_t *j)
             removed = 1;
     tp_log_info("REST keys: key %s %s", j->rkey + 7, removed ? "deleted" : "not removed");
     if (!removed) {
-        done_error(j, 400, "Failed to remove the key");
+        kjob_error(j, 400, "Failed to remove the key");
         return;
     }
     if (j->api_id != NULL && strcmp(j->api_id, "-1") == 0) {
-        done_json(j, 200, "null");
+        kjob_json(j, 200, "null");
         return;
     }
     char *key = tp_strdup(j->token != NULL ? j->token : j->rkey + 7);
-    done_action(j, key, "deleted", NULL);
+    kjob_action(j, key, "deleted", NULL);
     free(key);
 }
 
 static void policy_found(kjob_t *j)
 {
-    if (redis_failed(j))
+    if (kjob_redis_failed(j))
         return;
     if (!found(j)) {
-        done_error(j, 404, "Key not found");
+        kjob_error(j, 404, "Key not found");
         return;
     }
     /* the new policy list replaces the old one; the rest is kept */
@@ -847,131 +634,7 @@ static void policy_found(kjob_t *j)
     snprintf(now, sizeof(now), "%lld", (long long)(tp_time_wall_us() / 1000000));
     set_str(j->sess, "last_updated", now); /* handleUpdateHashedKey */
     if (write_session(j, NULL, 1, 0) < 0)
-        done_error(j, 500, "Could not write key data");
-}
-
-/* ---- listing (handleGetAllKeys) --------------------------------------------------------- */
-
-static void scan_step(kjob_t *j);
-
-static void scan_next(kjob_t *j)
-{
-    round_begin(j, scan_step);
-    const char *argv[6] = {
-        "SCAN", j->cursor, "MATCH", tp_buf_cstr(&j->scan_pattern[j->scan_phase]), "COUNT", "1000"};
-    cmd(j, 6, argv);
-    round_end(j);
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void list_filter_step(kjob_t *j);
-static void list_get_batch(kjob_t *j);
-
-static void scan_step(kjob_t *j)
-{
-    if (redis_failed(j))
-        return;
-    redisReply *r = j->replies[0];
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        done_error(j, 500, "Storage error, please try again");
-        return;
-    }
-    const redisReply *keys = r->element[1];
-    for (size_t i = 0; i < keys->elements; i++) {
-        const char *name = keys->element[i]->str;
-        if (name == NULL || strncmp(name, "apikey-", 7) != 0)
-            continue;
-        name += 7;
-        if (strncmp(name, "quota-", 6) == 0 || strncmp(name, "rate-limit-", 11) == 0)
-            continue;
-        j->names = tp_realloc(j->names, (j->nnames + 1) * sizeof(char *));
-        j->names[j->nnames++] = tp_strdup(name);
-    }
-    free(j->cursor);
-    j->cursor = tp_strdup(r->element[0]->str ? r->element[0]->str : "0");
-    if (strcmp(j->cursor, "0") != 0) {
-        scan_next(j);
-        return;
-    }
-    if (j->scan_phase == 0 && j->scan_pattern[1].len > 0) {
-        j->scan_phase = 1;
-        free(j->cursor);
-        j->cursor = tp_strdup("0");
-        scan_next(j);
-        return;
-    }
-    if (j->api_id != NULL && j->api_id[0] != '\0') {
-        list_get_batch(j);
-        return;
-    }
-    list_filter_step(j);
-}
-
-/* Loads the next batch of listed sessions (at most one round of commands),
- * so listing by api_id looks at every key however many there are. */
-static void list_get_batch(kjob_t *j)
-{
-    round_begin(j, list_filter_step);
-    tp_buf_t k = {0};
-    for (size_t i = j->fpos; i < j->nnames && j->n < MAX_CMDS; i++) {
-        k.len = 0;
-        tp_buf_printf(&k, "apikey-%s", j->names[i]);
-        const char *get[2] = {"GET", tp_buf_cstr(&k)};
-        cmd(j, 2, get);
-    }
-    tp_buf_free(&k);
-    round_end(j);
-}
-
-static void list_filter_step(kjob_t *j)
-{
-    if (redis_failed(j))
-        return;
-    if (j->api_id != NULL && j->api_id[0] != '\0') {
-        /* keep the keys whose access rights name the API; names[] is
-         * compacted in place (fkeep <= fpos) */
-        for (int r = 0; r < j->n; r++) {
-            size_t i = j->fpos++;
-            int ok = 0;
-            const redisReply *rep = j->replies[r];
-            if (rep != NULL && rep->type == REDIS_REPLY_STRING) {
-                cJSON *s = cJSON_Parse(rep->str);
-                const cJSON *ar = tp_json_get(s, "access_rights");
-                int master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
-                ok = (!master && cJSON_GetObjectItemCaseSensitive(ar, j->api_id) != NULL) ||
-                     (master && conf_of(j)->allow_master_keys);
-                cJSON_Delete(s);
-            }
-            char *name = j->names[i];
-            j->names[i] = NULL; /* job_free() may run before the last batch */
-            if (ok)
-                j->names[j->fkeep++] = name;
-            else
-                free(name);
-        }
-        if (j->fpos < j->nnames) {
-            list_get_batch(j);
-            return;
-        }
-        j->nnames = j->fkeep;
-        qsort(j->names, j->nnames, sizeof(char *), name_cmp);
-    }
-    tp_buf_t b = {0};
-    tp_buf_puts(&b, "{\"keys\":[");
-    for (size_t i = 0; i < j->nnames; i++) {
-        if (i > 0)
-            tp_buf_putc(&b, ',');
-        tp_buf_putc(&b, '"');
-        tp_buf_json_escape(&b, j->names[i], strlen(j->names[i]));
-        tp_buf_putc(&b, '"');
-    }
-    tp_buf_puts(&b, "]}");
-    done_json(j, 200, tp_buf_cstr(&b));
-    tp_buf_free(&b);
+        kjob_error(j, 500, "Could not write key data");
 }
 
 /* ---- dispatch --------------------------------------------------------------------------- */
@@ -1021,14 +684,14 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
         if (m == HTTP_GET) {
             j->op = K_LIST;
             if (conf->hash_keys && !conf->enable_hashed_keys_listing) {
-                done_error(j, 404,
+                kjob_error(j, 404,
                            "Hashed key listing is disabled in config (enable_hashed_keys_listing)");
                 return;
             }
             const char *filter = conf->hash_keys || j->filter == NULL ? "" : j->filter;
             if (!conf->hash_keys && j->api_id != NULL && j->api_id[0] != '\0' &&
                 filter[0] == '\0') {
-                done_error(j, 400,
+                kjob_error(j, 400,
                            "The 'filter' parameter (Org ID) is required when filtering by "
                            "'api_id' in legacy mode");
                 return;
@@ -1052,17 +715,17 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
                 tp_buf_free(&raw);
             }
             j->cursor = tp_strdup("0");
-            scan_next(j);
+            kjob_list(j);
         } else if (m == HTTP_POST) {
             tp_rest__want_body(req, K_CREATE, rest);
         } else {
-            done_error(j, 405, "Method not supported");
+            kjob_error(j, 405, "Method not supported");
         }
         return;
     }
     if (seg_eq(first, "create") && tail.n == 0) {
         if (m != HTTP_POST) {
-            done_error(j, 405, "Method not supported");
+            kjob_error(j, 405, "Method not supported");
             return;
         }
         tp_rest__want_body(req, K_GENERATE, (tp_str_t){"", 0});
@@ -1070,7 +733,7 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
     }
     if (seg_eq(first, "preview") && tail.n == 0) {
         if (m != HTTP_POST) {
-            done_error(j, 405, "Method not supported");
+            kjob_error(j, 405, "Method not supported");
             return;
         }
         tp_rest__want_body(req, K_PREVIEW, (tp_str_t){"", 0});
@@ -1078,7 +741,7 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
     }
     if (seg_eq(first, "policy") && tail.n > 0 && memchr(tail.p, '/', tail.n) == NULL) {
         if (m != HTTP_POST) {
-            done_error(j, 405, "Method not supported");
+            kjob_error(j, 405, "Method not supported");
             return;
         }
         tp_rest__want_body(req, K_POLICY, tail);
@@ -1093,7 +756,7 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
     if (m == HTTP_GET) {
         j->op = K_GET;
         if (j->hashed && !conf->hash_keys) {
-            done_error(j, 400, "Key requested by hash but key hashing is not enabled");
+            kjob_error(j, 400, "Key requested by hash but key hashing is not enabled");
             return;
         }
         const tp_api_t *api = j->api_id != NULL ? api_by_id(req->snap, j->api_id) : NULL;
@@ -1110,7 +773,7 @@ void tp_rest_keys(tp_req_t *req, tp_str_t rest, tp_str_t query)
     } else if (m == HTTP_PUT) {
         tp_rest__want_body(req, K_UPDATE, rest);
     } else {
-        done_error(j, 405, "Method not supported");
+        kjob_error(j, 405, "Method not supported");
     }
 }
 
@@ -1128,11 +791,11 @@ void tp_rest_keys_body(tp_req_t *req)
     if (body == NULL || !cJSON_IsObject(body)) {
         cJSON_Delete(body);
         if (j->op == K_GENERATE)
-            done_error(j, 500, "Unmarshalling failed");
+            kjob_error(j, 500, "Unmarshalling failed");
         else if (j->op == K_POLICY)
-            done_error(j, 400, "Couldn't decode instruction");
+            kjob_error(j, 400, "Couldn't decode instruction");
         else
-            done_error(j, 400, "Request malformed");
+            kjob_error(j, 400, "Request malformed");
         return;
     }
     switch (j->op) {
@@ -1156,7 +819,7 @@ void tp_rest_keys_body(tp_req_t *req)
         tp_session_full(body);
         char *json = cJSON_PrintUnformatted(body);
         cJSON_Delete(body);
-        done_json(j, 200, json);
+        kjob_json(j, 200, json);
         free(json);
         break;
     }
@@ -1179,6 +842,6 @@ void tp_rest_keys_body(tp_req_t *req)
     }
     default:
         cJSON_Delete(body);
-        done_error(j, 404, "Not found");
+        kjob_error(j, 404, "Not found");
     }
 }
