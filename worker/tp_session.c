@@ -14,9 +14,9 @@
  * 10 by default), so a key changed behind the gateway's back is seen
  * within that time, and at once when the change is announced. A key in
  * use is read again in the background during the last quarter of its
- * entry's life, so steady traffic never waits for Redis: an unchanged
- * session only has its expiry moved, a changed one replaces the entry, a
- * deleted one is evicted.
+ * entry's life (gathered for 20 ms, then many keys to one MGET), so steady
+ * traffic never waits for Redis: an unchanged session only has its expiry
+ * moved, a changed one replaces the entry, a deleted one is evicted.
  *
  * A key that is in no cache while Redis cannot be reached gets 503, not
  * 401 or 403: the gateway does not know whether the key is good.
@@ -34,7 +34,8 @@
 #include "tp_time.h"
 #include "tp_worker.h"
 
-#define L1_SIZE 16384 /* parsed sessions per worker (a power of two) */
+#define L1_SETS 4096 /* parsed sessions per worker: sets (a power of two) */
+#define L1_WAYS 4    /* ... of this many, least recently used replaced */
 #define MAX_CANDIDATES 8
 
 typedef struct url_rule_s {
@@ -51,8 +52,9 @@ typedef struct acl_s {
 
 struct tp_sess_s {
     uint32_t refs;
-    uint32_t l1; /* its place in w->l1, or UINT32_MAX once replaced */
-    char *ident; /* org, NUL, key: what the client presented for which org */
+    uint64_t used;  /* w->l1_tick when it last served a request */
+    uint32_t ihash; /* of ident, for the L1 */
+    char *ident;    /* org, NUL, key: what the client presented for which org */
     size_t ident_len;
     uint64_t gen; /* the generation whose policies were applied */
     uint32_t cslot;
@@ -60,7 +62,8 @@ struct tp_sess_s {
     char *rkey;    /* "apikey-<hash>" */
     cJSON *session;
     int bad;        /* policies failed to apply: treated as an unknown key */
-    int refreshing; /* a background read of rkey is under way */
+    int refreshing; /* a background read of rkey is queued or under way */
+    unsigned rslot; /* rkey's cluster slot, while refreshing */
     int inactive;
     int64_t expires;
     int master; /* no access_rights: every API */
@@ -127,30 +130,66 @@ void tp_session_release(tp_req_t *req)
     req->lookup = NULL;
 }
 
-static uint32_t l1_index(const char *ident, size_t n)
+static uint32_t ident_hash(const char *ident, size_t n)
 {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)ident[i]) * 16777619u;
-    return h & (L1_SIZE - 1);
+    return h;
 }
 
+/* The set of L1_WAYS places a session with ident hash <h> may be in. */
+static tp_sess_t **l1_set(tp_worker_t *w, uint32_t h)
+{
+    return &w->l1[(h & (L1_SETS - 1)) * L1_WAYS];
+}
+
+static int same_ident(const tp_sess_t *s, uint32_t h, const char *ident, size_t n)
+{
+    return s->ihash == h && s->ident_len == n && memcmp(s->ident, ident, n) == 0;
+}
+
+static tp_sess_t *l1_find(tp_worker_t *w, const char *ident, size_t n)
+{
+    uint32_t h = ident_hash(ident, n);
+    tp_sess_t **set = l1_set(w, h);
+    for (int k = 0; k < L1_WAYS; k++) {
+        tp_sess_t *s = set[k];
+        if (s != NULL && same_ident(s, h, ident, n)) {
+            s->used = ++w->l1_tick;
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps <s>, in place of an older copy of the same key, else of an empty
+ * or the least recently used place of its set. */
 static void l1_store(tp_worker_t *w, tp_sess_t *s)
 {
-    uint32_t i = l1_index(s->ident, s->ident_len);
-    tp_sess_t *old = w->l1[i];
-    if (old != NULL) {
-        old->l1 = UINT32_MAX;
-        sess_put(old);
+    tp_sess_t **set = l1_set(w, s->ihash), **at = &set[0];
+    for (int k = 0; k < L1_WAYS; k++) {
+        tp_sess_t *o = set[k];
+        if (o == NULL || same_ident(o, s->ihash, s->ident, s->ident_len)) {
+            at = &set[k];
+            break;
+        }
+        if (o->used < (*at)->used)
+            at = &set[k];
     }
-    s->l1 = i;
+    if (*at != NULL)
+        sess_put(*at);
+    s->used = ++w->l1_tick;
     s->refs++;
-    w->l1[i] = s;
+    *at = s;
 }
 
 void tp_session_init(tp_worker_t *w)
 {
-    w->l1 = tp_calloc(L1_SIZE, sizeof(*w->l1));
+    w->l1 = tp_calloc(L1_SETS * L1_WAYS, sizeof(*w->l1));
+    uv_timer_init(&w->loop, &w->refresh_timer);
+    w->refresh_timer.data = w;
+    uv_unref((uv_handle_t *)&w->refresh_timer);
 }
 
 void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap)
@@ -251,12 +290,12 @@ static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len,
     tp_worker_t *w = req->conn->w;
     tp_sess_t *s = tp_calloc(1, sizeof(*s));
     s->refs = 1;
-    s->l1 = UINT32_MAX;
     s->cslot = UINT32_MAX;
     s->ident = tp_malloc(ident_len + 1);
     memcpy(s->ident, ident, ident_len);
     s->ident[ident_len] = '\0';
     s->ident_len = ident_len;
+    s->ihash = ident_hash(ident, ident_len);
     s->gen = req->snap->generation;
     s->rkey = tp_strdup(rkey);
     char err[512];
@@ -283,10 +322,14 @@ static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len,
 
 /* ---- refreshing a cached session ahead of its expiry ---------------------------------- */
 
+#define REFRESH_DELAY_MS 20 /* refreshes are gathered this long ... */
+#define REFRESH_BATCH 64    /* ... and read this many to an MGET */
+
 typedef struct refresh_s {
     tp_worker_t *w;
-    tp_sess_t *s;
     uint64_t epoch;
+    int n;
+    tp_sess_t *s[REFRESH_BATCH];
 } refresh_t;
 
 static int64_t cache_ttl_ms(const tp_worker_t *w)
@@ -294,40 +337,88 @@ static int64_t cache_ttl_ms(const tp_worker_t *w)
     return w->conf->local_session_cache.cached_session_timeout * 1000;
 }
 
+/* What Redis holds for <s> now (<rep> NULL: it could not say). */
+static void refreshed(tp_worker_t *w, uint64_t epoch, tp_sess_t *s, const redisReply *rep)
+{
+    s->refreshing = 0;
+    if (rep == NULL || w->scache == NULL)
+        return;
+    uint8_t id[32], store[32];
+    const char *h = s->rkey + 7; /* after "apikey-" */
+    tp_scache_digest(h, strlen(h), NULL, 0, store);
+    if (rep->type == REDIS_REPLY_NIL) {
+        tp_scache_evict_store(w->scache, store); /* deleted behind our back */
+    } else if (rep->type == REDIS_REPLY_STRING) {
+        tp_scache_digest(s->ident, s->ident_len, NULL, 0, id);
+        tp_scache_put(w->scache, epoch, id, store, s->rkey, rep->str, rep->len,
+                      tp_time_mono_ms() + cache_ttl_ms(w));
+    }
+}
+
 static void on_refresh(void *arg, const redisReply *rep, const char *err)
 {
     refresh_t *r = arg;
-    tp_sess_t *s = r->s;
-    tp_worker_t *w = r->w;
-    s->refreshing = 0;
-    if (err == NULL && w->scache != NULL &&
-        (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL)) {
-        uint8_t id[32], store[32];
-        const char *h = s->rkey + 7; /* after "apikey-" */
-        tp_scache_digest(h, strlen(h), NULL, 0, store);
-        if (rep->type == REDIS_REPLY_NIL) {
-            tp_scache_evict_store(w->scache, store); /* deleted behind our back */
-        } else {
-            tp_scache_digest(s->ident, s->ident_len, NULL, 0, id);
-            tp_scache_put(w->scache, r->epoch, id, store, s->rkey, rep->str, rep->len,
-                          tp_time_mono_ms() + cache_ttl_ms(w));
-        }
+    int ok = err == NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == (size_t)r->n;
+    for (int i = 0; i < r->n; i++) {
+        refreshed(r->w, r->epoch, r->s[i], ok ? rep->element[i] : NULL);
+        sess_put(r->s[i]);
     }
-    sess_put(s);
     free(r);
 }
 
+static int by_slot(const void *a, const void *b)
+{
+    const tp_sess_t *x = *(tp_sess_t *const *)a, *y = *(tp_sess_t *const *)b;
+    return (x->rslot > y->rslot) - (x->rslot < y->rslot);
+}
+
+/* Reads the queued sessions again, REFRESH_BATCH to an MGET (in a cluster,
+ * only keys of one slot share one). */
+static void on_refresh_timer(uv_timer_t *t)
+{
+    tp_worker_t *w = t->data;
+    tp_sess_t **q = w->refresh_q;
+    size_t n = w->refresh_n;
+    w->refresh_n = 0;
+    int cluster = w->conf->storage.enable_cluster;
+    if (cluster)
+        qsort(q, n, sizeof(*q), by_slot);
+    for (size_t i = 0; i < n;) {
+        refresh_t *r = tp_malloc(sizeof(*r));
+        r->w = w;
+        r->epoch = tp_scache_epoch(w->scache);
+        r->n = 0;
+        const char *argv[REFRESH_BATCH + 1] = {"MGET"};
+        size_t lens[REFRESH_BATCH + 1] = {4};
+        do {
+            tp_sess_t *s = q[i++];
+            r->s[r->n++] = s;
+            argv[r->n] = s->rkey;
+            lens[r->n] = strlen(s->rkey);
+        } while (i < n && r->n < REFRESH_BATCH && (!cluster || q[i]->rslot == r->s[0]->rslot));
+        if (w->redis != NULL)
+            tp_redis_cmdv(w->redis, on_refresh, r, r->n + 1, argv, lens);
+        else
+            on_refresh(r, NULL, "no Redis");
+    }
+}
+
 /* <s> came from the shared cache and has <left> ms to live there: near the
- * end, reads it again without making anyone wait. */
+ * end, it is read again without making anyone wait. */
 static void maybe_refresh(tp_worker_t *w, tp_sess_t *s, int64_t left)
 {
     if (left > cache_ttl_ms(w) / 4 || s->refreshing || w->redis == NULL)
         return;
-    refresh_t *r = tp_malloc(sizeof(*r));
-    *r = (refresh_t){w, s, tp_scache_epoch(w->scache)};
+    if (w->refresh_n == w->refresh_cap) {
+        w->refresh_cap = w->refresh_cap ? 2 * w->refresh_cap : 256;
+        w->refresh_q = tp_realloc(w->refresh_q, w->refresh_cap * sizeof(*w->refresh_q));
+    }
     s->refreshing = 1;
     s->refs++;
-    tp_redis_cmd(w->redis, on_refresh, r, "GET %b", s->rkey, strlen(s->rkey));
+    s->rslot = tp_redis_slot(s->rkey, strlen(s->rkey));
+    w->refresh_q[w->refresh_n++] = s;
+    if (w->refresh_n == 1)
+        uv_timer_start(&w->refresh_timer, on_refresh_timer, REFRESH_DELAY_MS, 0);
 }
 
 /* ---- the checks after authentication --------------------------------------------------- */
@@ -526,10 +617,8 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
     uint8_t id[32];
     if (cache) {
         int64_t now = tp_time_mono_ms(), left;
-        tp_sess_t *s = w->l1[l1_index(ident.data, ident.len)];
-        if (s != NULL && s->ident_len == ident.len &&
-            memcmp(s->ident, ident.data, ident.len) == 0 && s->gen == req->snap->generation &&
-            s->cslot != UINT32_MAX &&
+        tp_sess_t *s = l1_find(w, ident.data, ident.len);
+        if (s != NULL && s->gen == req->snap->generation && s->cslot != UINT32_MAX &&
             (left = tp_scache_left(w->scache, s->cslot, s->cver, now)) > 0) {
             tp_buf_free(&ident);
             maybe_refresh(w, s, left);

@@ -343,13 +343,13 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     tp_conn_init_settings(&w->req_settings);
     tp_proxy_init_settings(&w->resp_settings);
     tp_errtpl_load(w);
-    tp_session_init(w);
 
     if (uv_loop_init(&w->loop) != 0) {
         tp_log_error("cannot create the event loop");
         exit(1);
     }
     w->loop.data = w;
+    tp_session_init(w);
     w->started_ms = uv_now(&w->loop);
     tp_worker_check_generation(w);
     tp_health_start(w);

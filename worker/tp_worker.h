@@ -256,7 +256,11 @@ struct tp_worker_s {
     size_t npolicies[TP_SHM_SLOTS];
     tp_rulepaths_t rulepaths;   /* scratch for rule matching */
     struct tp_scache_s *scache; /* the node's session cache (shared memory) */
-    tp_sess_t **l1;             /* this worker's parsed sessions, direct-mapped */
+    tp_sess_t **l1;             /* this worker's parsed sessions (tp_session.c) */
+    uint64_t l1_tick;
+    uv_timer_t refresh_timer; /* sessions to read again, gathered (tp_session.c) */
+    tp_sess_t **refresh_q;
+    size_t refresh_n, refresh_cap;
     struct tp_errtpl_s *errtpl; /* error templates and message overrides */
     tp_list_t reload_waiters;   /* blocking /tyk/reload requests */
     uint32_t next_token;
