@@ -32,7 +32,8 @@ typedef struct entry_s {
 struct tp_scache_s {
     uint32_t magic;
     uint32_t n;
-    _Atomic uint64_t epoch; /* bumped by every eviction */
+    _Atomic uint64_t epoch;   /* bumped by every eviction */
+    _Atomic uint64_t changes; /* bumped by every write that changes an entry's version */
     size_t entry_bytes;
     size_t size;
     char entries[] __attribute__((aligned(64)));
@@ -124,12 +125,14 @@ static uint32_t lock_entry(entry_t *e, int64_t now)
 
 /* <changed>: readers' copies of the entry are out of date (the version
  * moves); else only its expiry moved. */
-static void unlock_entry(entry_t *e, uint32_t held, int changed)
+static void unlock_entry(tp_scache_t *c, entry_t *e, uint32_t held, int changed)
 {
     if (changed)
         atomic_fetch_add(&e->version, 1);
     atomic_store(&e->writer, 0);
     atomic_store_explicit(&e->seq, held + 1, memory_order_release);
+    if (changed)
+        atomic_fetch_add(&c->changes, 1);
 }
 
 /* ---- operations ------------------------------------------------------------------------ */
@@ -180,6 +183,11 @@ int64_t tp_scache_left(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t 
     return left > 0 ? left : 0;
 }
 
+uint64_t tp_scache_changes(tp_scache_t *c)
+{
+    return atomic_load_explicit(&c->changes, memory_order_acquire);
+}
+
 uint64_t tp_scache_epoch(tp_scache_t *c)
 {
     return atomic_load(&c->epoch);
@@ -220,7 +228,7 @@ int tp_scache_put(tp_scache_t *c, uint64_t epoch, const uint8_t id[32], const ui
         /* the same session again (a refresh): only the expiry moves, and
          * the workers keep their parsed copies */
         e->expires_ms = atomic_load(&c->epoch) == epoch ? expires_ms : 0;
-        unlock_entry(e, held, e->expires_ms == 0);
+        unlock_entry(c, e, held, e->expires_ms == 0);
         return 0;
     }
     memcpy(e->id, id, 32);
@@ -235,7 +243,7 @@ int tp_scache_put(tp_scache_t *c, uint64_t epoch, const uint8_t id[32], const ui
      * this entry before it held the id: then the entry must not live */
     if (atomic_load(&c->epoch) != epoch)
         e->expires_ms = 0;
-    unlock_entry(e, held, 1);
+    unlock_entry(c, e, held, 1);
     return 0;
 }
 
@@ -259,7 +267,7 @@ int tp_scache_evict_store(tp_scache_t *c, const uint8_t store[32])
             e->expires_ms = 0;
             n++;
         }
-        unlock_entry(e, held, 1);
+        unlock_entry(c, e, held, 1);
     }
     return n;
 }

@@ -48,6 +48,12 @@ int tp_scache_get(tp_scache_t *c, const uint8_t id[32], int64_t now_ms, tp_buf_t
  * changed or expired. */
 int64_t tp_scache_left(tp_scache_t *c, uint32_t slot, uint64_t version, int64_t now_ms);
 
+/* A counter every change of an entry's version moves (evictions and
+ * writes of a different session; not refreshes that only move an expiry).
+ * While it stands still, an entry checked with tp_scache_left is unchanged
+ * and lives at least as long as it said: a reader may skip the check. */
+uint64_t tp_scache_changes(tp_scache_t *c);
+
 /* The eviction counter: read it before asking Redis for a session, and
  * pass it to tp_scache_put, which then refuses a session that an eviction
  * may have made stale while it was being read. */

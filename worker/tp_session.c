@@ -54,12 +54,13 @@ struct tp_sess_s {
     uint32_t refs;
     uint64_t used;  /* w->l1_tick when it last served a request */
     uint32_t ihash; /* of ident, for the L1 */
-    char *ident;    /* org, NUL, key: what the client presented for which org */
     size_t ident_len;
     uint64_t gen; /* the generation whose policies were applied */
     uint32_t cslot;
-    uint64_t cver; /* the shared entry it came from (cslot UINT32_MAX: none) */
-    char *rkey;    /* "apikey-<hash>" */
+    uint64_t cver;         /* the shared entry it came from (cslot UINT32_MAX: none) */
+    uint64_t seen_changes; /* tp_scache_changes when the entry was last checked ... */
+    int64_t valid_until;   /* ... and how long it was good for then (monotonic ms) */
+    char *rkey;            /* "apikey-<hash>" */
     cJSON *session;
     int bad;        /* policies failed to apply: treated as an unknown key */
     int refreshing; /* a background read of rkey is queued or under way */
@@ -69,6 +70,9 @@ struct tp_sess_s {
     int master; /* no access_rights: every API */
     acl_t *acl;
     size_t nacl;
+    const tp_api_t *last_api; /* the API of the last request it served ... */
+    const acl_t *last_acl;    /* ... and its access rights there */
+    char ident[];             /* org, NUL, key: what the client presented for which org */
 };
 
 typedef struct cand_s {
@@ -101,7 +105,6 @@ static void sess_free(tp_sess_t *s)
     }
     free(s->acl);
     cJSON_Delete(s->session);
-    free(s->ident);
     free(s->rkey);
     free(s);
 }
@@ -138,24 +141,25 @@ static uint32_t ident_hash(const char *ident, size_t n)
     return h;
 }
 
-/* The set of L1_WAYS places a session with ident hash <h> may be in. */
-static tp_sess_t **l1_set(tp_worker_t *w, uint32_t h)
+/* The first of the L1_WAYS places a session with ident hash <h> may be
+ * in; w->l1_hash holds their hashes, so only a likely match is touched. */
+static size_t l1_set(uint32_t h)
 {
-    return &w->l1[(h & (L1_SETS - 1)) * L1_WAYS];
+    return (h & (L1_SETS - 1)) * L1_WAYS;
 }
 
-static int same_ident(const tp_sess_t *s, uint32_t h, const char *ident, size_t n)
+static int same_ident(const tp_sess_t *s, const char *ident, size_t n)
 {
-    return s->ihash == h && s->ident_len == n && memcmp(s->ident, ident, n) == 0;
+    return s->ident_len == n && memcmp(s->ident, ident, n) == 0;
 }
 
 static tp_sess_t *l1_find(tp_worker_t *w, const char *ident, size_t n)
 {
     uint32_t h = ident_hash(ident, n);
-    tp_sess_t **set = l1_set(w, h);
-    for (int k = 0; k < L1_WAYS; k++) {
-        tp_sess_t *s = set[k];
-        if (s != NULL && same_ident(s, h, ident, n)) {
+    size_t set = l1_set(h);
+    for (size_t k = set; k < set + L1_WAYS; k++) {
+        tp_sess_t *s = w->l1[k];
+        if (w->l1_hash[k] == h && s != NULL && same_ident(s, ident, n)) {
             s->used = ++w->l1_tick;
             return s;
         }
@@ -167,26 +171,41 @@ static tp_sess_t *l1_find(tp_worker_t *w, const char *ident, size_t n)
  * or the least recently used place of its set. */
 static void l1_store(tp_worker_t *w, tp_sess_t *s)
 {
-    tp_sess_t **set = l1_set(w, s->ihash), **at = &set[0];
-    for (int k = 0; k < L1_WAYS; k++) {
-        tp_sess_t *o = set[k];
-        if (o == NULL || same_ident(o, s->ihash, s->ident, s->ident_len)) {
-            at = &set[k];
+    size_t set = l1_set(s->ihash), at = set;
+    for (size_t k = set; k < set + L1_WAYS; k++) {
+        tp_sess_t *o = w->l1[k];
+        if (o == NULL || (w->l1_hash[k] == s->ihash && same_ident(o, s->ident, s->ident_len))) {
+            at = k;
             break;
         }
-        if (o->used < (*at)->used)
-            at = &set[k];
+        if (o->used < w->l1[at]->used)
+            at = k;
     }
-    if (*at != NULL)
-        sess_put(*at);
+    if (w->l1[at] != NULL)
+        sess_put(w->l1[at]);
     s->used = ++w->l1_tick;
     s->refs++;
-    *at = s;
+    w->l1[at] = s;
+    w->l1_hash[at] = s->ihash;
+}
+
+/* Milliseconds the shared entry behind <s> has left (0: changed or gone),
+ * without reading the entry while nothing in the cache changed. */
+static int64_t l1_left(tp_worker_t *w, tp_sess_t *s, int64_t now)
+{
+    uint64_t ch = tp_scache_changes(w->scache);
+    if (ch == s->seen_changes && now < s->valid_until)
+        return s->valid_until - now;
+    int64_t left = tp_scache_left(w->scache, s->cslot, s->cver, now);
+    s->seen_changes = ch;
+    s->valid_until = now + left;
+    return left;
 }
 
 void tp_session_init(tp_worker_t *w)
 {
     w->l1 = tp_calloc(L1_SETS * L1_WAYS, sizeof(*w->l1));
+    w->l1_hash = tp_calloc(L1_SETS * L1_WAYS, sizeof(*w->l1_hash));
     uv_timer_init(&w->loop, &w->refresh_timer);
     w->refresh_timer.data = w;
     uv_unref((uv_handle_t *)&w->refresh_timer);
@@ -288,10 +307,9 @@ static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len,
                              const char *json, size_t json_len)
 {
     tp_worker_t *w = req->conn->w;
-    tp_sess_t *s = tp_calloc(1, sizeof(*s));
+    tp_sess_t *s = tp_calloc(1, sizeof(*s) + ident_len + 1);
     s->refs = 1;
     s->cslot = UINT32_MAX;
-    s->ident = tp_malloc(ident_len + 1);
     memcpy(s->ident, ident, ident_len);
     s->ident[ident_len] = '\0';
     s->ident_len = ident_len;
@@ -341,6 +359,7 @@ static int64_t cache_ttl_ms(const tp_worker_t *w)
 static void refreshed(tp_worker_t *w, uint64_t epoch, tp_sess_t *s, const redisReply *rep)
 {
     s->refreshing = 0;
+    s->valid_until = 0; /* the entry's expiry moved: look again */
     if (rep == NULL || w->scache == NULL)
         return;
     uint8_t id[32], store[32];
@@ -405,9 +424,16 @@ static void on_refresh_timer(uv_timer_t *t)
 
 /* <s> came from the shared cache and has <left> ms to live there: near the
  * end, it is read again without making anyone wait. */
-static void maybe_refresh(tp_worker_t *w, tp_sess_t *s, int64_t left)
+static void maybe_refresh(tp_worker_t *w, tp_sess_t *s, int64_t left, int64_t now)
 {
-    if (left > cache_ttl_ms(w) / 4 || s->refreshing || w->redis == NULL)
+    int64_t ttl = cache_ttl_ms(w);
+    if (left > ttl / 4 || s->refreshing || w->redis == NULL)
+        return;
+    /* another worker may have refreshed it already */
+    left = tp_scache_left(w->scache, s->cslot, s->cver, now);
+    if (left > 0)
+        s->valid_until = now + left;
+    if (left > ttl / 4)
         return;
     if (w->refresh_n == w->refresh_cap) {
         w->refresh_cap = w->refresh_cap ? 2 * w->refresh_cap : 256;
@@ -457,7 +483,11 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
     }
     if (!s->master) {
         const tp_api_t *api = req->route->api;
-        const acl_t *acl = acl_for(s, api->api_id);
+        if (s->last_api != api) {
+            s->last_acl = acl_for(s, api->api_id); /* api lives as long as s->gen */
+            s->last_api = api;
+        }
+        const acl_t *acl = s->last_acl;
         if (acl == NULL ||
             (!req->rules->not_versioned && !list_has(acl->versions, req->version->name))) {
             tp_respond_error(req, 403, "Access to this API has been disallowed");
@@ -610,32 +640,37 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
     }
     const char *org = api->org_id != NULL ? api->org_id : "";
     size_t olen = strlen(org);
-    tp_buf_t ident = {0};
-    tp_buf_append(&ident, org, olen + 1); /* org, NUL, key */
-    tp_buf_put_str(&ident, key);
+    char small[512];
+    tp_str_t ident = {small, olen + 1 + key.n}; /* org, NUL, key */
+    if (ident.n > sizeof(small))
+        ident.p = tp_malloc(ident.n);
+    memcpy((char *)ident.p, org, olen + 1);
+    memcpy((char *)ident.p + olen + 1, key.p, key.n);
     int cache = w->scache != NULL && !conf->local_session_cache.disable_cached_session_state;
     uint8_t id[32];
     if (cache) {
         int64_t now = tp_time_mono_ms(), left;
-        tp_sess_t *s = l1_find(w, ident.data, ident.len);
+        tp_sess_t *s = l1_find(w, ident.p, ident.n);
         if (s != NULL && s->gen == req->snap->generation && s->cslot != UINT32_MAX &&
-            (left = tp_scache_left(w->scache, s->cslot, s->cver, now)) > 0) {
-            tp_buf_free(&ident);
-            maybe_refresh(w, s, left);
+            (left = l1_left(w, s, now)) > 0) {
+            if (ident.p != small)
+                free((char *)ident.p);
+            maybe_refresh(w, s, left, now);
             sess_check(req, rp, s);
             return;
         }
-        tp_scache_digest(ident.data, ident.len, NULL, 0, id);
+        tp_scache_digest(ident.p, ident.n, NULL, 0, id);
         tp_buf_t rkey = {0}, json = {0};
         uint32_t slot;
         uint64_t ver;
         if (tp_scache_get(w->scache, id, now, &rkey, &json, &slot, &ver)) {
-            s = sess_build(req, ident.data, ident.len, rkey.data, json.data, json.len);
+            s = sess_build(req, ident.p, ident.n, rkey.data, json.data, json.len);
             s->cslot = slot;
             s->cver = ver;
             l1_store(w, s);
-            maybe_refresh(w, s, tp_scache_left(w->scache, slot, ver, now));
-            tp_buf_free(&ident);
+            maybe_refresh(w, s, l1_left(w, s, now), now);
+            if (ident.p != small)
+                free((char *)ident.p);
             tp_buf_free(&rkey);
             tp_buf_free(&json);
             sess_check(req, rp, s);
@@ -646,7 +681,8 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
         tp_buf_free(&json);
     }
     if (w->redis == NULL) {
-        tp_buf_free(&ident);
+        if (ident.p != small)
+            free((char *)ident.p);
         tp_respond_error(req, 503, "Key storage unavailable, please try again later");
         return;
     }
@@ -657,8 +693,8 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
     memcpy(l->id, id, sizeof(id));
-    l->ident = ident.data;
-    l->ident_len = ident.len;
+    l->ident = ident.p != small ? (char *)ident.p : tp_strndup(ident.p, ident.n);
+    l->ident_len = ident.n;
     char torg[512];
     int tl = tp_key_token_org(key, torg, sizeof(torg));
     tp_buf_t tok = {0};

@@ -257,6 +257,7 @@ struct tp_worker_s {
     tp_rulepaths_t rulepaths;   /* scratch for rule matching */
     struct tp_scache_s *scache; /* the node's session cache (shared memory) */
     tp_sess_t **l1;             /* this worker's parsed sessions (tp_session.c) */
+    uint32_t *l1_hash;          /* beside them, their keys' hashes */
     uint64_t l1_tick;
     uv_timer_t refresh_timer; /* sessions to read again, gathered (tp_session.c) */
     tp_sess_t **refresh_q;
