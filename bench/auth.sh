@@ -191,7 +191,7 @@ done
 echo
 "$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" auth/keyless auth/nginx keyless/nginx |
     tee "$BENCH_TMP/summary.txt"
-echo "Redis server: $(redis-cli -p "$RPORT" info commandstats | grep -E '^cmdstat_(get|set|scan|publish)' | tr '\n' ' ')"
+echo "Redis server: $(redis-cli -p "$RPORT" info commandstats | grep -E '^cmdstat_(get|mget|set|scan|publish)' | tr '\n' ' ')"
 bench_cleanup
 echo
 [ "${KEEP:-1}" = 0 ] || echo "raw outputs and logs: $BENCH_TMP"
