@@ -179,14 +179,7 @@ for ((r = 1; r <= RUNS; r++)); do
     done
 done
 
-for p in "${BENCH_PIDS[@]}"; do
-    kill -0 "$p" 2>/dev/null || die "a server (pid $p) died during the runs; logs in $BENCH_TMP"
-done
-for t in nginx keyless; do
-    now=$(bench_children "${SERVER[$t]}" | sort | tr '\n' ' ')
-    [ "$now" = "${WORKER_PIDS[$t]}" ] ||
-        die "$t workers changed during the runs (${WORKER_PIDS[$t]}-> $now): a worker crashed"
-done
+bench_check_survived nginx keyless
 
 echo
 "$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" auth/keyless auth/nginx keyless/nginx |

@@ -223,6 +223,21 @@ bench_run_wrk() {
     grep -q '^Requests/sec' "$3" || die "wrk printed no result against $1; see $3"
 }
 
+# bench_check_survived TARGET...: every process started is still up and
+# each TARGET's server has the workers recorded in WORKER_PIDS[TARGET]
+# before the runs: a crash mid-run would make the numbers lie.
+bench_check_survived() {
+    local p t now
+    for p in "${BENCH_PIDS[@]}"; do
+        kill -0 "$p" 2>/dev/null || die "a server (pid $p) died during the runs; logs in $BENCH_TMP"
+    done
+    for t in "$@"; do
+        now=$(bench_children "${SERVER[$t]}" | sort | tr '\n' ' ')
+        [ "$now" = "${WORKER_PIDS[$t]}" ] ||
+            die "$t workers changed during the runs (${WORKER_PIDS[$t]}-> $now): a worker crashed; logs in $BENCH_TMP"
+    done
+}
+
 # ---- configuration writers -------------------------------------------------
 
 # nginx_upstream_conf DIR PORT: the upstream, 1 worker, "hello world\n".

@@ -138,15 +138,7 @@ for ((r = 1; r <= RUNS; r++)); do
     done
 done
 
-# The servers must still be up: a crash mid-run would make the numbers lie.
-for p in "${BENCH_PIDS[@]}"; do
-    kill -0 "$p" 2>/dev/null || die "a server (pid $p) died during the runs; logs in $BENCH_TMP"
-done
-for t in nginx turnpike; do
-    now=$(bench_children "${SERVER[$t]}" | sort | tr '\n' ' ')
-    [ "$now" = "${WORKER_PIDS[$t]}" ] ||
-        die "$t workers changed during the runs (${WORKER_PIDS[$t]}-> $now): a worker crashed; see $BENCH_TMP/$t.log"
-done
+bench_check_survived nginx turnpike
 bench_expect_200 "${URL[turnpike]}" turnpike
 
 echo

@@ -10,6 +10,7 @@
 
 #include "tp_err.h"
 #include "tp_keyhash.h"
+#include "tp_url.h"
 
 /* ---- MurmurHash3 (Austin Appleby's public algorithm) ---------------------- */
 
@@ -302,23 +303,12 @@ static size_t jp_skip_ws(const unsigned char *p, size_t n, size_t i)
     return i;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at p[0..3], or -1. */
 static long hex4(const unsigned char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hexval(p[i]);
+        int d = tp_hex_digit((unsigned char)p[i]);
         if (d < 0)
             return -1;
         v = v << 4 | d;
@@ -514,7 +504,7 @@ int tp_key_token_org(tp_str_t token, char *out, size_t cap)
     if (token.n > OBJECT_ID_LEN) {
         n = OBJECT_ID_LEN;
         for (size_t i = 0; i < OBJECT_ID_LEN; i++)
-            if (hexval((unsigned char)token.p[i]) < 0)
+            if (tp_hex_digit((unsigned char)token.p[i]) < 0)
                 n = 0;
     }
     if (n >= cap)

@@ -124,7 +124,7 @@ err:
     return -1;
 }
 
-static int hexval(char c)
+int tp_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -142,7 +142,7 @@ long tp_url_decode(const char *s, size_t n, char *out)
         if (s[i] == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = tp_hex_digit(s[i + 1]), l = tp_hex_digit(s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             out[o++] = (char)(h << 4 | l);

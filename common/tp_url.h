@@ -27,6 +27,9 @@ typedef struct tp_url_s {
 int tp_url_parse(const char *s, tp_url_t *u, char *err, size_t errlen);
 void tp_url_free(tp_url_t *u);
 
+/* The value of hex digit <c>, or -1. */
+int tp_hex_digit(int c);
+
 /* Percent-decodes <n> bytes of <s> into <out> (at least <n> bytes).
  * Returns the decoded length or -1 on a malformed escape. */
 long tp_url_decode(const char *s, size_t n, char *out);

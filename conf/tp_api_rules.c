@@ -388,7 +388,13 @@ static int endpoint_list(build_t *B, tp_version_t *v, int kind, const cJSON *lis
     return 0;
 }
 
-static int mock_list(build_t *B, tp_version_t *v, const cJSON *list, const char *path)
+/* Calls <fn> for each enabled entry of an extended_paths list of objects
+ * with a "path" (<sub>: the entry's JSON path). */
+typedef int (*entry_fn)(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                        const char *sub);
+
+static int path_entries(build_t *B, tp_version_t *v, const cJSON *list, const char *path,
+                        entry_fn fn)
 {
     if (list == NULL || !cJSON_IsArray(list))
         return 0;
@@ -404,54 +410,48 @@ static int mock_list(build_t *B, tp_version_t *v, const cJSON *list, const char 
         const char *pattern = str_of(e, "path");
         if (pattern == NULL)
             return fail(B, sub, "%s", "expected a \"path\"");
-        if (compile_rule(B, v, TP_RULE_REPLY, pattern, str_of(e, "method"),
-                         bool_of(e, "ignore_case"), sub) < 0 ||
-            reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(e, "code"), str_of(e, "body"),
-                         tp_json_get(e, "headers"), sub) < 0)
+        if (fn(B, v, e, pattern, sub) < 0)
             return -1;
     }
     return 0;
 }
 
-static int header_rules(build_t *B, tp_version_t *v, const cJSON *list, const char *path)
+/* mock_response */
+static int mock_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                      const char *sub)
 {
-    if (list == NULL || !cJSON_IsArray(list))
-        return 0;
-    int i = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, list)
-    {
-        char sub[512];
-        snprintf(sub, sizeof(sub), "%s", path);
-        tp_json_path_push(sub, sizeof(sub), NULL, i++);
-        if (!cJSON_IsObject(e) || bool_of(e, "disabled"))
-            continue;
-        const char *pattern = str_of(e, "path");
-        if (pattern == NULL)
-            return fail(B, sub, "%s", "expected a \"path\"");
-        v->hdr_rules = tp_realloc(v->hdr_rules, (v->nhdr_rules + 1) * sizeof(*v->hdr_rules));
-        tp_hdrrule_t *r = &v->hdr_rules[v->nhdr_rules];
-        memset(r, 0, sizeof(*r));
-        char why[256];
-        const tp_conf_t *c = B->conf;
-        if (set_method(B, r->method, str_of(e, "method"), sub) < 0)
-            return -1;
-        if (tp_path_pattern_compile(&r->re, pattern,
-                                    c->http_server_options.enable_path_prefix_matching,
-                                    c->http_server_options.enable_path_suffix_matching,
-                                    B->ignore_case, why, sizeof(why)) < 0)
-            return fail(B, sub, "%s", why);
-        v->nhdr_rules++;
-        char sub2[560];
-        snprintf(sub2, sizeof(sub2), "%s.add_headers", sub);
-        const cJSON *add = tp_json_get(e, "add_headers");
-        if (add != NULL && cJSON_IsObject(add) && read_hdrmap(B, add, &r->add, sub2) < 0)
-            return -1;
-        snprintf(sub2, sizeof(sub2), "%s.delete_headers", sub);
-        const cJSON *del = tp_json_get(e, "delete_headers");
-        if (del != NULL && cJSON_IsArray(del) && read_names(B, del, &r->del, &r->ndel, sub2) < 0)
-            return -1;
-    }
+    if (compile_rule(B, v, TP_RULE_REPLY, pattern, str_of(e, "method"), bool_of(e, "ignore_case"),
+                     sub) < 0)
+        return -1;
+    return reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(e, "code"), str_of(e, "body"),
+                        tp_json_get(e, "headers"), sub);
+}
+
+/* transform_headers */
+static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                        const char *sub)
+{
+    v->hdr_rules = tp_realloc(v->hdr_rules, (v->nhdr_rules + 1) * sizeof(*v->hdr_rules));
+    tp_hdrrule_t *r = &v->hdr_rules[v->nhdr_rules];
+    memset(r, 0, sizeof(*r));
+    char why[256];
+    const tp_conf_t *c = B->conf;
+    if (set_method(B, r->method, str_of(e, "method"), sub) < 0)
+        return -1;
+    if (tp_path_pattern_compile(&r->re, pattern, c->http_server_options.enable_path_prefix_matching,
+                                c->http_server_options.enable_path_suffix_matching, B->ignore_case,
+                                why, sizeof(why)) < 0)
+        return fail(B, sub, "%s", why);
+    v->nhdr_rules++;
+    char sub2[560];
+    snprintf(sub2, sizeof(sub2), "%s.add_headers", sub);
+    const cJSON *add = tp_json_get(e, "add_headers");
+    if (add != NULL && cJSON_IsObject(add) && read_hdrmap(B, add, &r->add, sub2) < 0)
+        return -1;
+    snprintf(sub2, sizeof(sub2), "%s.delete_headers", sub);
+    const cJSON *del = tp_json_get(e, "delete_headers");
+    if (del != NULL && cJSON_IsArray(del) && read_names(B, del, &r->del, &r->ndel, sub2) < 0)
+        return -1;
     return 0;
 }
 
@@ -482,7 +482,7 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
                      {"black_list", TP_RULE_BLACK},
                      {"white_list", TP_RULE_WHITE}};
         snprintf(sub, sizeof(sub), "%s.extended_paths.mock_response", path);
-        if (mock_list(B, v, tp_json_get(ext, "mock_response"), sub) < 0)
+        if (path_entries(B, v, tp_json_get(ext, "mock_response"), sub, mock_entry) < 0)
             return -1;
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
             snprintf(sub, sizeof(sub), "%s.extended_paths.%s", path, lists[i].key);
@@ -490,7 +490,7 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
                 return -1;
         }
         snprintf(sub, sizeof(sub), "%s.extended_paths.transform_headers", path);
-        if (header_rules(B, v, tp_json_get(ext, "transform_headers"), sub) < 0)
+        if (path_entries(B, v, tp_json_get(ext, "transform_headers"), sub, header_entry) < 0)
             return -1;
     } else {
         const cJSON *paths = tp_json_get(info, "paths");
