@@ -21,8 +21,12 @@ if redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; then
 elif [ "$redis_host" = "127.0.0.1" ] || [ "$redis_host" = "localhost" ]; then
     echo "run: starting a local Redis on port $redis_port (data in $rundir/)"
     redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$rundir" --logfile "$rundir/redis.log" &
+        --dir "$rundir" --logfile "$PWD/$rundir/redis.log" &
     pids+=($!)
+    for _ in $(seq 50); do
+        redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
 else
     echo "run: no Redis answers at $redis_host:$redis_port" >&2
 fi
