@@ -56,7 +56,10 @@ LIB          := $(OBJDIR)/libturnpike.a
 # Debian packages: build, run and test dependencies.
 DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev node-llhttp
 DEPS_RUN     := redis-server
-DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack
+DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack python3-yaml nodejs
+# npm for the Kubernetes schema test (test/integration/k8s/npm-install.sh); a nodejs
+# from NodeSource ships its own npm and conflicts with Debian's npm package
+DEPS_TEST    += $(if $(shell command -v npm),,npm)
 
 .PHONY: all deps run test unit integration bench clean format format-check sanitize tools valgrind-unit
 
