@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (BIN, HOST, PYTHON, ROOT, _kill_group, clean_env, free_port, get, http,
-                      redis_port, redis_py, run_turnpike, spawn, wait_for)
+from conftest import (BIN, HOST, ROOT, _kill_group, api_def, clean_env, free_port, get, http,
+                      redis_port, redis_py, run_turnpike, spawn, wait_for, wait_port)
 
 K8S = ROOT / "k8s"
 OVERLAY = K8S / "redis-cluster"
@@ -399,7 +399,7 @@ def test_every_env_var_is_read_by_turnpike(tmp_path):
         assert got != _at(base, key) and got == want, (name, key, got)
 
 
-def test_probe_paths_and_ports_exist_in_the_gateway(tmp_path, make_redis):
+def test_probe_paths_and_ports_exist_in_the_gateway(tmp_path):
     """The probes' paths answer on the gateway with the manifests' tyk.conf,
     on the port the probes name."""
     c = gateway_container(BASE_DOCS)
@@ -408,7 +408,7 @@ def test_probe_paths_and_ports_exist_in_the_gateway(tmp_path, make_redis):
     for p in ("startupProbe", "livenessProbe", "readinessProbe"):
         port = c[p]["httpGet"]["port"]
         assert ports.get(port, port) == conf["listen_port"], p
-    pod = Pods(tmp_path, make_redis, n=1)
+    pod = Pods(tmp_path, n=1)
     try:
         for p in ("startupProbe", "livenessProbe", "readinessProbe"):
             r = get(pod.ports[0], c[p]["httpGet"]["path"])
@@ -452,7 +452,7 @@ class Pods:
     """redis (the StatefulSet) and <n> gateway pods (the Deployment), from
     the rendered base manifests."""
 
-    def __init__(self, tmp_path, make_redis, n=3, apis=None):
+    def __init__(self, tmp_path, n=3, apis=None):
         self.tmp = Path(tmp_path)
         self.procs = []
         self.secrets = secret_values(BASE_DOCS)
@@ -551,7 +551,7 @@ class Pods:
                     pass
 
 
-def test_manifests_on_loopback(tmp_path, make_redis, upstream):
+def test_manifests_on_loopback(tmp_path, upstream):
     apis = find(BASE_DOCS, "ConfigMap", "api-definitions")["data"]
     # the example API's target is a k8s Service name (backend.default.svc...);
     # here it is the test upstream. Nothing else in the definition changes.
@@ -560,7 +560,7 @@ def test_manifests_on_loopback(tmp_path, make_redis, upstream):
     example["proxy"]["target_url"] = upstream.url("/")
     apis = dict(apis, **{"example-api.json": json.dumps(example)})
     c = gateway_container(BASE_DOCS)
-    pods = Pods(tmp_path, make_redis, n=3, apis=apis)
+    pods = Pods(tmp_path, n=3, apis=apis)
     try:
         _run_pods(pods, c, upstream, example)
     except BaseException:
@@ -716,3 +716,39 @@ def _run_pods(pods, c, upstream, example):
     for port in pods.ports[1:]:
         assert get(port, listen + "echo").status == 200
         assert get(port, c_ready).status == 200
+
+
+def test_tyk_apis_write_on_the_read_only_configmap_mount(tmp_path):
+    """app_path is a ConfigMap volume, which the kubelet mounts read-only:
+    the seed's POST /tyk/apis answers Tyk's 500 and changes nothing (the
+    README says so); GET works. Read-only bind mount in a mount namespace."""
+    trial = ["unshare", "-m", "true"] if os.geteuid() == 0 else ["unshare", "-rm", "true"]
+    if subprocess.run(trial, capture_output=True).returncode != 0:
+        pytest.skip("cannot create a mount namespace here (unshare -m)")
+    apps = tmp_path / "apps"
+    write_configmap_volume(apps, find(BASE_DOCS, "ConfigMap", "api-definitions")["data"])
+    conf_path = tmp_path / "tyk.conf"
+    conf_path.write_text(find(BASE_DOCS, "ConfigMap", "turnpike-config")["data"]["tyk.conf"])
+    port = free_port()
+    env = clean_env(dict(resolve_env(gateway_container(BASE_DOCS), BASE_DOCS),
+                         TYK_GW_LISTENADDRESS=HOST, TYK_GW_LISTENPORT=str(port),
+                         TYK_GW_APPPATH=str(apps), TYK_GW_TURNPIKE_ADMINSOCKET="",
+                         TYK_GW_POLICIES_POLICYRECORDNAME=str(tmp_path / "none.json"),
+                         TYK_GW_STORAGE_HOST=HOST, TYK_GW_STORAGE_PORT=str(free_port())))
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && shift && exec "$@"'
+    p = spawn(trial[:-1] + ["sh", "-c", script, "sh", str(apps), BIN, "--conf", str(conf_path)],
+              tmp_path / "gateway.log", env=env)
+    try:
+        wait_port(port, 10, p)
+        secret = secret_values(BASE_DOCS)["secret"]
+        body = json.dumps(api_def("my-api-id", "/my/", "http://127.0.0.1:1/")).encode()
+        r = http(port, "POST", "/tyk/apis", [("X-Tyk-Authorization", secret)], body)
+        assert r.status == 500, r
+        assert r.json() == {"status": "error", "message": "File object creation failed, write error"}
+        assert sorted(f.name for f in apps.iterdir() if not f.name.startswith("..")) == ["example-api.json"]
+        assert "Read-only file system" in (tmp_path / "gateway.log").read_text()
+        r = get(port, "/tyk/apis", headers=[("X-Tyk-Authorization", secret)])
+        assert r.status == 200 and [a["api_id"] for a in r.json()] == ["example-api-id"]
+    finally:
+        _kill_group(p)
+        p.wait(timeout=5)
