@@ -128,10 +128,11 @@ def secret_values(docs):
     return out
 
 
-def resolve_env(container, docs):
+def resolve_env(container, docs, extra_secrets=None):
     """The container's environment as the kubelet builds it (value or
-    secretKeyRef into a Secret of the rendered manifests)."""
-    secrets = {}
+    secretKeyRef into a Secret of the rendered manifests, or of
+    <extra_secrets> for Secrets made outside k8s/)."""
+    secrets = dict(extra_secrets or {})
     for s in [d for d in docs if d["kind"] == "Secret"]:
         vals = dict(s.get("stringData", {}))
         vals.update({k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()})
@@ -749,6 +750,53 @@ def test_tyk_apis_write_on_the_read_only_configmap_mount(tmp_path):
         assert "Read-only file system" in (tmp_path / "gateway.log").read_text()
         r = get(port, "/tyk/apis", headers=[("X-Tyk-Authorization", secret)])
         assert r.status == 200 and [a["api_id"] for a in r.json()] == ["example-api-id"]
+    finally:
+        _kill_group(p)
+        p.wait(timeout=5)
+
+
+def test_redis_cluster_overlay_on_loopback(tmp_path, redis_cluster):
+    """The overlay's gateway environment against a real Redis Cluster (3
+    masters, 3 replicas): the cluster's addresses replace the k8s names, and
+    the chart's Secret (made by Helm, not in k8s/) is empty because the test
+    cluster has no password."""
+    c = gateway_container(OVERLAY_DOCS)
+    env = resolve_env(c, OVERLAY_DOCS, {"redis-cluster": {"redis-password": ""}})
+    assert env["TYK_GW_STORAGE_ENABLECLUSTER"] == "true"
+    assert len(env["TYK_GW_STORAGE_ADDRS"].split(",")) == 3
+    apps = tmp_path / "apps"
+    write_configmap_volume(apps, find(OVERLAY_DOCS, "ConfigMap", "api-definitions")["data"])
+    pols = tmp_path / "policies"
+    write_configmap_volume(pols, find(OVERLAY_DOCS, "ConfigMap", "policies")["data"])
+    conf_path = tmp_path / "tyk.conf"
+    conf_path.write_text(find(OVERLAY_DOCS, "ConfigMap", "turnpike-config")["data"]["tyk.conf"])
+    port = free_port()
+    env.update(TYK_GW_LISTENADDRESS=HOST, TYK_GW_LISTENPORT=str(port), TYK_GW_APPPATH=str(apps),
+               TYK_GW_POLICIES_POLICYRECORDNAME=str(pols / "policies.json"),
+               TYK_GW_TURNPIKE_ADMINSOCKET=str(tmp_path / "admin.sock"),
+               TYK_GW_STORAGE_ADDRS=",".join(redis_cluster.addrs()[:3]))
+    env = clean_env(env)
+    r = subprocess.run([BIN, "--check-redis", "--conf", str(conf_path)], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"topology: cluster: \d+ known nodes, 3 own slots$", r.stdout, re.M), r.stdout
+    p = spawn([BIN, "--conf", str(conf_path)], tmp_path / "gateway.log", env=env)
+    try:
+        wait_port(port, 10, p)
+        wait_for(lambda: get(port, "/ready").status == 200, 10, what="readiness")
+        secret = secret_values(OVERLAY_DOCS)["secret"]
+        r = http(port, "POST", "/tyk/keys/create", [("X-Tyk-Authorization", secret)],
+                 json.dumps({"org_id": "default", "apply_policies": ["default"]}).encode())
+        assert r.status == 200, r
+        key_hash = r.json()["key_hash"]
+        found = []
+        for m in redis_cluster.masters():
+            cl = redis_cluster.node(m["addr"]).client()
+            try:
+                found += cl.keys("apikey-" + key_hash)
+            finally:
+                cl.close()
+        assert found, "the key is in none of the cluster's masters"
     finally:
         _kill_group(p)
         p.wait(timeout=5)
