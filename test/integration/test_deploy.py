@@ -524,7 +524,8 @@ def test_unit_seccomp_and_address_families_allow_what_turnpike_calls(tmp_path, u
     """Runs the gateway under strace through start, proxying, /tyk/apis, the
     admin socket, SIGHUP and a drain, and checks every system call it made
     passes the unit's SystemCallFilter= lines and every socket family its
-    RestrictAddressFamilies=. A seccomp denial would be EPERM in production."""
+    RestrictAddressFamilies=. A seccomp denial would be EPERM in production.
+    Also: the only files it writes are in app_path and the admin socket."""
     groups = _syscall_groups()
     allowed = None
     for f in unit("SystemCallFilter"):
@@ -580,3 +581,36 @@ def test_unit_seccomp_and_address_families_allow_what_turnpike_calls(tmp_path, u
     assert not denied, "SystemCallFilter would deny %s" % sorted(denied)
     used = set(re.findall(r"socket\((AF_[A-Z0-9]+)", text))
     assert used and used <= families, "RestrictAddressFamilies lacks %s" % (used - families)
+    # it writes nowhere but app_path (the REST API) and the admin socket: with
+    # those writable, ProtectSystem=strict or a read-only root filesystem holds
+    writes = re.findall(r'(?:openat\(AT_FDCWD, "([^"]+)", [^)]*O_(?:WRONLY|RDWR|CREAT)[^)]*\) = \d'
+                        r'|(?:rename|unlink|mkdir|rmdir)\("([^"]+)".*= 0'
+                        r'|bind\(\d+, \{sa_family=AF_UNIX, sun_path="([^"]+)"\}.*= 0)', text)
+    paths = {next(x for x in w if x) for w in writes}
+    assert any(w.startswith(str(apps / "b.json")) for w in paths) and sock in paths, paths
+    stray = {w for w in paths if not (w.startswith(str(apps) + "/") or w == sock)}
+    assert not stray, "writes outside app_path and the admin socket: %s" % stray
+
+
+def test_make_install_systemd(tmp_path):
+    """`make install-systemd` (README) lays out binary, unit and config; the
+    unit points at the PREFIX it was installed with; an edited tyk.conf is
+    kept by a second install."""
+    dest = tmp_path / "root"
+
+    def install():
+        r = subprocess.run(["make", "-s", "install-systemd", "DESTDIR=%s" % dest, "PREFIX=/usr"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    install()
+    assert os.access(dest / "usr/bin/turnpike", os.X_OK)
+    text = (dest / "etc/systemd/system/turnpike.service").read_text()
+    execs = re.findall(r"^Exec\w+=(\S+)", text, re.M)
+    assert execs and set(execs) == {"/usr/bin/turnpike", "/bin/kill"}, execs
+    conf = dest / SEED_DIR.lstrip("/") / "tyk.conf"
+    assert conf.read_text() == IMAGE_CONF.read_text()
+    assert json.loads((dest / SEED_DIR.lstrip("/") / "policies/policies.json").read_text()) == {}
+    conf.write_text('{"listen_port": 9999}')
+    install()
+    assert conf.read_text() == '{"listen_port": 9999}'
