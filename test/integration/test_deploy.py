@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -202,12 +203,6 @@ def test_dockerfile_build_stage_builds_from_its_context(tmp_path):
 # the image's command line and config, as PID 1 of its own PID namespace
 # ---------------------------------------------------------------------------
 
-def _stat(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return rest[0], int(rest[1])  # state, ppid
-
-
 def _exists(pid):
     return os.path.exists("/proc/%d" % pid)
 
@@ -308,8 +303,10 @@ class PidOne:
 def image():
     made = []
 
-    def make(env=None, start=True):
+    def make(env=None, start=True, apis=()):
         layout = ImageLayout()
+        for a in apis:
+            (layout.opt / "apps" / ("%s.json" % a["api_id"])).write_text(json.dumps(a))
         if not start:
             made.append((layout, None))
             return layout
@@ -370,9 +367,14 @@ def test_pid1_serves_reloads_and_reaps(image, upstream):
     assert get(port, "/hello").status == 200
 
 
-def test_pid1_sigterm_drains_and_exit_code_propagates(image):
-    g = image(env={"TYK_GW_GRACEFULSHUTDOWNDELAYSECONDS": "1"})
+def test_pid1_sigterm_drains_and_exit_code_propagates(image, upstream):
+    g = image(env={"TYK_GW_GRACEFULSHUTDOWNDELAYSECONDS": "1"},
+              apis=[api_def("e", "/e/", upstream.url("/"))])
     port = g.layout.port
+    result = []
+    t = threading.Thread(target=lambda: result.append(get(port, "/e/delay/1500", timeout=10)))
+    t.start()
+    time.sleep(0.2)
     t0 = time.time()
     g.signal(signal.SIGTERM)
     # readiness fails first, while traffic is still served
@@ -382,6 +384,9 @@ def test_pid1_sigterm_drains_and_exit_code_propagates(image):
     took = time.time() - t0
     assert rc == 0, g.log()[-2000:]
     assert took >= 0.9, "did not hold readiness for graceful_shutdown_delay_seconds"
+    t.join(5)
+    # the request in flight across the signal (ending after the delay) completed
+    assert [(r.status, r.body) for r in result] == [(200, b"slept")]
     assert not _exists(g.master)
 
 
