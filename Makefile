@@ -7,11 +7,17 @@
 #                   undefined together); binaries get a -<sanitizer> suffix
 #   make sanitize   the unit and integration tests on the asan build
 #   make V=1        show full commands
+#   make install    build/turnpike to $(DESTDIR)$(PREFIX)/bin (PREFIX=/usr/local)
+#   make install-systemd  also conf/turnpike.service to $(DESTDIR)$(UNITDIR) and
+#                   conf/tyk.opt.conf to $(DESTDIR)/opt/tyk-gateway/tyk.conf (kept if present)
 
 VERSION      := 0.1.0
 CC           ?= cc
 SANITIZER    ?=
 PYTHON       := /usr/bin/python3
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+UNITDIR      ?= /etc/systemd/system
 
 BUILD        := build
 OBJDIR       := $(BUILD)/obj$(if $(SANITIZER),-$(SANITIZER))
@@ -56,12 +62,14 @@ LIB          := $(OBJDIR)/libturnpike.a
 # Debian packages: build, run and test dependencies.
 DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev node-llhttp
 DEPS_RUN     := redis-server
-DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack python3-yaml nodejs
+DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack \
+                python3-yaml nodejs systemd strace util-linux
 # npm for the Kubernetes schema test (test/integration/k8s/npm-install.sh); a nodejs
 # from NodeSource ships its own npm and conflicts with Debian's npm package
 DEPS_TEST    += $(if $(shell command -v npm),,npm)
 
-.PHONY: all deps run test unit integration bench clean format format-check sanitize tools valgrind-unit
+.PHONY: all deps run test unit integration bench clean format format-check sanitize tools valgrind-unit \
+        install install-systemd
 
 all: $(BIN)
 
@@ -150,6 +158,20 @@ format-check:
 	@if command -v clang-format >/dev/null; then \
 		clang-format --dry-run -Werror $(SRC) $(UNIT_SRC) $(TOOL_SRC) $(wildcard */*.h test/unit/*.h) && echo "  FORMAT  ok"; \
 	else echo "  FORMAT  skipped (no clang-format)"; fi
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/turnpike
+
+# The unit runs $(PREFIX)/bin/turnpike with /opt/tyk-gateway/tyk.conf, as the
+# container image does; the "turnpike" system user is created by hand (README).
+install-systemd: install
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)/opt/tyk-gateway/apps $(DESTDIR)/opt/tyk-gateway/policies
+	sed 's|/usr/local/bin/turnpike|$(PREFIX)/bin/turnpike|g' conf/turnpike.service > $(DESTDIR)$(UNITDIR)/turnpike.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/turnpike.service
+	test -e $(DESTDIR)/opt/tyk-gateway/tyk.conf || install -m 0640 conf/tyk.opt.conf $(DESTDIR)/opt/tyk-gateway/tyk.conf
+	test -e $(DESTDIR)/opt/tyk-gateway/policies/policies.json || \
+		echo '{}' > $(DESTDIR)/opt/tyk-gateway/policies/policies.json
 
 clean:
 	rm -rf $(BUILD)
