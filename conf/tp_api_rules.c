@@ -640,6 +640,7 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     r->session_lifetime_respects_key_expiration =
         bool_of(def, "session_lifetime_respects_key_expiration");
     r->dont_set_quota_on_create = bool_of(def, "dont_set_quota_on_create");
+    r->disable_quota = bool_of(def, "disable_quota");
     r->strip_auth_data = bool_of(def, "strip_auth_data");
     *out = r;
     return 0;

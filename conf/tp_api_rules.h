@@ -102,6 +102,7 @@ typedef struct tp_api_rules_s {
     int64_t session_lifetime;
     int session_lifetime_respects_key_expiration;
     int dont_set_quota_on_create;
+    int disable_quota;
 } tp_api_rules_t;
 
 /* Builds the rules of definition <def> (a classic API definition) under

@@ -460,6 +460,8 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         const char *name = up->rbuf + h->name_off;
         if (tp_http_is_hop_by_hop(tp_http_header_kind(name, h->name_len)))
             continue;
+        if (req->rl_set && h->name_len >= 12 && strncasecmp(name, "X-RateLimit-", 12) == 0)
+            continue; /* the gateway's own replace them */
         if (has_conn) {
             int named = 0;
             for (uint32_t j = 0; j < up->nhdrs && !named; j++) {
@@ -482,6 +484,12 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_puts(b, "\r\n");
     }
     tp_auth_expires_header(req, b);
+    if (req->rl_set)
+        tp_buf_printf(b,
+                      "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
+                      "X-RateLimit-Reset: %lld\r\n",
+                      (long long)req->rl_limit, (long long)req->rl_remaining,
+                      (long long)req->rl_reset);
     if (req->resp_chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (close)

@@ -43,11 +43,19 @@ typedef struct url_rule_s {
     const cJSON *methods; /* in sess->session */
 } url_rule_t;
 
+/* A quota as the session states it (TYK-COMPAT 6.1, 6.4). */
+typedef struct quota_s {
+    int64_t max, renewal, remaining, renews;
+    const char *scope; /* allowance_scope ("" for none), in sess->session */
+} quota_t;
+
 typedef struct acl_s {
     const char *api_id;    /* in sess->session */
     const cJSON *versions; /* in sess->session */
     url_rule_t *urls;
     size_t nurls;
+    int has_limit; /* a non-empty per-API limit: its quota applies */
+    quota_t quota;
 } acl_t;
 
 struct tp_sess_s {
@@ -67,7 +75,8 @@ struct tp_sess_s {
     unsigned rslot; /* rkey's cluster slot, while refreshing */
     int inactive;
     int64_t expires;
-    int master; /* no access_rights: every API */
+    int master;    /* no access_rights: every API */
+    quota_t quota; /* the session's own (when no per-API limit applies) */
     acl_t *acl;
     size_t nacl;
     const tp_api_t *last_api; /* the API of the last request it served ... */
@@ -92,6 +101,8 @@ struct tp_lookup_s {
     char *rkeys[MAX_CANDIDATES];
     char *hits[MAX_CANDIDATES]; /* the session JSON found under each, or NULL */
     char err[256];
+    /* a quota check: the counter's value and time to live after it */
+    int64_t quota_max, qcount, qpttl;
 };
 
 /* ---- parsed sessions ------------------------------------------------------------------ */
@@ -263,12 +274,36 @@ static int64_t num_of(const cJSON *obj, const char *key)
     return v != NULL && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
 }
 
+static void quota_read(const cJSON *o, quota_t *q, const char *scope)
+{
+    q->max = num_of(o, "quota_max");
+    q->renewal = num_of(o, "quota_renewal_rate");
+    q->remaining = num_of(o, "quota_remaining");
+    q->renews = num_of(o, "quota_renews");
+    q->scope = scope;
+}
+
+/* APILimit.IsEmpty, negated: any limit field set. */
+static int limit_set(const cJSON *l)
+{
+    static const char *const fields[] = {
+        "rate",      "per",          "throttle_interval", "throttle_retry_limit", "max_query_depth",
+        "quota_max", "quota_renews", "quota_remaining",   "quota_renewal_rate"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const cJSON *v = tp_json_get(l, fields[i]);
+        if (v != NULL && cJSON_IsNumber(v) && v->valuedouble != 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Builds what the checks read from a session after policies. */
 static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errlen)
 {
     const cJSON *ia = tp_json_get(s->session, "is_inactive");
     s->inactive = ia != NULL && cJSON_IsTrue(ia);
     s->expires = num_of(s->session, "expires");
+    quota_read(s->session, &s->quota, "");
     const cJSON *ar = tp_json_get(s->session, "access_rights");
     s->master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
     if (s->master)
@@ -280,6 +315,13 @@ static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errl
         acl_t *acl = &s->acl[s->nacl++];
         acl->api_id = a->string;
         acl->versions = tp_json_get(a, "versions");
+        const cJSON *limit = tp_json_get(a, "limit");
+        if (limit != NULL && cJSON_IsObject(limit) && limit_set(limit)) {
+            const cJSON *scope = tp_json_get(a, "allowance_scope");
+            acl->has_limit = 1;
+            quota_read(limit, &acl->quota,
+                       scope != NULL && cJSON_IsString(scope) ? scope->valuestring : "");
+        }
         const cJSON *urls = tp_json_get(a, "allowed_urls");
         if (urls == NULL || !cJSON_IsArray(urls))
             continue;
@@ -464,6 +506,112 @@ static int list_has(const cJSON *list, const char *s)
     return 0;
 }
 
+/* ---- quotas (RedisQuotaExceeded, TYK-COMPAT 6.4) ---------------------------------------- */
+
+/* One atomic step: count the request and make sure the window has its
+ * expiry. A counter without one (left by an older writer) starts a new
+ * window, as Tyk's reset would, and no two first requests can reset each
+ * other. Returns {count, pttl}. */
+static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
+                                "local t = redis.call('PTTL', KEYS[1]) "
+                                "local r = tonumber(ARGV[1]) "
+                                "if r > 0 and t < 0 then "
+                                "if c > 1 then c = 1 redis.call('SET', KEYS[1], 1) end "
+                                "redis.call('PEXPIRE', KEYS[1], r) t = r end "
+                                "return {c, t}";
+
+static void save_request(tp_req_t *req, tp_reqpath_t *rp);
+
+static void quota_done(tp_lookup_t *l)
+{
+    tp_req_t *req = l->req;
+    int64_t count = l->qcount, pttl = l->qpttl, max = l->quota_max;
+    int errors = l->errors;
+    if (errors)
+        tp_log_warn("quota check failed: %s", l->err);
+    req->lookup = NULL;
+    free(l->rkeys[0]);
+    free(l);
+    if (errors) {
+        req->rl_set = 0;
+        tp_respond_error(req, 500, "there was a problem proxying the request");
+        return;
+    }
+    if (count - 1 >= max) {
+        req->rl_set = 0; /* not on blocked responses */
+        tp_respond_error(req, 403, "Quota exceeded");
+        return;
+    }
+    req->rl_remaining = max - count > 0 ? max - count : 0;
+    req->rl_reset = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
+    tp_auth_done(req, &req->saved_rp);
+}
+
+static void on_quota(void *arg, const redisReply *rep, const char *err)
+{
+    cand_t *c = arg;
+    tp_lookup_t *l = c->l;
+    l->cmds[0] = NULL;
+    if (err != NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        l->errors++;
+        snprintf(l->err, sizeof(l->err), "%s",
+                 err != NULL                      ? err
+                 : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                  : "unexpected reply");
+    } else {
+        l->qcount = rep->element[0]->integer;
+        l->qpttl = rep->element[1]->integer;
+    }
+    if (--l->pending == 0 && !l->issuing)
+        quota_done(l);
+}
+
+/* The quota <q> applies to this request (unless off): count it in Redis
+ * under quota-[scope-]<hash>, then proxy or answer 403 Quota exceeded. */
+static void quota_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const quota_t *q)
+{
+    tp_worker_t *w = req->conn->w;
+    req->rl_set = 1;
+    req->rl_limit = q->max;
+    req->rl_remaining = q->remaining;
+    req->rl_reset = q->renews;
+    if (q->max <= 0 || req->rules->disable_quota) {
+        tp_auth_done(req, rp);
+        return;
+    }
+    if (w->redis == NULL) {
+        req->rl_set = 0;
+        tp_respond_error(req, 500, "there was a problem proxying the request");
+        return;
+    }
+    if (rp != &req->saved_rp)
+        save_request(req, rp);
+    tp_lookup_t *l = tp_calloc(1, sizeof(*l));
+    l->req = req;
+    l->quota_max = q->max;
+    size_t n = strlen(q->scope) + strlen(s->rkey) + 16;
+    char *key = tp_malloc(n);
+    snprintf(key, n, "quota-%s%s%s", q->scope, q->scope[0] ? "-" : "", s->rkey + 7);
+    l->rkeys[0] = key;
+    l->cands[0] = (cand_t){l, 0};
+    l->n = 1;
+    req->lookup = l;
+    char renewal[32];
+    snprintf(renewal, sizeof(renewal), "%lld", (long long)(q->renewal > 0 ? q->renewal * 1000 : 0));
+    l->pending = 1;
+    l->issuing = 1;
+    l->cmds[0] = (tp_rcmd_t *)1; /* pending; on_quota clears it */
+    tp_rcmd_t *cmd =
+        tp_redis_cmd(w->redis, on_quota, &l->cands[0], "EVAL %s 1 %s %s", QUOTA_LUA, key, renewal);
+    if (l->cmds[0] != NULL)
+        l->cmds[0] = cmd;
+    l->issuing = 0;
+    if (l->pending == 0)
+        quota_done(l);
+}
+
 /* KeyExpired, AccessRightsCheck, GranularAccessMiddleware. */
 static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
 {
@@ -481,13 +629,14 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
         tp_respond_error(req, 401, "Key has expired, please renew");
         return;
     }
+    const acl_t *acl = NULL;
     if (!s->master) {
         const tp_api_t *api = req->route->api;
         if (s->last_api != api) {
             s->last_acl = acl_for(s, api->api_id); /* api lives as long as s->gen */
             s->last_api = api;
         }
-        const acl_t *acl = s->last_acl;
+        acl = s->last_acl;
         if (acl == NULL ||
             (!req->rules->not_versioned && !list_has(acl->versions, req->version->name))) {
             tp_respond_error(req, 403, "Access to this API has been disallowed");
@@ -514,7 +663,7 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
             }
         }
     }
-    tp_auth_done(req, rp);
+    quota_check(req, rp, s, acl != NULL && acl->has_limit ? &acl->quota : &s->quota);
 }
 
 /* ---- reading from Redis -------------------------------------------------------------- */

@@ -178,6 +178,8 @@ struct tp_req_s {
     tp_lookup_t *lookup;         /* a session being read from Redis */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
+    int rl_set; /* X-RateLimit-* for the response (quotas, TYK-COMPAT 6.7) */
+    int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
 };
