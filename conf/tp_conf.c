@@ -119,6 +119,7 @@ static const store_t stores[] = {
     S("turnpike.redis_ready_grace", TP_CK_FLOAT, tp.redis_ready_grace),
     S("turnpike.session_cache_size", TP_CK_INT, tp.session_cache_size),
     S("turnpike.session_cache_entry", TP_CK_INT, tp.session_cache_entry),
+    S("turnpike.limits_fail_open", TP_CK_BOOL, tp.limits_fail_open),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))

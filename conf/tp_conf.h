@@ -73,6 +73,7 @@ typedef struct tp_conf_tp_s {
     double redis_ready_grace;     /* s Redis may be unreachable before /ready fails */
     int64_t session_cache_size;   /* bytes of the shared session cache */
     int64_t session_cache_entry;  /* bytes per cached session (larger ones are not cached) */
+    int limits_fail_open;         /* quotas let requests through while Redis is unreachable */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {

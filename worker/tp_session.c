@@ -532,9 +532,13 @@ static void quota_done(tp_lookup_t *l)
     req->lookup = NULL;
     free(l->rkeys[0]);
     free(l);
-    if (errors) {
+    if (errors && !req->conn->w->conf->tp.limits_fail_open) {
         req->rl_set = 0;
         tp_respond_error(req, 500, "there was a problem proxying the request");
+        return;
+    }
+    if (errors) { /* fail open: as if the counter said nothing */
+        tp_auth_done(req, &req->saved_rp);
         return;
     }
     if (count - 1 >= max) {
@@ -582,6 +586,10 @@ static void quota_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const quo
         return;
     }
     if (w->redis == NULL) {
+        if (w->conf->tp.limits_fail_open) {
+            tp_auth_done(req, rp);
+            return;
+        }
         req->rl_set = 0;
         tp_respond_error(req, 500, "there was a problem proxying the request");
         return;

@@ -199,3 +199,28 @@ def test_redis_down_fails_closed_for_quotas(make_gateway, upstream, make_redis):
         time.sleep(0.2)
     else:
         raise AssertionError("the quota check did not recover after Redis came back")
+
+
+def test_redis_down_fails_open_when_asked(make_gateway, upstream, make_redis):
+    """turnpike.limits_fail_open: availability over exact quotas while
+    Redis is away; counting resumes when it is back."""
+    red = make_redis()
+    org, api = new_org(), "q-" + uid()[:8]
+    g = gateway(make_gateway, upstream, org, api, workers=1, redis=red,
+                conf={"storage": {"type": "redis", "host": "127.0.0.1", "port": red.port,
+                                  "timeout": 1},
+                      "turnpike": {"limits_fail_open": True}})
+    key = create_key(g, org, access(api), quota_max=2, quota_renewal_rate=60)["key"]
+    time.sleep(0.5)  # the creation's notification evicts; then the session gets cached
+    assert use(g, "/%s/x" % api, key).status == 200
+    red.stop()
+    for _ in range(4):  # beyond the quota, but nobody can count
+        assert use(g, "/%s/x" % api, key).status == 200
+    red.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        r = use(g, "/%s/x" % api, key)
+        if r.status == 403:
+            break  # the second counted request used the quota up; this one is over it
+        time.sleep(0.2)
+    assert_error(r, 403, "Quota exceeded")
