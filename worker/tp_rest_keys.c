@@ -22,7 +22,6 @@
 #include "tp_keyhash.h"
 #include "tp_log.h"
 #include "tp_notice.h"
-#include "tp_policy_apply.h"
 #include "tp_session_json.h"
 #include "tp_shm_session.h"
 #include "tp_time.h"
@@ -74,41 +73,11 @@ static const tp_api_t *api_by_id(const tp_snapshot_t *snap, const char *id)
     return NULL;
 }
 
-typedef struct pfind_s {
-    tp_worker_t *w;
-    const tp_snapshot_t *snap;
-    cJSON **parsed;
-} pfind_t;
-
-static const cJSON *find_policy(void *arg, const char *org, const char *id)
-{
-    pfind_t *f = arg;
-    const cJSON *by_id = NULL;
-    for (size_t i = 0; i < f->snap->npolicies; i++) {
-        if (strcmp(f->snap->policies[i].id, id) != 0)
-            continue;
-        if (f->parsed[i] == NULL)
-            f->parsed[i] = cJSON_Parse(f->snap->policies[i].json);
-        const char *porg = str_member(f->parsed[i], "org_id");
-        if (org == NULL || strcmp(porg, org) == 0)
-            return f->parsed[i];
-        if (by_id == NULL)
-            by_id = f->parsed[i];
-    }
-    return by_id;
-}
-
 /* Applies the session's policies as Tyk's ApplyPolicies would for API org
  * <api_org> (NULL: none). Returns 0 or -1 with the reason. */
 static int apply_policies(kjob_t *j, cJSON *sess, const char *api_org, char *err, size_t errlen)
 {
-    const tp_snapshot_t *snap = j->req->snap;
-    pfind_t f = {j->req->conn->w, snap, tp_calloc(snap->npolicies + 1, sizeof(cJSON *))};
-    int rc = tp_policy_apply(sess, api_org, find_policy, &f, err, errlen);
-    for (size_t i = 0; i < snap->npolicies; i++)
-        cJSON_Delete(f.parsed[i]);
-    free(f.parsed);
-    return rc;
+    return tp_session_apply_policies(j->req->conn->w, j->req->snap, sess, api_org, err, errlen);
 }
 
 /* Policies of the session with key_expires_in: checkAndApplyTrialPeriod. */

@@ -38,6 +38,11 @@
 #define L1_WAYS 4    /* ... of this many, least recently used replaced */
 #define MAX_CANDIDATES 8
 
+/* a key in no cache while Redis is away: the gateway cannot tell */
+static const char STORAGE_DOWN[] = "Key storage unavailable, please try again later";
+/* a quota that cannot be counted (Tyk's text for a limiter storage error) */
+static const char LIMITER_DOWN[] = "there was a problem proxying the request";
+
 typedef struct url_rule_s {
     regex_t re;
     const cJSON *methods; /* in sess->session */
@@ -268,6 +273,13 @@ static const cJSON *find_policy(void *arg, const char *org, const char *id)
     return by_id;
 }
 
+int tp_session_apply_policies(tp_worker_t *w, const tp_snapshot_t *snap, cJSON *session,
+                              const char *api_org, char *err, size_t errlen)
+{
+    find_t f = {w, snap};
+    return tp_policy_apply(session, api_org, find_policy, &f, err, errlen);
+}
+
 static int64_t num_of(const cJSON *obj, const char *key)
 {
     const cJSON *v = tp_json_get(obj, key);
@@ -366,9 +378,8 @@ static tp_sess_t *sess_build(tp_req_t *req, const char *ident, size_t ident_len,
         s->bad = 1;
         return s;
     }
-    find_t f = {w, req->snap};
     const char *org = req->route->api->org_id ? req->route->api->org_id : "";
-    if (tp_policy_apply(s->session, org, find_policy, &f, err, sizeof(err)) < 0) {
+    if (tp_session_apply_policies(w, req->snap, s->session, org, err, sizeof(err)) < 0) {
         tp_log_info("session %s: %s", rkey, err);
         s->bad = 1;
         return s;
@@ -471,10 +482,9 @@ static void maybe_refresh(tp_worker_t *w, tp_sess_t *s, int64_t left, int64_t no
     int64_t ttl = cache_ttl_ms(w);
     if (left > ttl / 4 || s->refreshing || w->redis == NULL)
         return;
-    /* another worker may have refreshed it already */
-    left = tp_scache_left(w->scache, s->cslot, s->cver, now);
-    if (left > 0)
-        s->valid_until = now + left;
+    /* another worker may have refreshed it already: read the entry again */
+    s->valid_until = 0;
+    left = l1_left(w, s, now);
     if (left > ttl / 4)
         return;
     if (w->refresh_n == w->refresh_cap) {
@@ -534,7 +544,7 @@ static void quota_done(tp_lookup_t *l)
     free(l);
     if (errors && !req->conn->w->conf->tp.limits_fail_open) {
         req->rl_set = 0;
-        tp_respond_error(req, 500, "there was a problem proxying the request");
+        tp_respond_error(req, 500, LIMITER_DOWN);
         return;
     }
     if (errors) { /* fail open: as if the counter said nothing */
@@ -591,7 +601,7 @@ static void quota_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const quo
             return;
         }
         req->rl_set = 0;
-        tp_respond_error(req, 500, "there was a problem proxying the request");
+        tp_respond_error(req, 500, LIMITER_DOWN);
         return;
     }
     if (rp != &req->saved_rp)
@@ -716,7 +726,7 @@ static void lookup_done(tp_lookup_t *l)
             tp_log_warn("session lookup failed: %s", l->err);
         tp_session_release(req);
         if (down)
-            tp_respond_error(req, 503, "Key storage unavailable, please try again later");
+            tp_respond_error(req, 503, STORAGE_DOWN);
         else
             tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
         return;
@@ -840,7 +850,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
     if (w->redis == NULL) {
         if (ident.p != small)
             free((char *)ident.p);
-        tp_respond_error(req, 503, "Key storage unavailable, please try again later");
+        tp_respond_error(req, 503, STORAGE_DOWN);
         return;
     }
 

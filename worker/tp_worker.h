@@ -372,6 +372,11 @@ void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap);
 /* Finds the session of <key> for the request's API (cache, then Redis),
  * checks it, and continues with tp_auth_done or answers an error. */
 void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key);
+/* Tyk's ApplyPolicies on <session> for API org <api_org> (NULL: no API),
+ * with generation <snap>'s policies, parsed once per worker. 0, or -1 with
+ * the reason in <err>. */
+int tp_session_apply_policies(tp_worker_t *w, const tp_snapshot_t *snap, cJSON *session,
+                              const char *api_org, char *err, size_t errlen);
 /* The request is going away: pending Redis reads are dropped. */
 void tp_session_release(tp_req_t *req);
 /* Checks passed: on to the upstream. */
