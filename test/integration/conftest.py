@@ -121,6 +121,17 @@ def _kill_group(proc, sig=signal.SIGKILL):
         pass
 
 
+def kill_wait(proc, timeout=5):
+    """Kills <proc> and its process group if it still runs, and reaps it."""
+    if proc.poll() is not None:
+        return
+    _kill_group(proc)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _reap(pids, timeout=3.0):
     deadline = time.time() + timeout
     pending = set(pids)
@@ -157,12 +168,7 @@ _TMP_DIRS = []  # directories made outside tmp_path_factory, removed at session 
 
 def pytest_sessionfinish(session, exitstatus):
     for p in _ALL_PROCS:
-        if p.poll() is None:
-            _kill_group(p)
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_wait(p)
     for d in _TMP_DIRS:
         shutil.rmtree(d, ignore_errors=True)
 

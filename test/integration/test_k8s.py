@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (BIN, HOST, ROOT, _kill_group, api_def, clean_env, free_port, get, http,
-                      redis_port, redis_py, run_turnpike, spawn, wait_for, wait_port)
+from conftest import (BIN, HOST, ROOT, api_def, clean_env, free_port, get, http,
+                      redis_port, redis_py, kill_wait, run_turnpike, spawn, wait_for, wait_port)
 
 K8S = ROOT / "k8s"
 OVERLAY = K8S / "redis-cluster"
@@ -544,12 +544,7 @@ class Pods:
 
     def stop(self):
         for p in self.procs:
-            if p.poll() is None:
-                _kill_group(p)
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+            kill_wait(p)
 
 
 def test_manifests_on_loopback(tmp_path, upstream):
@@ -751,8 +746,7 @@ def test_tyk_apis_write_on_the_read_only_configmap_mount(tmp_path):
         r = get(port, "/tyk/apis", headers=[("X-Tyk-Authorization", secret)])
         assert r.status == 200 and [a["api_id"] for a in r.json()] == ["example-api-id"]
     finally:
-        _kill_group(p)
-        p.wait(timeout=5)
+        kill_wait(p)
 
 
 def test_redis_cluster_overlay_on_loopback(tmp_path, redis_cluster):
@@ -798,5 +792,4 @@ def test_redis_cluster_overlay_on_loopback(tmp_path, redis_cluster):
                 cl.close()
         assert found, "the key is in none of the cluster's masters"
     finally:
-        _kill_group(p)
-        p.wait(timeout=5)
+        kill_wait(p)
