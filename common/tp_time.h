@@ -13,6 +13,9 @@
 /* Monotonic milliseconds, for deadlines. */
 uint64_t tp_time_mono_ms(void);
 
+/* Monotonic nanoseconds (the same clock in every process of the host). */
+int64_t tp_time_mono_ns(void);
+
 /* Wall clock, microseconds since the epoch. */
 int64_t tp_time_wall_us(void);
 

@@ -15,6 +15,7 @@
 #include "tp_buf.h"
 #include "tp_err.h"
 #include "tp_json.h"
+#include "tp_keyhash.h"
 #include "tp_log.h"
 
 typedef struct build_s {
@@ -22,6 +23,8 @@ typedef struct build_s {
     char *err;
     size_t errlen;
     int ignore_case; /* the version's ignore_endpoint_case, or the global one */
+    const char *org_id, *api_id;
+    int endpoint_limits; /* some version has extended_paths.rate_limit entries */
 } build_t;
 
 /* ---- patterns ---------------------------------------------------------------------- */
@@ -180,6 +183,14 @@ int tp_hdrrule_match(const tp_hdrrule_t *rule, const char *method, const char *c
     return match_any(&rule->re, paths, npaths);
 }
 
+int tp_rlrule_match(const tp_rlrule_t *rule, const char *method, const char *const *paths,
+                    size_t npaths)
+{
+    if (rule->method[0] != '\0' && strcmp(rule->method, method) != 0)
+        return 0;
+    return match_any(&rule->re, paths, npaths);
+}
+
 /* ---- small readers ------------------------------------------------------------------- */
 
 static const char *str_of(const cJSON *obj, const char *key)
@@ -198,6 +209,12 @@ static int64_t int_of(const cJSON *obj, const char *key)
 {
     const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
     return v != NULL && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
+}
+
+static double dbl_of(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
+    return v != NULL && cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
 static int fail(build_t *B, const char *path, const char *fmt, const char *arg)
@@ -455,6 +472,53 @@ static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char 
     return 0;
 }
 
+/* Tyk's rate-limit-<HashKey(name)> for an API-wide limit named <name>. */
+static char *api_limit_key(const build_t *B, const char *name)
+{
+    char hex[TP_KEYHASH_HEX_MAX];
+    if (B->conf->hash_keys)
+        tp_keyhash_hex(NULL, name, strlen(name), hex);
+    tp_buf_t b = {0};
+    tp_buf_printf(&b, "rate-limit-%s", B->conf->hash_keys ? hex : name);
+    char *k = tp_strdup(tp_buf_cstr(&b));
+    tp_buf_free(&b);
+    return k;
+}
+
+/* extended_paths.rate_limit: an API-wide limit on one endpoint. */
+static int rate_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                      const char *sub)
+{
+    double rate = dbl_of(e, "rate"), per = dbl_of(e, "per");
+    if (rate <= 0 || per <= 0) /* RateLimitMeta.Valid */
+        return 0;
+    v->rl_rules = tp_realloc(v->rl_rules, (v->nrl_rules + 1) * sizeof(*v->rl_rules));
+    tp_rlrule_t *r = &v->rl_rules[v->nrl_rules];
+    memset(r, 0, sizeof(*r));
+    char why[256];
+    const tp_conf_t *c = B->conf;
+    const char *method = str_of(e, "method");
+    if (set_method(B, r->method, method, sub) < 0)
+        return -1;
+    if (tp_path_pattern_compile(&r->re, pattern, c->http_server_options.enable_path_prefix_matching,
+                                c->http_server_options.enable_path_suffix_matching, B->ignore_case,
+                                why, sizeof(why)) < 0)
+        return fail(B, sub, "%s", why);
+    v->nrl_rules++;
+    r->rate = rate;
+    r->per = per;
+    /* apilimiter-<org><api>-<HashStr("<METHOD>:<path>")> */
+    char hex[TP_KEYHASH_HEX_MAX];
+    tp_buf_t b = {0};
+    tp_buf_printf(&b, "%s:%s", method != NULL ? method : "", pattern);
+    tp_keyhash_hex(NULL, b.data, b.len, hex);
+    b.len = 0;
+    tp_buf_printf(&b, "apilimiter-%s%s-%s", B->org_id, B->api_id, hex);
+    r->key = api_limit_key(B, tp_buf_cstr(&b));
+    tp_buf_free(&b);
+    return 0;
+}
+
 /* ---- versions ----------------------------------------------------------------------- */
 
 static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *info,
@@ -492,6 +556,11 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
         snprintf(sub, sizeof(sub), "%s.extended_paths.transform_headers", path);
         if (path_entries(B, v, tp_json_get(ext, "transform_headers"), sub, header_entry) < 0)
             return -1;
+        snprintf(sub, sizeof(sub), "%s.extended_paths.rate_limit", path);
+        if (path_entries(B, v, tp_json_get(ext, "rate_limit"), sub, rate_entry) < 0)
+            return -1;
+        if (v->nrl_rules > 0)
+            B->endpoint_limits = 1;
     } else {
         const cJSON *paths = tp_json_get(info, "paths");
         static const struct {
@@ -562,7 +631,10 @@ const tp_version_t *tp_api_rules_version(const tp_api_rules_t *r, const char *na
 int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t **out, char *err,
                        size_t errlen)
 {
-    build_t B = {conf, err, errlen, 0};
+    build_t B = {conf, err, errlen, 0, "", "", 0};
+    const char *org_id = str_of(def, "org_id"), *api_id = str_of(def, "api_id");
+    B.org_id = org_id != NULL ? org_id : "";
+    B.api_id = api_id != NULL ? api_id : "";
     tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
     *out = NULL;
 
@@ -641,6 +713,21 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
         bool_of(def, "session_lifetime_respects_key_expiration");
     r->dont_set_quota_on_create = bool_of(def, "dont_set_quota_on_create");
     r->disable_quota = bool_of(def, "disable_quota");
+    r->disable_rate_limit = bool_of(def, "disable_rate_limit");
+    const cJSON *grl = tp_json_get(def, "global_rate_limit");
+    if (grl != NULL && cJSON_IsObject(grl) && !bool_of(grl, "disabled")) {
+        r->global.rate = dbl_of(grl, "rate");
+        r->global.per = dbl_of(grl, "per");
+    }
+    if (r->global.rate > 0 && r->global.per > 0) {
+        tp_buf_t b = {0};
+        tp_buf_printf(&b, "apilimiter-%s%s", B.org_id, B.api_id);
+        r->global.key = api_limit_key(&B, tp_buf_cstr(&b));
+        tp_buf_free(&b);
+    } else {
+        r->global.rate = 0;
+    }
+    r->has_api_limits = !r->disable_rate_limit && (r->global.rate > 0 || B.endpoint_limits);
     r->strip_auth_data = bool_of(def, "strip_auth_data");
     *out = r;
     return 0;
@@ -680,11 +767,17 @@ void tp_api_rules_free(tp_api_rules_t *r)
             free_names(v->hdr_rules[j].del, v->hdr_rules[j].ndel);
         }
         free(v->hdr_rules);
+        for (size_t j = 0; j < v->nrl_rules; j++) {
+            regfree(&v->rl_rules[j].re);
+            free(v->rl_rules[j].key);
+        }
+        free(v->rl_rules);
         free_hdrset(&v->global_add);
         free_names(v->global_del, v->nglobal_del);
         free(v->name);
     }
     free(r->versions);
+    free(r->global.key);
     free(r->auth_header);
     free(r->param_name);
     free(r->cookie_name);

@@ -60,6 +60,16 @@ typedef struct tp_hdrrule_s {
     size_t ndel;
 } tp_hdrrule_t;
 
+/* An API-wide rate limit (global_rate_limit, extended_paths.rate_limit):
+ * <rate> requests per <per> seconds for all callers together, counted
+ * under <key> (Tyk's rate-limit-<HashKey("apilimiter-"+org+api...)>). */
+typedef struct tp_rlrule_s {
+    char method[16]; /* "" matches every method */
+    regex_t re;      /* endpoint rules only */
+    double rate, per;
+    char *key;
+} tp_rlrule_t;
+
 typedef struct tp_version_s {
     char *name;
     int64_t expires;      /* unix seconds; 0 never */
@@ -71,6 +81,8 @@ typedef struct tp_version_s {
     size_t nglobal_del;
     tp_hdrrule_t *hdr_rules;
     size_t nhdr_rules;
+    tp_rlrule_t *rl_rules; /* extended_paths.rate_limit, in order */
+    size_t nrl_rules;
 } tp_version_t;
 
 typedef struct tp_api_rules_s {
@@ -103,6 +115,11 @@ typedef struct tp_api_rules_s {
     int session_lifetime_respects_key_expiration;
     int dont_set_quota_on_create;
     int disable_quota;
+
+    /* rate limits */
+    int disable_rate_limit;
+    int has_api_limits; /* a global limit or endpoint limits (RateLimitForAPI enabled) */
+    tp_rlrule_t global; /* rate 0: none */
 } tp_api_rules_t;
 
 /* Builds the rules of definition <def> (a classic API definition) under
@@ -121,6 +138,8 @@ int tp_pathrule_match(const tp_pathrule_t *rule, const char *method, const char 
                       size_t npaths);
 int tp_hdrrule_match(const tp_hdrrule_t *rule, const char *method, const char *const *paths,
                      size_t npaths);
+int tp_rlrule_match(const tp_rlrule_t *rule, const char *method, const char *const *paths,
+                    size_t npaths);
 
 /* Compiles Tyk path pattern <pattern> as Tyk does (TYK-COMPAT 3.6). Used
  * for allowed_urls too. Returns 0, or -1 with the reason in <err>. */

@@ -81,6 +81,13 @@ static const store_t stores[] = {
       http_server_options.enable_path_prefix_matching),
     S("http_server_options.enable_path_suffix_matching", TP_CK_BOOL,
       http_server_options.enable_path_suffix_matching),
+    S("enable_fixed_window_rate_limiter", TP_CK_BOOL, enable_fixed_window_rate_limiter),
+    S("enable_sentinel_rate_limiter", TP_CK_BOOL, enable_sentinel_rate_limiter),
+    S("enable_redis_rolling_limiter", TP_CK_BOOL, enable_redis_rolling_limiter),
+    S("management_node", TP_CK_BOOL, management_node),
+    S("drl_threshold", TP_CK_FLOAT, drl_threshold),
+    S("drl_notification_frequency", TP_CK_INT, drl_notification_frequency),
+    S("rate_limit_response_headers", TP_CK_STRING, rate_limit_response_headers),
     S("storage.type", TP_CK_STRING, storage.type),
     S("storage.host", TP_CK_STRING, storage.host),
     S("storage.port", TP_CK_INT, storage.port),
@@ -120,6 +127,8 @@ static const store_t stores[] = {
     S("turnpike.session_cache_size", TP_CK_INT, tp.session_cache_size),
     S("turnpike.session_cache_entry", TP_CK_INT, tp.session_cache_entry),
     S("turnpike.limits_fail_open", TP_CK_BOOL, tp.limits_fail_open),
+    S("turnpike.rate_limiter", TP_CK_STRING, tp.rate_limiter),
+    S("turnpike.limit_counters", TP_CK_INT, tp.limit_counters),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -717,6 +726,14 @@ static void apply_defaults(tp_conf_t *c)
     if (c->local_session_cache.cached_session_timeout <= 0)
         c->local_session_cache.cached_session_timeout = 10;
     default_str(&c->policy_source, "file");
+    default_str(&t->rate_limiter, "local");
+    if (t->limit_counters <= 0)
+        t->limit_counters = 65536;
+    if (c->drl_threshold <= 0)
+        c->drl_threshold = 5;
+    if (c->drl_notification_frequency <= 0)
+        c->drl_notification_frequency = 2;
+    default_str(&c->rate_limit_response_headers, "quotas");
     if (c->liveness_check_ns <= 0)
         c->liveness_check_ns = 10000000000LL;
 }
@@ -750,6 +767,17 @@ static void validate(load_t *L)
         add_error(L, "%s: $.turnpike.shm_size: expected 1 MiB to 64 GiB of bytes", L->file);
     if (c->tp.max_apis > 1000000)
         add_error(L, "%s: $.turnpike.max_apis: expected at most 1000000", L->file);
+    if (strcmp(c->tp.rate_limiter, "local") != 0 && strcmp(c->tp.rate_limiter, "exact") != 0)
+        add_error(L, "%s: $.turnpike.rate_limiter: expected \"local\" or \"exact\", got \"%s\"",
+                  L->file, c->tp.rate_limiter);
+    if (c->tp.limit_counters > (1LL << 26))
+        add_error(L, "%s: $.turnpike.limit_counters: expected at most 67108864", L->file);
+    if (strcmp(c->rate_limit_response_headers, "quotas") != 0 &&
+        strcmp(c->rate_limit_response_headers, "rate_limits") != 0)
+        add_error(L,
+                  "%s: $.rate_limit_response_headers: expected \"quotas\" or \"rate_limits\", "
+                  "got \"%s\"",
+                  L->file, c->rate_limit_response_headers);
     if (c->tp.max_header_count > 10000)
         add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
     if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))

@@ -73,7 +73,10 @@ typedef struct tp_conf_tp_s {
     double redis_ready_grace;     /* s Redis may be unreachable before /ready fails */
     int64_t session_cache_size;   /* bytes of the shared session cache */
     int64_t session_cache_entry;  /* bytes per cached session (larger ones are not cached) */
-    int limits_fail_open;         /* quotas let requests through while Redis is unreachable */
+    int limits_fail_open;         /* rate limits and quotas let requests through while Redis is
+                                   * unreachable */
+    char *rate_limiter;           /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */
+    int64_t limit_counters;       /* entries in the node's rate-limit table */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {
@@ -136,6 +139,15 @@ typedef struct tp_conf_s {
         int64_t write_timeout;
         int use_ssl;
     } http_server_options;
+
+    /* rate limiting (TYK-COMPAT 6.2, 6.7) */
+    int enable_fixed_window_rate_limiter;
+    int enable_sentinel_rate_limiter;
+    int enable_redis_rolling_limiter;
+    int management_node;
+    double drl_threshold;
+    int64_t drl_notification_frequency;
+    char *rate_limit_response_headers; /* "quotas" or "rate_limits" */
 
     tp_conf_storage_t storage;
     tp_conf_tp_t tp;

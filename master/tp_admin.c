@@ -23,6 +23,7 @@
 #include "tp_err.h"
 #include "tp_log.h"
 #include "tp_master.h"
+#include "tp_shm_limit.h"
 #include "tp_time.h"
 
 #define TP_ADMIN_LINE_MAX 4096
@@ -206,7 +207,8 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
     const tp_snapshot_t *snap = tp_shm_current(m->shm);
     tp_buf_t *o = &c->out;
     (void)args;
-    tp_buf_puts(o, "# api_id,requests,1xx,2xx,3xx,4xx,5xx,upstream_errors\n");
+    tp_buf_puts(o, "# api_id,requests,1xx,2xx,3xx,4xx,5xx,upstream_errors,rate_limited,"
+                   "quota_exceeded\n");
     for (size_t i = 0; i < snap->napis; i++) {
         const tp_api_t *a = snap->apis[i];
         tp_shm_stat_t sum = {0};
@@ -220,14 +222,37 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
                 for (int s = 0; s < 6; s++)
                     sum.status[s] += st->status[s];
                 sum.upstream_errors += st->upstream_errors;
+                sum.rate_limited += st->rate_limited;
+                sum.quota_exceeded += st->quota_exceeded;
             }
         }
-        tp_buf_printf(o, "%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", a->api_id,
+        tp_buf_printf(o, "%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", a->api_id,
                       (unsigned long long)sum.requests, (unsigned long long)sum.status[1],
                       (unsigned long long)sum.status[2], (unsigned long long)sum.status[3],
                       (unsigned long long)sum.status[4], (unsigned long long)sum.status[5],
-                      (unsigned long long)sum.upstream_errors);
+                      (unsigned long long)sum.upstream_errors, (unsigned long long)sum.rate_limited,
+                      (unsigned long long)sum.quota_exceeded);
     }
+}
+
+/* show limits <key hash>: the node's counters whose key names it (the
+ * local tier's live state; what Redis last answered for the others). */
+static void cmd_show_limits(admin_client_t *c, const char *args)
+{
+    tp_master_t *m = c->m;
+    tp_buf_t *o = &c->out;
+    while (*args == ' ')
+        args++;
+    if (*args == '\0') {
+        tp_buf_puts(o, "usage: show limits <key hash>  (or \"show limits all\")\n");
+        return;
+    }
+    const char *needle = strcmp(args, "all") == 0 ? "" : args;
+    tp_limits_t *t = m->shm->limits;
+    tp_buf_printf(o, "# nodes %u, this node %s\n", tp_limits_nodes(t), tp_limits_node_id(t));
+    tp_buf_puts(o, "# key tier limit remaining reset(s) [count] idle(s)\n");
+    if (tp_limits_show(t, needle, tp_time_mono_ns(), o) == 0)
+        tp_buf_printf(o, "# no counters for %s on this node\n", args);
 }
 
 static void cmd_reload(admin_client_t *c, const char *args)
@@ -302,8 +327,13 @@ static const admin_cmd_t commands[] = {
      cmd_show_info},
     {"show workers", "show workers          one line per worker process", cmd_show_workers},
     {"show apis", "show apis             the API definitions being served", cmd_show_apis},
-    {"show stat", "show stat             per-API request and response counters (CSV)",
+    {"show stat",
+     "show stat             per-API request and response counters, 429s and quota "
+     "rejections (CSV)",
      cmd_show_stat},
+    {"show limits",
+     "show limits <hash>    rate-limit and quota counters of a key (its storage hash)",
+     cmd_show_limits},
     {"reload",
      "reload                reload tyk.conf, API definitions and policies; "
      "answers when every worker serves them (Success=1|0)",

@@ -22,6 +22,7 @@
 #include "tp_master.h"
 #include "tp_shm_session.h"
 #include "tp_redis.h"
+#include "tp_shm_limit.h"
 #include "tp_time.h"
 #include "tp_worker.h"
 
@@ -898,6 +899,11 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     m->shm->scache = tp_scache_create((size_t)gen->conf.tp.session_cache_size,
                                       (size_t)gen->conf.tp.session_cache_entry, err, sizeof(err));
     if (m->shm->scache == NULL) {
+        tp_log_error("%s", err);
+        return 1;
+    }
+    m->shm->limits = tp_limits_create((size_t)gen->conf.tp.limit_counters, err, sizeof(err));
+    if (m->shm->limits == NULL) {
         tp_log_error("%s", err);
         return 1;
     }

@@ -79,6 +79,8 @@ typedef struct tp_shm_stat_s {
     uint64_t requests;
     uint64_t status[6]; /* by class: [1] 1xx ... [5] 5xx, [0] other */
     uint64_t upstream_errors;
+    uint64_t rate_limited;   /* 429s of the key's and the API's rate limits */
+    uint64_t quota_exceeded; /* 403 Quota exceeded */
 } tp_shm_stat_t;
 
 typedef struct tp_shm_s {
@@ -94,6 +96,7 @@ typedef struct tp_shm_s {
     _Atomic(tp_snapshot_t *) current;        /* its snapshot */
     _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
     struct tp_scache_s *scache;              /* the session cache, its own mapping */
+    struct tp_limits_s *limits;              /* rate-limit counters, their own mapping */
     tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
 } tp_shm_t;
 

@@ -409,7 +409,7 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
     plan_headers(req, v, method, ps);
 
     if (api->use_keyless || ignored) {
-        tp_auth_done(req, rp);
+        tp_limit_api(req, rp); /* RateLimitForAPI applies to every request */
         return;
     }
     tp_buf_t tmp = {0};

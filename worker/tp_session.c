@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tp_err.h"
 #include "tp_json.h"
@@ -40,27 +41,29 @@
 
 /* a key in no cache while Redis is away: the gateway cannot tell */
 static const char STORAGE_DOWN[] = "Key storage unavailable, please try again later";
-/* a quota that cannot be counted (Tyk's text for a limiter storage error) */
-static const char LIMITER_DOWN[] = "there was a problem proxying the request";
 
 typedef struct url_rule_s {
     regex_t re;
     const cJSON *methods; /* in sess->session */
 } url_rule_t;
 
-/* A quota as the session states it (TYK-COMPAT 6.1, 6.4). */
-typedef struct quota_s {
-    int64_t max, renewal, remaining, renews;
-    const char *scope; /* allowance_scope ("" for none), in sess->session */
-} quota_t;
+/* A per-endpoint rate limit of a key (access_rights[api].endpoints). */
+typedef struct ep_rule_s {
+    regex_t re;
+    const char *path;     /* in sess->session */
+    const cJSON *methods; /* [{name, limit: {rate, per}}], in sess->session */
+} ep_rule_t;
 
 typedef struct acl_s {
     const char *api_id;    /* in sess->session */
     const cJSON *versions; /* in sess->session */
     url_rule_t *urls;
     size_t nurls;
-    int has_limit; /* a non-empty per-API limit: its quota applies */
-    quota_t quota;
+    int has_limit;     /* a non-empty per-API limit: it applies, not the root's */
+    tp_keylimit_t lim; /* ... that limit */
+    const char *scope; /* allowance_scope ("" for none), in sess->session */
+    ep_rule_t *eps;
+    size_t neps;
 } acl_t;
 
 struct tp_sess_s {
@@ -80,8 +83,8 @@ struct tp_sess_s {
     unsigned rslot; /* rkey's cluster slot, while refreshing */
     int inactive;
     int64_t expires;
-    int master;    /* no access_rights: every API */
-    quota_t quota; /* the session's own (when no per-API limit applies) */
+    int master;        /* no access_rights: every API */
+    tp_keylimit_t lim; /* the session's own (when no per-API limit applies) */
     acl_t *acl;
     size_t nacl;
     const tp_api_t *last_api; /* the API of the last request it served ... */
@@ -106,8 +109,6 @@ struct tp_lookup_s {
     char *rkeys[MAX_CANDIDATES];
     char *hits[MAX_CANDIDATES]; /* the session JSON found under each, or NULL */
     char err[256];
-    /* a quota check: the counter's value and time to live after it */
-    int64_t quota_max, qcount, qpttl;
 };
 
 /* ---- parsed sessions ------------------------------------------------------------------ */
@@ -118,6 +119,9 @@ static void sess_free(tp_sess_t *s)
         for (size_t j = 0; j < s->acl[i].nurls; j++)
             regfree(&s->acl[i].urls[j].re);
         free(s->acl[i].urls);
+        for (size_t j = 0; j < s->acl[i].neps; j++)
+            regfree(&s->acl[i].eps[j].re);
+        free(s->acl[i].eps);
     }
     free(s->acl);
     cJSON_Delete(s->session);
@@ -286,13 +290,47 @@ static int64_t num_of(const cJSON *obj, const char *key)
     return v != NULL && cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
 }
 
-static void quota_read(const cJSON *o, quota_t *q, const char *scope)
+static double dbl_of(const cJSON *obj, const char *key)
 {
-    q->max = num_of(o, "quota_max");
-    q->renewal = num_of(o, "quota_renewal_rate");
-    q->remaining = num_of(o, "quota_remaining");
-    q->renews = num_of(o, "quota_renews");
-    q->scope = scope;
+    const cJSON *v = tp_json_get(obj, key);
+    return v != NULL && cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void limit_read(const cJSON *o, tp_keylimit_t *l)
+{
+    l->rate = dbl_of(o, "rate");
+    l->per = dbl_of(o, "per");
+    l->throttle_interval = dbl_of(o, "throttle_interval");
+    l->throttle_retry_limit = num_of(o, "throttle_retry_limit");
+    l->quota_max = num_of(o, "quota_max");
+    l->quota_renewal = num_of(o, "quota_renewal_rate");
+    l->quota_remaining = num_of(o, "quota_remaining");
+    l->quota_renews = num_of(o, "quota_renews");
+}
+
+/* access_rights[api].endpoints: [{path, methods: [{name, limit}]}]. */
+static int endpoints_read(acl_t *acl, const cJSON *eps, const tp_conf_t *conf, char *err,
+                          size_t errlen)
+{
+    if (eps == NULL || !cJSON_IsArray(eps) || cJSON_GetArraySize(eps) == 0)
+        return 0;
+    acl->eps = tp_calloc((size_t)cJSON_GetArraySize(eps), sizeof(*acl->eps));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, eps)
+    {
+        const cJSON *path = tp_json_get(e, "path"), *methods = tp_json_get(e, "methods");
+        if (path == NULL || !cJSON_IsString(path) || methods == NULL || !cJSON_IsArray(methods))
+            continue;
+        ep_rule_t *r = &acl->eps[acl->neps];
+        if (tp_path_pattern_compile(
+                &r->re, path->valuestring, conf->http_server_options.enable_path_prefix_matching,
+                conf->http_server_options.enable_path_suffix_matching, 0, err, errlen) < 0)
+            return -1;
+        r->path = path->valuestring;
+        r->methods = methods;
+        acl->neps++;
+    }
+    return 0;
 }
 
 /* APILimit.IsEmpty, negated: any limit field set. */
@@ -315,7 +353,7 @@ static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errl
     const cJSON *ia = tp_json_get(s->session, "is_inactive");
     s->inactive = ia != NULL && cJSON_IsTrue(ia);
     s->expires = num_of(s->session, "expires");
-    quota_read(s->session, &s->quota, "");
+    limit_read(s->session, &s->lim);
     const cJSON *ar = tp_json_get(s->session, "access_rights");
     s->master = ar == NULL || !cJSON_IsObject(ar) || ar->child == NULL;
     if (s->master)
@@ -329,11 +367,13 @@ static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errl
         acl->versions = tp_json_get(a, "versions");
         const cJSON *limit = tp_json_get(a, "limit");
         if (limit != NULL && cJSON_IsObject(limit) && limit_set(limit)) {
-            const cJSON *scope = tp_json_get(a, "allowance_scope");
             acl->has_limit = 1;
-            quota_read(limit, &acl->quota,
-                       scope != NULL && cJSON_IsString(scope) ? scope->valuestring : "");
+            limit_read(limit, &acl->lim);
         }
+        const cJSON *scope = tp_json_get(a, "allowance_scope");
+        acl->scope = scope != NULL && cJSON_IsString(scope) ? scope->valuestring : "";
+        if (endpoints_read(acl, tp_json_get(a, "endpoints"), conf, err, errlen) < 0)
+            return -1;
         const cJSON *urls = tp_json_get(a, "allowed_urls");
         if (urls == NULL || !cJSON_IsArray(urls))
             continue;
@@ -516,118 +556,54 @@ static int list_has(const cJSON *list, const char *s)
     return 0;
 }
 
-/* ---- quotas (RedisQuotaExceeded, TYK-COMPAT 6.4) ---------------------------------------- */
-
-/* One atomic step: count the request and make sure the window has its
- * expiry. A counter without one (left by an older writer) starts a new
- * window, as Tyk's reset would, and no two first requests can reset each
- * other. Returns {count, pttl}. */
-static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
-                                "local t = redis.call('PTTL', KEYS[1]) "
-                                "local r = tonumber(ARGV[1]) "
-                                "if r > 0 and t < 0 then "
-                                "if c > 1 then c = 1 redis.call('SET', KEYS[1], 1) end "
-                                "redis.call('PEXPIRE', KEYS[1], r) t = r end "
-                                "return {c, t}";
-
-static void save_request(tp_req_t *req, tp_reqpath_t *rp);
-
-static void quota_done(tp_lookup_t *l)
-{
-    tp_req_t *req = l->req;
-    int64_t count = l->qcount, pttl = l->qpttl, max = l->quota_max;
-    int errors = l->errors;
-    if (errors)
-        tp_log_warn("quota check failed: %s", l->err);
-    req->lookup = NULL;
-    free(l->rkeys[0]);
-    free(l);
-    if (errors && !req->conn->w->conf->tp.limits_fail_open) {
-        req->rl_set = 0;
-        tp_respond_error(req, 500, LIMITER_DOWN);
-        return;
-    }
-    if (errors) { /* fail open: as if the counter said nothing */
-        tp_auth_done(req, &req->saved_rp);
-        return;
-    }
-    if (count - 1 >= max) {
-        req->rl_set = 0; /* not on blocked responses */
-        tp_respond_error(req, 403, "Quota exceeded");
-        return;
-    }
-    req->rl_remaining = max - count > 0 ? max - count : 0;
-    req->rl_reset = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
-    tp_auth_done(req, &req->saved_rp);
-}
-
-static void on_quota(void *arg, const redisReply *rep, const char *err)
-{
-    cand_t *c = arg;
-    tp_lookup_t *l = c->l;
-    l->cmds[0] = NULL;
-    if (err != NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[1]->type != REDIS_REPLY_INTEGER) {
-        l->errors++;
-        snprintf(l->err, sizeof(l->err), "%s",
-                 err != NULL                      ? err
-                 : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                                  : "unexpected reply");
-    } else {
-        l->qcount = rep->element[0]->integer;
-        l->qpttl = rep->element[1]->integer;
-    }
-    if (--l->pending == 0 && !l->issuing)
-        quota_done(l);
-}
-
-/* The quota <q> applies to this request (unless off): count it in Redis
- * under quota-[scope-]<hash>, then proxy or answer 403 Quota exceeded. */
-static void quota_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const quota_t *q)
+/* RateLimitInfo: the first per-endpoint limit matching the method and
+ * the path without the listen path. */
+static const ep_rule_t *endpoint_limit(tp_req_t *req, tp_reqpath_t *rp, const acl_t *acl,
+                                       const cJSON **method_out)
 {
     tp_worker_t *w = req->conn->w;
-    req->rl_set = 1;
-    req->rl_limit = q->max;
-    req->rl_remaining = q->remaining;
-    req->rl_reset = q->renews;
-    if (q->max <= 0 || req->rules->disable_quota) {
-        tp_auth_done(req, rp);
-        return;
-    }
-    if (w->redis == NULL) {
-        if (w->conf->tp.limits_fail_open) {
-            tp_auth_done(req, rp);
-            return;
+    tp_rulepaths_t *ps = &w->rulepaths;
+    tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    for (size_t i = 0; i < acl->neps; i++) {
+        const ep_rule_t *r = &acl->eps[i];
+        const cJSON *m;
+        cJSON_ArrayForEach(m, r->methods)
+        {
+            const cJSON *name = tp_json_get(m, "name");
+            if (name == NULL || !cJSON_IsString(name) || strcasecmp(name->valuestring, method))
+                continue;
+            if (regexec(&r->re, ps->p[1], 0, NULL, 0) != 0)
+                break;
+            *method_out = m;
+            return r;
         }
-        req->rl_set = 0;
-        tp_respond_error(req, 500, LIMITER_DOWN);
-        return;
     }
-    if (rp != &req->saved_rp)
-        save_request(req, rp);
-    tp_lookup_t *l = tp_calloc(1, sizeof(*l));
-    l->req = req;
-    l->quota_max = q->max;
-    size_t n = strlen(q->scope) + strlen(s->rkey) + 16;
-    char *key = tp_malloc(n);
-    snprintf(key, n, "quota-%s%s%s", q->scope, q->scope[0] ? "-" : "", s->rkey + 7);
-    l->rkeys[0] = key;
-    l->cands[0] = (cand_t){l, 0};
-    l->n = 1;
-    req->lookup = l;
-    char renewal[32];
-    snprintf(renewal, sizeof(renewal), "%lld", (long long)(q->renewal > 0 ? q->renewal * 1000 : 0));
-    l->pending = 1;
-    l->issuing = 1;
-    l->cmds[0] = (tp_rcmd_t *)1; /* pending; on_quota clears it */
-    tp_rcmd_t *cmd =
-        tp_redis_cmd(w->redis, on_quota, &l->cands[0], "EVAL %s 1 %s %s", QUOTA_LUA, key, renewal);
-    if (l->cmds[0] != NULL)
-        l->cmds[0] = cmd;
-    l->issuing = 0;
-    if (l->pending == 0)
-        quota_done(l);
+    return NULL;
+}
+
+/* RateLimitAndQuotaCheck: which limit applies (6.1), then tp_limit.c. */
+static void limits_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const acl_t *acl)
+{
+    tp_keyctx_t k = {.lim = acl != NULL && acl->has_limit ? &acl->lim : &s->lim,
+                     .scope = acl != NULL ? acl->scope : "",
+                     .khash = s->rkey + 7}; /* after "apikey-" */
+    k.rate = k.lim->rate;
+    k.per = k.lim->per;
+    char suffix[TP_KEYHASH_HEX_MAX];
+    const cJSON *m = NULL;
+    const ep_rule_t *ep = acl != NULL && acl->neps > 0 ? endpoint_limit(req, rp, acl, &m) : NULL;
+    if (ep != NULL) {
+        const cJSON *limit = tp_json_get(m, "limit");
+        k.rate = limit != NULL ? dbl_of(limit, "rate") : 0;
+        k.per = limit != NULL ? dbl_of(limit, "per") : 0;
+        tp_buf_t b = {0};
+        tp_buf_printf(&b, "%s:%s", tp_json_get(m, "name")->valuestring, ep->path);
+        tp_keyhash_hex(NULL, b.data, b.len, suffix);
+        tp_buf_free(&b);
+        k.suffix = suffix;
+    }
+    tp_limit_key(req, rp, &k);
 }
 
 /* KeyExpired, AccessRightsCheck, GranularAccessMiddleware. */
@@ -681,13 +657,13 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
             }
         }
     }
-    quota_check(req, rp, s, acl != NULL && acl->has_limit ? &acl->quota : &s->quota);
+    limits_check(req, rp, s, acl);
 }
 
 /* ---- reading from Redis -------------------------------------------------------------- */
 
 /* The head and paths of a request that waits: out of the read buffer. */
-static void save_request(tp_req_t *req, tp_reqpath_t *rp)
+void tp_auth_save(tp_req_t *req, tp_reqpath_t *rp)
 {
     size_t end = (size_t)req->url_off + req->url_len;
     for (uint32_t i = 0; i < req->nhdrs; i++) {
@@ -879,7 +855,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
         }
     }
     tp_buf_free(&tok);
-    save_request(req, rp);
+    tp_auth_save(req, rp);
     req->lookup = l;
     l->pending = l->n;
     l->issuing = 1;

@@ -101,6 +101,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     TP_BUG_ON(req->up != NULL);
     tp_upstream_cancel_wait(req);
     tp_session_release(req);
+    tp_limit_release(req);
     tp_rest_keys_release(req);
     if (req->body != NULL) {
         tp_block_put(w, req->body);
@@ -353,6 +354,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     w->started_ms = uv_now(&w->loop);
     tp_worker_check_generation(w);
     tp_health_start(w);
+    tp_limit_init(w);
 
     adopt_listener(w, &w->listener, listen_fd, "gateway");
     w->listening = 1;

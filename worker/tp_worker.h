@@ -31,6 +31,7 @@
 #include "tp_api_rules.h"
 #include "tp_buf.h"
 #include "tp_conf.h"
+#include "tp_limit.h"
 #include "tp_list.h"
 #include "tp_redis.h"
 #include "tp_route.h"
@@ -178,7 +179,9 @@ struct tp_req_s {
     tp_lookup_t *lookup;         /* a session being read from Redis */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
-    int rl_set; /* X-RateLimit-* for the response (quotas, TYK-COMPAT 6.7) */
+    struct limop_s *limop; /* limits waiting for Redis (tp_limit.c) */
+    int rl_set;            /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
+    int rl_early;          /* ... from a rate limit: on error responses too */
     int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
@@ -258,6 +261,8 @@ struct tp_worker_s {
     size_t npolicies[TP_SHM_SLOTS];
     tp_rulepaths_t rulepaths;   /* scratch for rule matching */
     struct tp_scache_s *scache; /* the node's session cache (shared memory) */
+    struct tp_limits_s *limits; /* the node's rate-limit counters (shared memory) */
+    uv_timer_t announce_timer;  /* this node's announcements (tp_limit.c) */
     tp_sess_t **l1;             /* this worker's parsed sessions (tp_session.c) */
     uint32_t *l1_hash;          /* beside them, their keys' hashes */
     uint64_t l1_tick;
@@ -379,6 +384,9 @@ int tp_session_apply_policies(tp_worker_t *w, const tp_snapshot_t *snap, cJSON *
                               const char *api_org, char *err, size_t errlen);
 /* The request is going away: pending Redis reads are dropped. */
 void tp_session_release(tp_req_t *req);
+/* Copies the request's head and paths out of the read buffer, into
+ * req->saved and req->saved_rp, before it waits. */
+void tp_auth_save(tp_req_t *req, tp_reqpath_t *rp);
 /* Checks passed: on to the upstream. */
 void tp_auth_done(tp_req_t *req, tp_reqpath_t *rp);
 

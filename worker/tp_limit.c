@@ -1,0 +1,793 @@
+/*
+ * worker/tp_limit.c: see tp_limit.h.
+ *
+ * A request's limits are decided in stages: the key's rate, the key's
+ * quota, the API's rate. A stage decided here (the local tier, a limit
+ * that does not apply) costs no allocation; a stage that asks Redis moves
+ * the request's state to a heap op that the reply continues.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_err.h"
+#include "tp_limit.h"
+#include "tp_log.h"
+#include "tp_redis_script.h"
+#include "tp_shm_limit.h"
+#include "tp_time.h"
+#include "tp_worker.h"
+
+/* Tyk's text for a limiter storage error (500) */
+static const char LIMITER_DOWN[] = "there was a problem proxying the request";
+
+/* ---- scripts ------------------------------------------------------------------------- */
+
+/* Turnpike's exact limiter: GCRA on Redis's clock (so nodes need no
+ * synchronised clocks), and the key's quota in the same step.
+ * KEYS: [rate key] [quota key]. ARGV: emission interval us (0: no rate),
+ * window us, quota renewal ms (-1: no quota), quota max.
+ * A refused request changes nothing; a request refused by its quota does
+ * not use up the rate. The quota counter is made atomic as in QUOTA_LUA.
+ * Returns {admitted, remaining, reset us, quota count, quota pttl}. */
+static const char GCRA_LUA[] =
+    "if redis.replicate_commands then redis.replicate_commands() end "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) "
+    "local T = tonumber(ARGV[1]) local per = tonumber(ARGV[2]) "
+    "local k, left, reset, tat = 1, -1, 0, 0 "
+    "if T > 0 then "
+    " tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
+    " if tat < now then tat = now end "
+    " tat = tat + T "
+    " if tat - now > per then return {0, 0, tat - per - now, -1, -1} end "
+    " left = math.floor((per - (tat - now)) / T) reset = tat - now k = 2 "
+    "end "
+    "local qc, qt = -1, -1 "
+    "local r = tonumber(ARGV[3]) "
+    "if r >= 0 then "
+    " qc = redis.call('INCR', KEYS[k]) qt = redis.call('PTTL', KEYS[k]) "
+    " if r > 0 and qt < 0 then "
+    "  if qc > 1 then qc = 1 redis.call('SET', KEYS[k], 1) end "
+    "  redis.call('PEXPIRE', KEYS[k], r) qt = r "
+    " end "
+    " if qc - 1 >= tonumber(ARGV[4]) then return {1, left, reset, qc, qt} end "
+    "end "
+    "if T > 0 then "
+    " redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', "
+    "  string.format('%d', math.ceil(reset / 1000) + 1)) "
+    "end "
+    "return {1, left, reset, qc, qt}";
+
+/* A quota alone (RedisQuotaExceeded, made atomic): count the request and
+ * make sure the window has its expiry. A counter without one (left by an
+ * older writer) starts a new window, as Tyk's reset would, and no two
+ * first requests can reset each other. Returns {count, pttl}. */
+static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
+                                "local t = redis.call('PTTL', KEYS[1]) "
+                                "local r = tonumber(ARGV[1]) "
+                                "if r > 0 and t < 0 then "
+                                "if c > 1 then c = 1 redis.call('SET', KEYS[1], 1) end "
+                                "redis.call('PEXPIRE', KEYS[1], r) t = r end "
+                                "return {c, t}";
+
+/* Tyk's sliding log (TYK-COMPAT 6.2 item 3), the same commands on the same
+ * sorted set, so Tyk and Turnpike nodes share one limit. ARGV: now ns,
+ * window start ns, rate, per s. Returns {count before this request,
+ * remaining, the member that leaves the window next}. */
+static const char ROLLING_LUA[] =
+    "local key = KEYS[1] "
+    "redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2]) "
+    "local count = redis.call('ZCARD', key) "
+    "redis.call('ZADD', key, ARGV[1], ARGV[1]) "
+    "redis.call('EXPIRE', key, ARGV[4]) "
+    "local max = tonumber(ARGV[3]) "
+    "local left = max - count - 1 if left < 0 then left = 0 end "
+    "local next = ARGV[1] "
+    "if count >= max and max > 0 then "
+    " local o = redis.call('ZRANGE', key, -max, -max) if #o > 0 then next = o[1] end "
+    "end "
+    "return {count, left, next}";
+
+/* Tyk's fixed window: one counter per window, expiring with it. */
+static const char FIXED_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
+                                "if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+                                "return c";
+
+/* Node announcements: each node keeps its id in a sorted set scored by
+ * when it stops counting, on Redis's clock. Returns the live count. */
+static const char NODES_LUA[] =
+    "if redis.replicate_commands then redis.replicate_commands() end "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+    "return redis.call('ZCARD', KEYS[1])";
+
+static const char NODES_KEY[] = "turnpike-nodes";
+
+static tp_script_t gcra_script, quota_script, rolling_script, fixed_script, nodes_script;
+
+/* ---- tiers ------------------------------------------------------------------------- */
+
+enum { TIER_LOCAL, TIER_EXACT, TIER_ROLLING, TIER_SENTINEL, TIER_FIXED };
+
+enum { ST_KEY_RATE, ST_QUOTA, ST_API_RATE, ST_DONE };
+
+#define KEY_MAX 320
+
+/* A request whose limits wait for Redis (or for a throttle delay). */
+typedef struct limop_s {
+    tp_req_t *req;
+    tp_keylimit_t lim; /* copied: the session may go */
+    double rate, per;  /* the key's rate limit (endpoint limit applied) */
+    int stage;
+    int tier;     /* of the decision under way */
+    int pending;  /* replies still to come */
+    int errors;   /* replies that failed */
+    int blocked;  /* a reply said no */
+    int quota_in; /* the quota was decided with the rate */
+    int64_t throttles_left;
+    tp_eval_t *ev[1];
+    tp_rcmd_t *cmd;    /* the sentinel's TTL */
+    uv_timer_t *timer; /* throttling */
+    char err[200];
+    /* the decision under way */
+    const char *what; /* the key, for notes */
+    double drate, dper;
+    tp_limit_res_t res;
+    int64_t qcount, qpttl;
+    const tp_rlrule_t *api_rule;
+    char rkey[KEY_MAX]; /* the key's limiter key */
+    char qkey[KEY_MAX]; /* its quota key */
+    char skey[KEY_MAX]; /* the sentinel's .BLOCKED key */
+} limop_t;
+
+static int tier_of(const tp_worker_t *w, double rate, double per)
+{
+    const tp_conf_t *c = w->conf;
+    if (c->enable_fixed_window_rate_limiter)
+        return TIER_FIXED;
+    if (c->enable_sentinel_rate_limiter)
+        return TIER_SENTINEL;
+    if (c->enable_redis_rolling_limiter)
+        return TIER_ROLLING;
+    if (c->tp.rate_limiter[0] == 'e')
+        return TIER_EXACT;
+    uint32_t n = w->limits != NULL ? tp_limits_nodes(w->limits) : 1;
+    if (n > 1 && rate / per <= (double)n * c->drl_threshold)
+        return TIER_EXACT; /* a share this small would not be accurate */
+    return TIER_LOCAL;
+}
+
+/* Tyk's rate.Prefix: the parts joined by '-', each trimmed of '-', empty
+ * ones skipped. */
+static void key_join(char *out, size_t cap, const char *const *parts, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *p = parts[i];
+        if (p == NULL)
+            continue;
+        size_t pl = strlen(p);
+        while (pl > 0 && *p == '-')
+            p++, pl--;
+        while (pl > 0 && p[pl - 1] == '-')
+            pl--;
+        if (pl == 0)
+            continue;
+        int w = snprintf(out + len, cap - len, "%s%.*s", len > 0 ? "-" : "", (int)pl, p);
+        if (w < 0 || (size_t)w >= cap - len)
+            return;
+        len += (size_t)w;
+    }
+}
+
+static void count_stat(tp_req_t *req, int quota)
+{
+    uint32_t idx = req->route->api->stat_idx;
+    if (idx == UINT32_MAX)
+        return;
+    tp_shm_stat_t *st = &req->conn->w->stats[idx];
+    if (quota)
+        st->quota_exceeded++;
+    else
+        st->rate_limited++;
+}
+
+/* X-RateLimit-* from a rate decision (rate_limit_response_headers
+ * "rate_limits"): set before the decision is acted on, so 429s carry them;
+ * the key's limit wins over the API's. */
+static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, int api)
+{
+    const tp_conf_t *c = req->conn->w->conf;
+    if (c->rate_limit_response_headers[0] != 'r' || (api && req->rl_set))
+        return;
+    req->rl_set = 1;
+    req->rl_early = 1;
+    req->rl_limit = (int64_t)rate;
+    req->rl_remaining = res->remaining > 0 ? res->remaining : 0;
+    req->rl_reset = (tp_time_wall_us() + res->reset_us + 999999) / 1000000;
+}
+
+/* ---- the op ------------------------------------------------------------------------ */
+
+static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const tp_keyctx_t *k);
+
+static limop_t *op_get(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+{
+    limop_t *op = req->limop;
+    if (op != NULL)
+        return op;
+    if (rp != &req->saved_rp)
+        tp_auth_save(req, rp);
+    op = tp_malloc(sizeof(*op));
+    memcpy(op, local, sizeof(*op));
+    op->req = req;
+    req->limop = op;
+    return op;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void op_free(limop_t *op)
+{
+    if (op->ev[0] != NULL)
+        tp_redis_eval_cancel(op->ev[0]);
+    if (op->cmd != NULL)
+        tp_redis_cancel(op->cmd);
+    if (op->timer != NULL)
+        uv_close((uv_handle_t *)op->timer, timer_closed);
+    free(op);
+}
+
+void tp_limit_release(tp_req_t *req)
+{
+    if (req->limop != NULL)
+        op_free(req->limop);
+    req->limop = NULL;
+}
+
+/* The request is refused: 429 or 403, or a throttled retry. */
+static void refuse(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, int quota)
+{
+    if (!req->rl_early)
+        req->rl_set = 0; /* quota headers are not on blocked responses */
+    count_stat(req, quota);
+    if (quota) {
+        tp_limit_release(req);
+        tp_respond_error(req, 403, "Quota exceeded");
+        return;
+    }
+    int api = op->stage == ST_API_RATE;
+    tp_limit_release(req);
+    tp_respond_error(req, 429, api ? "API Rate Limit Exceeded" : "Rate Limit Exceeded");
+    (void)rp;
+}
+
+static void storage_failed(tp_req_t *req, limop_t *op)
+{
+    tp_log_warn("rate limit or quota check failed: %s", op->err);
+    if (!req->rl_early)
+        req->rl_set = 0;
+    tp_limit_release(req);
+    tp_respond_error(req, 500, LIMITER_DOWN);
+}
+
+static void on_throttle(uv_timer_t *t)
+{
+    limop_t *op = t->data;
+    uv_close((uv_handle_t *)t, timer_closed);
+    op->timer = NULL;
+    run(op->req, &op->req->saved_rp, op, NULL);
+}
+
+/* Throttling (6.6): a refused key waits throttle_interval and tries
+ * again, up to throttle_retry_limit times. Returns 1 when it waits. */
+static int throttle(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+{
+    limop_t *op = req->limop != NULL ? req->limop : local;
+    if (op->stage != ST_KEY_RATE || op->lim.throttle_retry_limit <= 0 ||
+        op->lim.throttle_interval <= 0)
+        return 0;
+    if (op->throttles_left == 0)
+        op->throttles_left = op->lim.throttle_retry_limit + 1;
+    if (--op->throttles_left <= 0)
+        return 0;
+    op = op_get(req, rp, local);
+    op->timer = tp_malloc(sizeof(*op->timer));
+    uv_timer_init(&req->conn->w->loop, op->timer);
+    op->timer->data = op;
+    uv_timer_start(op->timer, on_throttle, (uint64_t)(op->lim.throttle_interval * 1000), 0);
+    return 1;
+}
+
+/* ---- deciding one rate limit --------------------------------------------------------- */
+
+static void decided(limop_t *op);
+
+static void note(tp_worker_t *w, const char *key, int kind, int64_t limit, int64_t count,
+                 const tp_limit_res_t *res)
+{
+    if (w->limits != NULL)
+        tp_limits_note(w->limits, key, strlen(key), kind, limit, count, res->remaining,
+                       res->reset_us, tp_time_mono_ns());
+}
+
+static int reply_ints(const redisReply *rep, size_t n, const char *err, limop_t *op)
+{
+    if (err == NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= n) {
+        size_t i = 0;
+        while (i < n && rep->element[i]->type == REDIS_REPLY_INTEGER)
+            i++;
+        if (i == n)
+            return 1;
+    }
+    op->errors++;
+    snprintf(op->err, sizeof(op->err), "%s",
+             err != NULL                      ? err
+             : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                              : "unexpected reply");
+    return 0;
+}
+
+static void on_gcra(void *arg, const redisReply *rep, const char *err)
+{
+    limop_t *op = arg;
+    op->ev[0] = NULL;
+    op->pending--;
+    if (reply_ints(rep, 5, err, op)) {
+        op->blocked = rep->element[0]->integer == 0;
+        op->res.remaining = rep->element[1]->integer;
+        op->res.reset_us = rep->element[2]->integer;
+        op->qcount = rep->element[3]->integer;
+        op->qpttl = rep->element[4]->integer;
+        note(op->req->conn->w, op->what, TP_LIM_EXACT, (int64_t)op->drate, 0, &op->res);
+    }
+    decided(op);
+}
+
+static void on_rolling(void *arg, const redisReply *rep, const char *err)
+{
+    limop_t *op = arg;
+    op->ev[0] = NULL;
+    op->pending--;
+    if (err == NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        int64_t count = rep->element[0]->integer;
+        int sentinel = op->tier == TIER_SENTINEL;
+        int64_t sub = sentinel ? 2 : 1;
+        int over = (double)count > op->drate - (double)sub;
+        op->res.remaining =
+            rep->element[1]->type == REDIS_REPLY_INTEGER ? rep->element[1]->integer : 0;
+        const redisReply *nx = rep->element[2];
+        int64_t next_ns = nx->type == REDIS_REPLY_STRING ? strtoll(nx->str, NULL, 10) : 0;
+        int64_t reset_ns = next_ns + (int64_t)(op->dper * 1e9) - tp_time_wall_us() * 1000;
+        op->res.reset_us = reset_ns > 0 ? reset_ns / 1000 : 0;
+        if (!sentinel)
+            op->blocked = over;
+        else if (over) /* the next requests are refused by the sentinel key */
+            tp_redis_cmd(op->req->conn->w->redis, NULL, NULL, "SET %s 1 NX EX %lld", op->skey,
+                         (long long)ceil(op->dper));
+        note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &op->res);
+    } else {
+        reply_ints(rep, 99, err, op);
+    }
+    decided(op);
+}
+
+static void on_sentinel(void *arg, const redisReply *rep, const char *err)
+{
+    limop_t *op = arg;
+    op->cmd = NULL;
+    op->pending--;
+    if (err == NULL && rep->type == REDIS_REPLY_INTEGER) {
+        if (rep->integer > 0) {
+            op->blocked = 1;
+            op->res.remaining = 0;
+            op->res.reset_us = rep->integer * 1000000;
+        }
+    } else {
+        reply_ints(rep, 99, err, op);
+    }
+    decided(op);
+}
+
+static void on_fixed(void *arg, const redisReply *rep, const char *err)
+{
+    limop_t *op = arg;
+    op->ev[0] = NULL;
+    op->pending--;
+    if (err == NULL && rep->type == REDIS_REPLY_INTEGER) {
+        int64_t c = rep->integer;
+        op->blocked = (double)c > op->drate;
+        op->res.remaining = 0; /* Tyk reports none for the fixed window */
+        note(op->req->conn->w, op->what, TP_LIM_FIXED, (int64_t)op->drate, c, &op->res);
+    } else {
+        reply_ints(rep, 99, err, op);
+    }
+    decided(op);
+}
+
+static void on_quota(void *arg, const redisReply *rep, const char *err)
+{
+    limop_t *op = arg;
+    op->ev[0] = NULL;
+    op->pending--;
+    if (reply_ints(rep, 2, err, op)) {
+        op->qcount = rep->element[0]->integer;
+        op->qpttl = rep->element[1]->integer;
+    }
+    decided(op);
+}
+
+/* Asks Redis for one rate decision of tier <tier> on <key>; with <quota>,
+ * the key's quota is decided in the same script. */
+static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, const char *key,
+                     double rate, double per, int quota)
+{
+    tp_worker_t *w = req->conn->w;
+    limop_t *op = op_get(req, rp, local);
+    op->tier = tier;
+    op->what = key;
+    op->drate = rate;
+    op->dper = per;
+    op->blocked = 0;
+    op->errors = 0;
+    op->qcount = op->qpttl = -1;
+    memset(&op->res, 0, sizeof(op->res));
+    op->res.limit = (int64_t)rate;
+    char a[6][32];
+    const char *args[8];
+    int nkeys = 0, n = 0;
+    switch (tier) {
+    case TIER_EXACT: {
+        args[n++] = key;
+        nkeys = 1;
+        if (quota) {
+            args[n++] = op->qkey;
+            nkeys++;
+        }
+        snprintf(a[0], sizeof(a[0]), "%.0f", per * 1e6 / rate);
+        snprintf(a[1], sizeof(a[1]), "%.0f", per * 1e6);
+        snprintf(a[2], sizeof(a[2]), "%lld",
+                 quota ? (long long)(op->lim.quota_renewal > 0 ? op->lim.quota_renewal * 1000 : 0)
+                       : -1LL);
+        snprintf(a[3], sizeof(a[3]), "%lld", (long long)op->lim.quota_max);
+        for (int i = 0; i < 4; i++)
+            args[n++] = a[i];
+        op->quota_in = quota;
+        op->pending = 1;
+        op->ev[0] = tp_redis_eval(w->redis, &gcra_script, on_gcra, op, nkeys, n, args, NULL);
+        return;
+    }
+    case TIER_ROLLING:
+    case TIER_SENTINEL: {
+        int64_t now = tp_time_wall_us() * 1000;
+        snprintf(a[0], sizeof(a[0]), "%lld", (long long)now);
+        snprintf(a[1], sizeof(a[1]), "%lld", (long long)(now - (int64_t)(per * 1e9)));
+        snprintf(a[2], sizeof(a[2]), "%lld", (long long)rate);
+        snprintf(a[3], sizeof(a[3]), "%lld", (long long)per);
+        args[n++] = key;
+        for (int i = 0; i < 4; i++)
+            args[n++] = a[i];
+        op->pending = 1;
+        if (tier == TIER_SENTINEL) {
+            snprintf(op->skey, sizeof(op->skey), "%s.BLOCKED", key);
+            op->pending = 2;
+            op->cmd = tp_redis_cmd(w->redis, on_sentinel, op, "TTL %s", op->skey);
+        }
+        op->ev[0] = tp_redis_eval(w->redis, &rolling_script, on_rolling, op, 1, n, args, NULL);
+        return;
+    }
+    case TIER_FIXED: {
+        int64_t now = tp_time_wall_us() * 1000, per_ns = (int64_t)(per * 1e9);
+        if (per_ns <= 0)
+            per_ns = 1;
+        int64_t start = now - now % per_ns;
+        char fkey[KEY_MAX + 32];
+        snprintf(fkey, sizeof(fkey), "%s/%lld", key, (long long)start);
+        snprintf(a[0], sizeof(a[0]), "%lld", (long long)((start + per_ns - now) / 1000000 + 1));
+        args[n++] = fkey;
+        args[n++] = a[0];
+        op->res.reset_us = (start + per_ns - now) / 1000;
+        op->pending = 1;
+        op->ev[0] = tp_redis_eval(w->redis, &fixed_script, on_fixed, op, 1, n, args, NULL);
+        return;
+    }
+    }
+}
+
+static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+{
+    tp_worker_t *w = req->conn->w;
+    limop_t *op = op_get(req, rp, local);
+    op->errors = 0;
+    op->qcount = op->qpttl = -1;
+    char renewal[32];
+    snprintf(renewal, sizeof(renewal), "%lld",
+             (long long)(op->lim.quota_renewal > 0 ? op->lim.quota_renewal * 1000 : 0));
+    const char *args[2] = {op->qkey, renewal};
+    op->pending = 1;
+    op->ev[0] = tp_redis_eval(w->redis, &quota_script, on_quota, op, 1, 2, args, NULL);
+}
+
+/* ---- the stages ---------------------------------------------------------------------- */
+
+/* The quota's verdict, from a reply: 1 go on, 0 refused. */
+static int quota_verdict(tp_req_t *req, limop_t *op)
+{
+    int64_t max = op->lim.quota_max, count = op->qcount, pttl = op->qpttl;
+    tp_limit_res_t r = {max, max - count > 0 ? max - count : 0, pttl > 0 ? pttl * 1000 : 0};
+    note(req->conn->w, op->qkey, TP_LIM_QUOTA, max, count, &r);
+    if (count - 1 >= max)
+        return 0;
+    if (!req->rl_early) {
+        req->rl_remaining = r.remaining;
+        req->rl_reset = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
+    }
+    return 1;
+}
+
+/* A Redis decision came back. */
+static void decided(limop_t *op)
+{
+    if (op->pending > 0)
+        return;
+    tp_req_t *req = op->req;
+    tp_reqpath_t *rp = &req->saved_rp;
+    if (op->errors) {
+        if (!req->conn->w->conf->tp.limits_fail_open) {
+            storage_failed(req, op);
+            return;
+        }
+        tp_log_warn("rate limit or quota check failed (letting the request through): %s", op->err);
+        op->stage++;
+        run(req, rp, op, NULL);
+        return;
+    }
+    if (op->stage == ST_QUOTA) {
+        if (!quota_verdict(req, op)) {
+            refuse(req, rp, op, 1);
+            return;
+        }
+        op->stage = ST_API_RATE;
+        run(req, rp, op, NULL);
+        return;
+    }
+    rate_headers(req, op->drate, &op->res, op->stage == ST_API_RATE);
+    if (op->blocked) {
+        if (!throttle(req, rp, op))
+            refuse(req, rp, op, 0);
+        return;
+    }
+    if (op->stage == ST_KEY_RATE && op->quota_in) {
+        if (!quota_verdict(req, op)) {
+            refuse(req, rp, op, 1);
+            return;
+        }
+        op->stage = ST_API_RATE;
+    } else {
+        op->stage++;
+    }
+    run(req, rp, op, NULL);
+}
+
+/* One rate decision for the current stage. Returns 1 when it is on its
+ * way (Redis) or answered (refused), 0 when admitted here. */
+static int rate_stage(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const char *key, double rate,
+                      double per, int with_quota)
+{
+    tp_worker_t *w = req->conn->w;
+    int tier = tier_of(w, rate, per);
+    if (tier == TIER_LOCAL && w->limits != NULL) {
+        tp_limit_res_t res;
+        uint32_t n = tp_limits_nodes(w->limits);
+        double share = rate / (double)n;
+        int ok = tp_limits_take(w->limits, key, strlen(key), share, (int64_t)(per * 1e9),
+                                tp_time_mono_ns(), &res);
+        rate_headers(req, rate, &res, op->stage == ST_API_RATE);
+        if (ok)
+            return 0;
+        if (!throttle(req, rp, op))
+            refuse(req, rp, op, 0);
+        return 1;
+    }
+    if (w->redis == NULL) {
+        if (w->conf->tp.limits_fail_open)
+            return 0;
+        snprintf(op->err, sizeof(op->err), "no storage configured");
+        storage_failed(req, op);
+        return 1;
+    }
+    /* the quota joins the rate script when both keys can be in one script */
+    int quota = with_quota && tier == TIER_EXACT && !w->conf->storage.enable_cluster;
+    ask_rate(req, rp, op, tier, key, rate, per, quota);
+    return 1;
+}
+
+static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
+{
+    const tp_api_rules_t *r = req->rules;
+    if (!r->has_api_limits)
+        return NULL;
+    const tp_version_t *v = req->version;
+    if (v != NULL && v->nrl_rules > 0) {
+        tp_worker_t *w = req->conn->w;
+        tp_rulepaths_t *ps = &w->rulepaths;
+        tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+        const char *method = llhttp_method_name(req->method);
+        for (size_t i = 0; i < v->nrl_rules; i++)
+            if (tp_rlrule_match(&v->rl_rules[i], method, ps->p, 3))
+                return &v->rl_rules[i];
+    }
+    return r->global.rate > 0 ? &r->global : NULL;
+}
+
+static void finish(tp_req_t *req, tp_reqpath_t *rp)
+{
+    if (req->limop != NULL) {
+        limop_t *op = req->limop;
+        req->limop = NULL;
+        op_free(op);
+    }
+    tp_auth_done(req, rp);
+}
+
+/* Runs the stages from op->stage on. <k> is the key's context on the
+ * first call (NULL when continuing from a reply: op holds what is needed). */
+static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const tp_keyctx_t *k)
+{
+    (void)k;
+    for (;;) {
+        switch (op->stage) {
+        case ST_KEY_RATE: {
+            int with_quota = op->lim.quota_max > 0 && !req->rules->disable_quota;
+            if (op->rate > 0 && op->per > 0 && !req->rules->disable_rate_limit) {
+                if (rate_stage(req, rp, op, op->rkey, op->rate, op->per, with_quota))
+                    return;
+                op = req->limop != NULL ? req->limop : op;
+            }
+            op->stage = ST_QUOTA;
+            break;
+        }
+        case ST_QUOTA:
+            if (op->lim.quota_max > 0 && !req->rules->disable_quota) {
+                tp_worker_t *w = req->conn->w;
+                if (w->redis == NULL) {
+                    if (!w->conf->tp.limits_fail_open) {
+                        snprintf(op->err, sizeof(op->err), "no storage configured");
+                        storage_failed(req, op);
+                        return;
+                    }
+                } else {
+                    ask_quota(req, rp, op);
+                    return;
+                }
+            }
+            op->stage = ST_API_RATE;
+            break;
+        case ST_API_RATE: {
+            const tp_rlrule_t *r = api_rule(req, rp);
+            if (r != NULL) {
+                op->api_rule = r;
+                op->stage = ST_API_RATE;
+                if (rate_stage(req, rp, op, r->key, r->rate, r->per, 0))
+                    return;
+                op = req->limop != NULL ? req->limop : op;
+            }
+            op->stage = ST_DONE;
+            break;
+        }
+        default:
+            finish(req, rp);
+            return;
+        }
+    }
+}
+
+/* ---- entry points -------------------------------------------------------------------- */
+
+void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
+{
+    limop_t op;
+    op.req = req;
+    op.lim = *k->lim;
+    op.rate = k->rate;
+    op.per = k->per;
+    op.stage = ST_KEY_RATE;
+    op.tier = TIER_LOCAL;
+    op.pending = op.errors = op.blocked = op.quota_in = 0;
+    op.throttles_left = 0;
+    op.ev[0] = NULL;
+    op.cmd = NULL;
+    op.timer = NULL;
+    op.err[0] = '\0';
+    op.api_rule = NULL;
+    const tp_keylimit_t *q = k->lim;
+    req->rl_set = 1; /* quotas mode: the session's quota, counted or not */
+    req->rl_early = 0;
+    req->rl_limit = q->quota_max;
+    req->rl_remaining = q->quota_remaining;
+    req->rl_reset = q->quota_renews;
+    if (req->conn->w->conf->rate_limit_response_headers[0] == 'r')
+        req->rl_set = 0;
+    const char *parts[3] = {k->scope, k->khash, k->suffix};
+    char body[KEY_MAX];
+    key_join(body, sizeof(body), parts, 3);
+    snprintf(op.rkey, sizeof(op.rkey), "rate-limit-%s", body);
+    snprintf(op.qkey, sizeof(op.qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "", k->khash);
+    op.skey[0] = '\0';
+    run(req, rp, &op, k);
+}
+
+void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
+{
+    if (!req->rules->has_api_limits) {
+        tp_auth_done(req, rp);
+        return;
+    }
+    limop_t op;
+    memset(&op, 0, offsetof(limop_t, rkey));
+    op.req = req;
+    op.stage = ST_API_RATE;
+    op.rkey[0] = op.qkey[0] = op.skey[0] = '\0';
+    run(req, rp, &op, NULL);
+}
+
+/* ---- node announcements ---------------------------------------------------------------- */
+
+static void on_nodes(void *arg, const redisReply *rep, const char *err)
+{
+    tp_worker_t *w = arg;
+    if (err != NULL || rep->type != REDIS_REPLY_INTEGER) {
+        tp_log_debug("node announcement failed: %s", err != NULL                      ? err
+                                                     : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                                                                      : "reply");
+        return;
+    }
+    uint32_t n = rep->integer > 0 ? (uint32_t)rep->integer : 1;
+    if (n != tp_limits_nodes(w->limits))
+        tp_log_info("rate limits: %u live gateway node%s", n, n == 1 ? "" : "s");
+    tp_limits_set_nodes(w->limits, n);
+}
+
+static void announce(uv_timer_t *t)
+{
+    tp_worker_t *w = t->data;
+    if (w->redis == NULL || w->draining)
+        return;
+    int64_t f = w->conf->drl_notification_frequency;
+    char ttl[32];
+    /* Tyk's nodes expire 4 s after their last notice at the default 2 s */
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)(2 * f * 1000));
+    const char *args[3] = {NODES_KEY, tp_limits_node_id(w->limits), ttl};
+    tp_redis_eval(w->redis, &nodes_script, on_nodes, w, 1, 3, args, NULL);
+}
+
+void tp_limit_init(tp_worker_t *w)
+{
+    tp_script_init(&gcra_script, GCRA_LUA);
+    tp_script_init(&quota_script, QUOTA_LUA);
+    tp_script_init(&rolling_script, ROLLING_LUA);
+    tp_script_init(&fixed_script, FIXED_LUA);
+    tp_script_init(&nodes_script, NODES_LUA);
+    w->limits = w->shm->limits;
+    const tp_conf_t *c = w->conf;
+    if (w->limits == NULL || c->tp.rate_limiter[0] != 'l' || c->management_node ||
+        c->enable_fixed_window_rate_limiter || c->enable_sentinel_rate_limiter ||
+        c->enable_redis_rolling_limiter)
+        return;
+    uv_timer_init(&w->loop, &w->announce_timer);
+    w->announce_timer.data = w;
+    uint64_t every = (uint64_t)c->drl_notification_frequency * 1000;
+    uv_timer_start(&w->announce_timer, announce, 0, every);
+    uv_unref((uv_handle_t *)&w->announce_timer);
+}

@@ -1,0 +1,64 @@
+/*
+ * worker/tp_limit.h: rate limits and quotas (TYK-COMPAT 6): a key's own
+ * (RateLimitAndQuotaCheck) and the API's (RateLimitForAPI), decided after
+ * authentication and before the proxy.
+ *
+ * Tiers, first match as Tyk orders its switches:
+ *  - enable_fixed_window_rate_limiter: Tyk's fixed window in Redis;
+ *  - enable_sentinel_rate_limiter: Tyk's sliding log plus a .BLOCKED key;
+ *  - enable_redis_rolling_limiter: Tyk's sliding log (rate-limit-<hash>
+ *    sorted sets, shared with Tyk nodes; refused requests are logged too);
+ *  - turnpike.rate_limiter "exact": GCRA in Redis, one script per
+ *    decision, the key's quota counted in the same script;
+ *  - otherwise ("local", the default, Tyk's DRL role): GCRA in the node's
+ *    shared memory with this node's share (rate / live nodes); a limit too
+ *    small to share accurately (rate/per <= nodes * drl_threshold) is sent
+ *    to the exact Redis limiter instead.
+ * In Turnpike's own tiers a refused request costs nothing.
+ *
+ * Used by: tp_session.c (keys) and tp_auth.c (keyless APIs, ignored
+ * paths). One worker loop, no locking; shared counters live in
+ * shm/tp_shm_limit.c.
+ */
+#ifndef TP_LIMIT_H
+#define TP_LIMIT_H
+
+#include <stdint.h>
+
+typedef struct tp_req_s tp_req_t;
+typedef struct tp_reqpath_s tp_reqpath_t;
+typedef struct tp_worker_s tp_worker_t;
+
+/* A key's limits on one API, as its session states them after policies:
+ * the per-API limit when non-empty, else the session root (6.1). */
+typedef struct tp_keylimit_s {
+    double rate, per;
+    double throttle_interval;
+    int64_t throttle_retry_limit;
+    int64_t quota_max, quota_renewal, quota_remaining, quota_renews;
+} tp_keylimit_t;
+
+/* What the key's checks need beyond its limits. */
+typedef struct tp_keyctx_s {
+    const tp_keylimit_t *lim;
+    double rate, per;   /* lim's, or a matching per-endpoint limit's */
+    const char *scope;  /* allowance_scope, "" for none */
+    const char *khash;  /* the key's identity: its storage hash (or the key) */
+    const char *suffix; /* a per-endpoint limit's HashStr("<METHOD>:<path>"), or NULL */
+} tp_keyctx_t;
+
+/* Starts the node announcements (local tier) and loads the scripts. */
+void tp_limit_init(tp_worker_t *w);
+
+/* The key's rate limit and quota, then the API's limits; ends in
+ * tp_auth_done (possibly later) or an error response. <rp> is the
+ * request's path (saved by the caller if the request already waited). */
+void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k);
+
+/* Only the API's limits (keyless APIs, ignored paths). */
+void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp);
+
+/* The request is going away: pending decisions are dropped. */
+void tp_limit_release(tp_req_t *req);
+
+#endif
