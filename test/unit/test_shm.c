@@ -11,6 +11,7 @@
 #include "tp_json.h"
 #include "tp_notice.h"
 #include "tp_shm.h"
+#include "tp_shm_limit.h"
 #include "tp_shm_session.h"
 #include "tp_strmap.h"
 #include "tp_test.h"
@@ -219,6 +220,83 @@ TP_TEST(scache_put_get_refresh_evict)
     tp_buf_free(&json);
 }
 
+TP_TEST(limits_gcra_burst_then_steady)
+{
+    char err[256];
+    tp_limits_t *t = tp_limits_create(64, err, sizeof(err));
+    CHECK(t != NULL);
+    const char *k = "rate-limit-abc";
+    int64_t now = 1000000000000LL, sec = 1000000000LL;
+    tp_limit_res_t r;
+    /* 5 per second: a burst of 5, remaining counting down */
+    for (int i = 0; i < 5; i++) {
+        CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now, &r), 1);
+        CHECK_INT(r.remaining, 4 - i);
+    }
+    CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now, &r), 0);
+    CHECK_INT(r.remaining, 0);
+    CHECK_INT(r.reset_us, 200000); /* the next one in 1/5 s */
+    /* refused requests cost nothing: still one at +200 ms, not later */
+    for (int i = 0; i < 50; i++)
+        CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now + sec / 10, &r), 0);
+    CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now + sec / 5, &r), 1);
+    CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now + sec / 5, &r), 0);
+    /* idle for a window: the whole burst again */
+    for (int i = 0; i < 5; i++)
+        CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now + 3 * sec, &r), 1);
+    CHECK_INT(tp_limits_take(t, k, strlen(k), 5, sec, now + 3 * sec, &r), 0);
+    /* another key is counted apart */
+    CHECK_INT(tp_limits_take(t, "rate-limit-x", 12, 5, sec, now, &r), 1);
+    tp_buf_t out = {0};
+    CHECK_INT(tp_limits_show(t, "abc", now + 3 * sec, &out), 1);
+    CHECK_CONTAINS(tp_buf_cstr(&out), "rate-limit-abc local limit=5 remaining=0");
+    tp_buf_free(&out);
+    CHECK_INT(tp_limits_nodes(t), 1);
+    tp_limits_set_nodes(t, 3);
+    CHECK_INT(tp_limits_nodes(t), 3);
+}
+
+TP_TEST(limits_processes_share_exactly_and_the_table_recycles)
+{
+    char err[256];
+    tp_limits_t *t = tp_limits_create(64, err, sizeof(err));
+    CHECK(t != NULL);
+    const char *k = "rate-limit-shared";
+    int64_t now = 5000000000000LL, hour = 3600000000000LL;
+    pid_t pids[4];
+    for (int p = 0; p < 4; p++) {
+        pids[p] = fork();
+        if (pids[p] == 0) {
+            tp_limit_res_t r;
+            int got = 0;
+            for (int i = 0; i < 2000; i++)
+                got += tp_limits_take(t, k, strlen(k), 100, hour, now, &r);
+            _exit(got);
+        }
+    }
+    int total = 0;
+    for (int p = 0; p < 4; p++) {
+        int status;
+        CHECK(waitpid(pids[p], &status, 0) == pids[p] && WIFEXITED(status));
+        total += WEXITSTATUS(status);
+    }
+    CHECK_INT(total, 100); /* exactly the limit, however the processes interleave */
+    /* far more keys than entries: the table reuses idle entries, keys still work */
+    tp_limit_res_t r;
+    char key[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "rate-limit-k%d", i);
+        CHECK_INT(tp_limits_take(t, key, strlen(key), 1, hour, now + i, &r), 1);
+        CHECK_INT(tp_limits_take(t, key, strlen(key), 1, hour, now + i, &r), 0);
+    }
+    /* a Redis answer noted for operators */
+    tp_limits_note(t, "quota-zz", 8, TP_LIM_QUOTA, 10, 4, 6, 2000000, now);
+    tp_buf_t out = {0};
+    CHECK_INT(tp_limits_show(t, "zz", now, &out), 1);
+    CHECK_CONTAINS(tp_buf_cstr(&out), "quota-zz quota limit=10 remaining=6 reset=2.000 count=4");
+    tp_buf_free(&out);
+}
+
 TP_TEST(strmap_put_get_grow)
 {
     tp_strmap_t m = {0};
@@ -310,6 +388,8 @@ void test_shm_suite(void)
     TP_RUN(shm_long_request_pins_one_slot);
     TP_RUN(shm_too_small_keeps_the_old_generation);
     TP_RUN(scache_put_get_refresh_evict);
+    TP_RUN(limits_gcra_burst_then_steady);
+    TP_RUN(limits_processes_share_exactly_and_the_table_recycles);
     TP_RUN(strmap_put_get_grow);
     TP_RUN(json_print_indent_like_go);
     TP_RUN(notice_signature_and_format);
