@@ -31,6 +31,8 @@ static const char LIMITER_DOWN[] = "there was a problem proxying the request";
  * window us, quota renewal ms (-1: no quota), quota max.
  * A refused request changes nothing; a request refused by its quota does
  * not use up the rate. The quota counter is made atomic as in QUOTA_LUA.
+ * A key of another type (Tyk's sliding log, after a switch of limiter) is
+ * replaced rather than failing every request until it expires.
  * Returns {admitted, remaining, reset us, quota count, quota pttl}. */
 static const char GCRA_LUA[] =
     "if redis.replicate_commands then redis.replicate_commands() end "
@@ -39,7 +41,9 @@ static const char GCRA_LUA[] =
     "local T = tonumber(ARGV[1]) local per = tonumber(ARGV[2]) "
     "local k, left, reset, tat = 1, -1, 0, 0 "
     "if T > 0 then "
-    " tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
+    " local v = redis.pcall('GET', KEYS[1]) "
+    " if type(v) == 'table' then redis.call('DEL', KEYS[1]) v = false end "
+    " tat = tonumber(v or '0') or 0 "
     " if tat < now then tat = now end "
     " tat = tat + T "
     " if tat - now > per then return {0, 0, tat - per - now, -1, -1} end "
@@ -76,10 +80,12 @@ static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
 /* Tyk's sliding log (TYK-COMPAT 6.2 item 3), the same commands on the same
  * sorted set, so Tyk and Turnpike nodes share one limit. ARGV: now ns,
  * window start ns, rate, per s. Returns {count before this request,
- * remaining, the member that leaves the window next}. */
+ * remaining, the member that leaves the window next}. A key of another
+ * type (a GCRA counter, after a switch of limiter) is replaced. */
 static const char ROLLING_LUA[] =
     "local key = KEYS[1] "
-    "redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2]) "
+    "local z = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', ARGV[2]) "
+    "if type(z) == 'table' then redis.call('DEL', key) end "
     "local count = redis.call('ZCARD', key) "
     "redis.call('ZADD', key, ARGV[1], ARGV[1]) "
     "redis.call('EXPIRE', key, ARGV[4]) "
@@ -141,9 +147,11 @@ typedef struct limop_s {
     tp_limit_res_t res;
     int64_t qcount, qpttl;
     const tp_rlrule_t *api_rule;
-    char rkey[KEY_MAX]; /* the key's limiter key */
-    char qkey[KEY_MAX]; /* its quota key */
-    char skey[KEY_MAX]; /* the sentinel's .BLOCKED key */
+    char akey[KEY_MAX];  /* the key's session: apikey-<hash> */
+    char scope[KEY_MAX]; /* its allowance scope */
+    char rkey[KEY_MAX];  /* the key's limiter key */
+    char qkey[KEY_MAX];  /* its quota key */
+    char skey[KEY_MAX];  /* the sentinel's .BLOCKED key */
 } limop_t;
 
 static int tier_of(const tp_worker_t *w, double rate, double per)
@@ -527,11 +535,13 @@ static int quota_verdict(tp_req_t *req, limop_t *op)
     int64_t max = op->lim.quota_max, count = op->qcount, pttl = op->qpttl;
     tp_limit_res_t r = {max, max - count > 0 ? max - count : 0, pttl > 0 ? pttl * 1000 : 0};
     note(req->conn->w, op->qkey, TP_LIM_QUOTA, max, count, &r);
+    int64_t renews = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
+    tp_limit_wb_note(req->conn->w, op->akey, op->scope, op->qkey, max);
     if (count - 1 >= max)
         return 0;
     if (!req->rl_early) {
         req->rl_remaining = r.remaining;
-        req->rl_reset = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
+        req->rl_reset = renews;
     }
     return 1;
 }
@@ -724,6 +734,8 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
     key_join(body, sizeof(body), parts, 3);
     snprintf(op.rkey, sizeof(op.rkey), "rate-limit-%s", body);
     snprintf(op.qkey, sizeof(op.qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "", k->khash);
+    snprintf(op.akey, sizeof(op.akey), "apikey-%s", k->khash);
+    snprintf(op.scope, sizeof(op.scope), "%s", k->scope);
     op.skey[0] = '\0';
     run(req, rp, &op, k);
 }
@@ -735,10 +747,10 @@ void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
         return;
     }
     limop_t op;
-    memset(&op, 0, offsetof(limop_t, rkey));
+    memset(&op, 0, offsetof(limop_t, akey));
     op.req = req;
     op.stage = ST_API_RATE;
-    op.rkey[0] = op.qkey[0] = op.skey[0] = '\0';
+    op.akey[0] = op.scope[0] = op.rkey[0] = op.qkey[0] = op.skey[0] = '\0';
     run(req, rp, &op, NULL);
 }
 

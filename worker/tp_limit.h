@@ -61,4 +61,11 @@ void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp);
 /* The request is going away: pending decisions are dropped. */
 void tp_limit_release(tp_req_t *req);
 
+/* tp_limit_wb.c: the quota of session <rkey> ("apikey-<hash>") for
+ * allowance <scope>, counted under <qkey> up to <max>, was used: its
+ * remaining count and renewal time are written back into the session
+ * shortly. */
+void tp_limit_wb_note(tp_worker_t *w, const char *rkey, const char *scope, const char *qkey,
+                      int64_t max);
+
 #endif

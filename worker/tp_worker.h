@@ -263,8 +263,12 @@ struct tp_worker_s {
     struct tp_scache_s *scache; /* the node's session cache (shared memory) */
     struct tp_limits_s *limits; /* the node's rate-limit counters (shared memory) */
     uv_timer_t announce_timer;  /* this node's announcements (tp_limit.c) */
-    tp_sess_t **l1;             /* this worker's parsed sessions (tp_session.c) */
-    uint32_t *l1_hash;          /* beside them, their keys' hashes */
+    struct tp_wb_s *wb;         /* quota values to write back into sessions (tp_limit_wb.c) */
+    size_t wb_n;
+    tp_strmap_t wb_map;
+    uv_timer_t wb_timer;
+    tp_sess_t **l1;    /* this worker's parsed sessions (tp_session.c) */
+    uint32_t *l1_hash; /* beside them, their keys' hashes */
     uint64_t l1_tick;
     uv_timer_t refresh_timer; /* sessions to read again, gathered (tp_session.c) */
     tp_sess_t **refresh_q;

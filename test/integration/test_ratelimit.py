@@ -17,6 +17,7 @@ worker of one node and through several nodes sharing one Redis.
 
 Node counting uses each test's own Redis: the session Redis sees every
 gateway of the run announce itself."""
+import json
 import socket
 import threading
 import time
@@ -248,3 +249,31 @@ def test_concurrent_first_requests_exact_tier_quota(make_gateway, upstream, tmp_
     assert codes.count(200) == 25 and codes.count(403) == 39, codes
     qk = "quota-" + hash_key(key, True)
     assert int(c.redis().get(qk)) == 64 and 0 < c.redis().pttl(qk) <= 60_000
+
+
+def test_quota_remaining_is_written_back_into_the_session(make_gateway, upstream, tmp_path,
+                                                          make_redis):
+    # as Tyk's updateSessionQuota: the root for the session's quota, the
+    # per-API limit for a scoped one; both nodes write the counter's truth
+    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 2, tier="local")
+    key = c.key(quota_max=10, quota_renewal_rate=600)
+    for i in range(4):
+        assert use(c.nodes[i % 2], "/%s/x" % c.api, key).status == 200
+    red = c.redis()
+    sk = "apikey-" + hash_key(key, True)
+    ttl = red.ttl(sk)
+    t0 = int(time.time())
+
+    def written():
+        s = json.loads(red.get(sk))
+        return s["quota_remaining"] == 6 and t0 + 590 <= s["quota_renews"] <= t0 + 601
+    wait_for(written, 5, step=0.2, what="quota_remaining written back")
+    assert red.ttl(sk) in (ttl, ttl - 1, ttl - 2, ttl - 3, ttl - 4, ttl - 5)  # TTL kept
+    rights = access(c.api, limit={"rate": 0, "per": 0, "quota_max": 3,
+                                  "quota_renewal_rate": 600})
+    key2 = create_key(c.nodes[0], c.org, rights)["key"]
+    codes = [use(c.nodes[i % 2], "/%s/x" % c.api, key2).status for i in range(4)]
+    assert codes == [200, 200, 200, 403]
+    sk2 = "apikey-" + hash_key(key2, True)
+    wait_for(lambda: json.loads(red.get(sk2))["access_rights"][c.api]["limit"]
+             ["quota_remaining"] == 0, 5, step=0.2, what="scoped quota written back")
