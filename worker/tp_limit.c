@@ -224,7 +224,7 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
 
 /* ---- the op ------------------------------------------------------------------------ */
 
-static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const tp_keyctx_t *k);
+static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op);
 
 static limop_t *op_get(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
 {
@@ -294,7 +294,7 @@ static void on_throttle(uv_timer_t *t)
     limop_t *op = t->data;
     uv_close((uv_handle_t *)t, timer_closed);
     op->timer = NULL;
-    run(op->req, &op->req->saved_rp, op, NULL);
+    run(op->req, &op->req->saved_rp, op);
 }
 
 /* Throttling (6.6): a refused key waits throttle_interval and tries
@@ -560,7 +560,7 @@ static void decided(limop_t *op)
         }
         tp_log_warn("rate limit or quota check failed (letting the request through): %s", op->err);
         op->stage++;
-        run(req, rp, op, NULL);
+        run(req, rp, op);
         return;
     }
     if (op->stage == ST_QUOTA) {
@@ -569,7 +569,7 @@ static void decided(limop_t *op)
             return;
         }
         op->stage = ST_API_RATE;
-        run(req, rp, op, NULL);
+        run(req, rp, op);
         return;
     }
     rate_headers(req, op->drate, &op->res, op->stage == ST_API_RATE);
@@ -587,7 +587,7 @@ static void decided(limop_t *op)
     } else {
         op->stage++;
     }
-    run(req, rp, op, NULL);
+    run(req, rp, op);
 }
 
 /* One rate decision for the current stage. Returns 1 when it is on its
@@ -651,11 +651,10 @@ static void finish(tp_req_t *req, tp_reqpath_t *rp)
     tp_auth_done(req, rp);
 }
 
-/* Runs the stages from op->stage on. <k> is the key's context on the
- * first call (NULL when continuing from a reply: op holds what is needed). */
-static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const tp_keyctx_t *k)
+/* Runs the stages from op->stage on (op is on the caller's stack until a
+ * stage waits, then on the heap). */
+static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 {
-    (void)k;
     for (;;) {
         switch (op->stage) {
         case ST_KEY_RATE: {
@@ -707,9 +706,23 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const tp_keyctx_t 
 
 void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
 {
+    const tp_keylimit_t *q = k->lim;
+    req->rl_set = 1; /* quotas mode: the session's quota, counted or not */
+    req->rl_early = 0;
+    req->rl_limit = q->quota_max;
+    req->rl_remaining = q->quota_remaining;
+    req->rl_reset = q->quota_renews;
+    if (req->conn->w->conf->rate_limit_response_headers[0] == 'r')
+        req->rl_set = 0;
+    int rate_on = k->rate > 0 && k->per > 0 && !req->rules->disable_rate_limit;
+    int quota_on = q->quota_max > 0 && !req->rules->disable_quota;
+    if (!rate_on && !quota_on) {
+        tp_limit_api(req, rp);
+        return;
+    }
     limop_t op;
     op.req = req;
-    op.lim = *k->lim;
+    op.lim = *q;
     op.rate = k->rate;
     op.per = k->per;
     op.stage = ST_KEY_RATE;
@@ -721,23 +734,20 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
     op.timer = NULL;
     op.err[0] = '\0';
     op.api_rule = NULL;
-    const tp_keylimit_t *q = k->lim;
-    req->rl_set = 1; /* quotas mode: the session's quota, counted or not */
-    req->rl_early = 0;
-    req->rl_limit = q->quota_max;
-    req->rl_remaining = q->quota_remaining;
-    req->rl_reset = q->quota_renews;
-    if (req->conn->w->conf->rate_limit_response_headers[0] == 'r')
-        req->rl_set = 0;
-    const char *parts[3] = {k->scope, k->khash, k->suffix};
-    char body[KEY_MAX];
-    key_join(body, sizeof(body), parts, 3);
-    snprintf(op.rkey, sizeof(op.rkey), "rate-limit-%s", body);
-    snprintf(op.qkey, sizeof(op.qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "", k->khash);
-    snprintf(op.akey, sizeof(op.akey), "apikey-%s", k->khash);
-    snprintf(op.scope, sizeof(op.scope), "%s", k->scope);
-    op.skey[0] = '\0';
-    run(req, rp, &op, k);
+    op.rkey[0] = op.qkey[0] = op.akey[0] = op.scope[0] = op.skey[0] = '\0';
+    if (rate_on) {
+        const char *parts[3] = {k->scope, k->khash, k->suffix};
+        char body[KEY_MAX];
+        key_join(body, sizeof(body), parts, 3);
+        snprintf(op.rkey, sizeof(op.rkey), "rate-limit-%s", body);
+    }
+    if (quota_on) {
+        snprintf(op.qkey, sizeof(op.qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "",
+                 k->khash);
+        snprintf(op.akey, sizeof(op.akey), "apikey-%s", k->khash);
+        snprintf(op.scope, sizeof(op.scope), "%s", k->scope);
+    }
+    run(req, rp, &op);
 }
 
 void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
@@ -751,7 +761,7 @@ void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
     op.req = req;
     op.stage = ST_API_RATE;
     op.akey[0] = op.scope[0] = op.rkey[0] = op.qkey[0] = op.skey[0] = '\0';
-    run(req, rp, &op, NULL);
+    run(req, rp, &op);
 }
 
 /* ---- node announcements ---------------------------------------------------------------- */
