@@ -1,4 +1,5 @@
-# bench/lib.sh: helpers shared by bench/run.sh and bench/idle-memory.sh.
+# bench/lib.sh: helpers shared by bench/run.sh, bench/idle-memory.sh,
+# bench/auth.sh and bench/limits.sh.
 # Sourced, not run. Everything lives in $BENCH_TMP (a mktemp -d directory);
 # every process started with bench_spawn is stopped by bench_cleanup.
 
@@ -236,6 +237,34 @@ bench_check_survived() {
         [ "$now" = "${WORKER_PIDS[$t]}" ] ||
             die "$t workers changed during the runs (${WORKER_PIDS[$t]}-> $now): a worker crashed; logs in $BENCH_TMP"
     done
+}
+
+# bench_redis_cmdstats PORT: "command calls" per line, from INFO
+# commandstats of the Redis on PORT (subcommands keep their names, e.g.
+# config|get). Commands run inside Lua scripts are counted too, under their
+# own names, as Redis counts them.
+bench_redis_cmdstats() {
+    redis-cli -p "$1" info commandstats | tr -d '\r' |
+        awk -F'[:=,]' '/^cmdstat_/ { print substr($1, 9), $3 }'
+}
+
+# bench_admin SOCKET LINE: sends LINE to a Turnpike admin socket and prints
+# the answer (the server closes the connection after it).
+bench_admin() {
+    "$PYTHON" - "$1" "$2" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+EOF
 }
 
 # ---- configuration writers -------------------------------------------------

@@ -1,15 +1,26 @@
 #!/usr/bin/python3
 """bench/wrkstats.py: summarises raw `wrk --latency` outputs.
 
-    wrkstats.py DIR [A/B ...]
+    wrkstats.py DIR [A/B ...] [--json=FILE]
         reads DIR/<target>.<run>.txt (targets: nginx, turnpike, keyless,
-        auth, direct, alone) and prints the median table, then the ratios
-        A/B of the medians (default: turnpike/nginx)
+        auth, localrate, local, exact, local50, exact50, direct, alone) and
+        prints the median table, then the ratios A/B of the medians (default:
+        turnpike/nginx); --json writes the medians to FILE as well
 
 Each file is one wrk run. Per target it takes the median over the runs of
 requests/s, p50 and p99 (each median taken on its own), counts errors
 (socket errors, non-2xx/3xx responses) and prints the ratios.
+
+Optional lines a script appends to a run's file (bench/limits.sh):
+    # redis_rtt N       Redis commands sent by clients (not run by scripts)
+    # redis_scripts N   of them EVALSHA/EVAL
+    # redis_by_cmd a=N b=N ...   INFO commandstats deltas by command
+    # tp_stat requests=N 2xx=N 4xx=N 5xx=N rate_limited=N quota_exceeded=N
+                        Turnpike's `show stat` deltas for the API under test
+When tp_stat is there, the 429s Turnpike counted (rate_limited) are not
+errors: they are reported in their own table, with the share of requests.
 """
+import json
 import os
 import re
 import statistics
@@ -54,13 +65,30 @@ def parse(path):
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
+    non2xx = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
-        errors += int(m.group(1))
-    r["errors"] = errors
+        non2xx = int(m.group(1))
+    r["ok_rps"] = r["rps"] * (1 - non2xx / max(r["requests"], 1))
+    m = re.search(r"^# tp_stat (.*)$", out, re.M)
+    if m:
+        tp = {k: int(v) for k, v in (x.split("=") for x in m.group(1).split())}
+        r["tp"] = tp
+        r["share429"] = tp["rate_limited"] / max(tp["requests"], 1)
+        # wrk stops counting with responses still in flight: Turnpike may
+        # have counted a few 429s more than wrk saw
+        non2xx = max(0, non2xx - tp["rate_limited"])
+    r["errors"] = errors + non2xx
     m = re.search(r"^# redis_cmds (\d+)", out, re.M)
     if m:
         r["redis_req"] = int(m.group(1)) / max(r["requests"], 1)
+    for k in ("rtt", "scripts"):
+        m = re.search(r"^# redis_%s (\d+)" % k, out, re.M)
+        if m:
+            r[k + "_req"] = int(m.group(1)) / max(r["requests"], 1)
+    m = re.search(r"^# redis_by_cmd(.*)$", out, re.M)
+    if m:
+        r["by_cmd"] = {k: int(v) for k, v in (x.split("=") for x in m.group(1).split())}
     return r
 
 
@@ -70,7 +98,14 @@ def fmt_ms(ms):
 
 def main():
     d = sys.argv[1]
-    ratios = [a.split("/") for a in sys.argv[2:]] or [["turnpike", "nginx"]]
+    json_out = None
+    args = []
+    for a in sys.argv[2:]:
+        if a.startswith("--json="):
+            json_out = a[len("--json="):]
+        else:
+            args.append(a)
+    ratios = [a.split("/") for a in args] or [["turnpike", "nginx"]]
     runs = {}
     for name in sorted(os.listdir(d)):
         m = re.fullmatch(r"(\w+)\.(\d+)\.txt", name)
@@ -82,11 +117,19 @@ def main():
     for t, rs in runs.items():
         rs.sort()
         vals = [r for _, r in rs]
-        keys = ["rps", "p50", "p99"] + [k for k in ("cpu", "cpu_req", "proxy_cpus_busy_pct", "load_cpus_busy_pct",
-                                                    "redis_req")
-                                     if all(k in v for v in vals)]
+        keys = ["rps", "p50", "p99", "ok_rps"] + [
+            k for k in ("cpu", "cpu_req", "proxy_cpus_busy_pct", "load_cpus_busy_pct", "redis_req",
+                        "rtt_req", "scripts_req", "share429")
+            if all(k in v for v in vals)]
         med[t] = {k: statistics.median(v[k] for v in vals) for k in keys}
         med[t]["errors"] = sum(v["errors"] for v in vals)
+        if all("tp" in v for v in vals):
+            med[t]["tp"] = {k: sum(v["tp"][k] for v in vals) for k in vals[0]["tp"]}
+        if all("by_cmd" in v for v in vals):
+            reqs = sum(v["requests"] for v in vals)
+            names = sorted({k for v in vals for k in v["by_cmd"]})
+            med[t]["by_cmd_req"] = {k: sum(v["by_cmd"].get(k, 0) for v in vals) / max(reqs, 1)
+                                    for k in names}
         med[t]["n"] = len(vals)
         med[t]["all_rps"] = [v["rps"] for v in vals]
 
@@ -94,6 +137,8 @@ def main():
         "target", "rps(median)", "p50", "p99", "srv cpu", "cpu/req", "cpuP", "cpuL",
         "errors", "runs", "rps per run"))
     labels = {"nginx": "nginx", "turnpike": "turnpike", "keyless": "keyless", "auth": "auth",
+              "localrate": "local-rate", "local": "local", "exact": "exact",
+              "local50": "local-50%", "exact50": "exact-50%",
               "direct": "upstream*", "alone": "upstream**"}
     for t in labels:
         if t not in med:
@@ -115,10 +160,38 @@ def main():
         if "cpu_req" in x and "cpu_req" in y:
             line += ", cpu/req %.2fx" % (x["cpu_req"] / y["cpu_req"])
         print(line + ")")
-    for t in labels:
-        if t in med and "redis_req" in med[t]:
-            print("redis commands per request (%s, INFO commandstats, median of runs): %.4f"
-                  % (t, med[t]["redis_req"]))
+    if any("rtt_req" in s or "tp" in s for s in med.values()):
+        print("%-11s %9s %9s %9s %9s %9s %9s %9s" % (
+            "target", "redis/req", "rtt/req", "evalsha", "2xx/s", "429s", "429 share", "others"))
+        for t in labels:
+            if t not in med:
+                continue
+            s = med[t]
+            tp = s.get("tp")
+            print("%-11s %9s %9s %9s %9.0f %9s %9s %9s" % (
+                labels[t],
+                "%.4f" % s["redis_req"] if "redis_req" in s else "-",
+                "%.4f" % s["rtt_req"] if "rtt_req" in s else "-",
+                "%.4f" % s["scripts_req"] if "scripts_req" in s else "-",
+                s["ok_rps"],
+                "%d" % tp["rate_limited"] if tp else "-",
+                "%.1f%%" % (100 * s["share429"]) if "share429" in s else "-",
+                "%d" % (tp["requests"] - tp["2xx"] - tp["rate_limited"]) if tp else "-"))
+        print("redis/req: every command in INFO commandstats but INFO, per request, including"
+              " those run inside\n  Lua scripts; rtt/req: the commands clients sent (round"
+              " trips), evalsha: of them EVALSHA/EVAL;\n  2xx/s: median of the 2xx responses per"
+              " second; 429s, others (non-2xx, non-429): Turnpike's\n  `show stat`, summed over"
+              " the runs; 429 share: median per run")
+        for t in labels:
+            if t in med and med[t].get("by_cmd_req"):
+                print("redis commands per request by name (%s): %s" % (labels[t], " ".join(
+                    "%s %.4f" % (k, v) for k, v in med[t]["by_cmd_req"].items() if v >= 0.00005)
+                    or "none"))
+    else:
+        for t in labels:
+            if t in med and "redis_req" in med[t]:
+                print("redis commands per request (%s, INFO commandstats, median of runs): %.4f"
+                      % (t, med[t]["redis_req"]))
     proxies = [med[t]["rps"] for t in ("nginx", "turnpike", "keyless", "auth") if t in med]
     best = max(proxies) if proxies else 0
     print("srv cpu: on-CPU time of the server's own processes (schedstat; excludes most"
@@ -138,6 +211,9 @@ def main():
         print(line)
     if any(s["errors"] for s in med.values()):
         print("WARNING: some runs had socket errors or non-2xx responses; see the raw outputs")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(med, f, indent=1, sort_keys=True)
 
 
 if __name__ == "__main__":
