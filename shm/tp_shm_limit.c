@@ -87,6 +87,22 @@ static lent_t *entry_init(lent_t *e, const char *key, size_t klen, int kind, int
     return e;
 }
 
+/* An entry that holds no state (a note of a Redis answer, or a local
+ * counter whose window has passed) goes before one that does; then the
+ * one idle longest. */
+static int stateless(lent_t *e, int64_t now)
+{
+    return atomic_load(&e->kind) != TP_LIM_LOCAL || atomic_load(&e->tat) <= now;
+}
+
+static int victim_before(lent_t *a, lent_t *b, int64_t now)
+{
+    int sa = stateless(a, now), sb = stateless(b, now);
+    if (sa != sb)
+        return sa;
+    return atomic_load(&a->used) < atomic_load(&b->used);
+}
+
 /* The entry of <key>, claimed if it has none (the idlest neighbour is
  * reused when all are taken). */
 static lent_t *entry_for(tp_limits_t *t, const char *key, size_t klen, int kind, int64_t now)
@@ -106,7 +122,7 @@ static lent_t *entry_for(tp_limits_t *t, const char *key, size_t klen, int kind,
             return entry_init(e, key, klen, kind, now);
         if (cur == h) /* another worker claimed it meanwhile */
             return e;
-        if (idlest == NULL || atomic_load(&e->used) < atomic_load(&idlest->used))
+        if (idlest == NULL || victim_before(e, idlest, now))
             idlest = e;
     }
     uint64_t cur = atomic_load(&idlest->h);

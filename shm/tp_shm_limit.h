@@ -21,9 +21,10 @@
  * hash and decided by a compare-and-swap of its TAT, so a worker that dies
  * at any point leaves no lock behind, and concurrent workers admit exactly
  * what one would. The table is fixed (turnpike.limit_counters entries):
- * a key lives in one of a few neighbouring slots; when all are taken, the
- * one idle longest is reused (an entry whose TAT has passed holds no state
- * at all, so reusing it loses nothing).
+ * a key lives in one of a few neighbouring slots; when all are taken, an
+ * entry without state is reused first (a note of a Redis answer, or a
+ * counter whose TAT has passed: reusing it loses nothing), else the one
+ * idle longest.
  */
 #ifndef TP_SHM_LIMIT_H
 #define TP_SHM_LIMIT_H
