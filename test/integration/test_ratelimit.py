@@ -18,30 +18,15 @@ worker of one node and through several nodes sharing one Redis.
 Node counting uses each test's own Redis: the session Redis sees every
 gateway of the run announce itself."""
 import json
-import socket
 import threading
 import time
 
 from conftest import wait_for
 from test_keys import access, assert_error, create_key, new_org, token_api, uid, use
+from test_control import admin as admin_cmd
 from test_quota import CONF
 from tykkeys import hash_hex, hash_key
 import redis as redislib
-
-
-def sock_cmd(path, line, timeout=10.0):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(path))
-    s.sendall(line.encode() + b"\n")
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
-    return out.decode()
 
 
 class Cluster:
@@ -69,7 +54,7 @@ class Cluster:
     def wait_nodes(self, n, timeout=10):
         """Every node's workers count <n> live nodes."""
         def seen():
-            return all(("# nodes %d," % n) in sock_cmd(s, "show limits all") for s in self.socks)
+            return all(("# nodes %d," % n) in admin_cmd(s, "show limits all") for s in self.socks)
         wait_for(seen, timeout, step=0.1, what="%d nodes counted" % n)
         time.sleep(1.2)  # one more announcement: every worker has read it
 
@@ -127,7 +112,7 @@ def test_local_tier_one_node_is_exact_across_workers(make_gateway, upstream, tmp
                 for k in ("cmdstat_evalsha", "cmdstat_eval"))
     assert evals < 20, (before, after)
     assert red.get("rate-limit-" + hash_key(key, True)) is None
-    out = sock_cmd(c.socks[0], "show limits " + hash_key(key, True))
+    out = admin_cmd(c.socks[0], "show limits " + hash_key(key, True))
     assert "rate-limit-%s local limit=20 remaining=0" % hash_key(key, True) in out, out
 
 
