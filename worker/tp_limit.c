@@ -119,6 +119,9 @@ enum { ST_KEY_RATE, ST_QUOTA, ST_API_RATE, ST_DONE };
 
 #define KEY_MAX 320
 
+/* seconds from Go's zero time (0001-01-01 UTC) to the Unix epoch */
+#define GO_ZERO_TO_UNIX_S 62135596800LL
+
 /* A request whose limits wait for Redis (or for a throttle delay). */
 typedef struct limop_s {
     tp_req_t *req;
@@ -491,7 +494,12 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
         int64_t now = tp_time_wall_us() * 1000, per_ns = (int64_t)(per * 1e9);
         if (per_ns <= 0)
             per_ns = 1;
-        int64_t start = now - now % per_ns;
+        /* Go's time.Truncate, as Tyk's window: multiples of per since Go's
+         * zero time (0001-01-01 UTC), not since the Unix epoch (the same
+         * only when per divides GO_ZERO_TO_UNIX_S, e.g. not for a week) */
+        int64_t start =
+            now - (int64_t)(((unsigned __int128)GO_ZERO_TO_UNIX_S * 1000000000u + (uint64_t)now) %
+                            (uint64_t)per_ns);
         char fkey[KEY_MAX + 32];
         snprintf(fkey, sizeof(fkey), "%s/%lld", key, (long long)start);
         snprintf(a[0], sizeof(a[0]), "%lld", (long long)((start + per_ns - now) / 1000000 + 1));
