@@ -214,7 +214,7 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
     req->rl_early = 1;
     req->rl_limit = (int64_t)rate;
     req->rl_remaining = res->remaining > 0 ? res->remaining : 0;
-    req->rl_reset = (tp_time_wall_us() + res->reset_us + 999999) / 1000000;
+    req->rl_reset = (tp_time_wall_us() + res->reset_us) / 1000000; /* Tyk's Unix(): down */
 }
 
 /* ---- the op ------------------------------------------------------------------------ */
@@ -368,18 +368,22 @@ static void on_rolling(void *arg, const redisReply *rep, const char *err)
         int sentinel = op->tier == TIER_SENTINEL;
         int64_t sub = sentinel ? 2 : 1;
         int over = (double)count > op->drate - (double)sub;
-        op->res.remaining =
-            rep->element[1]->type == REDIS_REPLY_INTEGER ? rep->element[1]->integer : 0;
+        tp_limit_res_t lr = {.limit = (int64_t)op->drate};
+        lr.remaining = rep->element[1]->type == REDIS_REPLY_INTEGER ? rep->element[1]->integer : 0;
         const redisReply *nx = rep->element[2];
         int64_t next_ns = nx->type == REDIS_REPLY_STRING ? strtoll(nx->str, NULL, 10) : 0;
         int64_t reset_ns = next_ns + (int64_t)(op->dper * 1e9) - tp_time_wall_us() * 1000;
-        op->res.reset_us = reset_ns > 0 ? reset_ns / 1000 : 0;
-        if (!sentinel)
+        lr.reset_us = reset_ns > 0 ? reset_ns / 1000 : 0;
+        if (!sentinel) {
             op->blocked = over;
-        else if (over) /* the next requests are refused by the sentinel key */
+            op->res = lr;
+            if (lr.remaining > 0) /* Tyk's sliding log: no wait while requests remain */
+                op->res.reset_us = 0;
+        } else if (over) { /* the next requests are refused by the sentinel key */
             tp_redis_cmd(op->req->conn->w->redis, NULL, NULL, "SET %s 1 NX EX %lld", op->skey,
                          (long long)ceil(op->dper));
-        note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &op->res);
+        } /* the sentinel reports what its key says (on_sentinel), not the log */
+        note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &lr);
     } else {
         reply_ints(rep, 99, err, op);
     }
@@ -413,6 +417,8 @@ static void on_fixed(void *arg, const redisReply *rep, const char *err)
         op->blocked = (double)c > op->drate;
         op->res.remaining = 0; /* Tyk reports none for the fixed window */
         note(op->req->conn->w, op->what, TP_LIM_FIXED, (int64_t)op->drate, c, &op->res);
+        if (!op->blocked) /* and no wait until the window is full */
+            op->res.reset_us = 0;
     } else {
         reply_ints(rep, 99, err, op);
     }
