@@ -144,9 +144,9 @@ typedef struct limop_s {
     tp_limit_res_t res;
     int64_t qcount, qpttl;
     const tp_rlrule_t *api_rule;
-    char rkey[KEY_MAX]; /* the key's limiter key */
-    char qkey[KEY_MAX]; /* its quota key */
-    char skey[KEY_MAX]; /* the sentinel's .BLOCKED key */
+    char rkey[KEY_MAX];     /* the key's limiter key */
+    char qkey[KEY_MAX];     /* its quota key */
+    char skey[KEY_MAX + 8]; /* the sentinel's .BLOCKED key */
 } limop_t;
 
 static int tier_of(const tp_worker_t *w, double rate, double per)
@@ -444,6 +444,8 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
 {
     tp_worker_t *w = req->conn->w;
     limop_t *op = op_get(req, rp, local);
+    if (key == local->rkey) /* <local> may be the caller's stack copy: name the op's own */
+        key = op->rkey;
     op->tier = tier;
     op->what = key;
     op->drate = rate;
