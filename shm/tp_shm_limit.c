@@ -143,6 +143,8 @@ int tp_limits_take(tp_limits_t *t, const char *key, size_t klen, double rate, in
     if (atomic_load_explicit(&e->limit, memory_order_relaxed) != res->limit)
         atomic_store_explicit(&e->limit, res->limit, memory_order_relaxed);
     atomic_store_explicit(&e->used, now, memory_order_relaxed);
+    if (atomic_load_explicit(&e->kind, memory_order_relaxed) != TP_LIM_LOCAL)
+        atomic_store_explicit(&e->kind, TP_LIM_LOCAL, memory_order_relaxed);
     int64_t tat = atomic_load_explicit(&e->tat, memory_order_acquire);
     for (;;) {
         int64_t base = tat > now ? tat : now;
@@ -208,6 +210,22 @@ static const char *kind_name(int kind)
     }
 }
 
+/* <needle> in an entry's <name>; a name cut to fit (murmur128 or sha256
+ * hashes with an allowance scope) may hold only its first part, at the
+ * end: that matches from 8 characters on (a whole murmur32 hash). */
+static int name_has(const char *name, size_t cap, const char *needle)
+{
+    if (strstr(name, needle) != NULL)
+        return 1;
+    size_t n = strlen(name), nl = strlen(needle);
+    if (n < cap - 1)
+        return 0;
+    for (size_t tail = 8; tail < nl && tail <= n; tail++)
+        if (strncmp(name + n - tail, needle, tail) == 0)
+            return 1;
+    return 0;
+}
+
 size_t tp_limits_show(tp_limits_t *t, const char *needle, int64_t now, tp_buf_t *out)
 {
     size_t found = 0;
@@ -218,7 +236,7 @@ size_t tp_limits_show(tp_limits_t *t, const char *needle, int64_t now, tp_buf_t 
         char name[sizeof(e->name)];
         memcpy(name, e->name, sizeof(name));
         name[sizeof(name) - 1] = '\0';
-        if (needle[0] != '\0' && strstr(name, needle) == NULL)
+        if (needle[0] != '\0' && !name_has(name, sizeof(name), needle))
             continue;
         int kind = atomic_load(&e->kind);
         int64_t limit = atomic_load(&e->limit), left, reset;

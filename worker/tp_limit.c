@@ -31,8 +31,9 @@ static const char LIMITER_DOWN[] = "there was a problem proxying the request";
  * window us, quota renewal ms (-1: no quota), quota max.
  * A refused request changes nothing; a request refused by its quota does
  * not use up the rate. The quota counter is made atomic as in QUOTA_LUA.
- * A key of another type (Tyk's sliding log, after a switch of limiter) is
- * replaced rather than failing every request until it expires.
+ * The state is one string, <limiter key>.gcra: not Tyk's name, whose
+ * sorted set a Tyk node may be using as its sliding log for the same key
+ * (its DRL falls back to that for low rates on several nodes).
  * Returns {admitted, remaining, reset us, quota count, quota pttl}. */
 static const char GCRA_LUA[] =
     "if redis.replicate_commands then redis.replicate_commands() end "
@@ -41,9 +42,7 @@ static const char GCRA_LUA[] =
     "local T = tonumber(ARGV[1]) local per = tonumber(ARGV[2]) "
     "local k, left, reset, tat = 1, -1, 0, 0 "
     "if T > 0 then "
-    " local v = redis.pcall('GET', KEYS[1]) "
-    " if type(v) == 'table' then redis.call('DEL', KEYS[1]) v = false end "
-    " tat = tonumber(v or '0') or 0 "
+    " tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
     " if tat < now then tat = now end "
     " tat = tat + T "
     " if tat - now > per then return {0, 0, tat - per - now, -1, -1} end "
@@ -80,12 +79,10 @@ static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
 /* Tyk's sliding log (TYK-COMPAT 6.2 item 3), the same commands on the same
  * sorted set, so Tyk and Turnpike nodes share one limit. ARGV: now ns,
  * window start ns, rate, per s. Returns {count before this request,
- * remaining, the member that leaves the window next}. A key of another
- * type (a GCRA counter, after a switch of limiter) is replaced. */
+ * remaining, the member that leaves the window next}. */
 static const char ROLLING_LUA[] =
     "local key = KEYS[1] "
-    "local z = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', ARGV[2]) "
-    "if type(z) == 'table' then redis.call('DEL', key) end "
+    "redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2]) "
     "local count = redis.call('ZCARD', key) "
     "redis.call('ZADD', key, ARGV[1], ARGV[1]) "
     "redis.call('EXPIRE', key, ARGV[4]) "
@@ -125,6 +122,9 @@ enum { ST_KEY_RATE, ST_QUOTA, ST_API_RATE, ST_DONE };
 
 #define KEY_MAX 320
 
+/* seconds from Go's zero time (0001-01-01 UTC) to the Unix epoch */
+#define GO_ZERO_TO_UNIX_S 62135596800LL
+
 /* A request whose limits wait for Redis (or for a throttle delay). */
 typedef struct limop_s {
     tp_req_t *req;
@@ -147,11 +147,11 @@ typedef struct limop_s {
     tp_limit_res_t res;
     int64_t qcount, qpttl;
     const tp_rlrule_t *api_rule;
-    char akey[KEY_MAX];  /* the key's session: apikey-<hash> */
-    char scope[KEY_MAX]; /* its allowance scope */
-    char rkey[KEY_MAX];  /* the key's limiter key */
-    char qkey[KEY_MAX];  /* its quota key */
-    char skey[KEY_MAX];  /* the sentinel's .BLOCKED key */
+    char akey[KEY_MAX];     /* the key's session: apikey-<hash> */
+    char scope[KEY_MAX];    /* its allowance scope */
+    char rkey[KEY_MAX];     /* the key's limiter key */
+    char qkey[KEY_MAX];     /* its quota key */
+    char skey[KEY_MAX + 8]; /* the sentinel's .BLOCKED key */
 } limop_t;
 
 static int tier_of(const tp_worker_t *w, double rate, double per)
@@ -219,7 +219,7 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
     req->rl_early = 1;
     req->rl_limit = (int64_t)rate;
     req->rl_remaining = res->remaining > 0 ? res->remaining : 0;
-    req->rl_reset = (tp_time_wall_us() + res->reset_us + 999999) / 1000000;
+    req->rl_reset = (tp_time_wall_us() + res->reset_us) / 1000000; /* Tyk's Unix(): down */
 }
 
 /* ---- the op ------------------------------------------------------------------------ */
@@ -373,18 +373,22 @@ static void on_rolling(void *arg, const redisReply *rep, const char *err)
         int sentinel = op->tier == TIER_SENTINEL;
         int64_t sub = sentinel ? 2 : 1;
         int over = (double)count > op->drate - (double)sub;
-        op->res.remaining =
-            rep->element[1]->type == REDIS_REPLY_INTEGER ? rep->element[1]->integer : 0;
+        tp_limit_res_t lr = {.limit = (int64_t)op->drate};
+        lr.remaining = rep->element[1]->type == REDIS_REPLY_INTEGER ? rep->element[1]->integer : 0;
         const redisReply *nx = rep->element[2];
         int64_t next_ns = nx->type == REDIS_REPLY_STRING ? strtoll(nx->str, NULL, 10) : 0;
         int64_t reset_ns = next_ns + (int64_t)(op->dper * 1e9) - tp_time_wall_us() * 1000;
-        op->res.reset_us = reset_ns > 0 ? reset_ns / 1000 : 0;
-        if (!sentinel)
+        lr.reset_us = reset_ns > 0 ? reset_ns / 1000 : 0;
+        if (!sentinel) {
             op->blocked = over;
-        else if (over) /* the next requests are refused by the sentinel key */
+            op->res = lr;
+            if (lr.remaining > 0) /* Tyk's sliding log: no wait while requests remain */
+                op->res.reset_us = 0;
+        } else if (over) { /* the next requests are refused by the sentinel key */
             tp_redis_cmd(op->req->conn->w->redis, NULL, NULL, "SET %s 1 NX EX %lld", op->skey,
                          (long long)ceil(op->dper));
-        note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &op->res);
+        } /* the sentinel reports what its key says (on_sentinel), not the log */
+        note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &lr);
     } else {
         reply_ints(rep, 99, err, op);
     }
@@ -418,6 +422,8 @@ static void on_fixed(void *arg, const redisReply *rep, const char *err)
         op->blocked = (double)c > op->drate;
         op->res.remaining = 0; /* Tyk reports none for the fixed window */
         note(op->req->conn->w, op->what, TP_LIM_FIXED, (int64_t)op->drate, c, &op->res);
+        if (!op->blocked) /* and no wait until the window is full */
+            op->res.reset_us = 0;
     } else {
         reply_ints(rep, 99, err, op);
     }
@@ -443,6 +449,8 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
 {
     tp_worker_t *w = req->conn->w;
     limop_t *op = op_get(req, rp, local);
+    if (key == local->rkey) /* <local> may be the caller's stack copy: name the op's own */
+        key = op->rkey;
     op->tier = tier;
     op->what = key;
     op->drate = rate;
@@ -457,7 +465,9 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
     int nkeys = 0, n = 0;
     switch (tier) {
     case TIER_EXACT: {
-        args[n++] = key;
+        char gkey[KEY_MAX + 8];
+        snprintf(gkey, sizeof(gkey), "%s.gcra", key);
+        args[n++] = gkey;
         nkeys = 1;
         if (quota) {
             args[n++] = op->qkey;
@@ -499,7 +509,12 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
         int64_t now = tp_time_wall_us() * 1000, per_ns = (int64_t)(per * 1e9);
         if (per_ns <= 0)
             per_ns = 1;
-        int64_t start = now - now % per_ns;
+        /* Go's time.Truncate, as Tyk's window: multiples of per since Go's
+         * zero time (0001-01-01 UTC), not since the Unix epoch (the same
+         * only when per divides GO_ZERO_TO_UNIX_S, e.g. not for a week) */
+        int64_t start =
+            now - (int64_t)(((unsigned __int128)GO_ZERO_TO_UNIX_S * 1000000000u + (uint64_t)now) %
+                            (uint64_t)per_ns);
         char fkey[KEY_MAX + 32];
         snprintf(fkey, sizeof(fkey), "%s/%lld", key, (long long)start);
         snprintf(a[0], sizeof(a[0]), "%lld", (long long)((start + per_ns - now) / 1000000 + 1));
@@ -554,7 +569,9 @@ static void decided(limop_t *op)
     tp_req_t *req = op->req;
     tp_reqpath_t *rp = &req->saved_rp;
     if (op->errors) {
-        if (!req->conn->w->conf->tp.limits_fail_open) {
+        /* an API-wide limit lets requests through, as Tyk's RateLimitForAPI
+         * does: keyless APIs keep serving while Redis is away */
+        if (!req->conn->w->conf->tp.limits_fail_open && op->stage != ST_API_RATE) {
             storage_failed(req, op);
             return;
         }
@@ -611,7 +628,7 @@ static int rate_stage(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const char *
         return 1;
     }
     if (w->redis == NULL) {
-        if (w->conf->tp.limits_fail_open)
+        if (w->conf->tp.limits_fail_open || op->stage == ST_API_RATE)
             return 0;
         snprintf(op->err, sizeof(op->err), "no storage configured");
         storage_failed(req, op);

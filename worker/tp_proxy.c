@@ -417,6 +417,18 @@ static void finish(tp_req_t *req)
     tp_conn_response_done(c);
 }
 
+/* One of the three X-RateLimit-* headers Tyk sets or removes (others,
+ * such as X-RateLimit-Used, pass). */
+static int rl_header(const char *name, size_t len)
+{
+    static const char *const names[] = {"X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                        "X-RateLimit-Reset"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (len == strlen(names[i]) && strncasecmp(name, names[i], len) == 0)
+            return 1;
+    return 0;
+}
+
 /* Decides how the response body travels and writes the client's head. */
 static void resp_head(tp_req_t *req, tp_upconn_t *up)
 {
@@ -448,6 +460,10 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
             TP_H_CONNECTION)
             has_conn = 1;
 
+    /* the gateway's own replace the upstream's X-RateLimit-*; in
+     * "rate_limits" mode Tyk removes them from every proxied response */
+    int strip_rl = req->rl_set || c->w->conf->rate_limit_response_headers[0] == 'r';
+
     tp_buf_t *b = &req->out;
     b->len = 0;
     if (up->reason_len > 0)
@@ -460,8 +476,8 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         const char *name = up->rbuf + h->name_off;
         if (tp_http_is_hop_by_hop(tp_http_header_kind(name, h->name_len)))
             continue;
-        if (req->rl_set && h->name_len >= 12 && strncasecmp(name, "X-RateLimit-", 12) == 0)
-            continue; /* the gateway's own replace them */
+        if (strip_rl && rl_header(name, h->name_len))
+            continue;
         if (has_conn) {
             int named = 0;
             for (uint32_t j = 0; j < up->nhdrs && !named; j++) {

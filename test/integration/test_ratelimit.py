@@ -92,8 +92,8 @@ def test_exact_tier_admits_exactly_the_limit_across_workers(make_gateway, upstre
     assert codes.count(200) == 20 and codes.count(429) == 140, codes
     r = use(c.nodes[0], "/%s/x" % c.api, key)
     assert_error(r, 429, "Rate Limit Exceeded")
-    # one O(1) counter in Redis under Tyk's limiter key name, with an expiry
-    rk = "rate-limit-" + hash_key(key, True)
+    # one O(1) counter in Redis beside Tyk's limiter key name, with an expiry
+    rk = "rate-limit-%s.gcra" % hash_key(key, True)
     red = c.redis()
     assert red.type(rk) == "string" and 0 < red.pttl(rk) <= 61_000
 
@@ -111,7 +111,7 @@ def test_local_tier_one_node_is_exact_across_workers(make_gateway, upstream, tmp
     evals = sum(after.get(k, {}).get("calls", 0) - before.get(k, {}).get("calls", 0)
                 for k in ("cmdstat_evalsha", "cmdstat_eval"))
     assert evals < 20, (before, after)
-    assert red.get("rate-limit-" + hash_key(key, True)) is None
+    assert red.get("rate-limit-%s.gcra" % hash_key(key, True)) is None
     out = admin_cmd(c.socks[0], "show limits " + hash_key(key, True))
     assert "rate-limit-%s local limit=20 remaining=0" % hash_key(key, True) in out, out
 
@@ -131,7 +131,7 @@ def test_local_tier_three_nodes_share_the_limit(make_gateway, upstream, tmp_path
     key = c.key(rate=30, per=60)
     codes = hammer(c.nodes, "/%s/x" % c.api, key, 144)
     assert codes.count(200) == 30, codes
-    assert c.redis().get("rate-limit-" + hash_key(key, True)) is None  # counted locally
+    assert c.redis().get("rate-limit-%s.gcra" % hash_key(key, True)) is None  # counted locally
     # one node alone admits only its share (the bound of the local tier)
     key2 = c.key(rate=30, per=60)
     codes = hammer(c.nodes[:1], "/%s/x" % c.api, key2, 48)
@@ -148,7 +148,7 @@ def test_low_rate_on_three_nodes_still_admits_its_limit(make_gateway, upstream, 
     key = c.key(rate=3, per=60)
     codes = hammer(c.nodes, "/%s/x" % c.api, key, 96)
     assert codes.count(200) == 3, codes
-    assert c.redis().type("rate-limit-" + hash_key(key, True)) == "string"
+    assert c.redis().type("rate-limit-%s.gcra" % hash_key(key, True)) == "string"
 
 
 def test_a_node_that_goes_away_stops_counting(make_gateway, upstream, tmp_path, make_redis):
@@ -191,15 +191,15 @@ def test_per_endpoint_key_limits_and_scopes(make_gateway, upstream, tmp_path, ma
     assert [use(g, p + "fast", key).status for _ in range(3)] == [200, 200, 200]
     h = hash_key(key, True)
     red = c.redis()
-    assert red.type("rate-limit-%s-%s" % (h, hash_hex("murmur32", "GET:/slow"))) == "string"
-    assert red.type("rate-limit-" + h) == "string"
+    assert red.type("rate-limit-%s-%s.gcra" % (h, hash_hex("murmur32", "GET:/slow"))) == "string"
+    assert red.type("rate-limit-%s.gcra" % h) == "string"
     # a per-API limit counts under rate-limit-<scope>-<hash>; without policies
     # Tyk's ApplyPolicies makes the scope the API's ID
     rights = access(c.api, limit={"rate": 2, "per": 60, "quota_max": -1})
     key2 = create_key(g, c.org, rights)["key"]
     assert [use(g, p + "x", key2).status for _ in range(3)] == [200, 200, 429]
-    assert red.type("rate-limit-%s-%s" % (c.api, hash_key(key2, True))) == "string"
-    assert red.type("rate-limit-" + hash_key(key2, True)) == "none"
+    assert red.type("rate-limit-%s-%s.gcra" % (c.api, hash_key(key2, True))) == "string"
+    assert red.type("rate-limit-%s.gcra" % hash_key(key2, True)) == "none"
 
 
 def test_quota_in_the_same_script_and_not_spent_by_refused_requests(make_gateway, upstream,
