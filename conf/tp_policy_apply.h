@@ -40,4 +40,9 @@ typedef const cJSON *(*tp_policy_find_cb)(void *arg, const char *org, const char
 int tp_policy_apply(cJSON *session, const char *api_org, tp_policy_find_cb find, void *arg,
                     char *err, size_t errlen);
 
+/* Tyk's APILimit.IsEmpty for a "limit" object of access rights (a JSON
+ * null or a non-object is empty). Used to pick the per-API limit over the
+ * session's (TYK-COMPAT 6.1) and by the quota write-back. */
+int tp_api_limit_empty(const cJSON *limit);
+
 #endif

@@ -69,6 +69,15 @@ int pa_limit_empty(const pa_limit_t *l)
            (l->set_by == NULL || l->set_by[0] == '\0');
 }
 
+int tp_api_limit_empty(const cJSON *limit)
+{
+    if (!cJSON_IsObject(limit))
+        return 1;
+    pa_limit_t l;
+    pa_limit_read(limit, &l);
+    return pa_limit_empty(&l);
+}
+
 /* ---- canonical access definitions ----------------------------------------- */
 
 /* The Go structs, one a line. */

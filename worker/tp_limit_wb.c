@@ -22,6 +22,7 @@
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
+#include "tp_policy_apply.h"
 #include "tp_redis_script.h"
 #include "tp_time.h"
 #include "tp_worker.h"
@@ -95,9 +96,8 @@ static int patch(cJSON *s, const wb_t *e, const int64_t vals[2])
         cJSON *limit = cJSON_GetObjectItemCaseSensitive(a, "limit");
         const cJSON *scope = cJSON_GetObjectItemCaseSensitive(a, "allowance_scope");
         const char *sc = cJSON_IsString(scope) ? scope->valuestring : "";
-        if (cJSON_IsObject(limit) && strcmp(sc, e->scope) == 0 &&
-            tp_json_get(limit, "quota_max") != NULL)
-            changed |= update(limit, vals);
+        if (!tp_api_limit_empty(limit) && strcmp(sc, e->scope) == 0)
+            changed |= update(limit, vals); /* an empty limit is no limit: left so */
     }
     if (e->scope[0] == '\0')
         changed |= update(s, vals);

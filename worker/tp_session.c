@@ -333,20 +333,6 @@ static int endpoints_read(acl_t *acl, const cJSON *eps, const tp_conf_t *conf, c
     return 0;
 }
 
-/* APILimit.IsEmpty, negated: any limit field set. */
-static int limit_set(const cJSON *l)
-{
-    static const char *const fields[] = {
-        "rate",      "per",          "throttle_interval", "throttle_retry_limit", "max_query_depth",
-        "quota_max", "quota_renews", "quota_remaining",   "quota_renewal_rate"};
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        const cJSON *v = tp_json_get(l, fields[i]);
-        if (v != NULL && cJSON_IsNumber(v) && v->valuedouble != 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Builds what the checks read from a session after policies. */
 static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errlen)
 {
@@ -366,7 +352,7 @@ static int sess_view(tp_sess_t *s, const tp_conf_t *conf, char *err, size_t errl
         acl->api_id = a->string;
         acl->versions = tp_json_get(a, "versions");
         const cJSON *limit = tp_json_get(a, "limit");
-        if (limit != NULL && cJSON_IsObject(limit) && limit_set(limit)) {
+        if (!tp_api_limit_empty(limit)) {
             acl->has_limit = 1;
             limit_read(limit, &acl->lim);
         }

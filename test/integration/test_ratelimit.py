@@ -240,7 +240,9 @@ def test_quota_remaining_is_written_back_into_the_session(make_gateway, upstream
                                                           make_redis):
     # as Tyk's updateSessionQuota: the root for the session's quota, the
     # per-API limit for a scoped one; both nodes write the counter's truth
-    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 2, tier="local")
+    # no session cache: every request reads the session as written back
+    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 2, tier="local",
+                conf={"local_session_cache": {"disable_cached_session_state": True}})
     key = c.key(quota_max=10, quota_renewal_rate=600)
     for i in range(4):
         assert use(c.nodes[i % 2], "/%s/x" % c.api, key).status == 200
@@ -254,6 +256,12 @@ def test_quota_remaining_is_written_back_into_the_session(make_gateway, upstream
         return s["quota_remaining"] == 6 and t0 + 590 <= s["quota_renews"] <= t0 + 601
     wait_for(written, 5, step=0.2, what="quota_remaining written back")
     assert red.ttl(sk) in (ttl, ttl - 1, ttl - 2, ttl - 3, ttl - 4, ttl - 5)  # TTL kept
+    # the API's empty per-API limit stays empty (Tyk skips empty limits), so
+    # the session's own quota still applies to the session as written back
+    limit = json.loads(red.get(sk))["access_rights"][c.api]["limit"]
+    assert limit in (None, {}) or not any(v for k, v in limit.items() if k != "smoothing"), limit
+    codes = [use(c.nodes[i % 2], "/%s/x" % c.api, key).status for i in range(7)]
+    assert codes == [200] * 6 + [403], codes
     rights = access(c.api, limit={"rate": 0, "per": 0, "quota_max": 3,
                                   "quota_renewal_rate": 600})
     key2 = create_key(c.nodes[0], c.org, rights)["key"]
