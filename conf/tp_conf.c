@@ -129,6 +129,7 @@ static const store_t stores[] = {
     S("turnpike.limits_fail_open", TP_CK_BOOL, tp.limits_fail_open),
     S("turnpike.rate_limiter", TP_CK_STRING, tp.rate_limiter),
     S("turnpike.limit_counters", TP_CK_INT, tp.limit_counters),
+    S("turnpike.quota_writeback", TP_CK_INT, tp.quota_writeback),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -729,6 +730,8 @@ static void apply_defaults(tp_conf_t *c)
     default_str(&t->rate_limiter, "local");
     if (t->limit_counters <= 0)
         t->limit_counters = 65536;
+    if (t->quota_writeback == 0)
+        t->quota_writeback = 10;
     if (c->drl_threshold <= 0)
         c->drl_threshold = 5;
     if (c->drl_notification_frequency <= 0)

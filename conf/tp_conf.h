@@ -77,6 +77,7 @@ typedef struct tp_conf_tp_s {
                                    * unreachable */
     char *rate_limiter;           /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */
     int64_t limit_counters;       /* entries in the node's rate-limit table */
+    int64_t quota_writeback;      /* s between quota write-backs into sessions; < 0: none */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {

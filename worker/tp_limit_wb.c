@@ -5,12 +5,14 @@
  *
  * Tyk rewrites the whole session after every counted request. Here the
  * keys whose quota was counted are gathered and written back once every
- * two seconds at most: the session and its counter are read, the values
- * computed from the counter (so every worker and node writes the same
- * truth, whatever it saw last) are patched into the root (no scope) or the
- * per-API limits with that allowance scope, and the session is stored by a
+ * turnpike.quota_writeback seconds at most (10 by default, the session
+ * cache's timeout), in batches:
+ * the session and its counter are read, the values computed from the
+ * counter (so every worker and node writes the same truth, whatever it saw
+ * last) are patched into the root (no scope) or the non-empty per-API
+ * limits with that allowance scope, and the session is stored by a
  * compare-and-set script, so a key changed in between (a REST update) is
- * never overwritten. The copy lags the counter by up to two seconds;
+ * never overwritten. The copy lags the counter by up to that interval;
  * GET /tyk/keys/{id} computes the live value anyway.
  *
  * Used by: tp_limit.c, on the worker's loop.
@@ -27,8 +29,9 @@
 #include "tp_time.h"
 #include "tp_worker.h"
 
-#define WB_DELAY_MS 2000
-#define WB_MAX 4096 /* keys gathered per flush; more wait for the next */
+#define WB_MAX 4096        /* keys gathered per flush; more wait for the next */
+#define WB_BATCH 128       /* keys read back at a time ... */
+#define WB_BATCH_GAP_MS 10 /* ... this far apart */
 
 typedef struct tp_wb_s {
     char *rkey;  /* apikey-<hash> */
@@ -164,11 +167,31 @@ static void on_pttl(void *arg, const redisReply *rep, const char *err)
         wb_write(r);
 }
 
+/* A key's session is written back this often at most. */
+static uint64_t delay_ms(const tp_worker_t *w)
+{
+    return (uint64_t)w->conf->tp.quota_writeback * 1000;
+}
+
+/* Takes the keys gathered so far and reads them back in batches, so a
+ * flush of thousands of keys never holds the loop or the Redis connection
+ * for long. */
 static void flush(uv_timer_t *t)
 {
     tp_worker_t *w = t->data;
-    for (size_t i = 0; i < w->wb_n; i++) {
-        wb_t *e = &w->wb[i];
+    if (w->wbf_n == 0) {
+        struct tp_wb_s *tmp = w->wbf;
+        w->wbf = w->wb;
+        w->wbf_n = w->wb_n;
+        w->wbf_i = 0;
+        w->wb = tmp;
+        w->wb_n = 0;
+        tp_strmap_free(&w->wb_map);
+        memset(&w->wb_map, 0, sizeof(w->wb_map));
+    }
+    size_t end = w->wbf_i + WB_BATCH < w->wbf_n ? w->wbf_i + WB_BATCH : w->wbf_n;
+    for (; w->wbf_i < end; w->wbf_i++) {
+        wb_t *e = &w->wbf[w->wbf_i];
         if (w->redis == NULL) {
             wb_free(e);
             continue;
@@ -182,17 +205,24 @@ static void flush(uv_timer_t *t)
         tp_redis_cmd(w->redis, on_count, r, "GET %s", e->qkey);
         tp_redis_cmd(w->redis, on_pttl, r, "PTTL %s", e->qkey);
     }
-    w->wb_n = 0;
-    tp_strmap_free(&w->wb_map);
-    memset(&w->wb_map, 0, sizeof(w->wb_map));
+    if (w->wbf_i < w->wbf_n) {
+        uv_timer_start(&w->wb_timer, flush, WB_BATCH_GAP_MS, 0);
+        return;
+    }
+    w->wbf_n = w->wbf_i = 0;
+    if (w->wb_n > 0)
+        uv_timer_start(&w->wb_timer, flush, delay_ms(w), 0);
 }
 
 void tp_limit_wb_note(tp_worker_t *w, const char *rkey, const char *scope, const char *qkey,
                       int64_t max)
 {
+    if (w->conf->tp.quota_writeback < 0)
+        return;
     if (w->wb == NULL) {
         tp_script_init(&cas_script, CAS_LUA);
         w->wb = tp_calloc(WB_MAX, sizeof(*w->wb));
+        w->wbf = tp_calloc(WB_MAX, sizeof(*w->wbf));
         uv_timer_init(&w->loop, &w->wb_timer);
         w->wb_timer.data = w;
     }
@@ -211,5 +241,5 @@ void tp_limit_wb_note(tp_worker_t *w, const char *rkey, const char *scope, const
     }
     e->max = max;
     if (!uv_is_active((uv_handle_t *)&w->wb_timer))
-        uv_timer_start(&w->wb_timer, flush, WB_DELAY_MS, 0);
+        uv_timer_start(&w->wb_timer, flush, delay_ms(w), 0);
 }

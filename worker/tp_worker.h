@@ -266,6 +266,8 @@ struct tp_worker_s {
     struct tp_wb_s *wb;         /* quota values to write back into sessions (tp_limit_wb.c) */
     size_t wb_n;
     tp_strmap_t wb_map;
+    struct tp_wb_s *wbf; /* ... and those being written back */
+    size_t wbf_n, wbf_i;
     uv_timer_t wb_timer;
     tp_sess_t **l1;    /* this worker's parsed sessions (tp_session.c) */
     uint32_t *l1_hash; /* beside them, their keys' hashes */

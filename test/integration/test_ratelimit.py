@@ -33,7 +33,7 @@ class Cluster:
     """N Turnpike nodes on one Redis serving API <api> for org <org>."""
 
     def __init__(self, make_gateway, upstream, tmp_path, red, nodes, tier="local", workers=2,
-                 conf=None, **api_extra):
+                 conf=None, tp=None, **api_extra):
         self.org, self.api = new_org(), "rl-" + uid()[:8]
         self.red = red
         self.nodes, self.socks = [], []
@@ -42,7 +42,8 @@ class Cluster:
             sock = tmp_path / ("n%d-%s.sock" % (i, uid()[:4]))
             c.update({"storage": {"type": "redis", "host": "127.0.0.1", "port": red.port},
                       "drl_notification_frequency": 1,
-                      "turnpike": {"rate_limiter": tier, "admin_socket": str(sock)}})
+                      "turnpike": dict({"rate_limiter": tier, "admin_socket": str(sock)},
+                                       **(tp or {}))})
             c.update(conf or {})
             api = token_api(self.api, "/%s/" % self.api, upstream.url("/"), self.org, **api_extra)
             self.nodes.append(make_gateway(conf=c, apis=[api], workers=workers))
@@ -242,7 +243,8 @@ def test_quota_remaining_is_written_back_into_the_session(make_gateway, upstream
     # per-API limit for a scoped one; both nodes write the counter's truth
     # no session cache: every request reads the session as written back
     c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 2, tier="local",
-                conf={"local_session_cache": {"disable_cached_session_state": True}})
+                conf={"local_session_cache": {"disable_cached_session_state": True}},
+                tp={"quota_writeback": 1})
     key = c.key(quota_max=10, quota_renewal_rate=600)
     for i in range(4):
         assert use(c.nodes[i % 2], "/%s/x" % c.api, key).status == 200
