@@ -92,7 +92,10 @@ static lent_t *entry_init(lent_t *e, const char *key, size_t klen, int kind, int
  * one idle longest. */
 static int stateless(lent_t *e, int64_t now)
 {
-    return atomic_load(&e->kind) != TP_LIM_LOCAL || atomic_load(&e->tat) <= now;
+    int kind = atomic_load(&e->kind);
+    if (kind == TP_LIM_LEASE)
+        return atomic_load(&e->left) <= 0 || atomic_load(&e->reset_at) <= now;
+    return kind != TP_LIM_LOCAL || atomic_load(&e->tat) <= now;
 }
 
 static int victim_before(lent_t *a, lent_t *b, int64_t now)
@@ -175,6 +178,47 @@ void tp_limits_note(tp_limits_t *t, const char *key, size_t klen, int kind, int6
     atomic_store_explicit(&e->used, now, memory_order_relaxed);
 }
 
+int tp_limits_lease_take(tp_limits_t *t, const char *key, size_t klen, int64_t max, int64_t now,
+                         tp_limit_res_t *res)
+{
+    lent_t *e = entry_for(t, key, klen, TP_LIM_LEASE, now);
+    if (atomic_load_explicit(&e->kind, memory_order_relaxed) != TP_LIM_LEASE)
+        return 0;
+    int64_t end = atomic_load_explicit(&e->reset_at, memory_order_acquire);
+    if (end <= now)
+        return 0;
+    int64_t left = atomic_load_explicit(&e->left, memory_order_acquire);
+    do {
+        if (left <= 0)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&e->left, &left, left - 1, memory_order_acq_rel,
+                                                    memory_order_acquire));
+    atomic_store_explicit(&e->used, now, memory_order_relaxed);
+    int64_t rem = max - atomic_load_explicit(&e->count, memory_order_relaxed);
+    res->limit = max;
+    res->remaining = (rem > 0 ? rem : 0) + left - 1;
+    res->reset_us = (end - now) / 1000;
+    return 1;
+}
+
+void tp_limits_lease_add(tp_limits_t *t, const char *key, size_t klen, int64_t max, int64_t granted,
+                         int64_t count, int64_t end, int64_t now)
+{
+    lent_t *e = entry_for(t, key, klen, TP_LIM_LEASE, now);
+    if (atomic_load_explicit(&e->kind, memory_order_relaxed) != TP_LIM_LEASE ||
+        atomic_load_explicit(&e->reset_at, memory_order_relaxed) < end - 2000000000LL) {
+        /* a new window (or a first lease): what was left belongs to the old one */
+        atomic_store(&e->left, 0);
+        atomic_store(&e->kind, TP_LIM_LEASE);
+    }
+    atomic_store_explicit(&e->limit, max, memory_order_relaxed);
+    atomic_store_explicit(&e->count, count, memory_order_relaxed);
+    atomic_store_explicit(&e->reset_at, end, memory_order_release);
+    atomic_store_explicit(&e->used, now, memory_order_relaxed);
+    if (granted > 0)
+        atomic_fetch_add(&e->left, granted);
+}
+
 uint32_t tp_limits_nodes(const tp_limits_t *t)
 {
     uint32_t n = atomic_load_explicit(&t->nodes, memory_order_relaxed);
@@ -205,6 +249,8 @@ static const char *kind_name(int kind)
         return "fixed";
     case TP_LIM_QUOTA:
         return "quota";
+    case TP_LIM_LEASE:
+        return "quota-lease";
     default:
         return "?";
     }
@@ -248,6 +294,10 @@ size_t tp_limits_show(tp_limits_t *t, const char *needle, int64_t now, tp_buf_t 
             if (left > limit)
                 left = limit;
             reset = busy;
+        } else if (kind == TP_LIM_LEASE) {
+            int64_t rem = limit - atomic_load(&e->count);
+            left = (rem > 0 ? rem : 0) + atomic_load(&e->left);
+            reset = atomic_load(&e->reset_at) - now;
         } else {
             left = atomic_load(&e->left);
             reset = atomic_load(&e->reset_at) - now;
@@ -256,8 +306,11 @@ size_t tp_limits_show(tp_limits_t *t, const char *needle, int64_t now, tp_buf_t 
             reset = 0;
         tp_buf_printf(out, "%s %s limit=%lld remaining=%lld reset=%.3f", name, kind_name(kind),
                       (long long)limit, (long long)left, (double)reset / 1e9);
-        if (kind == TP_LIM_QUOTA || kind == TP_LIM_ROLLING || kind == TP_LIM_FIXED)
+        if (kind == TP_LIM_QUOTA || kind == TP_LIM_ROLLING || kind == TP_LIM_FIXED ||
+            kind == TP_LIM_LEASE)
             tp_buf_printf(out, " count=%lld", (long long)atomic_load(&e->count));
+        if (kind == TP_LIM_LEASE)
+            tp_buf_printf(out, " leased=%lld", (long long)atomic_load(&e->left));
         tp_buf_printf(out, " idle=%.1f\n", (double)(now - atomic_load(&e->used)) / 1e9);
         found++;
     }

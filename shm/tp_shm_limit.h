@@ -44,6 +44,7 @@ enum {
     TP_LIM_ROLLING,   /* Tyk's sliding log (enable_redis_rolling_limiter, sentinel, DRL fallback) */
     TP_LIM_FIXED,     /* Tyk's fixed window */
     TP_LIM_QUOTA,     /* a quota counter: last reply noted */
+    TP_LIM_LEASE,     /* a quota counted in Redis, part of it leased to this node */
 };
 
 /* One decision's result. */
@@ -68,6 +69,24 @@ int tp_limits_take(tp_limits_t *t, const char *key, size_t klen, double rate, in
  * <now_ns> monotonic. */
 void tp_limits_note(tp_limits_t *t, const char *key, size_t klen, int kind, int64_t limit,
                     int64_t count, int64_t remaining, int64_t reset_us, int64_t now_ns);
+
+/* Quota leases (the local tier's quotas). A node takes a large quota from
+ * Redis a slice at a time (INCRBY of the slice) and hands it out here, so
+ * most requests need no round trip; a slice is never more than the quota
+ * has left, so the quota is never exceeded, and what a node leased but did
+ * not use when the window ends is counted as used (at most one slice per
+ * node).
+ *
+ * Takes one request from the lease of <key> (a quota of <max>). Returns 1
+ * (res: remaining, reset) or 0 when the lease is used up or its window
+ * has ended. <now_ns> monotonic. */
+int tp_limits_lease_take(tp_limits_t *t, const char *key, size_t klen, int64_t max, int64_t now_ns,
+                         tp_limit_res_t *res);
+
+/* Adds <granted> requests just leased: the counter is at <count> and its
+ * window ends at monotonic <end_ns>. */
+void tp_limits_lease_add(tp_limits_t *t, const char *key, size_t klen, int64_t max, int64_t granted,
+                         int64_t count, int64_t end_ns, int64_t now_ns);
 
 /* Live gateway nodes (at least 1), as the last announcement counted them. */
 uint32_t tp_limits_nodes(const tp_limits_t *t);

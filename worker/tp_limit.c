@@ -64,17 +64,25 @@ static const char GCRA_LUA[] =
     "end "
     "return {1, left, reset, qc, qt}";
 
-/* A quota alone (RedisQuotaExceeded, made atomic): count the request and
- * make sure the window has its expiry. A counter without one (left by an
- * older writer) starts a new window, as Tyk's reset would, and no two
- * first requests can reset each other. Returns {count, pttl}. */
-static const char QUOTA_LUA[] = "local c = redis.call('INCR', KEYS[1]) "
+/* A quota alone (RedisQuotaExceeded, made atomic): count the request (or
+ * a lease of ARGV[2] requests) and make sure the window has its expiry. A
+ * counter without one (left by an older writer) starts a new window, as
+ * Tyk's reset would, and no two first requests can reset each other.
+ * Returns {count, pttl}. */
+static const char QUOTA_LUA[] = "local n = tonumber(ARGV[2]) "
+                                "local c = redis.call('INCRBY', KEYS[1], n) "
                                 "local t = redis.call('PTTL', KEYS[1]) "
                                 "local r = tonumber(ARGV[1]) "
                                 "if r > 0 and t < 0 then "
-                                "if c > 1 then c = 1 redis.call('SET', KEYS[1], 1) end "
+                                "if c > n then c = n redis.call('SET', KEYS[1], n) end "
                                 "redis.call('PEXPIRE', KEYS[1], r) t = r end "
                                 "return {c, t}";
+
+/* The local tier leases large quotas a slice at a time (see tp_shm_limit.h):
+ * a thousandth of the quota, so a node holds back at most 0.1% of it. A
+ * quota under LEASE_MIN is counted request by request. */
+#define LEASE_PART 1000
+#define LEASE_MIN (2 * LEASE_PART)
 
 /* Tyk's sliding log (TYK-COMPAT 6.2 item 3), the same commands on the same
  * sorted set, so Tyk and Turnpike nodes share one limit. ARGV: now ns,
@@ -131,11 +139,12 @@ typedef struct limop_s {
     tp_keylimit_t lim; /* copied: the session may go */
     double rate, per;  /* the key's rate limit (endpoint limit applied) */
     int stage;
-    int tier;     /* of the decision under way */
-    int pending;  /* replies still to come */
-    int errors;   /* replies that failed */
-    int blocked;  /* a reply said no */
-    int quota_in; /* the quota was decided with the rate */
+    int tier;      /* of the decision under way */
+    int pending;   /* replies still to come */
+    int errors;    /* replies that failed */
+    int blocked;   /* a reply said no */
+    int quota_in;  /* the quota was decided with the rate */
+    int64_t lease; /* requests asked of the quota at once (1: no lease) */
     int64_t throttles_left;
     tp_eval_t *ev[1];
     tp_rcmd_t *cmd;    /* the sentinel's TTL */
@@ -482,6 +491,7 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
         for (int i = 0; i < 4; i++)
             args[n++] = a[i];
         op->quota_in = quota;
+        op->lease = 1;
         op->pending = 1;
         op->ev[0] = tp_redis_eval(w->redis, &gcra_script, on_gcra, op, nkeys, n, args, NULL);
         return;
@@ -528,18 +538,29 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
     }
 }
 
+/* Does this key's quota go by leases (the local tier, a large quota)? */
+static int leased(const tp_worker_t *w, const limop_t *op)
+{
+    const tp_conf_t *c = w->conf;
+    return w->limits != NULL && c->tp.rate_limiter[0] == 'l' &&
+           !c->enable_fixed_window_rate_limiter && !c->enable_sentinel_rate_limiter &&
+           !c->enable_redis_rolling_limiter && op->lim.quota_max >= LEASE_MIN;
+}
+
 static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
 {
     tp_worker_t *w = req->conn->w;
     limop_t *op = op_get(req, rp, local);
     op->errors = 0;
     op->qcount = op->qpttl = -1;
-    char renewal[32];
+    op->lease = leased(w, op) ? op->lim.quota_max / LEASE_PART : 1;
+    char renewal[32], n[32];
     snprintf(renewal, sizeof(renewal), "%lld",
              (long long)(op->lim.quota_renewal > 0 ? op->lim.quota_renewal * 1000 : 0));
-    const char *args[2] = {op->qkey, renewal};
+    snprintf(n, sizeof(n), "%lld", (long long)op->lease);
+    const char *args[3] = {op->qkey, renewal, n};
     op->pending = 1;
-    op->ev[0] = tp_redis_eval(w->redis, &quota_script, on_quota, op, 1, 2, args, NULL);
+    op->ev[0] = tp_redis_eval(w->redis, &quota_script, on_quota, op, 1, 3, args, NULL);
 }
 
 /* ---- the stages ---------------------------------------------------------------------- */
@@ -547,12 +568,23 @@ static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
 /* The quota's verdict, from a reply: 1 go on, 0 refused. */
 static int quota_verdict(tp_req_t *req, limop_t *op)
 {
+    tp_worker_t *w = req->conn->w;
     int64_t max = op->lim.quota_max, count = op->qcount, pttl = op->qpttl;
-    tp_limit_res_t r = {max, max - count > 0 ? max - count : 0, pttl > 0 ? pttl * 1000 : 0};
-    note(req->conn->w, op->qkey, TP_LIM_QUOTA, max, count, &r);
+    int64_t lease = op->lease > 1 ? op->lease : 1;
+    /* of the requests just counted, those within the quota */
+    int64_t granted = max - (count - lease);
+    if (granted > lease)
+        granted = lease;
+    int64_t left = max - count > 0 ? max - count : 0;
+    tp_limit_res_t r = {max, left + (granted > 1 ? granted - 1 : 0), pttl > 0 ? pttl * 1000 : 0};
+    if (lease > 1)
+        tp_limits_lease_add(w->limits, op->qkey, strlen(op->qkey), max, granted - 1, count,
+                            tp_time_mono_ns() + (pttl > 0 ? pttl : 0) * 1000000, tp_time_mono_ns());
+    else
+        note(w, op->qkey, TP_LIM_QUOTA, max, count, &r);
     int64_t renews = pttl > 0 ? tp_time_wall_us() / 1000000 + (pttl + 999) / 1000 : 0;
-    tp_limit_wb_note(req->conn->w, op->akey, op->scope, op->qkey, max);
-    if (count - 1 >= max)
+    tp_limit_wb_note(w, op->akey, op->scope, op->qkey, max);
+    if (granted <= 0)
         return 0;
     if (!req->rl_early) {
         req->rl_remaining = r.remaining;
@@ -687,6 +719,18 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
         case ST_QUOTA:
             if (op->lim.quota_max > 0 && !req->rules->disable_quota) {
                 tp_worker_t *w = req->conn->w;
+                tp_limit_res_t res;
+                if (leased(w, op) &&
+                    tp_limits_lease_take(w->limits, op->qkey, strlen(op->qkey), op->lim.quota_max,
+                                         tp_time_mono_ns(), &res)) {
+                    tp_limit_wb_note(w, op->akey, op->scope, op->qkey, op->lim.quota_max);
+                    if (!req->rl_early) {
+                        req->rl_remaining = res.remaining;
+                        req->rl_reset = (tp_time_wall_us() + res.reset_us) / 1000000;
+                    }
+                    op->stage = ST_API_RATE;
+                    break;
+                }
                 if (w->redis == NULL) {
                     if (!w->conf->tp.limits_fail_open) {
                         snprintf(op->err, sizeof(op->err), "no storage configured");
@@ -745,6 +789,7 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
     op.stage = ST_KEY_RATE;
     op.tier = TIER_LOCAL;
     op.pending = op.errors = op.blocked = op.quota_in = 0;
+    op.lease = 1;
     op.throttles_left = 0;
     op.ev[0] = NULL;
     op.cmd = NULL;

@@ -272,3 +272,30 @@ def test_quota_remaining_is_written_back_into_the_session(make_gateway, upstream
     sk2 = "apikey-" + hash_key(key2, True)
     wait_for(lambda: json.loads(red.get(sk2))["access_rights"][c.api]["limit"]
              ["quota_remaining"] == 0, 5, step=0.2, what="scoped quota written back")
+
+
+def test_local_tier_leases_large_quotas_and_never_exceeds_them(make_gateway, upstream, tmp_path,
+                                                              make_redis):
+    # a quota of 4000 is leased 4 at a time (a thousandth) by each node:
+    # most requests ask Redis nothing, and the counter moves in leases
+    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 2, tier="local")
+    key = c.key(quota_max=4000, quota_renewal_rate=600)
+    red = c.redis()
+    qk = "quota-" + hash_key(key, True)
+    before = red.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    codes = [use(c.nodes[i % 2], "/%s/x" % c.api, key).status for i in range(40)]
+    after = red.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    assert codes == [200] * 40
+    count = int(red.get(qk))
+    assert count % 4 == 0 and 40 <= count <= 40 + 2 * 4, count
+    assert after - before <= 40 // 4 + 2 + 4, (before, after)  # + announcements
+    out = admin_cmd(c.socks[0], "show limits " + hash_key(key, True))
+    assert "%s quota-lease limit=4000" % qk in out, out
+    # the last slices are cut to what the quota has left: 2000 - 1997 = 3 pass
+    key2 = c.key(quota_max=2000, quota_renewal_rate=600)
+    qk2 = "quota-" + hash_key(key2, True)
+    red.set(qk2, 1997, px=600_000)
+    codes = [use(c.nodes[i % 2], "/%s/x" % c.api, key2).status for i in range(8)]
+    assert codes.count(200) == 3 and codes.count(403) == 5, codes
+    r = use(c.nodes[0], "/%s/x" % c.api, key2)
+    assert_error(r, 403, "Quota exceeded")

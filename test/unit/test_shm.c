@@ -297,6 +297,36 @@ TP_TEST(limits_processes_share_exactly_and_the_table_recycles)
     tp_buf_free(&out);
 }
 
+TP_TEST(limits_quota_lease)
+{
+    char err[256];
+    tp_limits_t *t = tp_limits_create(64, err, sizeof(err));
+    CHECK(t != NULL);
+    const char *k = "quota-lease1";
+    int64_t now = 7000000000000LL, sec = 1000000000LL;
+    tp_limit_res_t r;
+    CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now, &r), 0); /* nothing leased */
+    /* the counter is at 10 after a lease of 5: this request took one, 4 are kept */
+    tp_limits_lease_add(t, k, strlen(k), 100, 4, 10, now + 60 * sec, now);
+    for (int i = 0; i < 4; i++) {
+        CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now, &r), 1);
+        CHECK_INT(r.remaining, 90 + 3 - i);
+        CHECK_INT(r.reset_us, 60000000);
+    }
+    CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now, &r), 0);
+    /* a lease does not outlive its window */
+    tp_limits_lease_add(t, k, strlen(k), 100, 3, 15, now + 60 * sec, now);
+    CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now + 61 * sec, &r), 0);
+    /* the next window starts empty: the old window's lease is gone */
+    tp_limits_lease_add(t, k, strlen(k), 100, 1, 2, now + 120 * sec, now + 61 * sec);
+    CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now + 61 * sec, &r), 1);
+    CHECK_INT(tp_limits_lease_take(t, k, strlen(k), 100, now + 61 * sec, &r), 0);
+    tp_buf_t out = {0};
+    CHECK_INT(tp_limits_show(t, "lease1", now + 61 * sec, &out), 1);
+    CHECK_CONTAINS(tp_buf_cstr(&out), "quota-lease1 quota-lease limit=100 remaining=98");
+    tp_buf_free(&out);
+}
+
 TP_TEST(strmap_put_get_grow)
 {
     tp_strmap_t m = {0};
@@ -390,6 +420,7 @@ void test_shm_suite(void)
     TP_RUN(scache_put_get_refresh_evict);
     TP_RUN(limits_gcra_burst_then_steady);
     TP_RUN(limits_processes_share_exactly_and_the_table_recycles);
+    TP_RUN(limits_quota_lease);
     TP_RUN(strmap_put_get_grow);
     TP_RUN(json_print_indent_like_go);
     TP_RUN(notice_signature_and_format);
