@@ -329,8 +329,12 @@ def test_pid1_serves_reloads_and_reaps(image, upstream):
     with open("/proc/%d/status" % g.master) as f:
         uids = [l for l in f if l.startswith("Uid:")][0].split()[1:]
     assert set(map(int, uids)) == {IMAGE_UID}
-    r = get(port, "/hello")
-    assert r.status == 200 and r.json()["details"]["redis"]["status"] == "pass", r.body
+    # every worker has run its first Redis probe (until then /hello has no details)
+    def redis_passes():
+        r = get(port, "/hello")
+        assert r.status == 200, r.body
+        return r.json().get("details", {}).get("redis", {}).get("status") == "pass"
+    wait_for(lambda: all(redis_passes() for _ in range(4)), 5, what="/hello with Redis passing")
     assert get(port, "/ready").status == 200
 
     # the REST API writes into the image's apps/ as uid 10001; SIGHUP serves it
