@@ -20,7 +20,6 @@ test that needs the per-node ("local") tier with one node makes its own
 Redis: the node count comes from the gateways announcing themselves in
 Redis, and gateways of earlier tests linger there a few seconds."""
 import re
-import socket
 import subprocess
 import time
 
@@ -29,6 +28,7 @@ import pytest
 from conftest import BIN, api_def, clean_env, wait_for
 from test_keys import (SECRET, access, assert_error, create_key, new_org, rc, token_api,
                        uid, use)
+from test_control import admin as admin_cmd
 from tykkeys import hash_hex, hash_key
 
 CONF = {"secret": SECRET, "hash_keys": True}
@@ -82,22 +82,6 @@ def statuses(g, path, n, key=None):
 
 def now_ns():
     return time.time_ns()
-
-
-def admin_cmd(sock, line, timeout=10.0):
-    """One command on the admin socket; the whole answer."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(sock))
-    s.sendall(line.encode() + b"\n")
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
-    return out.decode()
 
 
 def ctl(g, *args):
