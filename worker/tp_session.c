@@ -324,8 +324,12 @@ static int endpoints_read(acl_t *acl, const cJSON *eps, const tp_conf_t *conf, c
         ep_rule_t *r = &acl->eps[acl->neps];
         if (tp_path_pattern_compile(
                 &r->re, path->valuestring, conf->http_server_options.enable_path_prefix_matching,
-                conf->http_server_options.enable_path_suffix_matching, 0, err, errlen) < 0)
-            return -1;
+                conf->http_server_options.enable_path_suffix_matching, 0, err, errlen) < 0) {
+            /* Tyk logs the pattern and skips the entry: the key still works */
+            tp_log_warn("access_rights[%s].endpoints: \"%s\": %s (entry skipped)", acl->api_id,
+                        path->valuestring, err);
+            continue;
+        }
         r->path = path->valuestring;
         r->methods = methods;
         acl->neps++;

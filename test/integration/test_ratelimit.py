@@ -21,11 +21,11 @@ import json
 import threading
 import time
 
-from conftest import wait_for
+from conftest import run_turnpike, wait_for
 from test_keys import access, assert_error, create_key, new_org, token_api, uid, use
 from test_control import admin as admin_cmd
 from test_quota import CONF
-from tykkeys import hash_hex, hash_key
+from tykkeys import hash_hex, hash_key, tyk_session
 import redis as redislib
 
 
@@ -299,3 +299,48 @@ def test_local_tier_leases_large_quotas_and_never_exceeds_them(make_gateway, ups
     assert codes.count(200) == 3 and codes.count(403) == 5, codes
     r = use(c.nodes[0], "/%s/x" % c.api, key2)
     assert_error(r, 403, "Quota exceeded")
+
+
+def test_bad_limit_settings_are_refused_with_their_path(tmp_path, upstream):
+    for conf, path, text in (
+            ({"turnpike": {"rate_limiter": "fast"}}, "$.turnpike.rate_limiter",
+             'expected "local" or "exact", got "fast"'),
+            ({"rate_limit_response_headers": "both"}, "$.rate_limit_response_headers",
+             'expected "quotas" or "rate_limits", got "both"'),
+            ({"drl_threshold": "5"}, "$.drl_threshold", "expected number, got string")):
+        p = tmp_path / "tyk.conf"
+        p.write_text(json.dumps(dict({"listen_port": 8080, "app_path": str(tmp_path)}, **conf)))
+        r = run_turnpike(["-t", "--conf", str(p)])
+        # log lines quote the message: its quotes are escaped
+        assert r.returncode == 1 and path in r.stderr, r.stderr
+        assert text.replace('"', '\\"') in r.stderr, r.stderr
+    # an API-wide endpoint limit whose pattern cannot work rejects the definition
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    d = token_api("bad", "/bad/", upstream.url("/"), "o")
+    d["version_data"]["versions"]["Default"].update(
+        {"use_extended_paths": True,
+         "extended_paths": {"rate_limit": [{"path": "/a(", "method": "GET", "rate": 1,
+                                            "per": 1}]}})
+    (apps / "bad.json").write_text(json.dumps(d))
+    p.write_text(json.dumps({"listen_port": 8080, "app_path": str(apps)}))
+    r = run_turnpike(["-t", "--conf", str(p)])
+    assert r.returncode == 1, r.stderr
+    assert "$.version_data.versions.Default.extended_paths.rate_limit[0]" in r.stderr, r.stderr
+
+
+def test_odd_limit_fields_in_a_session_do_not_break_the_key(make_gateway, upstream, tmp_path,
+                                                           make_redis):
+    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 1, tier="exact")
+    eps = [{"path": "/a(", "methods": [{"name": "GET", "limit": {"rate": 1, "per": 60}}]},
+           {"path": "/ok", "methods": [{"name": "GET", "limit": {"rate": 1, "per": 60}}]},
+           {"path": 7}, "x"]
+    # a session as something else may have written it straight into Redis
+    key = "odd-" + uid()
+    sess = tyk_session([c.api], org_id=c.org, rate="many", per=-1, quota_max="lots")
+    sess["access_rights"][c.api]["endpoints"] = eps
+    c.redis().set("apikey-" + hash_key(key, True), json.dumps(sess))
+    g, p = c.nodes[0], "/%s/" % c.api
+    assert [use(g, p + "x", key).status for _ in range(3)] == [200, 200, 200]
+    assert [use(g, p + "ok", key).status for _ in range(2)] == [200, 429]
+    assert "entry skipped" in g.log_path.read_text()
