@@ -146,7 +146,7 @@ typedef struct limop_s {
     int quota_in;  /* the quota was decided with the rate */
     int64_t lease; /* requests asked of the quota at once (1: no lease) */
     int64_t throttles_left;
-    tp_eval_t *ev[1];
+    tp_eval_t *ev;
     tp_rcmd_t *cmd;    /* the sentinel's TTL */
     uv_timer_t *timer; /* throttling */
     char err[200];
@@ -155,7 +155,6 @@ typedef struct limop_s {
     double drate, dper;
     tp_limit_res_t res;
     int64_t qcount, qpttl;
-    const tp_rlrule_t *api_rule;
     char akey[KEY_MAX];     /* the key's session: apikey-<hash> */
     char scope[KEY_MAX];    /* its allowance scope */
     char rkey[KEY_MAX];     /* the key's limiter key */
@@ -163,19 +162,26 @@ typedef struct limop_s {
     char skey[KEY_MAX + 8]; /* the sentinel's .BLOCKED key */
 } limop_t;
 
-static int tier_of(const tp_worker_t *w, double rate, double per)
+/* The tier tyk.conf selects, Tyk's switches first (TYK-COMPAT 6.2). */
+static int conf_tier(const tp_conf_t *c)
 {
-    const tp_conf_t *c = w->conf;
     if (c->enable_fixed_window_rate_limiter)
         return TIER_FIXED;
     if (c->enable_sentinel_rate_limiter)
         return TIER_SENTINEL;
     if (c->enable_redis_rolling_limiter)
         return TIER_ROLLING;
-    if (c->tp.rate_limiter[0] == 'e')
-        return TIER_EXACT;
+    return c->tp.rate_limiter[0] == 'e' ? TIER_EXACT : TIER_LOCAL;
+}
+
+/* The tier that decides a limit of <rate> per <per> seconds. */
+static int tier_of(const tp_worker_t *w, double rate, double per)
+{
+    int tier = conf_tier(w->conf);
+    if (tier != TIER_LOCAL)
+        return tier;
     uint32_t n = w->limits != NULL ? tp_limits_nodes(w->limits) : 1;
-    if (n > 1 && rate / per <= (double)n * c->drl_threshold)
+    if (n > 1 && rate / per <= (double)n * w->conf->drl_threshold)
         return TIER_EXACT; /* a share this small would not be accurate */
     return TIER_LOCAL;
 }
@@ -231,6 +237,16 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
     req->rl_reset = (tp_time_wall_us() + res->reset_us) / 1000000; /* Tyk's Unix(): down */
 }
 
+void tp_limit_headers(const tp_req_t *req, tp_buf_t *b)
+{
+    if (req->rl_set)
+        tp_buf_printf(b,
+                      "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
+                      "X-RateLimit-Reset: %lld\r\n",
+                      (long long)req->rl_limit, (long long)req->rl_remaining,
+                      (long long)req->rl_reset);
+}
+
 /* ---- the op ------------------------------------------------------------------------ */
 
 static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op);
@@ -256,8 +272,8 @@ static void timer_closed(uv_handle_t *h)
 
 static void op_free(limop_t *op)
 {
-    if (op->ev[0] != NULL)
-        tp_redis_eval_cancel(op->ev[0]);
+    if (op->ev != NULL)
+        tp_redis_eval_cancel(op->ev);
     if (op->cmd != NULL)
         tp_redis_cancel(op->cmd);
     if (op->timer != NULL)
@@ -273,7 +289,7 @@ void tp_limit_release(tp_req_t *req)
 }
 
 /* The request is refused: 429 or 403, or a throttled retry. */
-static void refuse(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, int quota)
+static void refuse(tp_req_t *req, limop_t *op, int quota)
 {
     if (!req->rl_early)
         req->rl_set = 0; /* quota headers are not on blocked responses */
@@ -286,7 +302,6 @@ static void refuse(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, int quota)
     int api = op->stage == ST_API_RATE;
     tp_limit_release(req);
     tp_respond_error(req, 429, api ? "API Rate Limit Exceeded" : "Rate Limit Exceeded");
-    (void)rp;
 }
 
 static void storage_failed(tp_req_t *req, limop_t *op)
@@ -338,6 +353,17 @@ static void note(tp_worker_t *w, const char *key, int kind, int64_t limit, int64
                        res->reset_us, tp_time_mono_ns());
 }
 
+/* A reply that cannot be used: the decision failed. */
+static void reply_failed(limop_t *op, const redisReply *rep, const char *err)
+{
+    op->errors++;
+    snprintf(op->err, sizeof(op->err), "%s",
+             err != NULL                      ? err
+             : rep->type == REDIS_REPLY_ERROR ? rep->str
+                                              : "unexpected reply");
+}
+
+/* Is the reply an array of at least <n> integers? Records the failure if not. */
 static int reply_ints(const redisReply *rep, size_t n, const char *err, limop_t *op)
 {
     if (err == NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements >= n) {
@@ -347,18 +373,14 @@ static int reply_ints(const redisReply *rep, size_t n, const char *err, limop_t 
         if (i == n)
             return 1;
     }
-    op->errors++;
-    snprintf(op->err, sizeof(op->err), "%s",
-             err != NULL                      ? err
-             : rep->type == REDIS_REPLY_ERROR ? rep->str
-                                              : "unexpected reply");
+    reply_failed(op, rep, err);
     return 0;
 }
 
 static void on_gcra(void *arg, const redisReply *rep, const char *err)
 {
     limop_t *op = arg;
-    op->ev[0] = NULL;
+    op->ev = NULL;
     op->pending--;
     if (reply_ints(rep, 5, err, op)) {
         op->blocked = rep->element[0]->integer == 0;
@@ -374,7 +396,7 @@ static void on_gcra(void *arg, const redisReply *rep, const char *err)
 static void on_rolling(void *arg, const redisReply *rep, const char *err)
 {
     limop_t *op = arg;
-    op->ev[0] = NULL;
+    op->ev = NULL;
     op->pending--;
     if (err == NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER) {
@@ -399,7 +421,7 @@ static void on_rolling(void *arg, const redisReply *rep, const char *err)
         } /* the sentinel reports what its key says (on_sentinel), not the log */
         note(op->req->conn->w, op->what, TP_LIM_ROLLING, (int64_t)op->drate, count + 1, &lr);
     } else {
-        reply_ints(rep, 99, err, op);
+        reply_failed(op, rep, err);
     }
     decided(op);
 }
@@ -416,7 +438,7 @@ static void on_sentinel(void *arg, const redisReply *rep, const char *err)
             op->res.reset_us = rep->integer * 1000000;
         }
     } else {
-        reply_ints(rep, 99, err, op);
+        reply_failed(op, rep, err);
     }
     decided(op);
 }
@@ -424,7 +446,7 @@ static void on_sentinel(void *arg, const redisReply *rep, const char *err)
 static void on_fixed(void *arg, const redisReply *rep, const char *err)
 {
     limop_t *op = arg;
-    op->ev[0] = NULL;
+    op->ev = NULL;
     op->pending--;
     if (err == NULL && rep->type == REDIS_REPLY_INTEGER) {
         int64_t c = rep->integer;
@@ -434,7 +456,7 @@ static void on_fixed(void *arg, const redisReply *rep, const char *err)
         if (!op->blocked) /* and no wait until the window is full */
             op->res.reset_us = 0;
     } else {
-        reply_ints(rep, 99, err, op);
+        reply_failed(op, rep, err);
     }
     decided(op);
 }
@@ -442,7 +464,7 @@ static void on_fixed(void *arg, const redisReply *rep, const char *err)
 static void on_quota(void *arg, const redisReply *rep, const char *err)
 {
     limop_t *op = arg;
-    op->ev[0] = NULL;
+    op->ev = NULL;
     op->pending--;
     if (reply_ints(rep, 2, err, op)) {
         op->qcount = rep->element[0]->integer;
@@ -493,7 +515,7 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
         op->quota_in = quota;
         op->lease = 1;
         op->pending = 1;
-        op->ev[0] = tp_redis_eval(w->redis, &gcra_script, on_gcra, op, nkeys, n, args, NULL);
+        op->ev = tp_redis_eval(w->redis, &gcra_script, on_gcra, op, nkeys, n, args, NULL);
         return;
     }
     case TIER_ROLLING:
@@ -512,7 +534,7 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
             op->pending = 2;
             op->cmd = tp_redis_cmd(w->redis, on_sentinel, op, "TTL %s", op->skey);
         }
-        op->ev[0] = tp_redis_eval(w->redis, &rolling_script, on_rolling, op, 1, n, args, NULL);
+        op->ev = tp_redis_eval(w->redis, &rolling_script, on_rolling, op, 1, n, args, NULL);
         return;
     }
     case TIER_FIXED: {
@@ -532,7 +554,7 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
         args[n++] = a[0];
         op->res.reset_us = (start + per_ns - now) / 1000;
         op->pending = 1;
-        op->ev[0] = tp_redis_eval(w->redis, &fixed_script, on_fixed, op, 1, n, args, NULL);
+        op->ev = tp_redis_eval(w->redis, &fixed_script, on_fixed, op, 1, n, args, NULL);
         return;
     }
     }
@@ -541,10 +563,7 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, 
 /* Does this key's quota go by leases (the local tier, a large quota)? */
 static int leased(const tp_worker_t *w, const limop_t *op)
 {
-    const tp_conf_t *c = w->conf;
-    return w->limits != NULL && c->tp.rate_limiter[0] == 'l' &&
-           !c->enable_fixed_window_rate_limiter && !c->enable_sentinel_rate_limiter &&
-           !c->enable_redis_rolling_limiter && op->lim.quota_max >= LEASE_MIN;
+    return w->limits != NULL && conf_tier(w->conf) == TIER_LOCAL && op->lim.quota_max >= LEASE_MIN;
 }
 
 static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
@@ -560,7 +579,7 @@ static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
     snprintf(n, sizeof(n), "%lld", (long long)op->lease);
     const char *args[3] = {op->qkey, renewal, n};
     op->pending = 1;
-    op->ev[0] = tp_redis_eval(w->redis, &quota_script, on_quota, op, 1, 3, args, NULL);
+    op->ev = tp_redis_eval(w->redis, &quota_script, on_quota, op, 1, 3, args, NULL);
 }
 
 /* ---- the stages ---------------------------------------------------------------------- */
@@ -614,7 +633,7 @@ static void decided(limop_t *op)
     }
     if (op->stage == ST_QUOTA) {
         if (!quota_verdict(req, op)) {
-            refuse(req, rp, op, 1);
+            refuse(req, op, 1);
             return;
         }
         op->stage = ST_API_RATE;
@@ -624,12 +643,12 @@ static void decided(limop_t *op)
     rate_headers(req, op->drate, &op->res, op->stage == ST_API_RATE);
     if (op->blocked) {
         if (!throttle(req, rp, op))
-            refuse(req, rp, op, 0);
+            refuse(req, op, 0);
         return;
     }
     if (op->stage == ST_KEY_RATE && op->quota_in) {
         if (!quota_verdict(req, op)) {
-            refuse(req, rp, op, 1);
+            refuse(req, op, 1);
             return;
         }
         op->stage = ST_API_RATE;
@@ -656,7 +675,7 @@ static int rate_stage(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const char *
         if (ok)
             return 0;
         if (!throttle(req, rp, op))
-            refuse(req, rp, op, 0);
+            refuse(req, op, 0);
         return 1;
     }
     if (w->redis == NULL) {
@@ -723,7 +742,7 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
                 if (leased(w, op) &&
                     tp_limits_lease_take(w->limits, op->qkey, strlen(op->qkey), op->lim.quota_max,
                                          tp_time_mono_ns(), &res)) {
-                    tp_limit_wb_note(w, op->akey, op->scope, op->qkey, op->lim.quota_max);
+                    /* no write-back to note: the counter moves only with leases */
                     if (!req->rl_early) {
                         req->rl_remaining = res.remaining;
                         req->rl_reset = (tp_time_wall_us() + res.reset_us) / 1000000;
@@ -747,8 +766,6 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
         case ST_API_RATE: {
             const tp_rlrule_t *r = api_rule(req, rp);
             if (r != NULL) {
-                op->api_rule = r;
-                op->stage = ST_API_RATE;
                 if (rate_stage(req, rp, op, r->key, r->rate, r->per, 0))
                     return;
                 op = req->limop != NULL ? req->limop : op;
@@ -764,6 +781,17 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 }
 
 /* ---- entry points -------------------------------------------------------------------- */
+
+/* A request's limits from <stage> on, all else empty: the key buffers
+ * are only cleared, not zeroed, as this is on the request path. */
+static void op_init(limop_t *op, tp_req_t *req, int stage)
+{
+    memset(op, 0, offsetof(limop_t, akey));
+    op->req = req;
+    op->stage = stage;
+    op->lease = 1;
+    op->akey[0] = op->scope[0] = op->rkey[0] = op->qkey[0] = op->skey[0] = '\0';
+}
 
 void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
 {
@@ -782,21 +810,10 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
         return;
     }
     limop_t op;
-    op.req = req;
+    op_init(&op, req, ST_KEY_RATE);
     op.lim = *q;
     op.rate = k->rate;
     op.per = k->per;
-    op.stage = ST_KEY_RATE;
-    op.tier = TIER_LOCAL;
-    op.pending = op.errors = op.blocked = op.quota_in = 0;
-    op.lease = 1;
-    op.throttles_left = 0;
-    op.ev[0] = NULL;
-    op.cmd = NULL;
-    op.timer = NULL;
-    op.err[0] = '\0';
-    op.api_rule = NULL;
-    op.rkey[0] = op.qkey[0] = op.akey[0] = op.scope[0] = op.skey[0] = '\0';
     if (rate_on) {
         const char *parts[3] = {k->scope, k->khash, k->suffix};
         char body[KEY_MAX];
@@ -819,10 +836,7 @@ void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
         return;
     }
     limop_t op;
-    memset(&op, 0, offsetof(limop_t, akey));
-    op.req = req;
-    op.stage = ST_API_RATE;
-    op.akey[0] = op.scope[0] = op.rkey[0] = op.qkey[0] = op.skey[0] = '\0';
+    op_init(&op, req, ST_API_RATE);
     run(req, rp, &op);
 }
 
@@ -865,9 +879,7 @@ void tp_limit_init(tp_worker_t *w)
     tp_script_init(&nodes_script, NODES_LUA);
     w->limits = w->shm->limits;
     const tp_conf_t *c = w->conf;
-    if (w->limits == NULL || c->tp.rate_limiter[0] != 'l' || c->management_node ||
-        c->enable_fixed_window_rate_limiter || c->enable_sentinel_rate_limiter ||
-        c->enable_redis_rolling_limiter)
+    if (w->limits == NULL || conf_tier(c) != TIER_LOCAL || c->management_node)
         return;
     uv_timer_init(&w->loop, &w->announce_timer);
     w->announce_timer.data = w;

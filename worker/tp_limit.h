@@ -61,6 +61,11 @@ void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp);
 /* The request is going away: pending decisions are dropped. */
 void tp_limit_release(tp_req_t *req);
 
+/* Appends the request's X-RateLimit-Limit/Remaining/Reset lines, if it
+ * has any (TYK-COMPAT 6.7). */
+struct tp_buf_s;
+void tp_limit_headers(const tp_req_t *req, struct tp_buf_s *b);
+
 /* tp_limit_wb.c: the quota of session <rkey> ("apikey-<hash>") for
  * allowance <scope>, counted under <qkey> up to <max>, was used: its
  * remaining count and renewal time are written back into the session

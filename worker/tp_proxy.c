@@ -500,12 +500,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_puts(b, "\r\n");
     }
     tp_auth_expires_header(req, b);
-    if (req->rl_set)
-        tp_buf_printf(b,
-                      "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
-                      "X-RateLimit-Reset: %lld\r\n",
-                      (long long)req->rl_limit, (long long)req->rl_remaining,
-                      (long long)req->rl_reset);
+    tp_limit_headers(req, b);
     if (req->resp_chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (close)

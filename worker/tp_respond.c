@@ -225,12 +225,8 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
     if (!conf->hide_generator_header)
         tp_buf_puts(&extra, "X-Generator: tyk.io\r\n");
     tp_auth_expires_header(req, &extra);
-    if (req->rl_set && req->rl_early) /* rate_limit_response_headers "rate_limits" */
-        tp_buf_printf(&extra,
-                      "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
-                      "X-RateLimit-Reset: %lld\r\n",
-                      (long long)req->rl_limit, (long long)req->rl_remaining,
-                      (long long)req->rl_reset);
+    if (req->rl_early) /* rate_limit_response_headers "rate_limits": on errors too */
+        tp_limit_headers(req, &extra);
     tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
                extra.len > 0 ? tp_buf_cstr(&extra) : NULL);
     tp_buf_free(&extra);
