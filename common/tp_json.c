@@ -461,6 +461,21 @@ const cJSON *tp_json_get(const cJSON *obj, const char *key)
     return found;
 }
 
+void tp_json_set_number(cJSON *obj, const char *key, double v)
+{
+    cJSON *old = (cJSON *)tp_json_get(obj, key);
+    if (old == NULL) {
+        cJSON_AddNumberToObject(obj, key, v);
+    } else if (cJSON_IsNumber(old)) {
+        old->type &= ~TP_JSON_FRACTION;
+        cJSON_SetNumberValue(old, v);
+    } else {
+        cJSON *n = cJSON_CreateNumber(v);
+        n->string = tp_strdup(old->string);
+        cJSON_ReplaceItemViaPointer(obj, old, n);
+    }
+}
+
 const char *tp_json_type_name(const cJSON *item)
 {
     if (item == NULL || cJSON_IsNull(item))

@@ -40,6 +40,10 @@ void tp_json_path_push(char *path, size_t cap, const char *key, int index);
  * first, else the first case-insensitive match. NULL when absent. */
 const cJSON *tp_json_get(const cJSON *obj, const char *key);
 
+/* Sets member <key> of <obj> to the number <v>: the member Go reads
+ * (tp_json_get) keeps its place and name, else a member is added. */
+void tp_json_set_number(cJSON *obj, const char *key, double v);
+
 /* The JSON type name Go would use in an error ("string", "number", ...). */
 const char *tp_json_type_name(const cJSON *item);
 

@@ -62,15 +62,6 @@ static void wb_free(wb_t *e)
     free(e->qkey);
 }
 
-static void set_num(cJSON *obj, const char *key, int64_t v)
-{
-    cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (n != NULL && cJSON_IsNumber(n))
-        cJSON_SetNumberValue(n, (double)v);
-    else if (n == NULL)
-        cJSON_AddNumberToObject(obj, key, (double)v);
-}
-
 /* Sets quota_remaining and, when the window is known, quota_renews in
  * <obj> (the root or a limit). Returns whether it changed. */
 static int update(cJSON *obj, const int64_t vals[2])
@@ -82,7 +73,7 @@ static int update(cJSON *obj, const int64_t vals[2])
         if ((i == 1 && vals[i] <= 0) ||
             (o != NULL && cJSON_IsNumber(o) && (int64_t)o->valuedouble == vals[i]))
             continue;
-        set_num(obj, names[i], vals[i]);
+        tp_json_set_number(obj, names[i], (double)vals[i]);
         changed = 1;
     }
     return changed;

@@ -36,12 +36,6 @@ static const char *str_member(const cJSON *o, const char *key)
     return v != NULL && cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void set_num(cJSON *o, const char *key, double v)
-{
-    cJSON_DeleteItemFromObject(o, key);
-    cJSON_AddNumberToObject(o, key, v);
-}
-
 static void set_str(cJSON *o, const char *key, const char *v)
 {
     cJSON_DeleteItemFromObject(o, key);
@@ -97,7 +91,7 @@ static void trial_period(kjob_t *j, cJSON *sess, int64_t now)
         cJSON *pol = cJSON_Parse(snap->policies[i].json);
         int64_t in = tp_session_int(pol, "key_expires_in");
         if (in > 0)
-            set_num(sess, "expires", (double)(now + in));
+            tp_json_set_number(sess, "expires", (double)(now + in));
         cJSON_Delete(pol);
     }
 }
@@ -298,7 +292,8 @@ static int write_session(kjob_t *j, const char *token, int dont_reset, int is_ne
         cJSON_ArrayForEach(a, ar) if (api_by_id(snap, a->string) == NULL) reset = 1;
     }
     if (reset && !dont_reset)
-        set_num(sess, "quota_renews", (double)(now + tp_session_int(sess, "quota_renewal_rate")));
+        tp_json_set_number(sess, "quota_renews",
+                           (double)(now + tp_session_int(sess, "quota_renewal_rate")));
     char err[256];
     if (apply_policies(j, sess, api_org, err, sizeof(err)) < 0)
         tp_log_info("REST keys: policies: %s", err); /* Tyk stores the key anyway */
@@ -394,7 +389,7 @@ static void create_key(kjob_t *j)
     int64_t now = tp_time_wall_us() / 1000000;
     int64_t exp = tp_session_int(sess, "expires");
     if (exp > 1 && exp < now)
-        set_num(sess, "expires", 0); /* a past expiry on create means never */
+        tp_json_set_number(sess, "expires", 0); /* a past expiry on create means never */
     if (generated) {
         const cJSON *hm = tp_json_get(sess, "hmac_enabled");
         if (hm != NULL && cJSON_IsTrue(hm)) {
@@ -437,13 +432,13 @@ static void update_found(kjob_t *j)
     set_str(sess, "date_created",
             dc != NULL && cJSON_IsString(dc) ? dc->valuestring : "0001-01-01T00:00:00Z");
     if (j->suppress_reset) {
-        set_num(sess, "quota_renews", (double)tp_session_int(orig, "quota_renews"));
+        tp_json_set_number(sess, "quota_renews", (double)tp_session_int(orig, "quota_renews"));
         set_str(sess, "last_updated", str_member(orig, "last_updated"));
     }
     int64_t now = tp_time_wall_us() / 1000000;
     int64_t exp = tp_session_int(sess, "expires");
     if (exp > 1 && exp < now)
-        set_num(sess, "expires", (double)tp_session_int(orig, "expires"));
+        tp_json_set_number(sess, "expires", (double)tp_session_int(orig, "expires"));
     free(j->key);
     j->key = tp_strdup(j->token != NULL ? j->token : j->rkey + 7);
     if (write_session(j, j->token, j->suppress_reset, 0) < 0)
@@ -496,7 +491,7 @@ static void get_quota(kjob_t *j)
     int64_t qmax = tp_session_int(s, "quota_max");
     if (qmax != -1 && j->n > 0) {
         int64_t rem = qmax - reply_int(j->replies[0]);
-        set_num(s, "quota_remaining", (double)(rem < 0 ? 0 : rem));
+        tp_json_set_number(s, "quota_remaining", (double)(rem < 0 ? 0 : rem));
     }
     cJSON *ar = cJSON_GetObjectItemCaseSensitive(s, "access_rights"), *a;
     int i = 1;
@@ -508,7 +503,7 @@ static void get_quota(kjob_t *j)
         if (lim == NULL || lmax == -1 || lmax == 0 || idx >= j->n)
             continue;
         int64_t rem = lmax - reply_int(j->replies[idx]);
-        set_num(lim, "quota_remaining", (double)(rem < 0 ? 0 : rem));
+        tp_json_set_number(lim, "quota_remaining", (double)(rem < 0 ? 0 : rem));
     }
     /* a basic-auth password is never shown */
     cJSON *ba = cJSON_GetObjectItemCaseSensitive(s, "basic_auth_data");

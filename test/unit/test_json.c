@@ -353,6 +353,21 @@ TP_TEST(number_range_like_go)
     CHECK(v > 0 && v < 1e-249);
 }
 
+TP_TEST(set_number_in_place)
+{
+    char err[256];
+    const char *in = "{\"a\":1.5,\"B\":\"x\",\"b\":\"y\",\"c\":true}";
+    cJSON *o = tp_json_parse(in, strlen(in), err, sizeof(err));
+    CHECK(o != NULL);
+    tp_json_set_number(o, "a", 7);     /* a number: replaced where it is */
+    tp_json_set_number(o, "b", 8);     /* the member Go reads: the last match */
+    tp_json_set_number(o, "quota", 9); /* absent: added */
+    char *out = cJSON_PrintUnformatted(o);
+    CHECK_STR(out, "{\"a\":7,\"B\":\"x\",\"b\":8,\"c\":true,\"quota\":9}");
+    free(out);
+    cJSON_Delete(o);
+}
+
 void test_json_suite(void)
 {
     TP_RUN(parse_valid_documents);
@@ -376,4 +391,5 @@ void test_json_suite(void)
     TP_RUN(path_push_formatting);
     TP_RUN(type_names);
     TP_RUN(number_range_like_go);
+    TP_RUN(set_number_in_place);
 }
