@@ -103,6 +103,29 @@ bench_spawn() {
     BENCH_PIDS+=("$SPAWNED_PID")
 }
 
+# bench_start_backends UPORT NPORT RPORT: what the keyed benchmarks run
+# against, each started in $BENCH_TMP and waited for: the upstream (nginx,
+# on LOAD_CPUS) on UPORT, nginx as a reverse proxy to it (the reference,
+# on PROXY_CPUS, WORKERS workers) on NPORT, and a redis-server without
+# persistence (on LOAD_CPUS) on RPORT. Declares the SERVER map with the
+# reference's pid under "nginx".
+bench_start_backends() {
+    local uport=$1 nport=$2 rport=$3
+    nginx_upstream_conf "$BENCH_TMP/upstream" "$uport"
+    bench_spawn upstream "$LOAD_CPUS" "$NGINX_BIN" -p "$BENCH_TMP/upstream" -c "$BENCH_TMP/upstream/nginx.conf"
+    bench_wait_port "$uport" "$SPAWNED_PID" upstream
+
+    nginx_proxy_conf "$BENCH_TMP/nginx" "$nport" "$uport" "$WORKERS" 4096
+    bench_spawn nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf"
+    declare -gA SERVER=([nginx]=$SPAWNED_PID)
+    bench_wait_port "$nport" "$SPAWNED_PID" nginx
+
+    mkdir -p "$BENCH_TMP/redis"
+    bench_spawn redis "$LOAD_CPUS" redis-server --port "$rport" --bind 127.0.0.1 --save "" \
+        --appendonly no --dir "$BENCH_TMP/redis"
+    bench_wait_port "$rport" "$SPAWNED_PID" redis
+}
+
 # bench_wait_port PORT PID NAME: waits (10 s at most) until PORT accepts
 # connections, failing if PID dies first.
 bench_wait_port() {

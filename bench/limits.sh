@@ -124,19 +124,7 @@ echo "raw outputs: $BENCH_TMP"
 echo
 
 # ---- servers ----
-nginx_upstream_conf "$BENCH_TMP/upstream" "$UPORT"
-bench_spawn upstream "$LOAD_CPUS" "$NGINX_BIN" -p "$BENCH_TMP/upstream" -c "$BENCH_TMP/upstream/nginx.conf"
-bench_wait_port "$UPORT" "$SPAWNED_PID" upstream
-
-nginx_proxy_conf "$BENCH_TMP/nginx" "$NPORT" "$UPORT" "$WORKERS" 4096
-bench_spawn nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$BENCH_TMP/nginx" -c "$BENCH_TMP/nginx/nginx.conf"
-declare -A SERVER=([nginx]=$SPAWNED_PID)
-bench_wait_port "$NPORT" "$SPAWNED_PID" nginx
-
-mkdir -p "$BENCH_TMP/redis"
-bench_spawn redis "$LOAD_CPUS" redis-server --port "$RPORT" --bind 127.0.0.1 --save "" \
-    --appendonly no --dir "$BENCH_TMP/redis"
-bench_wait_port "$RPORT" "$SPAWNED_PID" redis
+bench_start_backends "$UPORT" "$NPORT" "$RPORT"
 
 turnpike_conf "$BENCH_TMP/tp-local" "$TPORT" "$UPORT" "$WORKERS"
 turnpike_conf "$BENCH_TMP/tp-exact" "$EPORT" "$UPORT" "$WORKERS"
