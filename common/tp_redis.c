@@ -1260,7 +1260,7 @@ static void on_handle_closed(uv_handle_t *h)
     }
 }
 
-tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_conf_storage_t *st, const char *name, char *err,
+tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_redis_conf_t *st, const char *name, char *err,
                          size_t errlen)
 {
     tp_redis_t *r = tp_calloc(1, sizeof(*r));
@@ -1340,7 +1340,7 @@ err:
     return NULL;
 }
 
-int tp_redis_check_conf(const tp_conf_storage_t *st, char *err, size_t errlen)
+int tp_redis_check_conf(const tp_redis_conf_t *st, char *err, size_t errlen)
 {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {

@@ -31,7 +31,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "tp_conf.h"
+#include "tp_redis_conf.h"
 
 typedef struct tp_redis_s tp_redis_t;
 typedef struct tp_rcmd_s tp_rcmd_t;
@@ -45,12 +45,12 @@ typedef void (*tp_redis_msg_cb)(void *arg, const char *channel, const char *payl
  * lazily on the first command (or tp_redis_connect). <name> labels log
  * lines. Returns NULL with a reason in <err> when the settings cannot work
  * (a TLS file that does not load, no address). */
-tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_conf_storage_t *conf, const char *name,
-                         char *err, size_t errlen);
+tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_redis_conf_t *conf, const char *name, char *err,
+                         size_t errlen);
 
 /* Checks the settings without connecting: addresses, TLS files. Returns
  * 0, or -1 with the reason (JSON path included) in <err>. */
-int tp_redis_check_conf(const tp_conf_storage_t *conf, char *err, size_t errlen);
+int tp_redis_check_conf(const tp_redis_conf_t *conf, char *err, size_t errlen);
 
 /* Closes every connection; callbacks of commands still queued run with the
  * error "client closed". The client is freed once its handles are closed,

@@ -55,7 +55,7 @@ static int tls_minor(const char *v, int dflt)
     return -1;
 }
 
-tp_rtls_conf_t *tp_rtls_conf_new(const tp_conf_storage_t *st, char *err, size_t errlen)
+tp_rtls_conf_t *tp_rtls_conf_new(const tp_redis_conf_t *st, char *err, size_t errlen)
 {
     tp_rtls_conf_t *tc = tp_calloc(1, sizeof(*tc));
     mbedtls_ssl_config_init(&tc->ssl);

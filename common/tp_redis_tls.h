@@ -13,14 +13,14 @@
 #include <stddef.h>
 
 #include "tp_buf.h"
-#include "tp_conf.h"
+#include "tp_redis_conf.h"
 
 typedef struct tp_rtls_conf_s tp_rtls_conf_t;
 typedef struct tp_rtls_s tp_rtls_t;
 
 /* Loads ca_file / cert_file / key_file and the version bounds from
  * <st>. Returns NULL with the reason in <err> (file name included). */
-tp_rtls_conf_t *tp_rtls_conf_new(const tp_conf_storage_t *st, char *err, size_t errlen);
+tp_rtls_conf_t *tp_rtls_conf_new(const tp_redis_conf_t *st, char *err, size_t errlen);
 void tp_rtls_conf_free(tp_rtls_conf_t *tc);
 
 /* A TLS session for a connection to <host> (for SNI and the certificate

@@ -23,36 +23,11 @@
 #include <cjson/cJSON.h>
 
 #include "tp_buf.h"
+#include "tp_redis_conf.h"
 #include "tp_url.h"
 
-typedef struct tp_strlist_s {
-    char **v;
-    size_t n;
-} tp_strlist_t;
-
-typedef struct tp_conf_storage_s {
-    char *type;
-    char *host;
-    int64_t port;
-    char *username;
-    char *password;
-    int64_t database;
-    int64_t max_idle;
-    int64_t max_active;
-    int64_t timeout;
-    int enable_cluster;
-    tp_strlist_t addrs;
-    tp_strlist_t hosts; /* the deprecated {"host": "port"} map, as "host:port" */
-    char *master_name;
-    char *sentinel_password;
-    int use_ssl;
-    int ssl_insecure_skip_verify;
-    char *ca_file;
-    char *cert_file;
-    char *key_file;
-    char *tls_min_version;
-    char *tls_max_version;
-} tp_conf_storage_t;
+/* The "storage" block is the Redis client's own settings struct. */
+typedef tp_redis_conf_t tp_conf_storage_t;
 
 /* The "turnpike" block: settings Tyk has no name for. */
 typedef struct tp_conf_tp_s {
