@@ -32,11 +32,21 @@ void tp_auth_generation(tp_worker_t *w, const tp_snapshot_t *snap)
 {
     /* the slot held an older generation nobody here reads any more */
     unsigned s = snap->slot;
-    for (size_t i = 0; i < w->nrules[s]; i++)
+    for (size_t i = 0; i < w->nrules[s]; i++) {
         tp_api_rules_free(w->rules[s][i]);
+        free(w->chains[s][i]);
+    }
     w->nrules[s] = snap->napis;
     w->rules[s] = tp_realloc(w->rules[s], (snap->napis + 1) * sizeof(*w->rules[s]));
     memset(w->rules[s], 0, (snap->napis + 1) * sizeof(*w->rules[s]));
+    w->chains[s] = tp_realloc(w->chains[s], (snap->napis + 1) * sizeof(*w->chains[s]));
+    memset(w->chains[s], 0, (snap->napis + 1) * sizeof(*w->chains[s]));
+}
+
+/* A stage broke: Tyk's answer for a failed proxy. */
+static void answer_500(tp_req_t *req)
+{
+    tp_respond_error(req, 500, "There was a problem proxying the request");
 }
 
 static const tp_api_rules_t *rules_for(tp_worker_t *w, const tp_req_t *req)
@@ -53,53 +63,24 @@ static const tp_api_rules_t *rules_for(tp_worker_t *w, const tp_req_t *req)
     if (*slot == NULL)
         tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
     cJSON_Delete(def);
+    if (*slot != NULL) {
+        /* the chain of stages this API uses, compiled with its rules */
+        tp_chain_api_t a = {.keyless = api->use_keyless != 0,
+                            .api_limits = (*slot)->has_api_limits != 0};
+        tp_chain_t *c = tp_calloc(1, sizeof(*c));
+        if (tp_chain_build_api(c, &a, answer_500) < 0) {
+            tp_log_error("API %s (%s): too many stages", api->api_id, api->file);
+            free(c);
+            tp_api_rules_free(*slot);
+            *slot = NULL;
+            return NULL;
+        }
+        w->chains[s][api->idx] = c;
+    }
     return *slot;
 }
 
 /* ---- request parts ------------------------------------------------------------------ */
-
-int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out)
-{
-    size_t n = strlen(name);
-    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        size_t klen = (size_t)((eq ? eq : stop) - p);
-        if (klen == n && memcmp(p, name, n) == 0) {
-            out->len = 0;
-            const char *v = eq ? eq + 1 : stop;
-            char *dst = tp_buf_reserve(out, (size_t)(stop - v) + 1);
-            size_t k = 0;
-            for (const char *c = v; c < stop; c++)
-                dst[k++] = *c == '+' ? ' ' : *c;
-            long dn = tp_url_decode(dst, k, dst);
-            out->len = dn < 0 ? k : (size_t)dn;
-            tp_buf_cstr(out);
-            return 0;
-        }
-        p = stop + 1;
-    }
-    return -1;
-}
-
-void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out)
-{
-    size_t n = strlen(name);
-    out->len = 0;
-    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        size_t klen = (size_t)((eq ? eq : stop) - p);
-        if (!(klen == n && memcmp(p, name, n) == 0)) {
-            if (out->len > 0)
-                tp_buf_putc(out, '&');
-            tp_buf_append(out, p, (size_t)(stop - p));
-        }
-        p = stop + 1;
-    }
-}
 
 /* Cookie <name> from the Cookie headers, or an empty string. */
 static tp_str_t cookie_get(const tp_req_t *req, const char *name)
@@ -199,49 +180,6 @@ static const tp_version_t *find_version(tp_req_t *req, const tp_api_rules_t *r,
     return v;
 }
 
-/* The three paths Tyk matches path rules against (TYK-COMPAT 3.6). */
-static void build_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean)
-{
-    tp_str_t full = rp->path;
-    tp_buf_t cleaned = {0};
-    if (clean) {
-        char *dst = tp_buf_reserve(&cleaned, full.n + 2);
-        cleaned.len = tp_url_clean_path(full.p, full.n, dst);
-        full = (tp_str_t){cleaned.data, cleaned.len};
-    }
-    size_t m = rp->matched <= full.n ? rp->matched : full.n;
-    tp_str_t stripped = {full.p + m, full.n - m};
-    size_t o0, o1, o2;
-    ps->buf.len = 0;
-    /* 1: without the listen path and the version segment */
-    o0 = ps->buf.len;
-    tp_str_t v = stripped;
-    while (v.n > 0 && v.p[0] == '/')
-        v = (tp_str_t){v.p + 1, v.n - 1};
-    if (seg.n > 0 && v.n >= seg.n && memcmp(v.p, seg.p, seg.n) == 0)
-        v = (tp_str_t){v.p + seg.n, v.n - seg.n};
-    else
-        v = stripped;
-    if (v.n == 0 || v.p[0] != '/')
-        tp_buf_putc(&ps->buf, '/');
-    tp_buf_put_str(&ps->buf, v);
-    tp_buf_putc(&ps->buf, '\0');
-    /* 2: without the listen path */
-    o1 = ps->buf.len;
-    if (stripped.n == 0 || stripped.p[0] != '/')
-        tp_buf_putc(&ps->buf, '/');
-    tp_buf_put_str(&ps->buf, stripped);
-    tp_buf_putc(&ps->buf, '\0');
-    /* 3: whole */
-    o2 = ps->buf.len;
-    tp_buf_put_str(&ps->buf, full);
-    tp_buf_putc(&ps->buf, '\0');
-    ps->p[0] = ps->buf.data + o0;
-    ps->p[1] = ps->buf.data + o1;
-    ps->p[2] = ps->buf.data + o2;
-    tp_buf_free(&cleaned);
-}
-
 static void reply_mock(tp_req_t *req, const tp_pathrule_t *rule)
 {
     tp_buf_t h = {0};
@@ -303,8 +241,12 @@ static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *metho
     }
 }
 
-void tp_auth_expires_header(const tp_req_t *req, tp_buf_t *b)
+/* "X-Tyk-Api-Expires: <RFC1123>" when the request's version (or
+ * non-versioned API) has an expiry: Tyk sets it in VersionCheck, so every
+ * response after that check carries it. */
+static void expires_headers(const tp_req_t *req, tp_buf_t *b, int gateway)
 {
+    (void)gateway;
     if (req->version == NULL || req->rules == NULL)
         return;
     int64_t t = req->rules->not_versioned ? req->rules->expiration : req->version->expires;
@@ -319,20 +261,7 @@ void tp_auth_expires_header(const tp_req_t *req, tp_buf_t *b)
     tp_buf_printf(b, "X-Tyk-Api-Expires: %s\r\n", date);
 }
 
-void tp_auth_paths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)
-{
-    build_paths(ps, rp, (tp_str_t){"", 0}, clean);
-}
-
-void tp_auth_done(tp_req_t *req, tp_reqpath_t *rp)
-{
-    tp_conn_t *c = req->conn;
-    int waited = rp == &req->saved_rp;
-    tp_proxy_start(req, rp);
-    /* a request that waited for its session left its body unread */
-    if (waited && !c->closing)
-        tp_conn_body_drained(c);
-}
+const tp_stage_t tp_stage_expires = {.name = "expires", .headers = expires_headers};
 
 void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name)
 {
@@ -340,42 +269,48 @@ void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name)
         hp->drop[hp->ndrop++] = name;
 }
 
-/* ---- the pipeline --------------------------------------------------------------------- */
+/* ---- the stages ------------------------------------------------------------------------ */
 
 void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
 {
     tp_worker_t *w = req->conn->w;
-    const tp_api_t *api = req->route->api;
     const tp_api_rules_t *r = rules_for(w, req);
     if (r == NULL) {
         tp_respond_error(req, 500, "There was a problem proxying the request");
         return;
     }
     req->rules = r;
+    req->rp = rp;
     req->hdr_plan.add.len = 0;
     req->hdr_plan.ndrop = 0;
+    tp_chain_start(req, w->chains[req->snap->slot][req->route->api->idx]);
+}
 
-    /* VersionCheck */
+/* VersionCheck: the version, its expiry, strip_versioning_data. */
+static tp_stage_rc_t version_run(tp_req_t *req)
+{
+    const tp_api_rules_t *r = req->rules;
     const char *why = NULL;
     tp_str_t seg;
-    const tp_version_t *v = find_version(req, r, rp, &seg, &why);
+    const tp_version_t *v = find_version(req, r, req->rp, &seg, &why);
     if (v == NULL) {
         tp_respond_error(req, 403, why);
-        return;
+        return TP_STAGE_DONE;
     }
     int64_t now = tp_time_wall_us() / 1000000;
     if (r->not_versioned && r->expiration > 0 && r->expiration <= now) {
         tp_respond_error(req, 403,
                          "API has expired, please check documentation or contact administrator");
-        return;
+        return TP_STAGE_DONE;
     }
     if (!r->not_versioned && v->expires > 0 && v->expires <= now) {
         tp_respond_error(
             req, 403,
             "Api Version has expired, please check documentation or contact administrator");
-        return;
+        return TP_STAGE_DONE;
     }
     req->version = v;
+    req->vseg = seg;
     if (r->strip_versioning_data && !r->not_versioned) {
         if (r->location == TP_VLOC_HEADER)
             tp_hdrplan_drop(&req->hdr_plan, r->version_key);
@@ -384,40 +319,60 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
         else
             req->strip_seg = seg.n; /* bytes after the listen path's slash */
     }
+    return TP_STAGE_NEXT;
+}
 
+const tp_stage_t tp_stage_version = {.name = "version", .run = version_run};
+
+/* The path lists of the version (first match decides), mock replies. The
+ * rule paths it builds in w->rulepaths serve the header stage next. */
+static tp_stage_rc_t paths_run(tp_req_t *req)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_version_t *v = req->version;
     tp_rulepaths_t *ps = &w->rulepaths;
-    build_paths(ps, rp, seg, w->conf->http_server_options.skip_url_cleaning);
+    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
     const char *method = llhttp_method_name(req->method);
-    int ignored = 0;
     const tp_pathrule_t *hit = NULL;
     for (size_t i = 0; i < v->nrules && hit == NULL; i++)
         if (tp_pathrule_match(&v->rules[i], method, ps->p, 3))
             hit = &v->rules[i];
     if (hit != NULL && hit->kind == TP_RULE_REPLY) {
         reply_mock(req, hit);
-        return;
+        return TP_STAGE_DONE;
     }
-    if (hit != NULL && hit->kind == TP_RULE_BLACK) {
+    if ((hit != NULL && hit->kind == TP_RULE_BLACK) || (hit == NULL && v->has_white)) {
         tp_respond_error(req, 403, "Requested endpoint is forbidden");
-        return;
+        return TP_STAGE_DONE;
     }
-    if (hit == NULL && v->has_white) {
-        tp_respond_error(req, 403, "Requested endpoint is forbidden");
-        return;
-    }
-    ignored = hit != NULL && hit->kind == TP_RULE_IGNORED;
-    plan_headers(req, v, method, ps);
+    req->ignored = hit != NULL && hit->kind == TP_RULE_IGNORED;
+    return TP_STAGE_NEXT;
+}
 
-    if (api->use_keyless || ignored) {
-        tp_limit_api(req, rp); /* RateLimitForAPI applies to every request */
-        return;
-    }
+const tp_stage_t tp_stage_paths = {.name = "paths", .run = paths_run};
+
+/* TransformHeaders: planned here (on the paths the path stage built, with
+ * nothing waited for in between), applied by the proxy. */
+static tp_stage_rc_t headers_run(tp_req_t *req)
+{
+    plan_headers(req, req->version, llhttp_method_name(req->method), &req->conn->w->rulepaths);
+    return TP_STAGE_NEXT;
+}
+
+const tp_stage_t tp_stage_headers = {.name = "headers", .run = headers_run};
+
+/* AuthKey: the key from the request, then its session (tp_session.c). */
+static tp_stage_rc_t key_run(tp_req_t *req)
+{
+    if (req->ignored)
+        return TP_STAGE_NEXT;
+    const tp_api_rules_t *r = req->rules;
     tp_buf_t tmp = {0};
-    tp_str_t key = auth_token(req, r, rp->query, &tmp);
+    tp_str_t key = auth_token(req, r, req->rp->query, &tmp);
     if (key.n == 0) {
         tp_buf_free(&tmp);
         tp_respond_auth_error(req, TP_AUTH_FIELD_MISSING);
-        return;
+        return TP_STAGE_DONE;
     }
     if (r->strip_auth_data) {
         /* StripAuth: the upstream never sees the key (the plan is used
@@ -426,6 +381,15 @@ void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
         if (r->use_param)
             req->strip_params[1] = r->param_name;
     }
-    tp_session_lookup(req, rp, key);
+    tp_stage_rc_t rc = tp_session_lookup(req, key);
     tp_buf_free(&tmp);
+    return rc;
 }
+
+static int key_wanted(const tp_chain_api_t *a)
+{
+    return !a->keyless;
+}
+
+const tp_stage_t tp_stage_key = {
+    .name = "key", .wanted = key_wanted, .run = key_run, .cancel = tp_session_cancel};

@@ -85,7 +85,7 @@ static void on_timer(uv_timer_t *t)
     case TP_C_BODY:
         if (c->reading && c->req != NULL && !c->req->resp_started) {
             tp_log_info("client %s: request body stalled, giving up", c->ip);
-            tp_proxy_abort(c->req);
+            c->w->ev.stop(c->req);
             tp_respond_bad_request(c, 408);
             break;
         }
@@ -111,7 +111,7 @@ static void on_handle_closed(uv_handle_t *h)
     tp_worker_t *w = c->w;
     tp_buf_free(&c->in);
     free(c);
-    tp_worker_conn_gone(w);
+    w->ev.conn_gone(w);
 }
 
 void tp_conn_close(tp_conn_t *c)
@@ -120,8 +120,7 @@ void tp_conn_close(tp_conn_t *c)
         return;
     c->closing = 1;
     if (c->req != NULL) {
-        tp_proxy_abort(c->req);
-        tp_req_put(c->w, c->req);
+        c->w->ev.drop(c->req);
         c->req = NULL;
     }
     tp_list_remove(&c->link);
@@ -146,7 +145,7 @@ static void on_write(uv_write_t *wr, int status)
     }
     tp_req_t *req = c->req;
     if (req != NULL && !req->resp_done)
-        tp_proxy_client_written(req);
+        c->w->ev.written(req);
     else
         tp_conn_response_done(c);
 }
@@ -192,7 +191,7 @@ int tp_conn_write(tp_conn_t *c, uv_buf_t *bufs, unsigned n)
 static void conn_start_request(tp_conn_t *c, const char *head)
 {
     tp_worker_t *w = c->w;
-    tp_req_t *req = tp_req_get(w);
+    tp_req_t *req = w->ev.req_new(w);
     req->conn = c;
     req->head_base = head;
     req->start_ms = uv_now(&w->loop);
@@ -215,12 +214,7 @@ void tp_conn_response_done(tp_conn_t *c)
         }
         w->requests++;
         atomic_store_explicit(&w->shm->workers[w->id].requests, w->requests, memory_order_relaxed);
-        if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX) {
-            tp_shm_stat_t *st = &w->stats[req->route->api->stat_idx];
-            st->requests++;
-            st->status[req->status >= 100 && req->status < 600 ? req->status / 100 : 0]++;
-        }
-        tp_req_put(w, req);
+        w->ev.answered(req);
         c->req = NULL;
     }
     if (c->want_close || w->draining) {
@@ -253,8 +247,7 @@ static void conn_linger(tp_conn_t *c)
     if (c->closing)
         return;
     if (c->req != NULL) {
-        tp_proxy_abort(c->req);
-        tp_req_put(c->w, c->req);
+        c->w->ev.drop(c->req);
         c->req = NULL;
     }
     if (c->state == TP_C_LINGER)
@@ -452,7 +445,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
                 req->body_done = 1;
                 c->state = TP_C_DONE;
             }
-            tp_req_dispatch(req);
+            w->ev.head(req);
             if (c->closing || c->state == TP_C_LINGER)
                 return;
             if (c->state == TP_C_BODY && req->body == NULL && !req->buffering &&
@@ -473,7 +466,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
                 data += used;
                 len -= used;
                 if (done) {
-                    tp_rest_body_done(req);
+                    w->ev.rest_body(req);
                     if (c->closing || c->state == TP_C_LINGER)
                         return;
                 } else {
@@ -502,7 +495,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             req->body_len += used;
             data += used;
             len -= used;
-            tp_proxy_body_ready(req);
+            w->ev.body(req);
             if (c->closing)
                 return;
             if (c->state == TP_C_BODY)

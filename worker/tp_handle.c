@@ -14,17 +14,6 @@
 #include "tp_url.h"
 #include "tp_worker.h"
 
-tp_str_t tp_req_header(const tp_req_t *req, const char *name)
-{
-    size_t n = strlen(name);
-    for (uint32_t i = 0; i < req->nhdrs; i++) {
-        const tp_hdr_t *h = &req->hdrs[i];
-        if (h->name_len == n && strncasecmp(req->head_base + h->name_off, name, n) == 0)
-            return tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
-    }
-    return (tp_str_t){NULL, 0};
-}
-
 static int host_ok(tp_str_t h)
 {
     for (size_t i = 0; i < h.n; i++) {

@@ -139,6 +139,7 @@ typedef struct limop_s {
     tp_keylimit_t lim; /* copied: the session may go */
     double rate, per;  /* the key's rate limit (endpoint limit applied) */
     int stage;
+    int last;      /* the last stage of this op (ST_QUOTA for a key's, ST_API_RATE) */
     int tier;      /* of the decision under way */
     int pending;   /* replies still to come */
     int errors;    /* replies that failed */
@@ -237,8 +238,13 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
     req->rl_reset = (tp_time_wall_us() + res->reset_us) / 1000000; /* Tyk's Unix(): down */
 }
 
-void tp_limit_headers(const tp_req_t *req, tp_buf_t *b)
+/* The response stage: the request's X-RateLimit-Limit/Remaining/Reset
+ * (TYK-COMPAT 6.7); on an error the gateway made only when they came from
+ * a rate limit (rate_limit_response_headers "rate_limits"). */
+static void rl_headers(const tp_req_t *req, tp_buf_t *b, int gateway)
 {
+    if (gateway && !req->rl_early)
+        return;
     if (req->rl_set)
         tp_buf_printf(b,
                       "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
@@ -247,9 +253,18 @@ void tp_limit_headers(const tp_req_t *req, tp_buf_t *b)
                       (long long)req->rl_reset);
 }
 
+const tp_stage_t tp_stage_rl_headers = {.name = "rl_headers", .headers = rl_headers};
+
 /* ---- the op ------------------------------------------------------------------------ */
 
-static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op);
+static tp_stage_rc_t run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op);
+
+/* An op that waited continues the chain when it has decided. */
+static void resume(tp_req_t *req, tp_stage_rc_t rc)
+{
+    if (rc == TP_STAGE_NEXT || rc == TP_STAGE_ERROR)
+        tp_chain_resume(req, rc);
+}
 
 static limop_t *op_get(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
 {
@@ -257,7 +272,7 @@ static limop_t *op_get(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
     if (op != NULL)
         return op;
     if (rp != &req->saved_rp)
-        tp_auth_save(req, rp);
+        tp_req_save(req, rp);
     op = tp_malloc(sizeof(*op));
     memcpy(op, local, sizeof(*op));
     op->req = req;
@@ -318,7 +333,8 @@ static void on_throttle(uv_timer_t *t)
     limop_t *op = t->data;
     uv_close((uv_handle_t *)t, timer_closed);
     op->timer = NULL;
-    run(op->req, &op->req->saved_rp, op);
+    tp_req_t *req = op->req;
+    resume(req, run(req, &req->saved_rp, op));
 }
 
 /* Throttling (6.6): a refused key waits throttle_interval and tries
@@ -344,6 +360,7 @@ static int throttle(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
 /* ---- deciding one rate limit --------------------------------------------------------- */
 
 static void decided(limop_t *op);
+static tp_stage_rc_t decide(limop_t *op);
 
 static void note(tp_worker_t *w, const char *key, int kind, int64_t limit, int64_t count,
                  const tp_limit_res_t *res)
@@ -618,48 +635,55 @@ static void decided(limop_t *op)
     if (op->pending > 0)
         return;
     tp_req_t *req = op->req;
+    resume(req, decide(op));
+}
+
+static tp_stage_rc_t decide(limop_t *op)
+{
+    tp_req_t *req = op->req;
     tp_reqpath_t *rp = &req->saved_rp;
     if (op->errors) {
         /* an API-wide limit lets requests through, as Tyk's RateLimitForAPI
          * does: keyless APIs keep serving while Redis is away */
         if (!req->conn->w->conf->tp.limits_fail_open && op->stage != ST_API_RATE) {
             storage_failed(req, op);
-            return;
+            return TP_STAGE_DONE;
         }
         tp_log_warn("rate limit or quota check failed (letting the request through): %s", op->err);
         op->stage++;
-        run(req, rp, op);
-        return;
+        return run(req, rp, op);
     }
     if (op->stage == ST_QUOTA) {
         if (!quota_verdict(req, op)) {
             refuse(req, op, 1);
-            return;
+            return TP_STAGE_DONE;
         }
         op->stage = ST_API_RATE;
-        run(req, rp, op);
-        return;
+        return run(req, rp, op);
     }
     rate_headers(req, op->drate, &op->res, op->stage == ST_API_RATE);
     if (op->blocked) {
-        if (!throttle(req, rp, op))
+        if (!throttle(req, rp, op)) {
             refuse(req, op, 0);
-        return;
+            return TP_STAGE_DONE;
+        }
+        return TP_STAGE_LATER;
     }
     if (op->stage == ST_KEY_RATE && op->quota_in) {
         if (!quota_verdict(req, op)) {
             refuse(req, op, 1);
-            return;
+            return TP_STAGE_DONE;
         }
         op->stage = ST_API_RATE;
     } else {
         op->stage++;
     }
-    run(req, rp, op);
+    return run(req, rp, op);
 }
 
-/* One rate decision for the current stage. Returns 1 when it is on its
- * way (Redis) or answered (refused), 0 when admitted here. */
+/* One rate decision for the current stage. Returns -1 when admitted here,
+ * else the stage's answer: TP_STAGE_LATER on its way (Redis, a throttle
+ * delay), TP_STAGE_DONE refused. */
 static int rate_stage(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const char *key, double rate,
                       double per, int with_quota)
 {
@@ -673,22 +697,24 @@ static int rate_stage(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, const char *
                                 tp_time_mono_ns(), &res);
         rate_headers(req, rate, &res, op->stage == ST_API_RATE);
         if (ok)
-            return 0;
-        if (!throttle(req, rp, op))
+            return -1;
+        if (!throttle(req, rp, op)) {
             refuse(req, op, 0);
-        return 1;
+            return TP_STAGE_DONE;
+        }
+        return TP_STAGE_LATER;
     }
     if (w->redis == NULL) {
         if (w->conf->tp.limits_fail_open || op->stage == ST_API_RATE)
-            return 0;
+            return -1;
         snprintf(op->err, sizeof(op->err), "no storage configured");
         storage_failed(req, op);
-        return 1;
+        return TP_STAGE_DONE;
     }
     /* the quota joins the rate script when both keys can be in one script */
     int quota = with_quota && tier == TIER_EXACT && !w->conf->storage.enable_cluster;
     ask_rate(req, rp, op, tier, key, rate, per, quota);
-    return 1;
+    return TP_STAGE_LATER;
 }
 
 static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
@@ -700,7 +726,7 @@ static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
     if (v != NULL && v->nrl_rules > 0) {
         tp_worker_t *w = req->conn->w;
         tp_rulepaths_t *ps = &w->rulepaths;
-        tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+        tp_req_rulepaths_noversion(ps, rp, w->conf->http_server_options.skip_url_cleaning);
         const char *method = llhttp_method_name(req->method);
         for (size_t i = 0; i < v->nrl_rules; i++)
             if (tp_rlrule_match(&v->rl_rules[i], method, ps->p, 3))
@@ -709,27 +735,30 @@ static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
     return r->global.rate > 0 ? &r->global : NULL;
 }
 
-static void finish(tp_req_t *req, tp_reqpath_t *rp)
+static tp_stage_rc_t finish(tp_req_t *req)
 {
     if (req->limop != NULL) {
         limop_t *op = req->limop;
         req->limop = NULL;
         op_free(op);
     }
-    tp_auth_done(req, rp);
+    return TP_STAGE_NEXT;
 }
 
-/* Runs the stages from op->stage on (op is on the caller's stack until a
- * stage waits, then on the heap). */
-static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
+/* Runs the stages from op->stage to op->last (op is on the caller's stack
+ * until a stage waits, then on the heap). */
+static tp_stage_rc_t run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 {
     for (;;) {
+        if (op->stage > op->last)
+            return finish(req);
         switch (op->stage) {
         case ST_KEY_RATE: {
             int with_quota = op->lim.quota_max > 0 && !req->rules->disable_quota;
             if (op->rate > 0 && op->per > 0 && !req->rules->disable_rate_limit) {
-                if (rate_stage(req, rp, op, op->rkey, op->rate, op->per, with_quota))
-                    return;
+                int rc = rate_stage(req, rp, op, op->rkey, op->rate, op->per, with_quota);
+                if (rc >= 0)
+                    return (tp_stage_rc_t)rc;
                 op = req->limop != NULL ? req->limop : op;
             }
             op->stage = ST_QUOTA;
@@ -754,11 +783,11 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
                     if (!w->conf->tp.limits_fail_open) {
                         snprintf(op->err, sizeof(op->err), "no storage configured");
                         storage_failed(req, op);
-                        return;
+                        return TP_STAGE_DONE;
                     }
                 } else {
                     ask_quota(req, rp, op);
-                    return;
+                    return TP_STAGE_LATER;
                 }
             }
             op->stage = ST_API_RATE;
@@ -766,35 +795,40 @@ static void run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
         case ST_API_RATE: {
             const tp_rlrule_t *r = api_rule(req, rp);
             if (r != NULL) {
-                if (rate_stage(req, rp, op, r->key, r->rate, r->per, 0))
-                    return;
+                int rc = rate_stage(req, rp, op, r->key, r->rate, r->per, 0);
+                if (rc >= 0)
+                    return (tp_stage_rc_t)rc;
                 op = req->limop != NULL ? req->limop : op;
             }
             op->stage = ST_DONE;
             break;
         }
         default:
-            finish(req, rp);
-            return;
+            return finish(req);
         }
     }
 }
 
-/* ---- entry points -------------------------------------------------------------------- */
+/* ---- the stages ------------------------------------------------------------------------ */
 
-/* A request's limits from <stage> on, all else empty: the key buffers
- * are only cleared, not zeroed, as this is on the request path. */
-static void op_init(limop_t *op, tp_req_t *req, int stage)
+/* A request's limits from <stage> to <last>, all else empty: the key
+ * buffers are only cleared, not zeroed, as this is on the request path. */
+static void op_init(limop_t *op, tp_req_t *req, int stage, int last)
 {
     memset(op, 0, offsetof(limop_t, akey));
     op->req = req;
     op->stage = stage;
+    op->last = last;
     op->lease = 1;
     op->akey[0] = op->scope[0] = op->rkey[0] = op->qkey[0] = op->skey[0] = '\0';
 }
 
-void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
+/* RateLimitAndQuotaCheck, on the limits the access stage picked. */
+static tp_stage_rc_t key_limit_run(tp_req_t *req)
 {
+    if (req->sess == NULL) /* an ignored path */
+        return TP_STAGE_NEXT;
+    const tp_keyctx_t *k = &req->keyctx;
     const tp_keylimit_t *q = k->lim;
     req->rl_set = 1; /* quotas mode: the session's quota, counted or not */
     req->rl_early = 0;
@@ -805,12 +839,10 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
         req->rl_set = 0;
     int rate_on = k->rate > 0 && k->per > 0 && !req->rules->disable_rate_limit;
     int quota_on = q->quota_max > 0 && !req->rules->disable_quota;
-    if (!rate_on && !quota_on) {
-        tp_limit_api(req, rp);
-        return;
-    }
+    if (!rate_on && !quota_on)
+        return TP_STAGE_NEXT;
     limop_t op;
-    op_init(&op, req, ST_KEY_RATE);
+    op_init(&op, req, ST_KEY_RATE, ST_QUOTA);
     op.lim = *q;
     op.rate = k->rate;
     op.per = k->per;
@@ -826,19 +858,38 @@ void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k)
         snprintf(op.akey, sizeof(op.akey), "apikey-%s", k->khash);
         snprintf(op.scope, sizeof(op.scope), "%s", k->scope);
     }
-    run(req, rp, &op);
+    return run(req, req->rp, &op);
 }
 
-void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp)
+static int key_limit_wanted(const tp_chain_api_t *a)
 {
-    if (!req->rules->has_api_limits) {
-        tp_auth_done(req, rp);
-        return;
-    }
-    limop_t op;
-    op_init(&op, req, ST_API_RATE);
-    run(req, rp, &op);
+    return !a->keyless;
 }
+
+const tp_stage_t tp_stage_key_limit = {.name = "key_limit",
+                                       .wanted = key_limit_wanted,
+                                       .run = key_limit_run,
+                                       .cancel = tp_limit_release};
+
+/* RateLimitForAPI: on every request of the API, keyed or not. */
+static tp_stage_rc_t api_limit_run(tp_req_t *req)
+{
+    if (!req->rules->has_api_limits)
+        return TP_STAGE_NEXT;
+    limop_t op;
+    op_init(&op, req, ST_API_RATE, ST_API_RATE);
+    return run(req, req->rp, &op);
+}
+
+static int api_limit_wanted(const tp_chain_api_t *a)
+{
+    return a->api_limits;
+}
+
+const tp_stage_t tp_stage_api_limit = {.name = "api_limit",
+                                       .wanted = api_limit_wanted,
+                                       .run = api_limit_run,
+                                       .cancel = tp_limit_release};
 
 /* ---- node announcements ---------------------------------------------------------------- */
 

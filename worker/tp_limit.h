@@ -16,9 +16,10 @@
  *    to the exact Redis limiter instead.
  * In Turnpike's own tiers a refused request costs nothing.
  *
- * Used by: tp_session.c (keys) and tp_auth.c (keyless APIs, ignored
- * paths). One worker loop, no locking; shared counters live in
- * shm/tp_shm_limit.c.
+ * Two stages of the request chain (tp_chain.c): the key limit stage
+ * (tp_stage_key_limit, on the limits the access stage put in req->keyctx)
+ * and the API limit stage (tp_stage_api_limit). One worker loop, no locking; shared counters live
+ * in shm/tp_shm_limit.c.
  */
 #ifndef TP_LIMIT_H
 #define TP_LIMIT_H
@@ -50,21 +51,8 @@ typedef struct tp_keyctx_s {
 /* Starts the node announcements (local tier) and loads the scripts. */
 void tp_limit_init(tp_worker_t *w);
 
-/* The key's rate limit and quota, then the API's limits; ends in
- * tp_auth_done (possibly later) or an error response. <rp> is the
- * request's path (saved by the caller if the request already waited). */
-void tp_limit_key(tp_req_t *req, tp_reqpath_t *rp, const tp_keyctx_t *k);
-
-/* Only the API's limits (keyless APIs, ignored paths). */
-void tp_limit_api(tp_req_t *req, tp_reqpath_t *rp);
-
-/* The request is going away: pending decisions are dropped. */
+/* The request is going away: pending decisions are dropped (idempotent). */
 void tp_limit_release(tp_req_t *req);
-
-/* Appends the request's X-RateLimit-Limit/Remaining/Reset lines, if it
- * has any (TYK-COMPAT 6.7). */
-struct tp_buf_s;
-void tp_limit_headers(const tp_req_t *req, struct tp_buf_s *b);
 
 /* tp_limit_wb.c: the quota of session <rkey> ("apikey-<hash>") for
  * allowance <scope>, counted under <qkey> up to <max>, was used: its

@@ -233,6 +233,21 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     tp_upstream_acquire(req);
 }
 
+/* The last request stage: the checks passed, on to the upstream, which
+ * answers the client from here on. */
+static tp_stage_rc_t proxy_run(tp_req_t *req)
+{
+    tp_conn_t *c = req->conn;
+    int waited = req->rp == &req->saved_rp;
+    tp_proxy_start(req, req->rp);
+    /* a request that waited (for its session, a limit) left its body unread */
+    if (waited && !c->closing)
+        tp_conn_body_drained(c);
+    return TP_STAGE_DONE;
+}
+
+const tp_stage_t tp_stage_proxy = {.name = "proxy", .run = proxy_run};
+
 void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
 {
     tp_worker_t *w = req->conn->w;
@@ -499,8 +514,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_put_str(b, tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len}));
         tp_buf_puts(b, "\r\n");
     }
-    tp_auth_expires_header(req, b);
-    tp_limit_headers(req, b);
+    tp_chain_headers(req->run.chain, req, b, 0);
     if (req->resp_chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (close)

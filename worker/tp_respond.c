@@ -224,9 +224,7 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
     tp_buf_t extra = {0};
     if (!conf->hide_generator_header)
         tp_buf_puts(&extra, "X-Generator: tyk.io\r\n");
-    tp_auth_expires_header(req, &extra);
-    if (req->rl_early) /* rate_limit_response_headers "rate_limits": on errors too */
-        tp_limit_headers(req, &extra);
+    tp_chain_headers(req->run.chain, req, &extra, 1);
     tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
                extra.len > 0 ? tp_buf_cstr(&extra) : NULL);
     tp_buf_free(&extra);
@@ -256,8 +254,7 @@ void tp_respond_bad_request(tp_conn_t *c, int status)
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%d %s",
                      status, reason, strlen(reason) + 4, status, reason);
     if (c->req != NULL) {
-        tp_proxy_abort(c->req);
-        tp_req_put(c->w, c->req);
+        c->w->ev.drop(c->req);
         c->req = NULL;
     }
     c->want_close = 1;

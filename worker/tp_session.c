@@ -139,6 +139,11 @@ void tp_session_release(tp_req_t *req)
 {
     sess_put(req->sess);
     req->sess = NULL;
+    tp_session_cancel(req);
+}
+
+void tp_session_cancel(tp_req_t *req)
+{
     tp_lookup_t *l = req->lookup;
     if (l == NULL)
         return;
@@ -548,12 +553,12 @@ static int list_has(const cJSON *list, const char *s)
 
 /* RateLimitInfo: the first per-endpoint limit matching the method and
  * the path without the listen path. */
-static const ep_rule_t *endpoint_limit(tp_req_t *req, tp_reqpath_t *rp, const acl_t *acl,
+static const ep_rule_t *endpoint_limit(tp_req_t *req, const tp_reqpath_t *rp, const acl_t *acl,
                                        const cJSON **method_out)
 {
     tp_worker_t *w = req->conn->w;
     tp_rulepaths_t *ps = &w->rulepaths;
-    tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+    tp_req_rulepaths_noversion(ps, rp, w->conf->http_server_options.skip_url_cleaning);
     const char *method = llhttp_method_name(req->method);
     for (size_t i = 0; i < acl->neps; i++) {
         const ep_rule_t *r = &acl->eps[i];
@@ -572,46 +577,50 @@ static const ep_rule_t *endpoint_limit(tp_req_t *req, tp_reqpath_t *rp, const ac
     return NULL;
 }
 
-/* RateLimitAndQuotaCheck: which limit applies (6.1), then tp_limit.c. */
-static void limits_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s, const acl_t *acl)
+/* RateLimitAndQuotaCheck: which limit applies (6.1), for the key limit
+ * stage (tp_limit.c) in req->keyctx. */
+static void limits_pick(tp_req_t *req, tp_sess_t *s, const acl_t *acl)
 {
-    tp_keyctx_t k = {.lim = acl != NULL && acl->has_limit ? &acl->lim : &s->lim,
-                     .scope = acl != NULL ? acl->scope : "",
-                     .khash = s->rkey + 7}; /* after "apikey-" */
-    k.rate = k.lim->rate;
-    k.per = k.lim->per;
-    char suffix[TP_KEYHASH_HEX_MAX];
+    tp_keyctx_t *k = &req->keyctx;
+    *k = (tp_keyctx_t){.lim = acl != NULL && acl->has_limit ? &acl->lim : &s->lim,
+                       .scope = acl != NULL ? acl->scope : "",
+                       .khash = s->rkey + 7}; /* after "apikey-" */
+    k->rate = k->lim->rate;
+    k->per = k->lim->per;
     const cJSON *m = NULL;
-    const ep_rule_t *ep = acl != NULL && acl->neps > 0 ? endpoint_limit(req, rp, acl, &m) : NULL;
+    const ep_rule_t *ep =
+        acl != NULL && acl->neps > 0 ? endpoint_limit(req, req->rp, acl, &m) : NULL;
     if (ep != NULL) {
         const cJSON *limit = tp_json_get(m, "limit");
-        k.rate = limit != NULL ? dbl_of(limit, "rate") : 0;
-        k.per = limit != NULL ? dbl_of(limit, "per") : 0;
+        k->rate = limit != NULL ? dbl_of(limit, "rate") : 0;
+        k->per = limit != NULL ? dbl_of(limit, "per") : 0;
         tp_buf_t b = {0};
         tp_buf_printf(&b, "%s:%s", tp_json_get(m, "name")->valuestring, ep->path);
-        tp_keyhash_hex(NULL, b.data, b.len, suffix);
+        _Static_assert(sizeof(req->keysuffix) >= TP_KEYHASH_HEX_MAX, "keysuffix");
+        tp_keyhash_hex(NULL, b.data, b.len, req->keysuffix);
         tp_buf_free(&b);
-        k.suffix = suffix;
+        k->suffix = req->keysuffix;
     }
-    tp_limit_key(req, rp, &k);
 }
 
-/* KeyExpired, AccessRightsCheck, GranularAccessMiddleware. */
-static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
+/* KeyExpired, AccessRightsCheck, GranularAccessMiddleware: the access
+ * stage, on the session the key stage found. */
+static tp_stage_rc_t access_run(tp_req_t *req)
 {
-    req->sess = s;
-    s->refs++;
+    tp_sess_t *s = req->sess;
+    if (s == NULL) /* an ignored path */
+        return TP_STAGE_NEXT;
     if (s->bad) {
         tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
-        return;
+        return TP_STAGE_DONE;
     }
     if (s->inactive) {
         tp_respond_error(req, 403, "Key is inactive, please renew");
-        return;
+        return TP_STAGE_DONE;
     }
     if (s->expires >= 1 && s->expires < tp_time_wall_us() / 1000000) {
         tp_respond_error(req, 401, "Key has expired, please renew");
-        return;
+        return TP_STAGE_DONE;
     }
     const acl_t *acl = NULL;
     if (!s->master) {
@@ -624,14 +633,14 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
         if (acl == NULL ||
             (!req->rules->not_versioned && !list_has(acl->versions, req->version->name))) {
             tp_respond_error(req, 403, "Access to this API has been disallowed");
-            return;
+            return TP_STAGE_DONE;
         }
         if (acl->nurls > 0) {
             tp_rulepaths_t *ps = &req->conn->w->rulepaths;
             /* stripped and whole with prefix matching, else whole only */
             tp_worker_t *w = req->conn->w;
             int prefix = w->conf->http_server_options.enable_path_prefix_matching;
-            tp_auth_paths(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+            tp_req_rulepaths_noversion(ps, req->rp, w->conf->http_server_options.skip_url_cleaning);
             const char *method = llhttp_method_name(req->method);
             int ok = 0;
             for (size_t i = 0; i < acl->nurls && !ok; i++) {
@@ -643,42 +652,32 @@ static void sess_check(tp_req_t *req, tp_reqpath_t *rp, tp_sess_t *s)
             }
             if (!ok) {
                 tp_respond_error(req, 403, "Access to this resource has been disallowed");
-                return;
+                return TP_STAGE_DONE;
             }
         }
     }
-    limits_check(req, rp, s, acl);
+    limits_pick(req, s, acl);
+    return TP_STAGE_NEXT;
+}
+
+static int access_wanted(const tp_chain_api_t *a)
+{
+    return !a->keyless;
+}
+
+const tp_stage_t tp_stage_access = {.name = "access", .wanted = access_wanted, .run = access_run};
+
+/* The key stage found <s>: the request holds a reference. */
+static void sess_found(tp_req_t *req, tp_sess_t *s)
+{
+    req->sess = s;
+    s->refs++;
 }
 
 /* ---- reading from Redis -------------------------------------------------------------- */
 
-/* The head and paths of a request that waits: out of the read buffer. */
-void tp_auth_save(tp_req_t *req, tp_reqpath_t *rp)
-{
-    size_t end = (size_t)req->url_off + req->url_len;
-    for (uint32_t i = 0; i < req->nhdrs; i++) {
-        size_t e = (size_t)req->hdrs[i].val_off + req->hdrs[i].val_len;
-        if (e > end)
-            end = e;
-    }
-    tp_buf_t *b = &req->saved;
-    b->len = 0;
-    tp_buf_reserve(b, end + rp->raw.n + rp->path.n + rp->query.n + 4);
-    tp_buf_append(b, req->head_base, end);
-    size_t o_raw = b->len;
-    tp_buf_put_str(b, rp->raw);
-    size_t o_path = b->len;
-    tp_buf_put_str(b, rp->path);
-    size_t o_query = b->len;
-    tp_buf_put_str(b, rp->query);
-    req->head_base = b->data; /* the buffer does not move from here on */
-    req->saved_rp = *rp;
-    req->saved_rp.raw = (tp_str_t){b->data + o_raw, rp->raw.n};
-    req->saved_rp.path = (tp_str_t){b->data + o_path, rp->path.n};
-    req->saved_rp.query = (tp_str_t){b->data + o_query, rp->query.n};
-}
-
-static void lookup_done(tp_lookup_t *l)
+/* The reads are answered: the key stage's verdict. */
+static tp_stage_rc_t lookup_done(tp_lookup_t *l)
 {
     tp_req_t *req = l->req;
     tp_worker_t *w = req->conn->w;
@@ -695,7 +694,7 @@ static void lookup_done(tp_lookup_t *l)
             tp_respond_error(req, 503, STORAGE_DOWN);
         else
             tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
-        return;
+        return TP_STAGE_DONE;
     }
     const char *rkey = l->rkeys[hit], *json = l->hits[hit];
     size_t json_len = strlen(json);
@@ -722,8 +721,9 @@ static void lookup_done(tp_lookup_t *l)
     }
     free(l->ident);
     free(l);
-    sess_check(req, &req->saved_rp, s);
+    sess_found(req, s);
     sess_put(s);
+    return TP_STAGE_NEXT;
 }
 
 static void on_get(void *arg, const redisReply *rep, const char *err)
@@ -737,8 +737,11 @@ static void on_get(void *arg, const redisReply *rep, const char *err)
     } else if (rep->type == REDIS_REPLY_STRING) {
         l->hits[c->i] = tp_strndup(rep->str, rep->len);
     }
-    if (--l->pending == 0 && !l->issuing)
-        lookup_done(l);
+    if (--l->pending == 0 && !l->issuing) {
+        tp_req_t *req = l->req;
+        if (lookup_done(l) == TP_STAGE_NEXT)
+            tp_chain_resume(req, TP_STAGE_NEXT);
+    }
 }
 
 /* Adds candidate key name <token> (stored as apikey-HashKey(token)). */
@@ -762,14 +765,14 @@ static void add_candidate(tp_lookup_t *l, const tp_conf_t *conf, tp_str_t token)
     l->rkeys[l->n++] = rkey;
 }
 
-void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
+tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
 {
     tp_worker_t *w = req->conn->w;
     const tp_conf_t *conf = w->conf;
     const tp_api_t *api = req->route->api;
     if ((int64_t)key.n < conf->min_token_length) {
         tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
-        return;
+        return TP_STAGE_DONE;
     }
     const char *org = api->org_id != NULL ? api->org_id : "";
     size_t olen = strlen(org);
@@ -789,8 +792,8 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
             if (ident.p != small)
                 free((char *)ident.p);
             maybe_refresh(w, s, left, now);
-            sess_check(req, rp, s);
-            return;
+            sess_found(req, s);
+            return TP_STAGE_NEXT;
         }
         tp_scache_digest(ident.p, ident.n, NULL, 0, id);
         tp_buf_t rkey = {0}, json = {0};
@@ -806,9 +809,9 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
                 free((char *)ident.p);
             tp_buf_free(&rkey);
             tp_buf_free(&json);
-            sess_check(req, rp, s);
+            sess_found(req, s);
             sess_put(s);
-            return;
+            return TP_STAGE_NEXT;
         }
         tp_buf_free(&rkey);
         tp_buf_free(&json);
@@ -817,7 +820,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
         if (ident.p != small)
             free((char *)ident.p);
         tp_respond_error(req, 503, STORAGE_DOWN);
-        return;
+        return TP_STAGE_DONE;
     }
 
     /* CheckSessionAndIdentityForValidKey: the names this key may be stored under */
@@ -845,7 +848,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
         }
     }
     tp_buf_free(&tok);
-    tp_auth_save(req, rp);
+    tp_req_save(req, req->rp);
     req->lookup = l;
     l->pending = l->n;
     l->issuing = 1;
@@ -857,6 +860,7 @@ void tp_session_lookup(tp_req_t *req, tp_reqpath_t *rp, tp_str_t key)
             l->cmds[i] = cmd; /* still waiting for its answer */
     }
     l->issuing = 0;
-    if (l->pending == 0)
-        lookup_done(l);
+    if (l->pending == 0) /* answered while being asked */
+        return lookup_done(l);
+    return TP_STAGE_LATER;
 }

@@ -1,7 +1,8 @@
 /*
  * worker/tp_worker.c: a worker process: its loop, the inherited listening
- * socket, the channel to the master, signals, graceful drain, and the
- * freelists of blocks and requests.
+ * socket, the master's messages (ours go out in tp_channel.c), signals,
+ * graceful drain, the freelist of requests, generation switches, and the
+ * events the connection layer sends up (tp_conn_events_t).
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,32 +17,9 @@
 #include "tp_log.h"
 #include "tp_worker.h"
 
-#define TP_FREE_BLOCKS_MAX 64
 #define TP_FREE_REQS_MAX 256
 
 /* ---- freelists ------------------------------------------------------------- */
-
-char *tp_block_get(tp_worker_t *w)
-{
-    if (w->free_blocks != NULL) {
-        char *b = w->free_blocks;
-        w->free_blocks = *(void **)b;
-        w->nfree_blocks--;
-        return b;
-    }
-    return tp_malloc(TP_BLOCK_SIZE);
-}
-
-void tp_block_put(tp_worker_t *w, char *block)
-{
-    if (w->nfree_blocks >= TP_FREE_BLOCKS_MAX) {
-        free(block);
-        return;
-    }
-    *(void **)block = w->free_blocks;
-    w->free_blocks = block;
-    w->nfree_blocks++;
-}
 
 tp_req_t *tp_req_get(tp_worker_t *w)
 {
@@ -100,6 +78,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
 {
     TP_BUG_ON(req->up != NULL);
     tp_upstream_cancel_wait(req);
+    tp_chain_cancel(req);
     tp_session_release(req);
     tp_limit_release(req);
     tp_rest_keys_release(req);
@@ -154,18 +133,6 @@ void tp_worker_check_generation(tp_worker_t *w)
 }
 
 /* ---- the channel to the master: one message per datagram -------------------- */
-
-void tp_worker_tell(tp_worker_t *w, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (n > 0 && send(w->master_fd, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1,
-                      MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-        tp_log_warn("cannot tell the master \"%s\": %s", msg, strerror(errno));
-}
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
@@ -300,6 +267,32 @@ static void on_signal(uv_signal_t *s, int signum)
     worker_drain(w, signum == SIGTERM ? "SIGTERM" : "SIGQUIT");
 }
 
+/* ---- the connection layer's events -------------------------------------------- */
+
+static void req_drop(tp_req_t *req)
+{
+    tp_proxy_abort(req);
+    tp_req_put(req->conn->w, req);
+}
+
+static void req_answered(tp_req_t *req)
+{
+    tp_chain_log(req);
+    tp_req_put(req->conn->w, req);
+}
+
+static const tp_conn_events_t conn_events = {
+    .req_new = tp_req_get,
+    .head = tp_req_dispatch,
+    .body = tp_proxy_body_ready,
+    .rest_body = tp_rest_body_done,
+    .written = tp_proxy_client_written,
+    .stop = tp_proxy_abort,
+    .drop = req_drop,
+    .answered = req_answered,
+    .conn_gone = tp_worker_conn_gone,
+};
+
 static void adopt_listener(tp_worker_t *w, uv_tcp_t *h, int fd, const char *what)
 {
     int r = uv_tcp_init(&w->loop, h);
@@ -323,6 +316,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
 
     tp_worker_t *w = tp_calloc(1, sizeof(*w));
     w->id = id;
+    w->ev = conn_events;
     w->conf = conf;
     w->shm = shm;
     w->stats = tp_shm_stats(shm, id);

@@ -1,0 +1,189 @@
+/* test/unit/test_chain.c: the stage runner and the chain builder. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_chain.h"
+#include "tp_test.h"
+#include "tp_worker.h"
+
+/* What the fake stages did, in order: "a" ran, "b~" was cancelled, "!" failed. */
+static char trace[128];
+static tp_stage_rc_t answer_b; /* what stage b answers */
+
+static void note(const char *s)
+{
+    strncat(trace, s, sizeof(trace) - strlen(trace) - 1);
+}
+
+static tp_stage_rc_t run_a(tp_req_t *req)
+{
+    (void)req;
+    note("a");
+    return TP_STAGE_NEXT;
+}
+
+static tp_stage_rc_t run_b(tp_req_t *req)
+{
+    (void)req;
+    note("b");
+    return answer_b;
+}
+
+static void cancel_b(tp_req_t *req)
+{
+    (void)req;
+    note("b~");
+}
+
+static tp_stage_rc_t run_c(tp_req_t *req)
+{
+    (void)req;
+    note("c");
+    return TP_STAGE_DONE;
+}
+
+static void failed(tp_req_t *req)
+{
+    (void)req;
+    note("!");
+}
+
+static int only_keyed(const tp_chain_api_t *a)
+{
+    return !a->keyless;
+}
+
+static const tp_stage_t st_a = {.name = "a", .run = run_a};
+static const tp_stage_t st_b = {.name = "b", .run = run_b, .cancel = cancel_b};
+static const tp_stage_t st_c = {.name = "c", .run = run_c};
+static const tp_stage_t st_k = {.name = "k", .wanted = only_keyed, .run = run_a};
+static const tp_stage_t *const table[] = {&st_a, &st_b, &st_k, &st_c};
+
+/* Runs the fake chain for a keyed API with stage b answering <b>. */
+static tp_req_t *start(tp_chain_t *c, tp_stage_rc_t b)
+{
+    tp_chain_api_t api = {0};
+    trace[0] = '\0';
+    answer_b = b;
+    tp_req_t *req = calloc(1, sizeof(*req));
+    if (tp_chain_build(c, table, 4, &api, failed) != 0)
+        return req;
+    tp_chain_start(req, c);
+    return req;
+}
+
+TP_TEST(test_chain_next_runs_all_in_order)
+{
+    tp_chain_t c;
+    tp_req_t *req = start(&c, TP_STAGE_NEXT);
+    CHECK_INT(c.n, 4);
+    CHECK_STR(trace, "abac"); /* k runs run_a */
+    tp_chain_cancel(req);
+    CHECK_STR(trace, "abac"); /* nothing waits: nothing to cancel */
+    free(req);
+}
+
+TP_TEST(test_chain_done_stops)
+{
+    tp_chain_t c;
+    tp_req_t *req = start(&c, TP_STAGE_DONE);
+    CHECK_STR(trace, "ab");
+    free(req);
+}
+
+TP_TEST(test_chain_later_resumes)
+{
+    tp_chain_t c;
+    tp_req_t *req = start(&c, TP_STAGE_LATER);
+    CHECK_STR(trace, "ab");
+    CHECK(req->run.waiting);
+    tp_chain_resume(req, TP_STAGE_NEXT); /* b's wait is over */
+    CHECK_STR(trace, "abac");
+    free(req);
+}
+
+TP_TEST(test_chain_error_answers_once)
+{
+    tp_chain_t c;
+    tp_req_t *req = start(&c, TP_STAGE_ERROR);
+    CHECK_STR(trace, "ab!");
+    free(req);
+    /* an error after a wait goes the same way */
+    req = start(&c, TP_STAGE_LATER);
+    tp_chain_resume(req, TP_STAGE_ERROR);
+    CHECK_STR(trace, "ab!");
+    tp_chain_cancel(req);
+    CHECK_STR(trace, "ab!");
+    free(req);
+}
+
+TP_TEST(test_chain_cancel_while_waiting)
+{
+    tp_chain_t c;
+    tp_req_t *req = start(&c, TP_STAGE_LATER);
+    tp_chain_cancel(req); /* the client went away */
+    CHECK_STR(trace, "abb~");
+    CHECK(req->run.chain == NULL);
+    tp_chain_cancel(req); /* once only */
+    CHECK_STR(trace, "abb~");
+    free(req);
+}
+
+TP_TEST(test_chain_builder_skips_unwanted)
+{
+    tp_chain_t c;
+    tp_chain_api_t keyless = {.keyless = 1};
+    CHECK_INT(tp_chain_build(&c, table, 4, &keyless, failed), 0);
+    CHECK_INT(c.n, 3);
+    CHECK_STR(c.stage[2]->name, "c");
+    const tp_stage_t *many[TP_CHAIN_MAX + 1];
+    for (size_t i = 0; i < TP_CHAIN_MAX + 1; i++)
+        many[i] = &st_a;
+    CHECK_INT(tp_chain_build(&c, many, TP_CHAIN_MAX + 1, &keyless, failed), -1);
+}
+
+/* The gateway's chain for an API, as stage names joined by spaces. */
+static const char *names(const tp_chain_api_t *a, char *out, size_t cap)
+{
+    tp_chain_t c;
+    out[0] = '\0';
+    if (tp_chain_build_api(&c, a, failed) != 0)
+        return "(failed)";
+    for (unsigned i = 0; i < c.n; i++) {
+        if (i > 0)
+            strncat(out, " ", cap - strlen(out) - 1);
+        strncat(out, c.stage[i]->name, cap - strlen(out) - 1);
+    }
+    return out;
+}
+
+TP_TEST(test_chain_gateway_order)
+{
+    char b[256];
+    tp_chain_api_t keyless = {.keyless = 1};
+    CHECK_STR(names(&keyless, b, sizeof(b)), "version paths headers proxy");
+    tp_chain_api_t keyless_limited = {.keyless = 1, .api_limits = 1};
+    CHECK_STR(names(&keyless_limited, b, sizeof(b)), "version paths headers api_limit proxy");
+    tp_chain_api_t keyed = {0};
+    CHECK_STR(names(&keyed, b, sizeof(b)), "version paths headers key access key_limit proxy");
+    tp_chain_api_t keyed_limited = {.api_limits = 1};
+    CHECK_STR(names(&keyed_limited, b, sizeof(b)),
+              "version paths headers key access key_limit api_limit proxy");
+    /* every API's responses carry the expiry and X-RateLimit-* when set */
+    tp_chain_t c;
+    CHECK_INT(tp_chain_build_api(&c, &keyless, failed), 0);
+    CHECK_INT(c.nresp, 2);
+    CHECK_STR(c.resp[0]->name, "expires");
+    CHECK_STR(c.resp[1]->name, "rl_headers");
+}
+
+void test_chain_suite(void)
+{
+    TP_RUN(test_chain_next_runs_all_in_order);
+    TP_RUN(test_chain_done_stops);
+    TP_RUN(test_chain_later_resumes);
+    TP_RUN(test_chain_error_answers_once);
+    TP_RUN(test_chain_cancel_while_waiting);
+    TP_RUN(test_chain_builder_skips_unwanted);
+    TP_RUN(test_chain_gateway_order);
+}

@@ -1,0 +1,135 @@
+/*
+ * worker/tp_chain.c: the runner and the table of request stages.
+ *
+ * This file alone knows the order of the stages. A new feature on the
+ * request path is a stage (a tp_stage_t in its own file) and a line in
+ * request_stages[] below; its wanted() keeps it out of the chains of APIs
+ * that do not use it, so they pay nothing for it.
+ */
+#include "tp_chain.h"
+#include "tp_err.h"
+#include "tp_worker.h"
+
+/* The stages, each defined in the file that does its work. */
+extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
+extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
+extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
+extern const tp_stage_t tp_stage_key;        /* tp_auth.c: the key and its session */
+extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rights, allowed_urls */
+extern const tp_stage_t tp_stage_key_limit;  /* tp_limit.c: the key's rate limit and quota */
+extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limits */
+extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
+extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
+extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
+extern const tp_stage_t tp_stage_stats;      /* tp_stats.c: "show stat" counters */
+
+/* Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
+ * only applied by the proxy, so where they are planned is not visible. */
+static const tp_stage_t *const request_stages[] = {
+    &tp_stage_version, &tp_stage_paths,     &tp_stage_headers,   &tp_stage_key,
+    &tp_stage_access,  &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
+};
+
+/* Added to every response that carries them, in this order. */
+static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage_rl_headers};
+
+/* Run once a request is answered. */
+static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, const tp_chain_api_t *a,
+                   void (*fail)(tp_req_t *req))
+{
+    c->n = c->nresp = 0;
+    c->fail = fail;
+    for (size_t i = 0; i < n; i++) {
+        if (table[i]->wanted != NULL && !table[i]->wanted(a))
+            continue;
+        if (c->n == TP_CHAIN_MAX)
+            return -1;
+        c->stage[c->n++] = table[i];
+    }
+    return 0;
+}
+
+int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_req_t *req))
+{
+    if (tp_chain_build(c, request_stages, COUNT(request_stages), a, fail) < 0)
+        return -1;
+    c->nresp = 0;
+    for (size_t i = 0; i < COUNT(response_stages); i++)
+        if (response_stages[i]->wanted == NULL || response_stages[i]->wanted(a))
+            c->resp[c->nresp++] = response_stages[i];
+    return 0;
+}
+
+void tp_chain_log(tp_req_t *req)
+{
+    for (size_t i = 0; i < COUNT(log_stages); i++)
+        log_stages[i]->log(req);
+}
+
+/* Runs the stages from req->run.at on until one answers or waits. After a
+ * stage said DONE or LATER the request may be gone (answered, even reused
+ * by the connection's next request): nothing is touched then, which is
+ * why "waiting" is set before a stage runs, not after it said LATER. */
+static void walk(tp_req_t *req)
+{
+    tp_chain_run_t *r = &req->run;
+    const tp_chain_t *c = r->chain;
+    while (r->at < c->n) {
+        const tp_stage_t *st = c->stage[r->at];
+        r->waiting = 1;
+        switch (st->run(req)) {
+        case TP_STAGE_NEXT:
+            r->waiting = 0;
+            r->at++;
+            break;
+        case TP_STAGE_ERROR:
+            r->waiting = 0;
+            r->at = c->n;
+            c->fail(req);
+            return;
+        case TP_STAGE_LATER:
+        case TP_STAGE_DONE:
+        default:
+            return;
+        }
+    }
+}
+
+void tp_chain_start(tp_req_t *req, const tp_chain_t *c)
+{
+    req->run.chain = c;
+    req->run.at = 0;
+    req->run.waiting = 0;
+    walk(req);
+}
+
+void tp_chain_resume(tp_req_t *req, tp_stage_rc_t rc)
+{
+    tp_chain_run_t *r = &req->run;
+    TP_BUG_ON(r->chain == NULL || r->at >= r->chain->n);
+    r->waiting = 0;
+    if (rc == TP_STAGE_ERROR) {
+        r->at = r->chain->n;
+        r->chain->fail(req);
+        return;
+    }
+    TP_BUG_ON(rc != TP_STAGE_NEXT);
+    r->at++;
+    walk(req);
+}
+
+void tp_chain_cancel(tp_req_t *req)
+{
+    tp_chain_run_t *r = &req->run;
+    if (r->chain != NULL && r->waiting && r->at < r->chain->n) {
+        const tp_stage_t *st = r->chain->stage[r->at];
+        if (st->cancel != NULL)
+            st->cancel(req);
+    }
+    r->chain = NULL;
+    r->waiting = 0;
+}

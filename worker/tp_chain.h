@@ -1,0 +1,107 @@
+/*
+ * worker/tp_chain.h: the request path as a chain of stages, compiled per
+ * API and generation (as Tyk's processSpec builds a middleware list per
+ * API, and nginx runs phase handlers).
+ *
+ * Used by: worker processes. One loop, no locking.
+ *
+ * The contract: a stage's run() gets the request and answers
+ *  - TP_STAGE_NEXT:  go on with the next stage;
+ *  - TP_STAGE_DONE:  it has answered (or handed the request to the proxy,
+ *                    which answers); the runner touches the request no more;
+ *  - TP_STAGE_LATER: it waits (Redis, a timer) and continues the chain
+ *                    itself with tp_chain_resume(); until then the runner
+ *                    touches nothing. A stage that answers from its own
+ *                    callback does not resume;
+ *  - TP_STAGE_ERROR: something broke; the runner answers 500.
+ * No stage calls another: tp_chain.c holds the order (the stage table) and
+ * is the only code that knows it. A stage that waits gives a cancel() to
+ * drop what is pending when the request goes away meanwhile.
+ */
+#ifndef TP_CHAIN_H
+#define TP_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tp_req_s tp_req_t;
+typedef struct tp_buf_s tp_buf_t;
+
+typedef enum {
+    TP_STAGE_NEXT,
+    TP_STAGE_DONE,
+    TP_STAGE_LATER,
+    TP_STAGE_ERROR,
+} tp_stage_rc_t;
+
+/* What the chain builder knows of an API. */
+typedef struct tp_chain_api_s {
+    unsigned keyless : 1;    /* use_keyless: no key stages */
+    unsigned api_limits : 1; /* global_rate_limit or per-endpoint API limits */
+} tp_chain_api_t;
+
+typedef struct tp_stage_s {
+    const char *name;
+    /* Does an API with <a> use this stage? NULL: every API does. */
+    int (*wanted)(const tp_chain_api_t *a);
+    tp_stage_rc_t (*run)(tp_req_t *req);
+    /* The request is going away while this stage waits or runs (may be
+     * NULL); it may be called after the stage answered: idempotent. */
+    void (*cancel)(tp_req_t *req);
+    /* A response stage: appends its header lines to a response head, one
+     * from the upstream (<gateway> 0) or an error the gateway made (1). */
+    void (*headers)(const tp_req_t *req, tp_buf_t *head, int gateway);
+    /* A log stage: the request was answered (counters; analytics). */
+    void (*log)(tp_req_t *req);
+} tp_stage_t;
+
+#define TP_CHAIN_MAX 16
+
+typedef struct tp_chain_s {
+    uint8_t n, nresp;
+    const tp_stage_t *stage[TP_CHAIN_MAX];
+    const tp_stage_t *resp[TP_CHAIN_MAX]; /* response stages */
+    /* answers a request whose stage said TP_STAGE_ERROR */
+    void (*fail)(tp_req_t *req);
+} tp_chain_t;
+
+/* The runner's part of a request (embedded in tp_req_t). */
+typedef struct tp_chain_run_s {
+    const tp_chain_t *chain;
+    uint8_t at;      /* the stage running or waiting */
+    uint8_t waiting; /* that stage said TP_STAGE_LATER */
+} tp_chain_run_t;
+
+/* Builds the chain of an API from <table> (<n> stages, in order): the
+ * stages <a> wants. Returns 0, or -1 when more than TP_CHAIN_MAX. */
+int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, const tp_chain_api_t *a,
+                   void (*fail)(tp_req_t *req));
+
+/* The gateway's own tables of request and response stages, and the
+ * chain they make for an API; <fail> answers TP_STAGE_ERROR. */
+int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_req_t *req));
+
+/* Runs <c> for <req> from its first stage. */
+void tp_chain_start(tp_req_t *req, const tp_chain_t *c);
+
+/* A stage that said TP_STAGE_LATER is through waiting: <rc> is its answer
+ * now (TP_STAGE_NEXT or TP_STAGE_ERROR; one that answered does not call). */
+void tp_chain_resume(tp_req_t *req, tp_stage_rc_t rc);
+
+/* The request is going away: a waiting stage drops what is pending. */
+void tp_chain_cancel(tp_req_t *req);
+
+/* The response stages of <c> (the request's chain, or NULL for a request
+ * that reached no API) add their headers to <head>. */
+static inline void tp_chain_headers(const tp_chain_t *c, const tp_req_t *req, tp_buf_t *head,
+                                    int gateway)
+{
+    for (unsigned i = 0; c != NULL && i < c->nresp; i++)
+        c->resp[i]->headers(req, head, gateway);
+}
+
+/* The log stages, once the request is answered (every request: those of
+ * the control API and unrouted ones too; each stage picks its own). */
+void tp_chain_log(tp_req_t *req);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * worker/tp_req.c: a request's head as the stages read it (headers, query
+ * parameters), its copy out of the read buffer when it waits, and the
+ * freelist of body blocks.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_err.h"
+#include "tp_url.h"
+#include "tp_worker.h"
+
+#define TP_FREE_BLOCKS_MAX 64
+
+tp_str_t tp_req_header(const tp_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        if (h->name_len == n && strncasecmp(req->head_base + h->name_off, name, n) == 0)
+            return tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+    }
+    return (tp_str_t){NULL, 0};
+}
+
+int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out)
+{
+    size_t n = strlen(name);
+    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = (size_t)((eq ? eq : stop) - p);
+        if (klen == n && memcmp(p, name, n) == 0) {
+            out->len = 0;
+            const char *v = eq ? eq + 1 : stop;
+            char *dst = tp_buf_reserve(out, (size_t)(stop - v) + 1);
+            size_t k = 0;
+            for (const char *c = v; c < stop; c++)
+                dst[k++] = *c == '+' ? ' ' : *c;
+            long dn = tp_url_decode(dst, k, dst);
+            out->len = dn < 0 ? k : (size_t)dn;
+            tp_buf_cstr(out);
+            return 0;
+        }
+        p = stop + 1;
+    }
+    return -1;
+}
+
+void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out)
+{
+    size_t n = strlen(name);
+    out->len = 0;
+    for (const char *p = q.p, *end = q.p + q.n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = (size_t)((eq ? eq : stop) - p);
+        if (!(klen == n && memcmp(p, name, n) == 0)) {
+            if (out->len > 0)
+                tp_buf_putc(out, '&');
+            tp_buf_append(out, p, (size_t)(stop - p));
+        }
+        p = stop + 1;
+    }
+}
+
+/* The head and paths of a request that waits: out of the read buffer. */
+void tp_req_save(tp_req_t *req, tp_reqpath_t *rp)
+{
+    if (rp == &req->saved_rp)
+        return; /* saved when it first waited */
+    size_t end = (size_t)req->url_off + req->url_len;
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        size_t e = (size_t)req->hdrs[i].val_off + req->hdrs[i].val_len;
+        if (e > end)
+            end = e;
+    }
+    tp_buf_t *b = &req->saved;
+    b->len = 0;
+    tp_buf_reserve(b, end + rp->raw.n + rp->path.n + rp->query.n + 4);
+    tp_buf_append(b, req->head_base, end);
+    size_t o_raw = b->len;
+    tp_buf_put_str(b, rp->raw);
+    size_t o_path = b->len;
+    tp_buf_put_str(b, rp->path);
+    size_t o_query = b->len;
+    tp_buf_put_str(b, rp->query);
+    req->head_base = b->data; /* the buffer does not move from here on */
+    req->saved_rp = *rp;
+    req->saved_rp.raw = (tp_str_t){b->data + o_raw, rp->raw.n};
+    req->saved_rp.path = (tp_str_t){b->data + o_path, rp->path.n};
+    req->saved_rp.query = (tp_str_t){b->data + o_query, rp->query.n};
+    req->rp = &req->saved_rp;
+}
+
+char *tp_block_get(tp_worker_t *w)
+{
+    if (w->free_blocks != NULL) {
+        char *b = w->free_blocks;
+        w->free_blocks = *(void **)b;
+        w->nfree_blocks--;
+        return b;
+    }
+    return tp_malloc(TP_BLOCK_SIZE);
+}
+
+void tp_block_put(tp_worker_t *w, char *block)
+{
+    if (w->nfree_blocks >= TP_FREE_BLOCKS_MAX) {
+        free(block);
+        return;
+    }
+    *(void **)block = w->free_blocks;
+    w->free_blocks = block;
+    w->nfree_blocks++;
+}
+
+/* The three paths Tyk matches path rules against (TYK-COMPAT 3.6). */
+void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean)
+{
+    tp_str_t full = rp->path;
+    tp_buf_t cleaned = {0};
+    if (clean) {
+        char *dst = tp_buf_reserve(&cleaned, full.n + 2);
+        cleaned.len = tp_url_clean_path(full.p, full.n, dst);
+        full = (tp_str_t){cleaned.data, cleaned.len};
+    }
+    size_t m = rp->matched <= full.n ? rp->matched : full.n;
+    tp_str_t stripped = {full.p + m, full.n - m};
+    size_t o0, o1, o2;
+    ps->buf.len = 0;
+    /* 1: without the listen path and the version segment */
+    o0 = ps->buf.len;
+    tp_str_t v = stripped;
+    while (v.n > 0 && v.p[0] == '/')
+        v = (tp_str_t){v.p + 1, v.n - 1};
+    if (seg.n > 0 && v.n >= seg.n && memcmp(v.p, seg.p, seg.n) == 0)
+        v = (tp_str_t){v.p + seg.n, v.n - seg.n};
+    else
+        v = stripped;
+    if (v.n == 0 || v.p[0] != '/')
+        tp_buf_putc(&ps->buf, '/');
+    tp_buf_put_str(&ps->buf, v);
+    tp_buf_putc(&ps->buf, '\0');
+    /* 2: without the listen path */
+    o1 = ps->buf.len;
+    if (stripped.n == 0 || stripped.p[0] != '/')
+        tp_buf_putc(&ps->buf, '/');
+    tp_buf_put_str(&ps->buf, stripped);
+    tp_buf_putc(&ps->buf, '\0');
+    /* 3: whole */
+    o2 = ps->buf.len;
+    tp_buf_put_str(&ps->buf, full);
+    tp_buf_putc(&ps->buf, '\0');
+    ps->p[0] = ps->buf.data + o0;
+    ps->p[1] = ps->buf.data + o1;
+    ps->p[2] = ps->buf.data + o2;
+    tp_buf_free(&cleaned);
+}
+
+void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)
+{
+    tp_req_rulepaths(ps, rp, (tp_str_t){"", 0}, clean);
+}

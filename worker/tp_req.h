@@ -1,0 +1,170 @@
+/*
+ * worker/tp_req.h: a request on a client connection: its parsed head, its
+ * paths, the state the stages of its chain leave for each other, and its
+ * response; with the accessors of its head (tp_req.c).
+ *
+ * Used by: worker processes. A connection owns at most one request at a
+ * time; the request borrows one upstream connection while it is proxied.
+ * Requests and 64 KiB blocks are recycled through the worker's freelists.
+ */
+#ifndef TP_REQ_H
+#define TP_REQ_H
+
+#include <stdint.h>
+
+#include "tp_api_rules.h"
+#include "tp_buf.h"
+#include "tp_chain.h"
+#include "tp_limit.h"
+#include "tp_list.h"
+#include "tp_route.h"
+#include "tp_shm.h"
+
+#define TP_BLOCK_SIZE (64 * 1024)
+#define TP_REST_BODY_MAX (16 * 1024 * 1024) /* an API definition or policy, at most */
+
+typedef struct tp_worker_s tp_worker_t;
+typedef struct tp_conn_s tp_conn_t;
+typedef struct tp_req_s tp_req_t;
+typedef struct tp_upconn_s tp_upconn_t;
+typedef struct tp_pool_s tp_pool_t;
+
+/* A header inside a parsed head, as offsets from the head's first byte. */
+typedef struct tp_hdr_s {
+    uint32_t name_off;
+    uint32_t name_len;
+    uint32_t val_off;
+    uint32_t val_len;
+} tp_hdr_t;
+
+typedef struct tp_reqpath_s {
+    tp_str_t raw;   /* the path as received (escaped), without the query */
+    tp_str_t path;  /* decoded; the same bytes as raw when nothing was escaped */
+    tp_str_t query; /* without '?'; n == 0 when absent */
+    size_t matched; /* bytes of path covered by the route prefix */
+} tp_reqpath_t;
+
+/* Header changes for the upstream request: names to drop (the client's
+ * copies, case-insensitive; they point into the API's rules) and lines to
+ * add. */
+#define TP_HDRPLAN_MAX 32
+typedef struct tp_hdrplan_s {
+    tp_buf_t add;
+    const char *drop[TP_HDRPLAN_MAX];
+    size_t ndrop;
+} tp_hdrplan_t;
+
+/* The paths rules are matched against (tp_auth.c). */
+typedef struct tp_rulepaths_s {
+    tp_buf_t buf;
+    const char *p[3];
+} tp_rulepaths_t;
+
+typedef struct tp_sess_s tp_sess_t;
+typedef struct tp_lookup_s tp_lookup_t;
+
+struct tp_req_s {
+    tp_conn_t *conn;
+    tp_upconn_t *up;
+    tp_req_t *next_free;
+    tp_list_t wait_link;       /* in pool->waiters during a host lookup, or in
+          w->reload_waiters during a blocking /tyk/reload */
+    const tp_snapshot_t *snap; /* the generation this request started on */
+    const tp_route_t *route;
+    const tp_target_t *target;
+    tp_pool_t *pool;
+    uint32_t token;    /* blocking /tyk/reload: the answer it waits for */
+    uint8_t rest_op;   /* a REST write waiting for its body */
+    char rest_id[256]; /* the id in its path */
+    void *rest_job;    /* a /tyk/keys operation in progress (tp_rest_keys.c) */
+
+    /* the parsed head: offsets from head_base, which moves if the head is
+     * copied out of the shared read buffer */
+    const char *head_base;
+    uint32_t url_off;
+    uint32_t url_len;
+    uint32_t nhdrs;
+    uint32_t last_val_end; /* obs-fold shows up as a gap between value pieces */
+    int8_t last_cb;        /* 1 after a field piece, 2 after a value piece */
+    int16_t reject;        /* status our callbacks asked for when they stopped the parser */
+    uint8_t method;
+    uint8_t http_major;
+    uint8_t http_minor;
+    unsigned chunked : 1;
+    unsigned has_body : 1;
+    unsigned body_done : 1;
+    unsigned client_keepalive : 1;
+    unsigned expect_continue : 1;
+    unsigned resp_started : 1; /* bytes of a response went to the client */
+    unsigned resp_done : 1;    /* the whole response is written */
+    unsigned resp_chunked : 1; /* pass upstream chunked framing through */
+    unsigned resp_dechunk : 1; /* strip chunked framing (HTTP/1.0 client) */
+    unsigned resp_eof : 1;     /* response body runs until upstream closes */
+    unsigned resp_nobody : 1;
+    unsigned up_head_sent : 1;
+    unsigned up_head_inflight : 1;
+    unsigned sending_continue : 1; /* "100 Continue" is being written */
+    unsigned in_send : 1;
+    unsigned retried : 1;
+    unsigned buffering : 1; /* the body is for the gateway (REST API), kept in rbody */
+    uint64_t content_length;
+    uint64_t body_seen; /* decoded request body bytes */
+    int status;
+
+    tp_buf_t up_head; /* request head for the upstream */
+    char *body;       /* block of raw request body bytes for the upstream */
+    size_t body_len;
+    size_t body_inflight; /* bytes of body being written */
+    tp_buf_t out;         /* response head, or a whole gateway-made response */
+    tp_buf_t rbody;       /* a REST request's body */
+
+    /* between routing and the proxy: the chain's stages */
+    tp_chain_run_t run; /* the runner's place (tp_chain.c) */
+    tp_reqpath_t *rp;   /* the request's paths: on the stack, or saved_rp */
+    const tp_api_rules_t *rules;
+    const tp_version_t *version;
+    tp_hdrplan_t hdr_plan;
+    const char *strip_params[2]; /* query parameters to drop: a version, the key */
+    size_t strip_seg;            /* bytes of a URL version segment to drop */
+    tp_str_t vseg;               /* the URL version segment (VersionCheck) */
+    unsigned ignored : 1;        /* on an ignored path: no key checks */
+    tp_keyctx_t keyctx;          /* the key's limits (access rights -> key limits) */
+    char keysuffix[72];          /* ... a per-endpoint limit's hash, keyctx.suffix */
+    tp_sess_t *sess;             /* the key's session (a reference) */
+    tp_lookup_t *lookup;         /* a session being read from Redis */
+    tp_buf_t saved;              /* the head and paths, copied while waiting */
+    tp_reqpath_t saved_rp;
+    struct limop_s *limop; /* limits waiting for Redis (tp_limit.c) */
+    int rl_set;            /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
+    int rl_early;          /* ... from a rate limit: on error responses too */
+    int64_t rl_limit, rl_remaining, rl_reset;
+    uint64_t start_ms;
+    tp_hdr_t hdrs[]; /* w->max_hdrs entries */
+};
+
+/* The value of header <name> (case-insensitive), trimmed; {NULL, 0} when absent. */
+tp_str_t tp_req_header(const tp_req_t *req, const char *name);
+static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t len)
+{
+    return (tp_str_t){req->head_base + off, len};
+}
+
+/* Query parameter <name> of <q>, decoded ('+' as space) into <out>
+ * (NUL-terminated); -1 when absent. */
+int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out);
+/* <q> without parameter <name> (strip_versioning_data). */
+void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out);
+/* Copies the request's head and paths out of the read buffer, into
+ * req->saved and req->saved_rp, before it waits. */
+void tp_req_save(tp_req_t *req, tp_reqpath_t *rp);
+/* The three paths Tyk matches path rules on (TYK-COMPAT 3.6): without the
+ * listen path and the URL version segment <seg>, without the listen path,
+ * and whole; cleaned first when <clean>. */
+void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean);
+/* The same with no version segment (key limits, allowed_urls). */
+void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean);
+/* Blocks of TP_BLOCK_SIZE bytes, from the worker's freelist. */
+char *tp_block_get(tp_worker_t *w);
+void tp_block_put(tp_worker_t *w, char *block);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * worker/tp_respond.h: responses the gateway makes itself (Tyk's error
+ * bodies and templates, mock replies, built-in endpoints).
+ *
+ * Used by: worker processes, by the stages and the REST API.
+ */
+#ifndef TP_RESPOND_H
+#define TP_RESPOND_H
+
+#include "tp_req.h"
+
+/* tp_respond.c: responses made by the gateway itself */
+void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
+                size_t body_len, const char *extra_headers);
+/* Tyk's error body (templates/error.json, or error.xml when the request is
+ * XML; error_<status>.* in template_path override them). */
+void tp_respond_error(tp_req_t *req, int status, const char *message);
+/* Token-auth errors whose status and text override_messages may change. */
+enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NMSG };
+void tp_respond_auth_error(tp_req_t *req, int which);
+/* Loads the templates from template_path and the overrides (worker start). */
+void tp_errtpl_load(tp_worker_t *w);
+int tp_req_will_close(const tp_req_t *req);
+/* A plain-text error for a request that could not be parsed; always closes. */
+void tp_respond_bad_request(tp_conn_t *c, int status);
+
+#endif
