@@ -26,60 +26,6 @@
 #include "tp_url.h"
 #include "tp_worker.h"
 
-/* ---- rules, built once per worker, generation and API ---------------------------- */
-
-void tp_auth_generation(tp_worker_t *w, const tp_snapshot_t *snap)
-{
-    /* the slot held an older generation nobody here reads any more */
-    unsigned s = snap->slot;
-    for (size_t i = 0; i < w->nrules[s]; i++) {
-        tp_api_rules_free(w->rules[s][i]);
-        free(w->chains[s][i]);
-    }
-    w->nrules[s] = snap->napis;
-    w->rules[s] = tp_realloc(w->rules[s], (snap->napis + 1) * sizeof(*w->rules[s]));
-    memset(w->rules[s], 0, (snap->napis + 1) * sizeof(*w->rules[s]));
-    w->chains[s] = tp_realloc(w->chains[s], (snap->napis + 1) * sizeof(*w->chains[s]));
-    memset(w->chains[s], 0, (snap->napis + 1) * sizeof(*w->chains[s]));
-}
-
-/* A stage broke: Tyk's answer for a failed proxy. */
-static void answer_500(tp_req_t *req)
-{
-    tp_respond_error(req, 500, "There was a problem proxying the request");
-}
-
-static const tp_api_rules_t *rules_for(tp_worker_t *w, const tp_req_t *req)
-{
-    const tp_api_t *api = req->route->api;
-    unsigned s = req->snap->slot;
-    tp_api_rules_t **slot = &w->rules[s][api->idx];
-    if (*slot != NULL)
-        return *slot;
-    char err[512];
-    cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
-    if (def != NULL && tp_api_rules_build(def, w->conf, slot, err, sizeof(err)) < 0)
-        *slot = NULL;
-    if (*slot == NULL)
-        tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
-    cJSON_Delete(def);
-    if (*slot != NULL) {
-        /* the chain of stages this API uses, compiled with its rules */
-        tp_chain_api_t a = {.keyless = api->use_keyless != 0,
-                            .api_limits = (*slot)->has_api_limits != 0};
-        tp_chain_t *c = tp_calloc(1, sizeof(*c));
-        if (tp_chain_build_api(c, &a, answer_500) < 0) {
-            tp_log_error("API %s (%s): too many stages", api->api_id, api->file);
-            free(c);
-            tp_api_rules_free(*slot);
-            *slot = NULL;
-            return NULL;
-        }
-        w->chains[s][api->idx] = c;
-    }
-    return *slot;
-}
-
 /* ---- request parts ------------------------------------------------------------------ */
 
 /* Cookie <name> from the Cookie headers, or an empty string. */
@@ -271,21 +217,6 @@ void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name)
 
 /* ---- the stages ------------------------------------------------------------------------ */
 
-void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp)
-{
-    tp_worker_t *w = req->conn->w;
-    const tp_api_rules_t *r = rules_for(w, req);
-    if (r == NULL) {
-        tp_respond_error(req, 500, "There was a problem proxying the request");
-        return;
-    }
-    req->rules = r;
-    req->rp = rp;
-    req->hdr_plan.add.len = 0;
-    req->hdr_plan.ndrop = 0;
-    tp_chain_start(req, w->chains[req->snap->slot][req->route->api->idx]);
-}
-
 /* VersionCheck: the version, its expiry, strip_versioning_data. */
 static tp_stage_rc_t version_run(tp_req_t *req)
 {
@@ -391,5 +322,8 @@ static int key_wanted(const tp_chain_api_t *a)
     return !a->keyless;
 }
 
-const tp_stage_t tp_stage_key = {
-    .name = "key", .wanted = key_wanted, .run = key_run, .cancel = tp_session_cancel};
+const tp_stage_t tp_stage_key = {.name = "key",
+                                 .wanted = key_wanted,
+                                 .run = key_run,
+                                 .cancel = tp_session_cancel,
+                                 .state = sizeof(void *)}; /* the lookup under way (tp_session.c) */

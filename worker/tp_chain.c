@@ -6,11 +6,19 @@
  * request_stages[] below; its wanted() keeps it out of the chains of APIs
  * that do not use it, so they pay nothing for it.
  */
+#include <string.h>
+
+#include "tp_arena.h"
 #include "tp_chain.h"
 #include "tp_err.h"
+#include "tp_log.h"
 #include "tp_worker.h"
 
 /* The stages, each defined in the file that does its work. */
+extern const tp_stage_t tp_stage_protocol;   /* tp_front.c: what HTTP/1.1 forbids */
+extern const tp_stage_t tp_stage_target;     /* tp_front.c: the request target, URL cleaning */
+extern const tp_stage_t tp_stage_builtin;    /* tp_front.c: /hello, /ready, /tyk/ */
+extern const tp_stage_t tp_stage_route;      /* tp_front.c: the API, which chain to enter */
 extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
 extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
 extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
@@ -23,7 +31,15 @@ extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
 extern const tp_stage_t tp_stage_stats;      /* tp_stats.c: "show stat" counters */
 
-/* Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
+/* Every request, before it has an API. */
+static const tp_stage_t *const front_stages[] = {
+    &tp_stage_protocol,
+    &tp_stage_target,
+    &tp_stage_builtin,
+    &tp_stage_route,
+};
+
+/* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
     &tp_stage_version, &tp_stage_paths,     &tp_stage_headers,   &tp_stage_key,
@@ -64,6 +80,13 @@ int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_r
     return 0;
 }
 
+void tp_chain_build_front(tp_chain_t *c, void (*fail)(tp_req_t *req))
+{
+    static const tp_chain_api_t every = {0};
+    int rc = tp_chain_build(c, front_stages, COUNT(front_stages), &every, fail);
+    TP_BUG_ON(rc < 0);
+}
+
 void tp_chain_log(tp_req_t *req)
 {
     for (size_t i = 0; i < COUNT(log_stages); i++)
@@ -84,7 +107,14 @@ static void walk(tp_req_t *req)
         switch (st->run(req)) {
         case TP_STAGE_NEXT:
             r->waiting = 0;
-            r->at++;
+            if (r->enter != NULL) {
+                c = r->chain = r->enter;
+                r->enter = NULL;
+                r->at = 0;
+                memset(r->state, 0, sizeof(r->state[0]) * c->n);
+            } else {
+                r->at++;
+            }
             break;
         case TP_STAGE_ERROR:
             r->waiting = 0;
@@ -97,14 +127,47 @@ static void walk(tp_req_t *req)
             return;
         }
     }
+    /* every stage said next and none answered: a chain without an end */
+    tp_log_error("a chain of %u stages ended without an answer", c->n);
+    c->fail(req);
 }
 
 void tp_chain_start(tp_req_t *req, const tp_chain_t *c)
 {
-    req->run.chain = c;
-    req->run.at = 0;
-    req->run.waiting = 0;
+    tp_chain_run_t *r = &req->run;
+    r->chain = c;
+    r->enter = NULL;
+    r->at = 0;
+    r->waiting = 0;
+    memset(r->state, 0, sizeof(r->state[0]) * c->n);
     walk(req);
+}
+
+void tp_chain_enter(tp_req_t *req, const tp_chain_t *c)
+{
+    TP_BUG_ON(c->n == 0);
+    req->run.enter = c;
+}
+
+void *tp_chain_state(tp_req_t *req)
+{
+    tp_chain_run_t *r = &req->run;
+    TP_BUG_ON(r->chain == NULL || r->at >= r->chain->n);
+    void **s = &r->state[r->at];
+    if (*s == NULL) {
+        size_t n = r->chain->stage[r->at]->state;
+        TP_BUG_ON(n == 0);
+        *s = tp_arena_alloc(&req->arena, n);
+    }
+    return *s;
+}
+
+void *tp_chain_state_peek(const tp_req_t *req)
+{
+    const tp_chain_run_t *r = &req->run;
+    if (r->chain == NULL || r->at >= r->chain->n)
+        return NULL;
+    return r->state[r->at];
 }
 
 void tp_chain_resume(tp_req_t *req, tp_stage_rc_t rc)

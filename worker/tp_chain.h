@@ -7,16 +7,26 @@
  *
  * The contract: a stage's run() gets the request and answers
  *  - TP_STAGE_NEXT:  go on with the next stage;
- *  - TP_STAGE_DONE:  it has answered (or handed the request to the proxy,
- *                    which answers); the runner touches the request no more;
+ *  - TP_STAGE_DONE:  it has answered (or handed the request to the part
+ *                    that answers: the proxy, the REST API); the runner
+ *                    touches the request no more;
  *  - TP_STAGE_LATER: it waits (Redis, a timer) and continues the chain
  *                    itself with tp_chain_resume(); until then the runner
  *                    touches nothing. A stage that answers from its own
  *                    callback does not resume;
  *  - TP_STAGE_ERROR: something broke; the runner answers 500.
- * No stage calls another: tp_chain.c holds the order (the stage table) and
- * is the only code that knows it. A stage that waits gives a cancel() to
- * drop what is pending when the request goes away meanwhile.
+ * No stage calls another: tp_chain.c holds the order (the stage tables)
+ * and is the only code that knows it. A stage that waits gives a cancel()
+ * to drop what is pending when the request goes away meanwhile.
+ *
+ * Every request runs the front chain first (protocol checks, the request
+ * target, the gateway's own endpoints, routing); the routing stage enters
+ * the chain of the API it found (tp_chain_enter), compiled per API when
+ * the worker takes a generation (tp_compile.c).
+ *
+ * A stage's own per-request state is <state> bytes of the request's arena
+ * (tp_chain_state), not a field of tp_req_t: what one stage leaves for the
+ * later ones (the session, the key's limits, the header plan) is.
  */
 #ifndef TP_CHAIN_H
 #define TP_CHAIN_H
@@ -53,6 +63,8 @@ typedef struct tp_stage_s {
     void (*headers)(const tp_req_t *req, tp_buf_t *head, int gateway);
     /* A log stage: the request was answered (counters; analytics). */
     void (*log)(tp_req_t *req);
+    /* Bytes of per-request state it wants (tp_chain_state), 0 for none. */
+    size_t state;
 } tp_stage_t;
 
 #define TP_CHAIN_MAX 16
@@ -68,8 +80,10 @@ typedef struct tp_chain_s {
 /* The runner's part of a request (embedded in tp_req_t). */
 typedef struct tp_chain_run_s {
     const tp_chain_t *chain;
-    uint8_t at;      /* the stage running or waiting */
-    uint8_t waiting; /* that stage said TP_STAGE_LATER */
+    const tp_chain_t *enter;   /* the chain to go on with (tp_chain_enter) */
+    uint8_t at;                /* the stage running or waiting */
+    uint8_t waiting;           /* that stage is running or said TP_STAGE_LATER */
+    void *state[TP_CHAIN_MAX]; /* each stage's state, once it asked for it */
 } tp_chain_run_t;
 
 /* Builds the chain of an API from <table> (<n> stages, in order): the
@@ -80,6 +94,8 @@ int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, cons
 /* The gateway's own tables of request and response stages, and the
  * chain they make for an API; <fail> answers TP_STAGE_ERROR. */
 int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_req_t *req));
+/* The front chain every request runs first. */
+void tp_chain_build_front(tp_chain_t *c, void (*fail)(tp_req_t *req));
 
 /* Runs <c> for <req> from its first stage. */
 void tp_chain_start(tp_req_t *req, const tp_chain_t *c);
@@ -87,6 +103,19 @@ void tp_chain_start(tp_req_t *req, const tp_chain_t *c);
 /* A stage that said TP_STAGE_LATER is through waiting: <rc> is its answer
  * now (TP_STAGE_NEXT or TP_STAGE_ERROR; one that answered does not call). */
 void tp_chain_resume(tp_req_t *req, tp_stage_rc_t rc);
+
+/* Called by a stage that says TP_STAGE_NEXT: the request goes on with
+ * the first stage of <c> instead of the next one of its chain (routing
+ * enters the API's chain). */
+void tp_chain_enter(tp_req_t *req, const tp_chain_t *c);
+
+/* The running (or waiting) stage's state: its <state> bytes from the
+ * request's arena, allocated on the first call of a request and kept
+ * until the request is put; uninitialised: the stage sets what it reads. */
+void *tp_chain_state(tp_req_t *req);
+/* The same, or NULL when the stage has not asked for it in this request
+ * (or no stage is running): for cancel(). */
+void *tp_chain_state_peek(const tp_req_t *req);
 
 /* The request is going away: a waiting stage drops what is pending. */
 void tp_chain_cancel(tp_req_t *req);

@@ -449,7 +449,7 @@ static void conn_consume(tp_conn_t *c, const char *data, size_t len, int src)
             if (c->closing || c->state == TP_C_LINGER)
                 return;
             if (c->state == TP_C_BODY && req->body == NULL && !req->buffering &&
-                req->lookup == NULL) {
+                req->resp_started) {
                 /* answered without reading the body: it is discarded */
                 c->state = TP_C_DONE;
             }

@@ -2,9 +2,10 @@
  * worker/tp_limit.c: see tp_limit.h.
  *
  * A request's limits are decided in stages: the key's rate, the key's
- * quota, the API's rate. A stage decided here (the local tier, a limit
- * that does not apply) costs no allocation; a stage that asks Redis moves
- * the request's state to a heap op that the reply continues.
+ * quota, the API's rate. Each of the two chain stages (key_limit,
+ * api_limit) keeps its decision under way, the op, as its state in the
+ * request's arena; a step that asks Redis (or throttles) leaves the op
+ * waiting, and the reply continues it.
  */
 #include <math.h>
 #include <stddef.h>
@@ -266,18 +267,11 @@ static void resume(tp_req_t *req, tp_stage_rc_t rc)
         tp_chain_resume(req, rc);
 }
 
-static limop_t *op_get(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+/* The op is about to wait: the request's head and paths leave the read
+ * buffer (the op itself is the stage's state, in the request's arena). */
+static void op_wait(tp_req_t *req, tp_reqpath_t *rp)
 {
-    limop_t *op = req->limop;
-    if (op != NULL)
-        return op;
-    if (rp != &req->saved_rp)
-        tp_req_save(req, rp);
-    op = tp_malloc(sizeof(*op));
-    memcpy(op, local, sizeof(*op));
-    op->req = req;
-    req->limop = op;
-    return op;
+    tp_req_save(req, rp);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -285,22 +279,26 @@ static void timer_closed(uv_handle_t *h)
     free(h);
 }
 
-static void op_free(limop_t *op)
+/* Drops what the op waits for; the memory is the arena's. */
+static void op_release(limop_t *op)
 {
     if (op->ev != NULL)
         tp_redis_eval_cancel(op->ev);
+    op->ev = NULL;
     if (op->cmd != NULL)
         tp_redis_cancel(op->cmd);
+    op->cmd = NULL;
     if (op->timer != NULL)
         uv_close((uv_handle_t *)op->timer, timer_closed);
-    free(op);
+    op->timer = NULL;
 }
 
-void tp_limit_release(tp_req_t *req)
+/* The stages' cancel(): the request goes away while they wait. */
+static void limit_cancel(tp_req_t *req)
 {
-    if (req->limop != NULL)
-        op_free(req->limop);
-    req->limop = NULL;
+    limop_t *op = tp_chain_state_peek(req);
+    if (op != NULL)
+        op_release(op);
 }
 
 /* The request is refused: 429 or 403, or a throttled retry. */
@@ -310,12 +308,12 @@ static void refuse(tp_req_t *req, limop_t *op, int quota)
         req->rl_set = 0; /* quota headers are not on blocked responses */
     count_stat(req, quota);
     if (quota) {
-        tp_limit_release(req);
+        op_release(op);
         tp_respond_error(req, 403, "Quota exceeded");
         return;
     }
     int api = op->stage == ST_API_RATE;
-    tp_limit_release(req);
+    op_release(op);
     tp_respond_error(req, 429, api ? "API Rate Limit Exceeded" : "Rate Limit Exceeded");
 }
 
@@ -324,7 +322,7 @@ static void storage_failed(tp_req_t *req, limop_t *op)
     tp_log_warn("rate limit or quota check failed: %s", op->err);
     if (!req->rl_early)
         req->rl_set = 0;
-    tp_limit_release(req);
+    op_release(op);
     tp_respond_error(req, 500, LIMITER_DOWN);
 }
 
@@ -339,9 +337,8 @@ static void on_throttle(uv_timer_t *t)
 
 /* Throttling (6.6): a refused key waits throttle_interval and tries
  * again, up to throttle_retry_limit times. Returns 1 when it waits. */
-static int throttle(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+static int throttle(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 {
-    limop_t *op = req->limop != NULL ? req->limop : local;
     if (op->stage != ST_KEY_RATE || op->lim.throttle_retry_limit <= 0 ||
         op->lim.throttle_interval <= 0)
         return 0;
@@ -349,7 +346,7 @@ static int throttle(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
         op->throttles_left = op->lim.throttle_retry_limit + 1;
     if (--op->throttles_left <= 0)
         return 0;
-    op = op_get(req, rp, local);
+    op_wait(req, rp);
     op->timer = tp_malloc(sizeof(*op->timer));
     uv_timer_init(&req->conn->w->loop, op->timer);
     op->timer->data = op;
@@ -492,13 +489,11 @@ static void on_quota(void *arg, const redisReply *rep, const char *err)
 
 /* Asks Redis for one rate decision of tier <tier> on <key>; with <quota>,
  * the key's quota is decided in the same script. */
-static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *local, int tier, const char *key,
+static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, int tier, const char *key,
                      double rate, double per, int quota)
 {
     tp_worker_t *w = req->conn->w;
-    limop_t *op = op_get(req, rp, local);
-    if (key == local->rkey) /* <local> may be the caller's stack copy: name the op's own */
-        key = op->rkey;
+    op_wait(req, rp);
     op->tier = tier;
     op->what = key;
     op->drate = rate;
@@ -583,10 +578,10 @@ static int leased(const tp_worker_t *w, const limop_t *op)
     return w->limits != NULL && conf_tier(w->conf) == TIER_LOCAL && op->lim.quota_max >= LEASE_MIN;
 }
 
-static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *local)
+static void ask_quota(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 {
     tp_worker_t *w = req->conn->w;
-    limop_t *op = op_get(req, rp, local);
+    op_wait(req, rp);
     op->errors = 0;
     op->qcount = op->qpttl = -1;
     op->lease = leased(w, op) ? op->lim.quota_max / LEASE_PART : 1;
@@ -735,23 +730,18 @@ static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
     return r->global.rate > 0 ? &r->global : NULL;
 }
 
-static tp_stage_rc_t finish(tp_req_t *req)
+static tp_stage_rc_t finish(limop_t *op)
 {
-    if (req->limop != NULL) {
-        limop_t *op = req->limop;
-        req->limop = NULL;
-        op_free(op);
-    }
+    op_release(op);
     return TP_STAGE_NEXT;
 }
 
-/* Runs the stages from op->stage to op->last (op is on the caller's stack
- * until a stage waits, then on the heap). */
+/* Runs the steps from op->stage to op->last. */
 static tp_stage_rc_t run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
 {
     for (;;) {
         if (op->stage > op->last)
-            return finish(req);
+            return finish(op);
         switch (op->stage) {
         case ST_KEY_RATE: {
             int with_quota = op->lim.quota_max > 0 && !req->rules->disable_quota;
@@ -759,7 +749,6 @@ static tp_stage_rc_t run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
                 int rc = rate_stage(req, rp, op, op->rkey, op->rate, op->per, with_quota);
                 if (rc >= 0)
                     return (tp_stage_rc_t)rc;
-                op = req->limop != NULL ? req->limop : op;
             }
             op->stage = ST_QUOTA;
             break;
@@ -798,13 +787,12 @@ static tp_stage_rc_t run(tp_req_t *req, tp_reqpath_t *rp, limop_t *op)
                 int rc = rate_stage(req, rp, op, r->key, r->rate, r->per, 0);
                 if (rc >= 0)
                     return (tp_stage_rc_t)rc;
-                op = req->limop != NULL ? req->limop : op;
             }
             op->stage = ST_DONE;
             break;
         }
         default:
-            return finish(req);
+            return finish(op);
         }
     }
 }
@@ -841,24 +829,24 @@ static tp_stage_rc_t key_limit_run(tp_req_t *req)
     int quota_on = q->quota_max > 0 && !req->rules->disable_quota;
     if (!rate_on && !quota_on)
         return TP_STAGE_NEXT;
-    limop_t op;
-    op_init(&op, req, ST_KEY_RATE, ST_QUOTA);
-    op.lim = *q;
-    op.rate = k->rate;
-    op.per = k->per;
+    limop_t *op = tp_chain_state(req);
+    op_init(op, req, ST_KEY_RATE, ST_QUOTA);
+    op->lim = *q;
+    op->rate = k->rate;
+    op->per = k->per;
     if (rate_on) {
         const char *parts[3] = {k->scope, k->khash, k->suffix};
         char body[KEY_MAX];
         key_join(body, sizeof(body), parts, 3);
-        snprintf(op.rkey, sizeof(op.rkey), "rate-limit-%s", body);
+        snprintf(op->rkey, sizeof(op->rkey), "rate-limit-%s", body);
     }
     if (quota_on) {
-        snprintf(op.qkey, sizeof(op.qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "",
+        snprintf(op->qkey, sizeof(op->qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "",
                  k->khash);
-        snprintf(op.akey, sizeof(op.akey), "apikey-%s", k->khash);
-        snprintf(op.scope, sizeof(op.scope), "%s", k->scope);
+        snprintf(op->akey, sizeof(op->akey), "apikey-%s", k->khash);
+        snprintf(op->scope, sizeof(op->scope), "%s", k->scope);
     }
-    return run(req, req->rp, &op);
+    return run(req, req->rp, op);
 }
 
 static int key_limit_wanted(const tp_chain_api_t *a)
@@ -869,16 +857,17 @@ static int key_limit_wanted(const tp_chain_api_t *a)
 const tp_stage_t tp_stage_key_limit = {.name = "key_limit",
                                        .wanted = key_limit_wanted,
                                        .run = key_limit_run,
-                                       .cancel = tp_limit_release};
+                                       .cancel = limit_cancel,
+                                       .state = sizeof(limop_t)};
 
 /* RateLimitForAPI: on every request of the API, keyed or not. */
 static tp_stage_rc_t api_limit_run(tp_req_t *req)
 {
     if (!req->rules->has_api_limits)
         return TP_STAGE_NEXT;
-    limop_t op;
-    op_init(&op, req, ST_API_RATE, ST_API_RATE);
-    return run(req, req->rp, &op);
+    limop_t *op = tp_chain_state(req);
+    op_init(op, req, ST_API_RATE, ST_API_RATE);
+    return run(req, req->rp, op);
 }
 
 static int api_limit_wanted(const tp_chain_api_t *a)
@@ -889,7 +878,8 @@ static int api_limit_wanted(const tp_chain_api_t *a)
 const tp_stage_t tp_stage_api_limit = {.name = "api_limit",
                                        .wanted = api_limit_wanted,
                                        .run = api_limit_run,
-                                       .cancel = tp_limit_release};
+                                       .cancel = limit_cancel,
+                                       .state = sizeof(limop_t)};
 
 /* ---- node announcements ---------------------------------------------------------------- */
 

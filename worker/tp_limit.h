@@ -51,9 +51,6 @@ typedef struct tp_keyctx_s {
 /* Starts the node announcements (local tier) and loads the scripts. */
 void tp_limit_init(tp_worker_t *w);
 
-/* The request is going away: pending decisions are dropped (idempotent). */
-void tp_limit_release(tp_req_t *req);
-
 /* tp_limit_wb.c: the quota of session <rkey> ("apikey-<hash>") for
  * allowance <scope>, counted under <qkey> up to <max>, was used: its
  * remaining count and renewal time are written back into the session

@@ -290,7 +290,7 @@ void tp_proxy_failed(tp_req_t *req, int err)
     else if (err == TP_ETIMEOUT || err == UV_ETIMEDOUT)
         tp_respond_error(req, 504, "Upstream service reached hard timeout.");
     else
-        tp_respond_error(req, 500, "There was a problem proxying the request");
+        tp_respond_failed(req);
 }
 
 /* A reused keep-alive connection may have been closed by the upstream just

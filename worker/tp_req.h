@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "tp_api_rules.h"
+#include "tp_arena.h"
 #include "tp_buf.h"
 #include "tp_chain.h"
 #include "tp_limit.h"
@@ -61,7 +62,6 @@ typedef struct tp_rulepaths_s {
 } tp_rulepaths_t;
 
 typedef struct tp_sess_s tp_sess_t;
-typedef struct tp_lookup_s tp_lookup_t;
 
 struct tp_req_s {
     tp_conn_t *conn;
@@ -118,8 +118,11 @@ struct tp_req_s {
     tp_buf_t out;         /* response head, or a whole gateway-made response */
     tp_buf_t rbody;       /* a REST request's body */
 
-    /* between routing and the proxy: the chain's stages */
+    /* The chain's stages. A stage's own state is in the arena (its
+     * tp_stage_t.state); these are what stages leave for later ones. */
     tp_chain_run_t run; /* the runner's place (tp_chain.c) */
+    tp_arena_t arena;   /* memory that lives as long as the request */
+    tp_str_t host;      /* the Host header, trimmed (protocol stage) */
     tp_reqpath_t *rp;   /* the request's paths: on the stack, or saved_rp */
     const tp_api_rules_t *rules;
     const tp_version_t *version;
@@ -131,12 +134,10 @@ struct tp_req_s {
     tp_keyctx_t keyctx;          /* the key's limits (access rights -> key limits) */
     char keysuffix[72];          /* ... a per-endpoint limit's hash, keyctx.suffix */
     tp_sess_t *sess;             /* the key's session (a reference) */
-    tp_lookup_t *lookup;         /* a session being read from Redis */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
-    struct limop_s *limop; /* limits waiting for Redis (tp_limit.c) */
-    int rl_set;            /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
-    int rl_early;          /* ... from a rate limit: on error responses too */
+    int rl_set;   /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
+    int rl_early; /* ... from a rate limit: on error responses too */
     int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */
@@ -163,6 +164,11 @@ void tp_req_save(tp_req_t *req, tp_reqpath_t *rp);
 void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean);
 /* The same with no version segment (key limits, allowed_urls). */
 void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean);
+/* <n> bytes that live as long as the request (its arena), uninitialised. */
+static inline void *tp_req_alloc(tp_req_t *req, size_t n)
+{
+    return tp_arena_alloc(&req->arena, n);
+}
 /* Blocks of TP_BLOCK_SIZE bytes, from the worker's freelist. */
 char *tp_block_get(tp_worker_t *w);
 void tp_block_put(tp_worker_t *w, char *block);

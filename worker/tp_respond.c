@@ -194,6 +194,11 @@ static const char *xml_type(const tp_req_t *req)
     return NULL;
 }
 
+void tp_respond_failed(tp_req_t *req)
+{
+    tp_respond_error(req, 500, "There was a problem proxying the request");
+}
+
 void tp_respond_error(tp_req_t *req, int status, const char *message)
 {
     tp_worker_t *w = req->conn->w;

@@ -15,6 +15,9 @@ void tp_respond(tp_req_t *req, int status, const char *content_type, const char 
 /* Tyk's error body (templates/error.json, or error.xml when the request is
  * XML; error_<status>.* in template_path override them). */
 void tp_respond_error(tp_req_t *req, int status, const char *message);
+/* Tyk's 500 for a request it could not proxy: "There was a problem
+ * proxying the request" (a failed stage, an API that did not compile). */
+void tp_respond_failed(tp_req_t *req);
 /* Token-auth errors whose status and text override_messages may change. */
 enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NMSG };
 void tp_respond_auth_error(tp_req_t *req, int which);

@@ -21,6 +21,7 @@
  * A key that is in no cache while Redis cannot be reached gets 503, not
  * 401 or 403: the gateway does not know whether the key is good.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,16 +93,20 @@ struct tp_sess_s {
     char ident[];             /* org, NUL, key: what the client presented for which org */
 };
 
+typedef struct lookup_s lookup_t;
+
 typedef struct cand_s {
-    tp_lookup_t *l;
+    lookup_t *l;
     int i;
 } cand_t;
 
-struct tp_lookup_s {
+/* A session being read from Redis: in the request's arena, named by the
+ * key stage's state (a pointer to it). */
+struct lookup_s {
     tp_req_t *req;
     uint64_t epoch; /* the shared cache's, when the reads began */
     uint8_t id[32];
-    char *ident;
+    char *ident; /* these strings are in the arena too */
     size_t ident_len;
     int n, pending, issuing, cache, errors;
     cand_t cands[MAX_CANDIDATES];
@@ -139,23 +144,23 @@ void tp_session_release(tp_req_t *req)
 {
     sess_put(req->sess);
     req->sess = NULL;
-    tp_session_cancel(req);
+}
+
+/* The lookup is over, or dropped: reads still out are cancelled. */
+static void lookup_end(lookup_t **lp)
+{
+    lookup_t *l = *lp;
+    for (int i = 0; i < l->n; i++)
+        if (l->cmds[i] != NULL)
+            tp_redis_cancel(l->cmds[i]);
+    *lp = NULL;
 }
 
 void tp_session_cancel(tp_req_t *req)
 {
-    tp_lookup_t *l = req->lookup;
-    if (l == NULL)
-        return;
-    for (int i = 0; i < l->n; i++) {
-        if (l->cmds[i] != NULL)
-            tp_redis_cancel(l->cmds[i]);
-        free(l->rkeys[i]);
-        free(l->hits[i]);
-    }
-    free(l->ident);
-    free(l);
-    req->lookup = NULL;
+    lookup_t **lp = tp_chain_state_peek(req);
+    if (lp != NULL && *lp != NULL)
+        lookup_end(lp);
 }
 
 static uint32_t ident_hash(const char *ident, size_t n)
@@ -676,9 +681,19 @@ static void sess_found(tp_req_t *req, tp_sess_t *s)
 
 /* ---- reading from Redis -------------------------------------------------------------- */
 
-/* The reads are answered: the key stage's verdict. */
-static tp_stage_rc_t lookup_done(tp_lookup_t *l)
+/* <n> bytes of <p>, NUL-terminated, in the request's arena. */
+static char *arena_strndup(tp_req_t *req, const char *p, size_t n)
 {
+    char *s = tp_req_alloc(req, n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* The reads are answered: the key stage's verdict. */
+static tp_stage_rc_t lookup_done(lookup_t **lp)
+{
+    lookup_t *l = *lp;
     tp_req_t *req = l->req;
     tp_worker_t *w = req->conn->w;
     int hit = -1;
@@ -689,7 +704,7 @@ static tp_stage_rc_t lookup_done(tp_lookup_t *l)
         int down = l->errors > 0;
         if (down)
             tp_log_warn("session lookup failed: %s", l->err);
-        tp_session_release(req);
+        lookup_end(lp);
         if (down)
             tp_respond_error(req, 503, STORAGE_DOWN);
         else
@@ -714,13 +729,7 @@ static tp_stage_rc_t lookup_done(tp_lookup_t *l)
         tp_buf_free(&j);
     }
     /* the lookup is over; the session is the request's now */
-    req->lookup = NULL;
-    for (int i = 0; i < l->n; i++) {
-        free(l->rkeys[i]);
-        free(l->hits[i]);
-    }
-    free(l->ident);
-    free(l);
+    lookup_end(lp);
     sess_found(req, s);
     sess_put(s);
     return TP_STAGE_NEXT;
@@ -729,38 +738,34 @@ static tp_stage_rc_t lookup_done(tp_lookup_t *l)
 static void on_get(void *arg, const redisReply *rep, const char *err)
 {
     cand_t *c = arg;
-    tp_lookup_t *l = c->l;
+    lookup_t *l = c->l;
+    tp_req_t *req = l->req;
     l->cmds[c->i] = NULL;
     if (err != NULL || rep->type == REDIS_REPLY_ERROR) {
         l->errors++;
         snprintf(l->err, sizeof(l->err), "%s", err != NULL ? err : rep->str);
     } else if (rep->type == REDIS_REPLY_STRING) {
-        l->hits[c->i] = tp_strndup(rep->str, rep->len);
+        l->hits[c->i] = arena_strndup(req, rep->str, rep->len);
     }
     if (--l->pending == 0 && !l->issuing) {
-        tp_req_t *req = l->req;
-        if (lookup_done(l) == TP_STAGE_NEXT)
+        if (lookup_done(tp_chain_state(req)) == TP_STAGE_NEXT)
             tp_chain_resume(req, TP_STAGE_NEXT);
     }
 }
 
 /* Adds candidate key name <token> (stored as apikey-HashKey(token)). */
-static void add_candidate(tp_lookup_t *l, const tp_conf_t *conf, tp_str_t token)
+static void add_candidate(lookup_t *l, const tp_conf_t *conf, tp_str_t token)
 {
     char hex[TP_KEYHASH_HEX_MAX];
     tp_str_t h = tp_key_storage_hash(token, conf->hash_keys, hex);
+    if (l->n == MAX_CANDIDATES)
+        return;
     size_t n = h.n + 8;
-    char *rkey = tp_malloc(n);
+    char *rkey = tp_req_alloc(l->req, n); /* a duplicate leaves it unused */
     snprintf(rkey, n, "apikey-%.*s", (int)h.n, h.p);
     for (int i = 0; i < l->n; i++)
-        if (strcmp(l->rkeys[i], rkey) == 0) {
-            free(rkey);
+        if (strcmp(l->rkeys[i], rkey) == 0)
             return;
-        }
-    if (l->n == MAX_CANDIDATES) {
-        free(rkey);
-        return;
-    }
     l->cands[l->n] = (cand_t){l, l->n};
     l->rkeys[l->n++] = rkey;
 }
@@ -824,13 +829,18 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
     }
 
     /* CheckSessionAndIdentityForValidKey: the names this key may be stored under */
-    tp_lookup_t *l = tp_calloc(1, sizeof(*l));
+    lookup_t **lp = tp_chain_state(req);
+    lookup_t *l = *lp = tp_req_alloc(req, sizeof(*l));
+    memset(l, 0, offsetof(lookup_t, err));
+    l->err[0] = '\0';
     l->req = req;
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
     memcpy(l->id, id, sizeof(id));
-    l->ident = ident.p != small ? (char *)ident.p : tp_strndup(ident.p, ident.n);
+    l->ident = arena_strndup(req, ident.p, ident.n);
     l->ident_len = ident.n;
+    if (ident.p != small)
+        free((char *)ident.p);
     char torg[512];
     int tl = tp_key_token_org(key, torg, sizeof(torg));
     tp_buf_t tok = {0};
@@ -849,7 +859,6 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
     }
     tp_buf_free(&tok);
     tp_req_save(req, req->rp);
-    req->lookup = l;
     l->pending = l->n;
     l->issuing = 1;
     for (int i = 0; i < l->n; i++) {
@@ -861,6 +870,6 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
     }
     l->issuing = 0;
     if (l->pending == 0) /* answered while being asked */
-        return lookup_done(l);
+        return lookup_done(lp);
     return TP_STAGE_LATER;
 }

@@ -25,6 +25,7 @@ tp_req_t *tp_req_get(tp_worker_t *w)
 {
     tp_req_t *req = w->free_reqs;
     tp_buf_t up_head = {0}, out = {0}, rbody = {0}, add = {0}, saved = {0};
+    tp_arena_t arena = {0};
     if (req != NULL) {
         w->free_reqs = req->next_free;
         w->nfree_reqs--;
@@ -33,6 +34,7 @@ tp_req_t *tp_req_get(tp_worker_t *w)
         rbody = req->rbody;
         add = req->hdr_plan.add;
         saved = req->saved;
+        arena = req->arena;
     } else {
         req = tp_malloc(sizeof(*req) + w->max_hdrs * sizeof(tp_hdr_t));
     }
@@ -47,6 +49,7 @@ tp_req_t *tp_req_get(tp_worker_t *w)
     req->hdr_plan.add.len = 0;
     req->saved = saved;
     req->saved.len = 0;
+    req->arena = arena;
     tp_list_init(&req->wait_link);
     /* a request lives on the generation it starts on */
     tp_worker_check_generation(w);
@@ -80,8 +83,8 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     tp_upstream_cancel_wait(req);
     tp_chain_cancel(req);
     tp_session_release(req);
-    tp_limit_release(req);
     tp_rest_keys_release(req);
+    tp_arena_reset(&req->arena);
     if (req->body != NULL) {
         tp_block_put(w, req->body);
         req->body = NULL;
@@ -103,6 +106,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
         tp_buf_free(&req->rbody);
         tp_buf_free(&req->hdr_plan.add);
         tp_buf_free(&req->saved);
+        tp_arena_free(&req->arena);
         free(req);
         return;
     }
@@ -122,7 +126,7 @@ void tp_worker_check_generation(tp_worker_t *w)
     w->snap = snap;
     w->gen = snap->generation;
     tp_upstream_generation(w, snap);
-    tp_auth_generation(w, snap);
+    tp_compile_generation(w, snap);
     tp_session_generation(w, snap);
     /* the slot's tables: no request of this worker reads that slot now */
     w->rr[snap->slot] = tp_realloc(w->rr[snap->slot], (snap->napis + 1) * sizeof(uint32_t));
@@ -344,6 +348,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
         exit(1);
     }
     w->loop.data = w;
+    tp_front_init(w);
     tp_session_init(w);
     w->started_ms = uv_now(&w->loop);
     tp_worker_check_generation(w);

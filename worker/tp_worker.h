@@ -1,8 +1,9 @@
 /*
  * worker/tp_worker.h: a worker process (tp_worker_t), and the parts of
- * the request path declared with it: the entry from the connection layer
- * (tp_handle.c), the key stages' helpers (tp_auth.c, tp_session.c), the
- * built-in endpoints and the REST API. The types of the layers below have
+ * the request path declared with it: the front chain's entry
+ * (tp_front.c), each API compiled per generation (tp_compile.c), the key
+ * stages' helpers (tp_auth.c, tp_session.c), the built-in endpoints and
+ * the REST API. The types of the layers below have
  * their own headers: tp_req.h, tp_conn.h, tp_upstream.h, tp_respond.h;
  * the stage contract is tp_chain.h.
  *
@@ -46,6 +47,12 @@
 #include "tp_strmap.h"
 #include "tp_upstream.h"
 
+/* An API as a worker runs it (tp_compile.c). */
+typedef struct tp_compiled_s {
+    tp_api_rules_t *rules; /* NULL: it could not be built (500) */
+    tp_chain_t chain;
+} tp_compiled_t;
+
 struct tp_worker_s {
     uv_loop_t loop;
     tp_conn_events_t ev;
@@ -58,9 +65,9 @@ struct tp_worker_s {
     tp_shm_stat_t *stats;                  /* this worker's counter rows */
     tp_pool_t **target_pool[TP_SHM_SLOTS]; /* per slot: the pool of each target */
     uint32_t *rr[TP_SHM_SLOTS];            /* per slot: round-robin position per API */
-    tp_api_rules_t **rules[TP_SHM_SLOTS];  /* per slot: each API's rules, built on first use */
-    tp_chain_t **chains[TP_SHM_SLOTS];     /* ... and its chain of stages, built with them */
-    size_t nrules[TP_SHM_SLOTS];
+    tp_compiled_t *compiled[TP_SHM_SLOTS]; /* per slot: each API's rules and chain */
+    size_t ncompiled[TP_SHM_SLOTS];
+    tp_chain_t front;               /* the chain every request starts with */
     cJSON **policies[TP_SHM_SLOTS]; /* per slot: parsed policies, built on first use */
     size_t npolicies[TP_SHM_SLOTS];
     tp_rulepaths_t rulepaths;   /* scratch for rule matching */
@@ -142,11 +149,13 @@ void tp_worker_tell(tp_worker_t *w, const char *fmt, ...) __attribute__((format(
 tp_req_t *tp_req_get(tp_worker_t *w);
 void tp_req_put(tp_worker_t *w, tp_req_t *req);
 void tp_worker_conn_gone(tp_worker_t *w);
-/* tp_auth.c: between routing and the proxy */
-void tp_auth_generation(tp_worker_t *w, const tp_snapshot_t *snap);
-/* Runs the chain of stages of the request's API (built on first use in a
- * generation); the request's paths are <rp>. */
-void tp_auth_start(tp_req_t *req, tp_reqpath_t *rp);
+/* tp_compile.c: each API of a generation, compiled when the worker takes
+ * it (every API of the snapshot, at once). */
+void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap);
+/* The request's API as compiled, or NULL when its rules could not be built. */
+const tp_compiled_t *tp_compiled(const tp_worker_t *w, const tp_req_t *req);
+
+/* tp_auth.c: the stages between routing and the limits */
 void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name);
 
 /* tp_session.c: sessions of API keys */
@@ -167,7 +176,8 @@ int tp_session_apply_policies(tp_worker_t *w, const tp_snapshot_t *snap, cJSON *
 /* The request is going away: pending Redis reads are dropped. */
 void tp_session_release(tp_req_t *req);
 
-/* tp_handle.c: what to do with a request whose head is complete */
+/* tp_front.c: a request whose head is complete runs the front chain */
+void tp_front_init(tp_worker_t *w);
 void tp_req_dispatch(tp_req_t *req);
 
 /* tp_health.c: /hello and /ready, and the Redis liveness probe behind them */

@@ -344,3 +344,23 @@ def test_odd_limit_fields_in_a_session_do_not_break_the_key(make_gateway, upstre
     assert [use(g, p + "x", key).status for _ in range(3)] == [200, 200, 200]
     assert [use(g, p + "ok", key).status for _ in range(2)] == [200, 429]
     assert "entry skipped" in g.log_path.read_text()
+
+
+def test_a_body_waits_while_its_limit_asks_redis(make_gateway, upstream, tmp_path, make_redis):
+    """A POST whose rate limit is decided in Redis (exact tier) keeps its
+    body: the upstream gets every byte, small or beyond one 64 KiB block,
+    and the connection serves the next request."""
+    import hashlib
+    c = Cluster(make_gateway, upstream, tmp_path, make_redis(), 1, tier="exact", workers=1)
+    key = c.key(rate=100, per=60, quota_max=50, quota_renewal_rate=3600)
+    g, p = c.nodes[0], "/%s/echo" % c.api
+    with g.conn() as conn:
+        for size in (10, 200000, 0, 70000):
+            body = bytes((i * 7) % 251 for i in range(size))
+            r = conn.request("POST", p, [("Authorization", key)], body)
+            assert r.status == 200, r
+            seen = r.json()
+            assert seen["body_len"] == size, seen
+            assert seen["body_sha256"] == hashlib.sha256(body).hexdigest()
+    red = c.redis()
+    assert red.get("quota-" + hash_key(key, True)) == "4"

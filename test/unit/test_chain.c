@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_arena.h"
 #include "tp_chain.h"
 #include "tp_test.h"
 #include "tp_worker.h"
@@ -177,6 +178,145 @@ TP_TEST(test_chain_gateway_order)
     CHECK_STR(c.resp[1]->name, "rl_headers");
 }
 
+/* ---- entering another chain, a chain that runs out --------------------------------- */
+
+static tp_chain_t entered; /* what stage e enters */
+
+static tp_stage_rc_t run_e(tp_req_t *req)
+{
+    note("e");
+    tp_chain_enter(req, &entered);
+    return TP_STAGE_NEXT;
+}
+
+static const tp_stage_t st_e = {.name = "e", .run = run_e};
+
+TP_TEST(test_chain_enter_goes_on_with_the_api_chain)
+{
+    static const tp_stage_t *const front[] = {&st_a, &st_e, &st_c};
+    static const tp_stage_t *const api[] = {&st_b, &st_c};
+    tp_chain_api_t a = {0};
+    tp_chain_t f;
+    CHECK_INT(tp_chain_build(&f, front, 3, &a, failed), 0);
+    CHECK_INT(tp_chain_build(&entered, api, 2, &a, failed), 0);
+    trace[0] = '\0';
+    answer_b = TP_STAGE_LATER;
+    tp_req_t *req = calloc(1, sizeof(*req));
+    tp_chain_start(req, &f);
+    CHECK_STR(trace, "aeb"); /* the front's c is not run: e entered the API's chain */
+    CHECK(req->run.chain == &entered);
+    tp_chain_resume(req, TP_STAGE_NEXT);
+    CHECK_STR(trace, "aebc");
+    free(req);
+}
+
+TP_TEST(test_chain_that_runs_out_fails)
+{
+    static const tp_stage_t *const only_a[] = {&st_a};
+    tp_chain_api_t a = {0};
+    tp_chain_t c;
+    CHECK_INT(tp_chain_build(&c, only_a, 1, &a, failed), 0);
+    trace[0] = '\0';
+    tp_req_t *req = calloc(1, sizeof(*req));
+    tp_chain_start(req, &c);
+    CHECK_STR(trace, "a!"); /* nobody answered: the chain's fail hook does */
+    free(req);
+}
+
+/* ---- stage state in the request's arena --------------------------------------------- */
+
+static void *seen_state; /* what s's cancel found */
+static int state_bad;    /* a stage saw the wrong state */
+
+static tp_stage_rc_t run_s(tp_req_t *req)
+{
+    state_bad |= tp_chain_state_peek(req) != NULL; /* not asked for yet */
+    int *n = tp_chain_state(req);
+    state_bad |= tp_chain_state(req) != n; /* the same on every call */
+    state_bad |= ((uintptr_t)n) % 16 != 0;
+    *n = 42;
+    note("s");
+    return TP_STAGE_LATER;
+}
+
+static void cancel_s(tp_req_t *req)
+{
+    seen_state = tp_chain_state_peek(req);
+    note("s~");
+}
+
+static tp_stage_rc_t run_t(tp_req_t *req)
+{
+    state_bad |= tp_chain_state_peek(req) != NULL; /* its own, not s's */
+    char *big = tp_chain_state(req);
+    memset(big, 'x', 20000); /* beyond one chunk */
+    note("t");
+    return TP_STAGE_DONE;
+}
+
+static const tp_stage_t st_s = {
+    .name = "s", .run = run_s, .cancel = cancel_s, .state = sizeof(int)};
+static const tp_stage_t st_t = {.name = "t", .run = run_t, .state = 20000};
+
+TP_TEST(test_chain_stage_state)
+{
+    static const tp_stage_t *const tab[] = {&st_s, &st_t};
+    tp_chain_api_t a = {0};
+    tp_chain_t c;
+    CHECK_INT(tp_chain_build(&c, tab, 2, &a, failed), 0);
+    /* a request cancelled while s waits: s's cancel sees s's state */
+    trace[0] = '\0';
+    state_bad = 0;
+    tp_req_t *req = calloc(1, sizeof(*req));
+    tp_chain_start(req, &c);
+    int *n = req->run.state[0];
+    CHECK(n != NULL && *n == 42);
+    tp_chain_cancel(req);
+    CHECK(seen_state == n);
+    CHECK_STR(trace, "ss~");
+    tp_arena_reset(&req->arena);
+    /* the next request on the same tp_req_t: fresh state, same memory */
+    trace[0] = '\0';
+    tp_chain_start(req, &c);
+    CHECK(req->run.state[0] == n); /* the kept chunk */
+    tp_chain_resume(req, TP_STAGE_NEXT);
+    CHECK_STR(trace, "st");
+    CHECK_INT(state_bad, 0);
+    CHECK(req->run.state[1] != NULL && ((char *)req->run.state[1])[19999] == 'x');
+    tp_chain_cancel(req);
+    tp_arena_free(&req->arena);
+    free(req);
+}
+
+TP_TEST(test_arena_chunks)
+{
+    tp_arena_t a = {0};
+    char *p = tp_arena_alloc(&a, 1), *q = tp_arena_alloc(&a, 1);
+    CHECK_INT(q - p, 16); /* 16-byte steps */
+    char *big = tp_arena_alloc(&a, 3 * TP_ARENA_CHUNK);
+    memset(big, 1, 3 * TP_ARENA_CHUNK);
+    char *z = tp_arena_calloc(&a, 100);
+    CHECK_INT(z[0] | z[99], 0);
+    for (int i = 0; i < 1000; i++) /* many chunks */
+        memset(tp_arena_alloc(&a, 100), 2, 100);
+    tp_arena_reset(&a);
+    CHECK(tp_arena_alloc(&a, 8) == p); /* the first chunk is kept */
+    tp_arena_free(&a);
+    CHECK(a.keep == NULL && a.cur == NULL);
+    tp_arena_free(&a); /* twice is fine */
+}
+
+TP_TEST(test_chain_front_order)
+{
+    tp_chain_t c;
+    tp_chain_build_front(&c, failed);
+    CHECK_INT(c.n, 4);
+    CHECK_STR(c.stage[0]->name, "protocol");
+    CHECK_STR(c.stage[1]->name, "target");
+    CHECK_STR(c.stage[2]->name, "builtin");
+    CHECK_STR(c.stage[3]->name, "route");
+}
+
 void test_chain_suite(void)
 {
     TP_RUN(test_chain_next_runs_all_in_order);
@@ -186,4 +326,9 @@ void test_chain_suite(void)
     TP_RUN(test_chain_cancel_while_waiting);
     TP_RUN(test_chain_builder_skips_unwanted);
     TP_RUN(test_chain_gateway_order);
+    TP_RUN(test_chain_enter_goes_on_with_the_api_chain);
+    TP_RUN(test_chain_that_runs_out_fails);
+    TP_RUN(test_chain_stage_state);
+    TP_RUN(test_arena_chunks);
+    TP_RUN(test_chain_front_order);
 }

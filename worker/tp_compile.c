@@ -1,0 +1,62 @@
+/*
+ * worker/tp_compile.c: what each API of a generation becomes in a worker,
+ * compiled when the worker takes the generation (as Tyk's processSpec runs
+ * per API at load): its rules (tp_api_rules.c) and its chain of stages
+ * (tp_chain.c), one tp_compiled_t per API and slot.
+ *
+ * An API whose rules cannot be built is logged once, here, and answers
+ * Tyk's 500 for a failed proxy; the others are unaffected.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_log.h"
+#include "tp_worker.h"
+
+static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf)
+{
+    char err[512];
+    cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
+    if (def != NULL && tp_api_rules_build(def, conf, &out->rules, err, sizeof(err)) < 0)
+        out->rules = NULL;
+    cJSON_Delete(def);
+    if (out->rules != NULL) {
+        /* the chain of stages this API uses */
+        tp_chain_api_t a = {.keyless = api->use_keyless != 0,
+                            .api_limits = out->rules->has_api_limits != 0};
+        if (tp_chain_build_api(&out->chain, &a, tp_respond_failed) == 0)
+            return;
+        snprintf(err, sizeof(err), "more than %d stages", TP_CHAIN_MAX);
+        tp_api_rules_free(out->rules);
+        out->rules = NULL;
+    }
+    tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
+}
+
+static void slot_free(tp_worker_t *w, unsigned s)
+{
+    for (size_t i = 0; i < w->ncompiled[s]; i++)
+        tp_api_rules_free(w->compiled[s][i].rules);
+    free(w->compiled[s]);
+    w->compiled[s] = NULL;
+    w->ncompiled[s] = 0;
+}
+
+void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap)
+{
+    /* the slot held an older generation nobody here reads any more */
+    unsigned s = snap->slot;
+    slot_free(w, s);
+    w->compiled[s] = tp_calloc(snap->napis + 1, sizeof(*w->compiled[s]));
+    w->ncompiled[s] = snap->napis;
+    for (size_t i = 0; i < snap->napis; i++)
+        compile_api(&w->compiled[s][i], snap->apis[i], w->conf);
+}
+
+const tp_compiled_t *tp_compiled(const tp_worker_t *w, const tp_req_t *req)
+{
+    const tp_compiled_t *c = &w->compiled[req->snap->slot][req->route->api->idx];
+    return c->rules != NULL ? c : NULL;
+}
