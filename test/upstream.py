@@ -36,6 +36,9 @@ def pattern_bytes(n):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: without TCP_NODELAY the second
+    # waits for the client's delayed ACK (40 ms) on a kept-alive connection
+    disable_nagle_algorithm = True
     server_version = "test-upstream"
 
     def log_message(self, fmt, *args):  # quiet
