@@ -46,7 +46,7 @@ static void replace_all(tp_buf_t *b, const char *from, const char *to)
 /* Go's RE2 syntax to POSIX extended syntax, for what paths use: \d and \D,
  * non-capturing groups, lazy quantifiers (the same matches when only
  * "does it match" is asked). Other RE2-only constructs are refused. */
-static int re2_to_posix(const char *in, tp_buf_t *out, char *err, size_t errlen)
+int tp_re2_to_posix(const char *in, tp_buf_t *out, char *err, size_t errlen)
 {
     int in_class = 0;
     for (const char *p = in; *p; p++) {
@@ -140,7 +140,7 @@ int tp_path_pattern_compile(regex_t *re, const char *pattern, int prefix, int su
     }
     if (prefix && s[0] == '/')
         tp_buf_putc(&posix, '^');
-    int rc = re2_to_posix(s, &posix, err, errlen);
+    int rc = tp_re2_to_posix(s, &posix, err, errlen);
     size_t n = strlen(s);
     if (rc == 0 && suffix && (n == 0 || s[n - 1] != '$'))
         tp_buf_putc(&posix, '$');
@@ -666,7 +666,7 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     const char *up = str_of(vdef, "url_versioning_pattern");
     if (up != NULL && up[0] != '\0' && r->location == TP_VLOC_URL) {
         tp_buf_t posix = {0};
-        int rc = re2_to_posix(up, &posix, err, errlen);
+        int rc = tp_re2_to_posix(up, &posix, err, errlen);
         if (rc == 0 &&
             regcomp(&r->url_pattern, tp_buf_cstr(&posix), REG_EXTENDED | REG_NOSUB) != 0) {
             snprintf(err, errlen, "$.definition.url_versioning_pattern: \"%s\" does not compile",

@@ -141,6 +141,9 @@ int tp_hdrrule_match(const tp_hdrrule_t *rule, const char *method, const char *c
 int tp_rlrule_match(const tp_rlrule_t *rule, const char *method, const char *const *paths,
                     size_t npaths);
 
+/* Go's RE2 syntax as POSIX extended syntax, for what paths use (\d, (?:),
+ * lazy quantifiers); other RE2-only constructs: -1 with the reason. */
+int tp_re2_to_posix(const char *in, tp_buf_t *out, char *err, size_t errlen);
 /* Compiles Tyk path pattern <pattern> as Tyk does (TYK-COMPAT 3.6). Used
  * for allowed_urls too. Returns 0, or -1 with the reason in <err>. */
 int tp_path_pattern_compile(regex_t *re, const char *pattern, int prefix, int suffix,

@@ -88,6 +88,29 @@ static const store_t stores[] = {
     S("drl_threshold", TP_CK_FLOAT, drl_threshold),
     S("drl_notification_frequency", TP_CK_INT, drl_notification_frequency),
     S("rate_limit_response_headers", TP_CK_STRING, rate_limit_response_headers),
+    S("enable_analytics", TP_CK_BOOL, enable_analytics),
+    S("analytics_config.enable_detailed_recording", TP_CK_BOOL,
+      analytics_config.enable_detailed_recording),
+    S("analytics_config.enable_multiple_analytics_keys", TP_CK_BOOL,
+      analytics_config.enable_multiple_analytics_keys),
+    S("analytics_config.enable_geo_ip", TP_CK_BOOL, analytics_config.enable_geo_ip),
+    S("analytics_config.ignored_ips", TP_CK_STRLIST, analytics_config.ignored_ips),
+    S("analytics_config.normalise_urls.enabled", TP_CK_BOOL,
+      analytics_config.normalise_urls.enabled),
+    S("analytics_config.normalise_urls.normalise_uuids", TP_CK_BOOL,
+      analytics_config.normalise_urls.normalise_uuids),
+    S("analytics_config.normalise_urls.normalise_numbers", TP_CK_BOOL,
+      analytics_config.normalise_urls.normalise_numbers),
+    S("analytics_config.normalise_urls.normalise_ulids", TP_CK_BOOL,
+      analytics_config.normalise_urls.normalise_ulids),
+    S("analytics_config.normalise_urls.custom_patterns", TP_CK_STRLIST,
+      analytics_config.normalise_urls.custom_patterns),
+    S("analytics_config.pool_size", TP_CK_INT, analytics_config.pool_size),
+    S("analytics_config.records_buffer_size", TP_CK_INT, analytics_config.records_buffer_size),
+    S("analytics_config.storage_expiration_time", TP_CK_INT,
+      analytics_config.storage_expiration_time),
+    S("analytics_config.purge_interval", TP_CK_FLOAT, analytics_config.purge_interval),
+    S("analytics_config.serializer_type", TP_CK_STRING, analytics_config.serializer_type),
     S("storage.type", TP_CK_STRING, storage.type),
     S("storage.host", TP_CK_STRING, storage.host),
     S("storage.port", TP_CK_INT, storage.port),
@@ -739,6 +762,11 @@ static void apply_defaults(tp_conf_t *c)
     default_str(&c->rate_limit_response_headers, "quotas");
     if (c->liveness_check_ns <= 0)
         c->liveness_check_ns = 10000000000LL;
+    /* Tyk raises records_buffer_size to 1000; 0 storage_expiration_time is 60 s */
+    if (c->analytics_config.records_buffer_size < 1000)
+        c->analytics_config.records_buffer_size = 1000;
+    if (c->analytics_config.storage_expiration_time == 0)
+        c->analytics_config.storage_expiration_time = 60;
 }
 
 static void validate(load_t *L)
@@ -781,6 +809,15 @@ static void validate(load_t *L)
                   "%s: $.rate_limit_response_headers: expected \"quotas\" or \"rate_limits\", "
                   "got \"%s\"",
                   L->file, c->rate_limit_response_headers);
+    const char *ser = c->analytics_config.serializer_type;
+    if (ser != NULL && strcmp(ser, "protobuf") == 0)
+        add_error(L,
+                  "%s: $.analytics_config.serializer_type: \"protobuf\" is not supported; "
+                  "leave it empty or \"msgpack\" (what Tyk Pump reads by default)",
+                  L->file);
+    if (c->analytics_config.records_buffer_size > 10000000)
+        add_error(L, "%s: $.analytics_config.records_buffer_size: expected at most 10000000",
+                  L->file);
     if (c->tp.max_header_count > 10000)
         add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
     if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))

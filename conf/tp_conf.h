@@ -125,6 +125,27 @@ typedef struct tp_conf_s {
     int64_t drl_notification_frequency;
     char *rate_limit_response_headers; /* "quotas" or "rate_limits" */
 
+    /* analytics (TYK-COMPAT 8, 15) */
+    int enable_analytics;
+    struct {
+        int enable_detailed_recording;
+        int enable_multiple_analytics_keys;
+        int enable_geo_ip;
+        tp_strlist_t ignored_ips; /* exact strings, as Tyk */
+        struct {
+            int enabled;
+            int normalise_uuids;
+            int normalise_numbers;
+            int normalise_ulids;
+            tp_strlist_t custom_patterns;
+        } normalise_urls;
+        int64_t pool_size;
+        int64_t records_buffer_size;     /* records a worker holds at most */
+        int64_t storage_expiration_time; /* s, the list's TTL; -1: none */
+        double purge_interval;
+        char *serializer_type;
+    } analytics_config;
+
     tp_conf_storage_t storage;
     tp_conf_tp_t tp;
 } tp_conf_t;

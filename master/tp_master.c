@@ -245,6 +245,10 @@ static int spawn(tp_master_t *m, int slot)
     atomic_store(&sw->pid, -1);  /* reserved until the pid is known */
     atomic_store(&sw->started_us, tp_time_wall_us());
     atomic_store(&sw->redis, -1);
+    atomic_store(&sw->an_recorded, 0);
+    atomic_store(&sw->an_flushed, 0);
+    atomic_store(&sw->an_dropped, 0);
+    atomic_store(&sw->an_buffered, 0);
 
     sigset_t all, old;
     sigfillset(&all);

@@ -69,9 +69,15 @@ typedef struct tp_shm_worker_s {
     _Atomic int32_t redis;  /* the last storage probe: 1 passed, 0 failed, -1 none yet */
     _Atomic uint32_t slots; /* bit s: slot s is read (current, or in-flight requests) */
     char pad[16];
+    /* analytics records (worker/tp_analytics.c) */
+    _Atomic uint64_t an_recorded; /* made */
+    _Atomic uint64_t an_flushed;  /* pushed to Redis */
+    _Atomic uint64_t an_dropped;  /* lost: the buffer was full (Redis away) */
+    _Atomic uint64_t an_buffered; /* waiting in the worker now */
+    char pad2[32];
 } tp_shm_worker_t;
 
-_Static_assert(sizeof(tp_shm_worker_t) == 64, "one cache line per worker");
+_Static_assert(sizeof(tp_shm_worker_t) == 128, "two cache lines per worker");
 
 /* Per-API counters, one row per worker and API (no sharing between
  * writers, so no atomics on the request path). */

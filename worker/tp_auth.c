@@ -269,6 +269,7 @@ static tp_stage_rc_t paths_run(tp_req_t *req)
         if (tp_pathrule_match(&v->rules[i], method, ps->p, 3))
             hit = &v->rules[i];
     if (hit != NULL && hit->kind == TP_RULE_REPLY) {
+        req->not_recorded = 1; /* VersionCheck answers: Tyk writes no record */
         reply_mock(req, hit);
         return TP_STAGE_DONE;
     }

@@ -19,6 +19,9 @@ extern const tp_stage_t tp_stage_protocol;   /* tp_front.c: what HTTP/1.1 forbid
 extern const tp_stage_t tp_stage_target;     /* tp_front.c: the request target, URL cleaning */
 extern const tp_stage_t tp_stage_builtin;    /* tp_front.c: /hello, /ready, /tyk/ */
 extern const tp_stage_t tp_stage_route;      /* tp_front.c: the API, which chain to enter */
+extern const tp_stage_t tp_stage_track;      /* tp_analytics.c: what the record needs */
+extern const tp_stage_t tp_stage_notrack;    /* tp_analytics.c: do_not_track_endpoints */
+extern const tp_stage_t tp_stage_analytics;  /* tp_analytics.c: the record (log) */
 extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
 extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
 extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
@@ -42,22 +45,24 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_version, &tp_stage_paths,     &tp_stage_headers,   &tp_stage_key,
-    &tp_stage_access,  &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
+    &tp_stage_track, &tp_stage_version, &tp_stage_notrack,   &tp_stage_paths,     &tp_stage_headers,
+    &tp_stage_key,   &tp_stage_access,  &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */
 static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage_rl_headers};
 
-/* Run once a request is answered. */
+/* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
+/* ... and for those of an API that wants them. */
+static const tp_stage_t *const api_log_stages[] = {&tp_stage_analytics};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, const tp_chain_api_t *a,
                    void (*fail)(tp_req_t *req))
 {
-    c->n = c->nresp = 0;
+    c->n = c->nresp = c->nlog = 0;
     c->fail = fail;
     for (size_t i = 0; i < n; i++) {
         if (table[i]->wanted != NULL && !table[i]->wanted(a))
@@ -73,10 +78,13 @@ int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_r
 {
     if (tp_chain_build(c, request_stages, COUNT(request_stages), a, fail) < 0)
         return -1;
-    c->nresp = 0;
+    c->nresp = c->nlog = 0;
     for (size_t i = 0; i < COUNT(response_stages); i++)
         if (response_stages[i]->wanted == NULL || response_stages[i]->wanted(a))
             c->resp[c->nresp++] = response_stages[i];
+    for (size_t i = 0; i < COUNT(api_log_stages); i++)
+        if (api_log_stages[i]->wanted == NULL || api_log_stages[i]->wanted(a))
+            c->log[c->nlog++] = api_log_stages[i];
     return 0;
 }
 
@@ -91,6 +99,9 @@ void tp_chain_log(tp_req_t *req)
 {
     for (size_t i = 0; i < COUNT(log_stages); i++)
         log_stages[i]->log(req);
+    const tp_chain_t *c = req->run.chain;
+    for (unsigned i = 0; c != NULL && i < c->nlog; i++)
+        c->log[i]->log(req);
 }
 
 /* Runs the stages from req->run.at on until one answers or waits. After a

@@ -48,6 +48,8 @@ typedef enum {
 typedef struct tp_chain_api_s {
     unsigned keyless : 1;    /* use_keyless: no key stages */
     unsigned api_limits : 1; /* global_rate_limit or per-endpoint API limits */
+    unsigned analytics : 1;  /* enable_analytics, and the API not do_not_track */
+    unsigned notrack : 1;    /* ... with extended_paths.do_not_track_endpoints */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {
@@ -70,9 +72,10 @@ typedef struct tp_stage_s {
 #define TP_CHAIN_MAX 16
 
 typedef struct tp_chain_s {
-    uint8_t n, nresp;
+    uint8_t n, nresp, nlog;
     const tp_stage_t *stage[TP_CHAIN_MAX];
     const tp_stage_t *resp[TP_CHAIN_MAX]; /* response stages */
+    const tp_stage_t *log[TP_CHAIN_MAX];  /* the API's own log stages */
     /* answers a request whose stage said TP_STAGE_ERROR */
     void (*fail)(tp_req_t *req);
 } tp_chain_t;
@@ -129,8 +132,9 @@ static inline void tp_chain_headers(const tp_chain_t *c, const tp_req_t *req, tp
         c->resp[i]->headers(req, head, gateway);
 }
 
-/* The log stages, once the request is answered (every request: those of
- * the control API and unrouted ones too; each stage picks its own). */
+/* The log stages, once the request is answered: those every request has
+ * (the control API's and unrouted ones too), then those of the API's
+ * chain the request entered. */
 void tp_chain_log(tp_req_t *req);
 
 #endif

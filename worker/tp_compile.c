@@ -21,24 +21,33 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
     cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
     if (def != NULL && tp_api_rules_build(def, conf, &out->rules, err, sizeof(err)) < 0)
         out->rules = NULL;
-    cJSON_Delete(def);
     if (out->rules != NULL) {
+        out->analytics = tp_analytics_compile(def, api, conf);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
-                            .api_limits = out->rules->has_api_limits != 0};
-        if (tp_chain_build_api(&out->chain, &a, tp_respond_failed) == 0)
+                            .api_limits = out->rules->has_api_limits != 0,
+                            .analytics = out->analytics != NULL,
+                            .notrack = tp_analytics_has_notrack(out->analytics)};
+        if (tp_chain_build_api(&out->chain, &a, tp_respond_failed) == 0) {
+            cJSON_Delete(def);
             return;
+        }
         snprintf(err, sizeof(err), "more than %d stages", TP_CHAIN_MAX);
         tp_api_rules_free(out->rules);
+        tp_analytics_api_free(out->analytics);
         out->rules = NULL;
+        out->analytics = NULL;
     }
+    cJSON_Delete(def);
     tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
 }
 
 static void slot_free(tp_worker_t *w, unsigned s)
 {
-    for (size_t i = 0; i < w->ncompiled[s]; i++)
+    for (size_t i = 0; i < w->ncompiled[s]; i++) {
         tp_api_rules_free(w->compiled[s][i].rules);
+        tp_analytics_api_free(w->compiled[s][i].analytics);
+    }
     free(w->compiled[s]);
     w->compiled[s] = NULL;
     w->ncompiled[s] = 0;

@@ -215,6 +215,7 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     req->target = &api->targets[idx];
     req->pool = w->target_pool[slot][req->target->idx];
     build_upstream_head(req, rp);
+    req->up_start_ms = uv_now(&w->loop);
 
     if (req->has_body) {
         req->body = tp_block_get(w);
@@ -453,6 +454,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
     int has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
 
     req->status = status;
+    req->up_ms = uv_now(&c->w->loop) - req->up_start_ms;
     req->resp_nobody = req->method == HTTP_HEAD || status == 204 || status == 304 ||
                        (has_cl && p->content_length == 0);
     if (!req->resp_nobody) {

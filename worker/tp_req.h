@@ -136,8 +136,13 @@ struct tp_req_s {
     tp_sess_t *sess;             /* the key's session (a reference) */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
-    int rl_set;   /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
-    int rl_early; /* ... from a rate limit: on error responses too */
+    struct tp_track_s *track;  /* what the analytics record needs of the request (the
+                                 track stage, for the analytics log stage); NULL: none */
+    unsigned not_recorded : 1; /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    uint64_t up_start_ms;      /* the proxy asked the upstream (loop ms) ... */
+    uint64_t up_ms;            /* ... and the answer's head took this long */
+    int rl_set;                /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
+    int rl_early;              /* ... from a rate limit: on error responses too */
     int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
     tp_hdr_t hdrs[]; /* w->max_hdrs entries */

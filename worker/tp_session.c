@@ -873,3 +873,13 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
         return lookup_done(lp);
     return TP_STAGE_LATER;
 }
+
+const cJSON *tp_session_json(const tp_sess_t *s)
+{
+    return s->session;
+}
+
+const char *tp_session_key_hash(const tp_sess_t *s)
+{
+    return s->rkey + 7; /* after "apikey-" */
+}

@@ -147,17 +147,31 @@ static _Noreturn void worker_exit(tp_worker_t *w, int code)
     exit(code);
 }
 
+static void exit_now(tp_worker_t *w)
+{
+    worker_exit(w, 0);
+}
+
+/* A drained worker exits once its buffered analytics records are pushed. */
+static void worker_done(tp_worker_t *w)
+{
+    if (w->exiting)
+        return;
+    w->exiting = 1;
+    tp_analytics_drain(w, exit_now);
+}
+
 void tp_worker_conn_gone(tp_worker_t *w)
 {
     if (w->draining && w->nconns == 0)
-        worker_exit(w, 0);
+        worker_done(w);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
 {
     tp_worker_t *w = t->data;
     tp_log_warn("drain deadline reached with %u connections open; closing them", w->nconns);
-    worker_exit(w, 0);
+    worker_done(w);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -197,7 +211,7 @@ static void worker_drain(tp_worker_t *w, const char *why)
     uv_timer_start(&w->drain_timer, on_drain_timeout, deadline_ms, 0);
     uv_unref((uv_handle_t *)&w->drain_timer);
     if (w->nconns == 0)
-        worker_exit(w, 0);
+        worker_done(w);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -354,6 +368,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     tp_worker_check_generation(w);
     tp_health_start(w);
     tp_limit_init(w);
+    tp_analytics_init(w);
 
     adopt_listener(w, &w->listener, listen_fd, "gateway");
     w->listening = 1;

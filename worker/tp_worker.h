@@ -49,7 +49,8 @@
 
 /* An API as a worker runs it (tp_compile.c). */
 typedef struct tp_compiled_s {
-    tp_api_rules_t *rules; /* NULL: it could not be built (500) */
+    tp_api_rules_t *rules;                /* NULL: it could not be built (500) */
+    struct tp_analytics_api_s *analytics; /* NULL: no records */
     tp_chain_t chain;
 } tp_compiled_t;
 
@@ -100,6 +101,7 @@ struct tp_worker_s {
     uv_signal_t sig_hup;
     uv_timer_t drain_timer;
     int draining;
+    int exiting;   /* drained: pushing its last analytics records */
     int not_ready; /* readiness answers 503 (shutdown delay) */
     int listening;
     tp_list_t conns;
@@ -125,7 +127,8 @@ struct tp_worker_s {
     uint32_t max_head;
     uint64_t max_body;
     uint64_t requests;
-    tp_buf_t scratch; /* decoded paths, valid during dispatch only */
+    tp_buf_t scratch;                 /* decoded paths, valid during dispatch only */
+    struct tp_analytics_s *analytics; /* buffered records (tp_analytics.c) */
 
     /* Redis, and what the liveness probe last saw (tp_health.c) */
     tp_redis_t *redis;
@@ -175,6 +178,28 @@ int tp_session_apply_policies(tp_worker_t *w, const tp_snapshot_t *snap, cJSON *
                               const char *api_org, char *err, size_t errlen);
 /* The request is going away: pending Redis reads are dropped. */
 void tp_session_release(tp_req_t *req);
+/* A found session's JSON (policies applied) and its key as stored: the
+ * hash after "apikey-" (the key itself without hash_keys). */
+const cJSON *tp_session_json(const tp_sess_t *s);
+const char *tp_session_key_hash(const tp_sess_t *s);
+
+/* tp_analytics.c: Tyk's analytics records, buffered and pushed to Redis */
+typedef struct tp_analytics_api_s tp_analytics_api_t;
+typedef struct tp_analytics_s tp_analytics_t;
+void tp_analytics_init(tp_worker_t *w);
+/* What an API's records need of its definition; NULL when it has none
+ * (analytics off, do_not_track). */
+tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
+                                         const tp_conf_t *conf);
+void tp_analytics_api_free(tp_analytics_api_t *a);
+int tp_analytics_has_notrack(const tp_analytics_api_t *a);
+/* The worker drains: pushes what is buffered, then calls <then> (at once
+ * when nothing is, or after at most 2 s). */
+void tp_analytics_drain(tp_worker_t *w, void (*then)(tp_worker_t *w));
+/* Path normalisation as Tyk's NormalisePath (TYK-COMPAT 15.5) of <path>
+ * into <out>, with the worker's custom patterns <an> (NULL: none). */
+void tp_analytics_normalise(const tp_analytics_t *an, const tp_conf_t *conf, const char *path,
+                            size_t n, tp_buf_t *out);
 
 /* tp_front.c: a request whose head is complete runs the front chain */
 void tp_front_init(tp_worker_t *w);
