@@ -52,6 +52,7 @@ struct tp_rcmd_s {
     unsigned asking : 1;
     char errbuf[256]; /* the error text of a command failed before it ran */
     const char *err;
+    uint64_t start_ns; /* when it was made, with stats on */
 };
 
 struct tp_rnode_s {
@@ -124,6 +125,7 @@ struct tp_redis_s {
     tp_list_t unrouted;  /* waiting for the slot map or the sentinel's answer */
     tp_list_t completed; /* commands whose callback is due */
     tp_list_t dirty;     /* connections with bytes to write */
+    tp_redis_stats_t *stats;
 
     /* pub/sub */
     char *ps_channel;
@@ -191,7 +193,31 @@ static tp_rcmd_t *cmd_new(tp_redis_t *r, int kind, tp_redis_cb cb, void *arg, ch
     cmd->len = len > 0 ? (size_t)len : 0;
     cmd->slot = -1;
     cmd->deadline = now_ms(r) + r->timeout_ms;
+    if (r->stats != NULL && kind == K_USER)
+        cmd->start_ns = uv_hrtime();
     return cmd;
+}
+
+static void stat_add(_Atomic uint64_t *c, uint64_t by)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+                          memory_order_relaxed);
+}
+
+/* A caller's command is answered (or failed). */
+static void cmd_count(const tp_rcmd_t *cmd, int failed)
+{
+    tp_redis_stats_t *s = cmd->r->stats;
+    if (s == NULL || cmd->kind != K_USER || cmd->start_ns == 0)
+        return;
+    stat_add(&s->commands, 1);
+    stat_add(&s->errors, failed != 0);
+    stat_add(&s->usec, (uv_hrtime() - cmd->start_ns) / 1000);
+}
+
+void tp_redis_set_stats(tp_redis_t *r, tp_redis_stats_t *stats)
+{
+    r->stats = stats;
 }
 
 /* An internal command (no callback) from a hiredis format string. */
@@ -906,6 +932,7 @@ static void on_reply(tp_rconn_t *c, redisReply *rep)
     case K_USER:
         if (redirect(c, cmd, rep))
             break;
+        cmd_count(cmd, rep->type == REDIS_REPLY_ERROR);
         if (cmd->cb != NULL)
             cmd->cb(cmd->arg, rep, NULL);
         cmd_free(cmd);
@@ -1236,6 +1263,7 @@ static void on_idle(uv_idle_t *h)
     while (!tp_list_empty(&done)) {
         tp_rcmd_t *cmd = tp_container_of(done.next, tp_rcmd_t, link);
         tp_list_remove(&cmd->link);
+        cmd_count(cmd, 1);
         if (cmd->cb != NULL)
             cmd->cb(cmd->arg, NULL, cmd->err);
         cmd_free(cmd);

@@ -28,6 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
@@ -35,6 +38,14 @@
 
 typedef struct tp_redis_s tp_redis_t;
 typedef struct tp_rcmd_s tp_rcmd_t;
+
+/* What the client counts of its callers' commands, where its owner wants
+ * it (shared memory, for the metrics): one writer, read by anyone. */
+typedef struct tp_redis_stats_s {
+    _Atomic uint64_t commands; /* answered or failed */
+    _Atomic uint64_t errors;   /* failed, or answered with an error reply */
+    _Atomic uint64_t usec;     /* their round trips, summed */
+} tp_redis_stats_t;
 
 /* <reply> is NULL exactly when <err> is not. */
 typedef void (*tp_redis_cb)(void *arg, const redisReply *reply, const char *err);
@@ -51,6 +62,9 @@ tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_redis_conf_t *conf, const cha
 /* Checks the settings without connecting: addresses, TLS files. Returns
  * 0, or -1 with the reason (JSON path included) in <err>. */
 int tp_redis_check_conf(const tp_redis_conf_t *conf, char *err, size_t errlen);
+
+/* Counts the commands from now on into <stats> (NULL: stop). */
+void tp_redis_set_stats(tp_redis_t *r, tp_redis_stats_t *stats);
 
 /* Closes every connection; callbacks of commands still queued run with the
  * error "client closed". The client is freed once its handles are closed,

@@ -43,6 +43,9 @@ static const store_t stores[] = {
     S("app_path", TP_CK_STRING, app_path),
     S("enable_custom_domains", TP_CK_BOOL, enable_custom_domains),
     S("health_check_endpoint_name", TP_CK_STRING, health_check_endpoint_name),
+    S("health_check.enable_health_checks", TP_CK_BOOL, health_check.enable_health_checks),
+    S("health_check.health_check_value_timeouts", TP_CK_INT,
+      health_check.health_check_value_timeouts),
     S("readiness_check_endpoint_name", TP_CK_STRING, readiness_check_endpoint_name),
     S("log_level", TP_CK_STRING, log_level),
     S("log_format", TP_CK_STRING, log_format),
@@ -153,6 +156,8 @@ static const store_t stores[] = {
     S("turnpike.rate_limiter", TP_CK_STRING, tp.rate_limiter),
     S("turnpike.limit_counters", TP_CK_INT, tp.limit_counters),
     S("turnpike.quota_writeback", TP_CK_INT, tp.quota_writeback),
+    S("turnpike.metrics_port", TP_CK_INT, tp.metrics_port),
+    S("turnpike.metrics_max_series", TP_CK_INT, tp.metrics_max_series),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -755,6 +760,10 @@ static void apply_defaults(tp_conf_t *c)
         t->limit_counters = 65536;
     if (t->quota_writeback == 0)
         t->quota_writeback = 10;
+    if (t->metrics_max_series <= 0)
+        t->metrics_max_series = 1000;
+    if (c->health_check.health_check_value_timeouts <= 0)
+        c->health_check.health_check_value_timeouts = 60;
     if (c->drl_threshold <= 0)
         c->drl_threshold = 5;
     if (c->drl_notification_frequency <= 0)
@@ -801,6 +810,17 @@ static void validate(load_t *L)
     if (strcmp(c->tp.rate_limiter, "local") != 0 && strcmp(c->tp.rate_limiter, "exact") != 0)
         add_error(L, "%s: $.turnpike.rate_limiter: expected \"local\" or \"exact\", got \"%s\"",
                   L->file, c->tp.rate_limiter);
+    if (c->tp.metrics_port < 0 || c->tp.metrics_port > 65535)
+        add_error(L, "%s: $.turnpike.metrics_port: expected 0 (none) to 65535, got %lld", L->file,
+                  (long long)c->tp.metrics_port);
+    else if (c->tp.metrics_port != 0 &&
+             (c->tp.metrics_port == c->listen_port || c->tp.metrics_port == c->control_api_port))
+        add_error(L,
+                  "%s: $.turnpike.metrics_port: must differ from listen_port and "
+                  "control_api_port",
+                  L->file);
+    if (c->tp.metrics_max_series > 1000000)
+        add_error(L, "%s: $.turnpike.metrics_max_series: expected at most 1000000", L->file);
     if (c->tp.limit_counters > (1LL << 26))
         add_error(L, "%s: $.turnpike.limit_counters: expected at most 67108864", L->file);
     if (strcmp(c->rate_limit_response_headers, "quotas") != 0 &&

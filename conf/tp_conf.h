@@ -53,6 +53,8 @@ typedef struct tp_conf_tp_s {
     char *rate_limiter;           /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */
     int64_t limit_counters;       /* entries in the node's rate-limit table */
     int64_t quota_writeback;      /* s between quota write-backs into sessions; < 0: none */
+    int64_t metrics_port;         /* Prometheus GET /metrics on listen_address; 0: none */
+    int64_t metrics_max_series;   /* series per open-ended family (per path, per key) */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {
@@ -68,6 +70,10 @@ typedef struct tp_conf_s {
     char *template_path;
     int enable_custom_domains;
     char *health_check_endpoint_name;
+    struct {
+        int enable_health_checks;            /* GET /tyk/health answers */
+        int64_t health_check_value_timeouts; /* its window, s */
+    } health_check;
     char *readiness_check_endpoint_name;
     char *log_level;
     char *log_format;

@@ -233,16 +233,17 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
                       (unsigned long long)sum.upstream_errors, (unsigned long long)sum.rate_limited,
                       (unsigned long long)sum.quota_exceeded);
     }
-    /* the running workers' analytics records */
+    /* analytics records: counted in every row ever used, buffered in the running workers */
     uint64_t an[4] = {0};
     for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
         const tp_shm_worker_t *wk = &m->shm->workers[k];
-        if (atomic_load(&wk->pid) == 0)
+        if (atomic_load(&wk->started_us) == 0)
             continue;
         an[0] += atomic_load(&wk->an_recorded);
         an[1] += atomic_load(&wk->an_flushed);
         an[2] += atomic_load(&wk->an_dropped);
-        an[3] += atomic_load(&wk->an_buffered);
+        if (atomic_load(&wk->pid) != 0)
+            an[3] += atomic_load(&wk->an_buffered);
     }
     tp_buf_printf(o, "# analytics: recorded %llu, pushed %llu, dropped %llu, buffered %llu\n",
                   (unsigned long long)an[0], (unsigned long long)an[1], (unsigned long long)an[2],

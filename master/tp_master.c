@@ -23,6 +23,7 @@
 #include "tp_shm_session.h"
 #include "tp_redis.h"
 #include "tp_shm_limit.h"
+#include "tp_shm_metrics.h"
 #include "tp_time.h"
 #include "tp_worker.h"
 
@@ -245,10 +246,7 @@ static int spawn(tp_master_t *m, int slot)
     atomic_store(&sw->pid, -1);  /* reserved until the pid is known */
     atomic_store(&sw->started_us, tp_time_wall_us());
     atomic_store(&sw->redis, -1);
-    atomic_store(&sw->an_recorded, 0);
-    atomic_store(&sw->an_flushed, 0);
-    atomic_store(&sw->an_dropped, 0);
-    atomic_store(&sw->an_buffered, 0);
+    atomic_store(&sw->an_buffered, 0); /* the counters go on from the row's last worker */
 
     sigset_t all, old;
     sigfillset(&all);
@@ -303,6 +301,7 @@ static _Noreturn void master_exit(tp_master_t *m, int code)
 {
     tp_log_info("master exiting");
     tp_admin_stop(m);
+    tp_metrics_stop(m);
     exit(code);
 }
 
@@ -397,6 +396,7 @@ static void begin_drain(tp_master_t *m)
     tp_sd_notify("STOPPING=1");
     close_listeners(m);
     tp_admin_stop(m);
+    tp_metrics_stop(m);
     tp_master_broadcast(m, "drain");
     m->stop_deadline = tp_time_mono_ms() + (uint64_t)secs * 1000 + 2000;
     if (live_workers(m) == 0)
@@ -411,6 +411,7 @@ static void stop_fast(tp_master_t *m, const char *why)
     m->state = M_STOPPING;
     close_listeners(m);
     tp_admin_stop(m);
+    tp_metrics_stop(m);
     tp_master_broadcast(m, "quit");
     m->stop_deadline = tp_time_mono_ms() + 3000;
     if (live_workers(m) == 0)
@@ -911,6 +912,23 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         tp_log_error("%s", err);
         return 1;
     }
+    m->shm->health = tp_health_create((uint32_t)gen->conf.tp.max_apis);
+    if (m->shm->health == NULL) {
+        tp_log_error("cannot map the /tyk/health samples");
+        return 1;
+    }
+    if (gen->conf.tp.metrics_port != 0) {
+        /* rows for this many workers, a replacing generation and respawns */
+        int n = tp_conf_workers(&gen->conf) * 4 + 4;
+        m->shm->metrics =
+            tp_metrics_create(n < TP_SHM_MAX_WORKERS ? (uint32_t)n : TP_SHM_MAX_WORKERS,
+                              (uint32_t)gen->conf.tp.max_apis,
+                              (uint32_t)gen->conf.tp.metrics_max_series, err, sizeof(err));
+        if (m->shm->metrics == NULL) {
+            tp_log_error("%s", err);
+            return 1;
+        }
+    }
     if (tp_shm_publish(m->shm, &gen->apis, &gen->router, &gen->policies, 1, err, sizeof(err)) < 0) {
         tp_log_error("%s", err);
         return 1;
@@ -969,6 +987,11 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         tp_log_error("%s", err);
         return 2;
     }
+    if (tp_metrics_start(m, err, sizeof(err)) < 0) {
+        tp_log_error("turnpike.metrics_port: %s", err);
+        return 2;
+    }
+    tp_apihealth_start(m);
 
     const char *addr = gen->conf.listen_address;
     tp_log_info("turnpike %s: %d workers on %s:%lld%s, %zu APIs from %s, %zu policies%s",

@@ -116,6 +116,12 @@ typedef struct tp_master_s {
     uv_pipe_t admin;
     int admin_open;
     char *admin_path; /* where the admin socket is bound */
+
+    /* the Prometheus endpoint (tp_metrics.c) */
+    uv_tcp_t metrics;
+    int metrics_open;
+    int64_t metrics_port;    /* the port it listens on; a reload does not move it */
+    uv_timer_t health_timer; /* /tyk/health's samples (tp_apihealth.c) */
 } tp_master_t;
 
 /* Loads tyk.conf, the API definitions and policies; logs what it finds.
@@ -156,6 +162,14 @@ int tp_admin_start(tp_master_t *m, char *err, size_t errlen);
 void tp_admin_stop(tp_master_t *m);
 /* A reload an admin client waits for ended. */
 void tp_admin_reload_done(tp_master_t *m, void *client, int ok, const char *errors);
+/* master/tp_apihealth.c: /tyk/health's per-second samples. */
+tp_health_t *tp_health_create(uint32_t max_apis);
+void tp_apihealth_start(tp_master_t *m);
+/* master/tp_metrics.c: GET /metrics on turnpike.metrics_port. */
+int tp_metrics_start(tp_master_t *m, char *err, size_t errlen);
+void tp_metrics_stop(tp_master_t *m);
+/* The exposition text of every metric, appended to <o>. */
+void tp_metrics_render(tp_master_t *m, tp_buf_t *o);
 /* `turnpike ctl [--socket PATH | --conf FILE] <command...>`: the client. */
 int tp_ctl_main(int argc, char **argv);
 

@@ -34,6 +34,7 @@
 #include <sys/types.h>
 
 #include "tp_conf.h"
+#include "tp_redis.h"
 #include "tp_route.h"
 
 #define TP_SHM_MAGIC 0x54504731u /* "TPG1" */
@@ -74,10 +75,19 @@ typedef struct tp_shm_worker_s {
     _Atomic uint64_t an_flushed;  /* pushed to Redis */
     _Atomic uint64_t an_dropped;  /* lost: the buffer was full (Redis away) */
     _Atomic uint64_t an_buffered; /* waiting in the worker now */
-    char pad2[32];
+    /* the upstream side (worker/tp_proxy.c) */
+    _Atomic uint64_t up_connect_errors; /* no connection: refused, unreachable, lookup */
+    _Atomic uint64_t up_timeouts;       /* no answer in proxy_default_timeout */
+    _Atomic uint64_t up_other_errors;   /* reset, bad response */
+    /* the session cache (worker/tp_session.c) */
+    _Atomic uint64_t sc_hits;
+    _Atomic uint64_t sc_misses;
+    /* the storage client (common/tp_redis.c) */
+    tp_redis_stats_t redis_stats;
+    char pad2[64 - (72 + sizeof(tp_redis_stats_t)) % 64];
 } tp_shm_worker_t;
 
-_Static_assert(sizeof(tp_shm_worker_t) == 128, "two cache lines per worker");
+_Static_assert(sizeof(tp_shm_worker_t) % 64 == 0, "cache lines of its own per worker");
 
 /* Per-API counters, one row per worker and API (no sharing between
  * writers, so no atomics on the request path). */
@@ -87,7 +97,25 @@ typedef struct tp_shm_stat_s {
     uint64_t upstream_errors;
     uint64_t rate_limited;   /* 429s of the key's and the API's rate limits */
     uint64_t quota_exceeded; /* 403 Quota exceeded */
+    uint64_t key_failures;   /* refused by key auth (no key, unknown key) */
+    uint64_t upstream_ms;    /* waiting for upstream heads, summed ... */
+    uint64_t upstream_n;     /* ... over this many requests */
 } tp_shm_stat_t;
+
+/* GET /tyk/health (TYK-COMPAT 9.3): once a second the master sums each
+ * API's counters into a ring, which the workers read to answer per-second
+ * rates over health_check_value_timeouts. Mapped only with
+ * health_check.enable_health_checks. */
+#define TP_HEALTH_RING 64
+typedef struct tp_health_sample_s {
+    uint64_t requests, throttled, quota, key_failures, upstream_ms, upstream_n;
+} tp_health_sample_t;
+
+typedef struct tp_health_s {
+    uint32_t max_apis;
+    _Atomic uint64_t tick;                     /* samples taken; the newest is ring[tick % RING] */
+    tp_health_sample_t ring[][TP_HEALTH_RING]; /* [stat_idx][second] */
+} tp_health_t;
 
 typedef struct tp_shm_s {
     uint32_t magic;
@@ -103,6 +131,8 @@ typedef struct tp_shm_s {
     _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
     struct tp_scache_s *scache;              /* the session cache, its own mapping */
     struct tp_limits_s *limits;              /* rate-limit counters, their own mapping */
+    struct tp_metrics_s *metrics;            /* Prometheus counters, their own mapping, or NULL */
+    tp_health_t *health;                     /* /tyk/health's samples, or NULL */
     tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
 } tp_shm_t;
 

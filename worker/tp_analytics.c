@@ -113,8 +113,8 @@ static void notrack_add(tp_analytics_api_t *a, const char *version, const cJSON 
 tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
                                          const tp_conf_t *conf)
 {
-    if (!conf->enable_analytics || jbool(def, "do_not_track"))
-        return NULL;
+    if ((!conf->enable_analytics && conf->tp.metrics_port == 0) || jbool(def, "do_not_track"))
+        return NULL; /* neither records nor metrics for this API */
     tp_analytics_api_t *a = tp_calloc(1, sizeof(*a));
     const cJSON *tags = tp_json_get(def, "tags"), *t;
     if (cJSON_IsArray(tags)) {
@@ -357,6 +357,12 @@ static int track_wanted(const tp_chain_api_t *a)
 }
 
 const tp_stage_t tp_stage_track = {.name = "track", .wanted = track_wanted, .run = track_run};
+
+tp_str_t tp_track_path(const tp_req_t *req)
+{
+    const tp_track_t *t = req->track;
+    return t != NULL ? (tp_str_t){t->path, t->path_len} : (tp_str_t){"", 0};
+}
 
 /* do_not_track_endpoints of the request's version: no record. */
 static tp_stage_rc_t notrack_run(tp_req_t *req)
@@ -723,7 +729,7 @@ static void analytics_log(tp_req_t *req)
 
 static int analytics_wanted(const tp_chain_api_t *a)
 {
-    return a->analytics;
+    return a->analytics && a->records;
 }
 
 const tp_stage_t tp_stage_analytics = {

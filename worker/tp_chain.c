@@ -33,6 +33,7 @@ extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
 extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
 extern const tp_stage_t tp_stage_stats;      /* tp_stats.c: "show stat" counters */
+extern const tp_stage_t tp_stage_metrics;    /* tp_metrics.c: Prometheus counters (log) */
 
 /* Every request, before it has an API. */
 static const tp_stage_t *const front_stages[] = {
@@ -55,7 +56,7 @@ static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
 /* ... and for those of an API that wants them. */
-static const tp_stage_t *const api_log_stages[] = {&tp_stage_analytics};
+static const tp_stage_t *const api_log_stages[] = {&tp_stage_analytics, &tp_stage_metrics};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -48,8 +48,10 @@ typedef enum {
 typedef struct tp_chain_api_s {
     unsigned keyless : 1;    /* use_keyless: no key stages */
     unsigned api_limits : 1; /* global_rate_limit or per-endpoint API limits */
-    unsigned analytics : 1;  /* enable_analytics, and the API not do_not_track */
+    unsigned analytics : 1;  /* tracked: records or metrics on, and the API not do_not_track */
     unsigned notrack : 1;    /* ... with extended_paths.do_not_track_endpoints */
+    unsigned records : 1;    /* enable_analytics: analytics records */
+    unsigned metrics : 1;    /* turnpike.metrics_port: Prometheus counters */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -27,7 +27,9 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
                             .analytics = out->analytics != NULL,
-                            .notrack = tp_analytics_has_notrack(out->analytics)};
+                            .notrack = tp_analytics_has_notrack(out->analytics),
+                            .records = conf->enable_analytics != 0,
+                            .metrics = conf->tp.metrics_port != 0};
         if (tp_chain_build_api(&out->chain, &a, tp_respond_failed) == 0) {
             cJSON_Delete(def);
             return;

@@ -60,6 +60,8 @@ void tp_health_start(tp_worker_t *w)
 {
     char err[512];
     w->redis = tp_redis_new(&w->loop, &w->conf->storage, "storage", err, sizeof(err));
+    if (w->redis != NULL)
+        tp_redis_set_stats(w->redis, &w->me->redis_stats);
     if (w->redis == NULL) {
         /* the master validated these settings: this is unexpected */
         snprintf(w->redis_err, sizeof(w->redis_err), "%.250s", err);

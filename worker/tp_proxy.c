@@ -280,6 +280,15 @@ void tp_proxy_failed(tp_req_t *req, int err)
     const char *api_id = req->route != NULL ? req->route->api->api_id : "-";
     const char *target = req->target != NULL ? req->target->raw : "-";
     tp_proxy_abort(req);
+    tp_worker_t *w = c->w;
+    int timeout = err == TP_ETIMEOUT || err == UV_ETIMEDOUT;
+    int connect = err == TP_EDNS || err == UV_ECONNREFUSED || err == UV_ENETUNREACH ||
+                  err == UV_EHOSTUNREACH || err == UV_EADDRNOTAVAIL;
+    tp_worker_count(timeout   ? &w->me->up_timeouts
+                    : connect ? &w->me->up_connect_errors
+                              : &w->me->up_other_errors);
+    if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
+        w->stats[req->route->api->stat_idx].upstream_errors++;
     tp_log_warn("api %s: upstream %s: %s", api_id, target,
                 err < TP_E__BASE + 100 && err > TP_E__BASE ? tp_strerror(err) : uv_strerror(err));
     if (req->resp_started || c->writing) {
@@ -288,7 +297,7 @@ void tp_proxy_failed(tp_req_t *req, int err)
     }
     if (err == TP_EDNS)
         tp_respond_error(req, 500, "Upstream host lookup failed");
-    else if (err == TP_ETIMEOUT || err == UV_ETIMEDOUT)
+    else if (timeout)
         tp_respond_error(req, 504, "Upstream service reached hard timeout.");
     else
         tp_respond_failed(req);

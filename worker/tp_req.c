@@ -165,3 +165,11 @@ void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int 
 {
     tp_req_rulepaths(ps, rp, (tp_str_t){"", 0}, clean);
 }
+
+void tp_req_latency(const tp_req_t *req, int64_t *total, int64_t *upstream)
+{
+    *total = (int64_t)(uv_now(&req->conn->w->loop) - req->start_ms);
+    *upstream = req->up_start_ms != 0 ? (int64_t)req->up_ms : -1;
+    if (*upstream > *total)
+        *upstream = *total;
+}

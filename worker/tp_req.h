@@ -150,6 +150,10 @@ struct tp_req_s {
 
 /* The value of header <name> (case-insensitive), trimmed; {NULL, 0} when absent. */
 tp_str_t tp_req_header(const tp_req_t *req, const char *name);
+
+/* Since the request's head arrived, in ms: <total>, and of it <upstream>
+ * waiting for the upstream's head (-1 when it never asked one). */
+void tp_req_latency(const tp_req_t *req, int64_t *total, int64_t *upstream);
 static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t len)
 {
     return (tp_str_t){req->head_base + off, len};

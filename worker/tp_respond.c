@@ -238,7 +238,10 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
 
 void tp_respond_auth_error(tp_req_t *req, int which)
 {
-    const tp_errtpl_t *t = req->conn->w->errtpl;
+    tp_worker_t *w = req->conn->w;
+    const tp_errtpl_t *t = w->errtpl;
+    if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
+        w->stats[req->route->api->stat_idx].key_failures++;
     tp_respond_error(req, t->msg[which].status, t->msg[which].message);
 }
 

@@ -610,8 +610,12 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
         tp_rest_keys(req, rest, query);
         return;
     }
+    if (seg_is(first, "health") && rest.n == 0) {
+        tp_rest_health(req, query);
+        return;
+    }
     if (seg_is(first, "org") || seg_is(first, "oauth") || seg_is(first, "cache") ||
-        seg_is(first, "certs") || seg_is(first, "health")) {
+        seg_is(first, "certs")) {
         reply_error(req, 501, "Not implemented by this Turnpike version");
         return;
     }

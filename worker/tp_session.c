@@ -798,6 +798,7 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
                 free((char *)ident.p);
             maybe_refresh(w, s, left, now);
             sess_found(req, s);
+            tp_worker_count(&w->me->sc_hits);
             return TP_STAGE_NEXT;
         }
         tp_scache_digest(ident.p, ident.n, NULL, 0, id);
@@ -816,10 +817,12 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
             tp_buf_free(&json);
             sess_found(req, s);
             sess_put(s);
+            tp_worker_count(&w->me->sc_hits);
             return TP_STAGE_NEXT;
         }
         tp_buf_free(&rkey);
         tp_buf_free(&json);
+        tp_worker_count(&w->me->sc_misses);
     }
     if (w->redis == NULL) {
         if (ident.p != small)

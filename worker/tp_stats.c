@@ -13,6 +13,10 @@ static void stats_log(tp_req_t *req)
     tp_shm_stat_t *st = &req->conn->w->stats[req->route->api->stat_idx];
     st->requests++;
     st->status[req->status >= 100 && req->status < 600 ? req->status / 100 : 0]++;
+    if (req->up_start_ms != 0) {
+        st->upstream_ms += req->up_ms;
+        st->upstream_n++;
+    }
 }
 
 const tp_stage_t tp_stage_stats = {.name = "stats", .log = stats_log};

@@ -338,6 +338,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     w->conf = conf;
     w->shm = shm;
     w->stats = tp_shm_stats(shm, id);
+    w->me = &shm->workers[id];
     w->scache = shm->scache;
     w->master_fd = master_fd;
     w->header_timeout_ms = (uint64_t)(conf->tp.header_timeout * 1000);

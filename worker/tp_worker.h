@@ -64,6 +64,7 @@ struct tp_worker_s {
     uint64_t gen;
     uint32_t inflight[TP_SHM_SLOTS];       /* requests still on each slot's generation */
     tp_shm_stat_t *stats;                  /* this worker's counter rows */
+    tp_shm_worker_t *me;                   /* this worker's status and counters */
     tp_pool_t **target_pool[TP_SHM_SLOTS]; /* per slot: the pool of each target */
     uint32_t *rr[TP_SHM_SLOTS];            /* per slot: round-robin position per API */
     tp_compiled_t *compiled[TP_SHM_SLOTS]; /* per slot: each API's rules and chain */
@@ -129,6 +130,7 @@ struct tp_worker_s {
     uint64_t requests;
     tp_buf_t scratch;                 /* decoded paths, valid during dispatch only */
     struct tp_analytics_s *analytics; /* buffered records (tp_analytics.c) */
+    tp_buf_t met_path;                /* a normalised path (tp_metrics.c) */
 
     /* Redis, and what the liveness probe last saw (tp_health.c) */
     tp_redis_t *redis;
@@ -220,6 +222,8 @@ void tp_rest__reply(tp_req_t *req, int status, const char *json);
 void tp_rest__error(tp_req_t *req, int status, const char *message);
 void tp_rest__not_found(tp_req_t *req);
 void tp_rest__bad_method(tp_req_t *req);
+/* tp_rest_health.c: GET /tyk/health?api_id= */
+void tp_rest_health(tp_req_t *req, tp_str_t query);
 /* Asks for the body; tp_rest_body_done runs once it is in. */
 void tp_rest__want_body(tp_req_t *req, int op, tp_str_t id);
 /* tp_rest_keys.c: /tyk/keys */
@@ -228,5 +232,17 @@ void tp_rest_keys_body(tp_req_t *req);
 void tp_rest_keys_release(tp_req_t *req);
 /* The master answered "reloaded <token> <ok> <message>". */
 void tp_rest_reloaded(tp_worker_t *w, uint32_t token, int ok, const char *message);
+
+/* One more in a counter of this worker's shared row (its only writer). */
+static inline void tp_worker_count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* tp_analytics.c: the path the request's record (and metrics) name, as
+ * Tyk's r.URL.Path (without the listen path when it is stripped); empty
+ * when the request is not tracked. */
+tp_str_t tp_track_path(const tp_req_t *req);
 
 #endif

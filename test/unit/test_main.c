@@ -40,6 +40,7 @@ void test_http_suite(void);
 void test_redis_suite(void);
 void test_chain_suite(void);
 void test_analytics_suite(void);
+void test_metrics_suite(void);
 void test_shm_suite(void);
 void test_keyhash_suite(void);
 void test_policy_apply_suite(void);
@@ -59,6 +60,7 @@ int main(void)
     test_policy_apply_suite();
     test_chain_suite();
     test_analytics_suite();
+    test_metrics_suite();
     printf("%d unit tests, %d failed\n", ran, tp_test_failed);
     return tp_test_failed ? 1 : 0;
 }

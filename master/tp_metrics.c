@@ -1,0 +1,451 @@
+/*
+ * master/tp_metrics.c: the Prometheus endpoint, GET /metrics on
+ * turnpike.metrics_port (listen_address), never on the gateway's port.
+ *
+ * The master answers from shared memory: the workers' rows of the metrics
+ * counters (shm/tp_shm_metrics.c), their status rows and per-API counters
+ * (shm/tp_shm.h), summed over every row a worker ever used, so counters
+ * only grow across worker restarts and reloads. A scrape reads a fixed
+ * amount of memory (rows x APIs, plus the capped series directory),
+ * whatever the request rate; workers are not asked anything.
+ *
+ * The tyk_* families carry the names, labels and buckets of Tyk Pump's
+ * prometheus pump (TYK-COMPAT 16.4), so its dashboards work unchanged;
+ * turnpike_* are ours. One connection, one answer, then close.
+ */
+#include <string.h>
+
+#include "tp_err.h"
+#include "tp_log.h"
+#include "tp_master.h"
+#include "tp_shm.h"
+#include "tp_shm_metrics.h"
+#include "tp_time.h"
+
+#define HEAD_MAX 8192
+#define CLIENT_TIMEOUT_MS 10000
+
+typedef struct mclient_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wr;
+    tp_master_t *m;
+    char head[HEAD_MAX];
+    size_t len;
+    tp_buf_t out;
+    int closing;
+    int handles; /* open handles left to close */
+} mclient_t;
+
+/* ---- the exposition ------------------------------------------------------------ */
+
+static void label(tp_buf_t *o, const char *name, const char *v)
+{
+    tp_buf_printf(o, "%s=\"", name);
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            tp_buf_putc(o, '\\'), tp_buf_putc(o, *v);
+        else if (*v == '\n')
+            tp_buf_puts(o, "\\n");
+        else
+            tp_buf_putc(o, *v);
+    }
+    tp_buf_putc(o, '"');
+}
+
+static void family(tp_buf_t *o, const char *name, const char *type, const char *help)
+{
+    tp_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void scalar(tp_buf_t *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    family(o, name, type, help);
+    tp_buf_printf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* Rows a worker ever used: their counters still count. */
+static void used_rows(tp_master_t *m, uint64_t rows[TP_SHM_MAX_WORKERS / 64])
+{
+    memset(rows, 0, TP_SHM_MAX_WORKERS / 8);
+    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++)
+        if (atomic_load(&m->shm->workers[k].started_us) != 0)
+            rows[k / 64] |= 1ULL << (k % 64);
+}
+
+static const char *const lat_type[TP_MET_LAT_TYPES] = {"total", "upstream", "gateway"};
+
+static void render_apis(tp_master_t *m, const tp_snapshot_t *snap, const uint64_t *rows,
+                        tp_buf_t *o)
+{
+    tp_metrics_t *mt = m->shm->metrics;
+    tp_met_sum_t *sums = tp_calloc(snap->napis + 1, sizeof(*sums));
+    for (size_t i = 0; i < snap->napis; i++)
+        if (snap->apis[i]->stat_idx != UINT32_MAX)
+            tp_metrics_api_sum(mt, rows, snap->apis[i]->stat_idx, &sums[i]);
+
+    family(o, "tyk_http_status", "counter", "HTTP status codes per API");
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_met_sum_t *s = &sums[i];
+        for (uint32_t c = 0; c < s->ncodes; c++) {
+            char code[16];
+            snprintf(code, sizeof(code), "%u", s->code[c]);
+            tp_buf_puts(o, "tyk_http_status{");
+            label(o, "code", code);
+            tp_buf_putc(o, ',');
+            label(o, "api", snap->apis[i]->api_id);
+            tp_buf_printf(o, "} %llu\n", (unsigned long long)s->count[c]);
+        }
+        if (s->other > 0) {
+            tp_buf_puts(o, "tyk_http_status{code=\"other\",");
+            label(o, "api", snap->apis[i]->api_id);
+            tp_buf_printf(o, "} %llu\n", (unsigned long long)s->other);
+        }
+    }
+
+    family(o, "tyk_latency", "histogram", "Latency of API requests in milliseconds");
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_met_sum_t *s = &sums[i];
+        for (int t = 0; t < TP_MET_LAT_TYPES; t++) {
+            uint64_t n = 0;
+            for (int b = 0; b <= TP_MET_BUCKETS; b++)
+                n += s->lat[t][b];
+            if (n == 0)
+                continue;
+            uint64_t cum = 0;
+            for (int b = 0; b <= TP_MET_BUCKETS; b++) {
+                cum += s->lat[t][b];
+                tp_buf_printf(o, "tyk_latency_bucket{type=\"%s\",", lat_type[t]);
+                label(o, "api", snap->apis[i]->api_id);
+                if (b < TP_MET_BUCKETS)
+                    tp_buf_printf(o, ",le=\"%u\"} %llu\n", tp_met_buckets[b],
+                                  (unsigned long long)cum);
+                else
+                    tp_buf_printf(o, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+            }
+            tp_buf_printf(o, "tyk_latency_sum{type=\"%s\",", lat_type[t]);
+            label(o, "api", snap->apis[i]->api_id);
+            tp_buf_printf(o, "} %llu\n", (unsigned long long)s->lat_sum[t]);
+            tp_buf_printf(o, "tyk_latency_count{type=\"%s\",", lat_type[t]);
+            label(o, "api", snap->apis[i]->api_id);
+            tp_buf_printf(o, "} %llu\n", (unsigned long long)n);
+        }
+    }
+    free(sums);
+}
+
+typedef struct series_out_s {
+    tp_buf_t *o;
+    int fam;
+} series_out_t;
+
+static void one_series(void *arg, int fam, int code, const char *const *v, int n, uint64_t count)
+{
+    series_out_t *so = arg;
+    if (fam != so->fam)
+        return;
+    char c[16];
+    snprintf(c, sizeof(c), "%d", code);
+    tp_buf_t *o = so->o;
+    if (fam == TP_MET_PATH && n == 3) {
+        tp_buf_puts(o, "tyk_http_status_per_path{");
+        label(o, "code", c);
+        tp_buf_putc(o, ',');
+        label(o, "api", v[0]);
+        tp_buf_putc(o, ',');
+        label(o, "path", v[1]);
+        tp_buf_putc(o, ',');
+        label(o, "method", v[2]);
+    } else if (fam == TP_MET_KEY && n == 1) {
+        tp_buf_puts(o, "tyk_http_status_per_key{");
+        label(o, "code", c);
+        tp_buf_putc(o, ',');
+        label(o, "key", v[0]);
+    } else {
+        return;
+    }
+    tp_buf_printf(o, "} %llu\n", (unsigned long long)count);
+}
+
+static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, const uint64_t *rows,
+                            tp_buf_t *o)
+{
+    uint64_t conns = 0, redis_up = 1, an_buf = 0, live = 0;
+    uint64_t an[3] = {0}, up[3] = {0}, sc[2] = {0}, rd[3] = {0};
+    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
+        const tp_shm_worker_t *w = &m->shm->workers[k];
+        if (!((rows[k / 64] >> (k % 64)) & 1))
+            continue;
+        an[0] += atomic_load(&w->an_recorded);
+        an[1] += atomic_load(&w->an_flushed);
+        an[2] += atomic_load(&w->an_dropped);
+        up[0] += atomic_load(&w->up_connect_errors);
+        up[1] += atomic_load(&w->up_timeouts);
+        up[2] += atomic_load(&w->up_other_errors);
+        sc[0] += atomic_load(&w->sc_hits);
+        sc[1] += atomic_load(&w->sc_misses);
+        rd[0] += atomic_load(&w->redis_stats.commands);
+        rd[1] += atomic_load(&w->redis_stats.errors);
+        rd[2] += atomic_load(&w->redis_stats.usec);
+        if (atomic_load(&w->pid) <= 0)
+            continue;
+        live++;
+        conns += atomic_load(&w->conns);
+        an_buf += atomic_load(&w->an_buffered);
+        if (atomic_load(&w->redis) != 1)
+            redis_up = 0;
+    }
+    if (live == 0)
+        redis_up = 0;
+    scalar(o, "turnpike_workers", "gauge", "Worker processes running", live);
+    scalar(o, "turnpike_connections", "gauge", "Open client connections", conns);
+    scalar(o, "turnpike_generation", "gauge", "API generation published last", m->generation);
+    scalar(o, "turnpike_apis", "gauge", "APIs loaded", snap->napis);
+    family(o, "turnpike_reloads_total", "counter", "Reloads, by result");
+    tp_buf_printf(o, "turnpike_reloads_total{result=\"ok\"} %u\n", m->reloads_ok);
+    tp_buf_printf(o, "turnpike_reloads_total{result=\"failed\"} %u\n", m->reloads_failed);
+    scalar(o, "turnpike_redis_up", "gauge",
+           "1 when every worker's last Redis liveness probe passed", redis_up);
+    scalar(o, "turnpike_redis_commands_total", "counter", "Redis commands answered or failed",
+           rd[0]);
+    scalar(o, "turnpike_redis_command_errors_total", "counter",
+           "Redis commands that failed or got an error reply", rd[1]);
+    family(o, "turnpike_redis_command_seconds_total", "counter",
+           "Redis command round trips, summed (divide by turnpike_redis_commands_total)");
+    tp_buf_printf(o, "turnpike_redis_command_seconds_total %.6f\n", (double)rd[2] / 1e6);
+    scalar(o, "turnpike_session_cache_hits_total", "counter", "Sessions found in the node's cache",
+           sc[0]);
+    scalar(o, "turnpike_session_cache_misses_total", "counter",
+           "Sessions not in the node's cache (read from Redis)", sc[1]);
+
+    uint64_t *rl = tp_calloc(snap->napis * 2 + 1, sizeof(uint64_t)), *q = rl + snap->napis;
+    for (size_t i = 0; i < snap->napis; i++) {
+        const tp_api_t *a = snap->apis[i];
+        for (int k = 0; a->stat_idx != UINT32_MAX && k < TP_SHM_MAX_WORKERS; k++)
+            if ((rows[k / 64] >> (k % 64)) & 1) {
+                rl[i] += tp_shm_stats(m->shm, k)[a->stat_idx].rate_limited;
+                q[i] += tp_shm_stats(m->shm, k)[a->stat_idx].quota_exceeded;
+            }
+    }
+    family(o, "turnpike_rate_limited_total", "counter", "Requests refused by a rate limit (429)");
+    for (size_t i = 0; i < snap->napis; i++) {
+        tp_buf_puts(o, "turnpike_rate_limited_total{");
+        label(o, "api", snap->apis[i]->api_id);
+        tp_buf_printf(o, "} %llu\n", (unsigned long long)rl[i]);
+    }
+    family(o, "turnpike_quota_exceeded_total", "counter",
+           "Requests refused by a quota (403 Quota exceeded)");
+    for (size_t i = 0; i < snap->napis; i++) {
+        tp_buf_puts(o, "turnpike_quota_exceeded_total{");
+        label(o, "api", snap->apis[i]->api_id);
+        tp_buf_printf(o, "} %llu\n", (unsigned long long)q[i]);
+    }
+    free(rl);
+
+    family(o, "turnpike_analytics_records_total", "counter", "Analytics records, by fate");
+    tp_buf_printf(o, "turnpike_analytics_records_total{result=\"recorded\"} %llu\n",
+                  (unsigned long long)an[0]);
+    tp_buf_printf(o, "turnpike_analytics_records_total{result=\"pushed\"} %llu\n",
+                  (unsigned long long)an[1]);
+    tp_buf_printf(o, "turnpike_analytics_records_total{result=\"dropped\"} %llu\n",
+                  (unsigned long long)an[2]);
+    scalar(o, "turnpike_analytics_buffered", "gauge",
+           "Analytics records waiting in the workers for Redis", an_buf);
+    family(o, "turnpike_upstream_errors_total", "counter", "Upstream failures, by kind");
+    tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"connect\"} %llu\n",
+                  (unsigned long long)up[0]);
+    tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"timeout\"} %llu\n",
+                  (unsigned long long)up[1]);
+    tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"other\"} %llu\n",
+                  (unsigned long long)up[2]);
+    family(o, "turnpike_metrics_series", "gauge",
+           "Series taken per capped family (turnpike.metrics_max_series)");
+    tp_buf_printf(o, "turnpike_metrics_series{family=\"tyk_http_status_per_path\"} %u\n",
+                  tp_metrics_series_used(m->shm->metrics, TP_MET_PATH));
+    tp_buf_printf(o, "turnpike_metrics_series{family=\"tyk_http_status_per_key\"} %u\n",
+                  tp_metrics_series_used(m->shm->metrics, TP_MET_KEY));
+    scalar(o, "turnpike_metrics_series_lost_total", "counter",
+           "Requests a capped family had no room for, even in its overflow series",
+           tp_metrics_series_lost(m->shm->metrics));
+}
+
+void tp_metrics_render(tp_master_t *m, tp_buf_t *o)
+{
+    const tp_snapshot_t *snap = tp_shm_current(m->shm);
+    uint64_t rows[TP_SHM_MAX_WORKERS / 64];
+    used_rows(m, rows);
+    render_apis(m, snap, rows, o);
+    series_out_t so = {o, TP_MET_PATH};
+    family(o, "tyk_http_status_per_path", "counter", "HTTP status codes per API path and method");
+    tp_metrics_each_series(m->shm->metrics, rows, one_series, &so);
+    so.fam = TP_MET_KEY;
+    family(o, "tyk_http_status_per_key", "counter", "HTTP status codes per API key");
+    tp_metrics_each_series(m->shm->metrics, rows, one_series, &so);
+    render_turnpike(m, snap, rows, o);
+}
+
+/* ---- the connections ------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h)
+{
+    mclient_t *c = h->data;
+    if (--c->handles == 0) {
+        tp_buf_free(&c->out);
+        free(c);
+    }
+}
+
+static void client_close(mclient_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_written(uv_write_t *wr, int status)
+{
+    (void)status;
+    client_close(wr->data);
+}
+
+static void reply(mclient_t *c, int code, const char *reason, const char *type, const char *body,
+                  size_t blen)
+{
+    tp_buf_t *o = &c->out;
+    o->len = 0;
+    tp_buf_printf(o,
+                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                  "Connection: close\r\n\r\n",
+                  code, reason, type, blen);
+    tp_buf_append(o, body, blen);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+    c->wr.data = c;
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0)
+        client_close(c);
+}
+
+static void answer(mclient_t *c)
+{
+    const char *sp = memchr(c->head, ' ', c->len);
+    const char *sp2 = sp != NULL ? memchr(sp + 1, ' ', c->len - (size_t)(sp + 1 - c->head)) : NULL;
+    if (sp == NULL || sp2 == NULL) {
+        static const char bad[] = "bad request\n";
+        reply(c, 400, "Bad Request", "text/plain", bad, sizeof(bad) - 1);
+        return;
+    }
+    size_t mlen = (size_t)(sp - c->head), plen = (size_t)(sp2 - sp - 1);
+    const char *path = sp + 1;
+    const char *q = memchr(path, '?', plen);
+    if (q != NULL)
+        plen = (size_t)(q - path);
+    if (!(plen == 8 && memcmp(path, "/metrics", 8) == 0)) {
+        static const char nf[] = "404 page not found\n";
+        reply(c, 404, "Not Found", "text/plain; charset=utf-8", nf, sizeof(nf) - 1);
+        return;
+    }
+    if (!((mlen == 3 && memcmp(c->head, "GET", 3) == 0) ||
+          (mlen == 4 && memcmp(c->head, "HEAD", 4) == 0))) {
+        static const char na[] = "method not allowed\n";
+        reply(c, 405, "Method Not Allowed", "text/plain", na, sizeof(na) - 1);
+        return;
+    }
+    tp_buf_t body = {0};
+    tp_metrics_render(c->m, &body);
+    int head = mlen == 4;
+    reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", head ? "" : body.data,
+          head ? 0 : body.len);
+    tp_buf_free(&body);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    mclient_t *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->head + c->len, (unsigned)(HEAD_MAX - c->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    mclient_t *c = s->data;
+    (void)buf;
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    size_t before = c->len;
+    c->len += (size_t)n;
+    size_t from = before > 3 ? before - 3 : 0;
+    for (size_t i = from; i + 4 <= c->len; i++)
+        if (memcmp(c->head + i, "\r\n\r\n", 4) == 0) {
+            answer(c);
+            return;
+        }
+    if (c->len == HEAD_MAX) {
+        static const char big[] = "request header too large\n";
+        reply(c, 431, "Request Header Fields Too Large", "text/plain", big, sizeof(big) - 1);
+    }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    client_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    tp_master_t *m = server->data;
+    if (status < 0)
+        return;
+    mclient_t *c = tp_calloc(1, sizeof(*c));
+    c->m = m;
+    uv_tcp_init(&m->loop, &c->tcp);
+    uv_timer_init(&m->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, CLIENT_TIMEOUT_MS, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+int tp_metrics_start(tp_master_t *m, char *err, size_t errlen)
+{
+    const tp_conf_t *conf = &m->gen->conf;
+    if (conf->tp.metrics_port == 0 || m->shm->metrics == NULL)
+        return 0;
+    if (tp_listen_probe(conf->listen_address, (int)conf->tp.metrics_port, err, errlen) < 0)
+        return -1;
+    int fd = tp_listen_open(conf->listen_address, (int)conf->tp.metrics_port, err, errlen);
+    if (fd < 0)
+        return -1;
+    uv_tcp_init(&m->loop, &m->metrics);
+    m->metrics.data = m;
+    int rc = uv_tcp_open(&m->metrics, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->metrics, 128, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "turnpike.metrics_port %lld: %s", (long long)conf->tp.metrics_port,
+                 uv_strerror(rc));
+        uv_close((uv_handle_t *)&m->metrics, NULL);
+        return -1;
+    }
+    m->metrics_open = 1;
+    m->metrics_port = conf->tp.metrics_port;
+    tp_log_info("Prometheus metrics on %s:%lld/metrics",
+                conf->listen_address && conf->listen_address[0] ? conf->listen_address : "*",
+                (long long)conf->tp.metrics_port);
+    return 0;
+}
+
+void tp_metrics_stop(tp_master_t *m)
+{
+    if (!m->metrics_open)
+        return;
+    m->metrics_open = 0;
+    uv_close((uv_handle_t *)&m->metrics, NULL);
+}
