@@ -114,6 +114,7 @@ static const store_t stores[] = {
       analytics_config.storage_expiration_time),
     S("analytics_config.purge_interval", TP_CK_FLOAT, analytics_config.purge_interval),
     S("analytics_config.serializer_type", TP_CK_STRING, analytics_config.serializer_type),
+    S("analytics_config.type", TP_CK_STRING, analytics_config.type),
     S("storage.type", TP_CK_STRING, storage.type),
     S("storage.host", TP_CK_STRING, storage.host),
     S("storage.port", TP_CK_INT, storage.port),
@@ -760,6 +761,9 @@ static void apply_defaults(tp_conf_t *c)
         t->limit_counters = 65536;
     if (t->quota_writeback == 0)
         t->quota_writeback = 10;
+    if (t->metrics_port == 0 && c->analytics_config.type != NULL &&
+        strcasecmp(c->analytics_config.type, "prometheus") == 0)
+        t->metrics_port = 9090; /* Pump's usual :9090; turnpike.metrics_port chooses another */
     if (t->metrics_max_series <= 0)
         t->metrics_max_series = 1000;
     if (c->health_check.health_check_value_timeouts <= 0)

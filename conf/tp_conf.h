@@ -150,6 +150,7 @@ typedef struct tp_conf_s {
         int64_t storage_expiration_time; /* s, the list's TTL; -1: none */
         double purge_interval;
         char *serializer_type;
+        char *type; /* "prometheus" (the seed's monitoring advice): metrics on port 9090 */
     } analytics_config;
 
     tp_conf_storage_t storage;

@@ -338,3 +338,24 @@ def test_tyk_health_off_by_default(make_gateway, upstream):
                      workers=1)
     r = g.request("GET", "/tyk/health?api_id=a", ADMIN)
     assert (r.status, r.json()["message"]) == (400, "Health checks are not enabled for this node")
+
+
+def test_the_seed_monitoring_snippet_turns_metrics_on(make_gateway, upstream, make_redis):
+    """The seed's "Monitoring" advice, `"analytics_config": {"type": "prometheus"}`,
+    serves /metrics on 9090 (Pump's usual port) unless turnpike.metrics_port says otherwise."""
+    red = make_redis()
+    port = free_port()
+    g = make_gateway(conf={"storage": {"type": "redis", "host": HOST, "port": red.port},
+                           "enable_analytics": True, "analytics_config": {"type": "prometheus"},
+                           "turnpike": {"metrics_port": port}},
+                     apis=[api_def("a", "/a/", upstream.url("/"))], workers=1)
+    assert g.get("/a/x").status == 200
+    s, _ = scrape(port)
+    assert value(s, "tyk_http_status", code="200", api="a") == 1
+    r = run_turnpike(["--dump-config", "--conf", str(g.conf_path)])
+    assert '"metrics_port":\t%d' % port in r.stdout
+    del g.conf["turnpike"]["metrics_port"]
+    g.write_conf()
+    r = run_turnpike(["--dump-config", "--conf", str(g.conf_path)])
+    assert '"metrics_port":\t9090' in r.stdout, r.stdout
+    assert "analytics_config.type" not in r.stderr  # no "not implemented" warning
