@@ -159,6 +159,7 @@ static const store_t stores[] = {
     S("turnpike.quota_writeback", TP_CK_INT, tp.quota_writeback),
     S("turnpike.metrics_port", TP_CK_INT, tp.metrics_port),
     S("turnpike.metrics_max_series", TP_CK_INT, tp.metrics_max_series),
+    S("turnpike.analytics_detail_max", TP_CK_INT, tp.analytics_detail_max),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -764,6 +765,8 @@ static void apply_defaults(tp_conf_t *c)
     if (t->metrics_port == 0 && c->analytics_config.type != NULL &&
         strcasecmp(c->analytics_config.type, "prometheus") == 0)
         t->metrics_port = 9090; /* Pump's usual :9090; turnpike.metrics_port chooses another */
+    if (t->analytics_detail_max <= 0)
+        t->analytics_detail_max = 65536;
     if (t->metrics_max_series <= 0)
         t->metrics_max_series = 1000;
     if (c->health_check.health_check_value_timeouts <= 0)
@@ -822,6 +825,9 @@ static void validate(load_t *L)
         add_error(L,
                   "%s: $.turnpike.metrics_port: must differ from listen_port and "
                   "control_api_port",
+                  L->file);
+    if (c->tp.analytics_detail_max > (16LL << 20))
+        add_error(L, "%s: $.turnpike.analytics_detail_max: expected at most 16777216 bytes",
                   L->file);
     if (c->tp.metrics_max_series > 1000000)
         add_error(L, "%s: $.turnpike.metrics_max_series: expected at most 1000000", L->file);

@@ -55,6 +55,7 @@ typedef struct tp_conf_tp_s {
     int64_t quota_writeback;      /* s between quota write-backs into sessions; < 0: none */
     int64_t metrics_port;         /* Prometheus GET /metrics on listen_address; 0: none */
     int64_t metrics_max_series;   /* series per open-ended family (per path, per key) */
+    int64_t analytics_detail_max; /* bytes of RawRequest / RawResponse kept (before base64) */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {

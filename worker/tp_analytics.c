@@ -18,6 +18,8 @@
  * it has none (Tyk's purger), checked at most once a second.
  */
 #include <regex.h>
+
+#include <mbedtls/base64.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,7 @@ struct tp_analytics_api_s {
     char **tags; /* the API's tags */
     size_t ntags;
     int64_t expire_after; /* expire_analytics_after, s; 0: 100 years */
+    int detail;           /* the API's enable_detailed_recording */
     notrack_t *nt;        /* do_not_track_endpoints of every version */
     size_t nnt;
 };
@@ -122,6 +125,7 @@ tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
         cJSON_ArrayForEach(t, tags) if (cJSON_IsString(t)) a->tags[a->ntags++] =
             tp_strdup(t->valuestring);
     }
+    a->detail = jbool(def, "enable_detailed_recording");
     const cJSON *exp = tp_json_get(def, "expire_analytics_after");
     if (cJSON_IsNumber(exp) && exp->valuedouble > 0)
         a->expire_after = (int64_t)exp->valuedouble;
@@ -313,6 +317,40 @@ static tp_str_t real_ip(const tp_req_t *req)
     return (tp_str_t){req->conn->ip, strlen(req->conn->ip)};
 }
 
+/* Detailed recording (TYK-COMPAT 8.5) may be asked for by the API, the
+ * global setting, or the key's session, which is not known yet: keep the
+ * wire bytes when any of them can ask, starting with the client's head;
+ * the log stage decides. */
+static void tap_start(tp_req_t *req)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_conf_t *conf = w->conf;
+    const tp_compiled_t *c = tp_compiled(w, req);
+    const tp_api_t *api = req->route->api;
+    if (!conf->enable_analytics || c == NULL || c->analytics == NULL ||
+        !(conf->analytics_config.enable_detailed_recording || c->analytics->detail ||
+          !api->use_keyless))
+        return;
+    req->tap_max = (uint32_t)conf->tp.analytics_detail_max;
+    tp_tap_t *t = &req->tap_in;
+    const char *m = llhttp_method_name(req->method);
+    tp_req_tap(req, t, m, strlen(m));
+    tp_req_tap(req, t, " ", 1);
+    tp_str_t url = tp_req_str(req, req->url_off, req->url_len);
+    tp_req_tap(req, t, url.p, url.n);
+    char v[16];
+    int n = snprintf(v, sizeof(v), " HTTP/%u.%u\r\n", req->http_major, req->http_minor);
+    tp_req_tap(req, t, v, (size_t)n);
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        tp_req_tap(req, t, req->head_base + h->name_off, h->name_len);
+        tp_req_tap(req, t, ": ", 2);
+        tp_req_tap(req, t, req->head_base + h->val_off, h->val_len);
+        tp_req_tap(req, t, "\r\n", 2);
+    }
+    tp_req_tap(req, t, "\r\n", 2);
+}
+
 static tp_stage_rc_t track_run(tp_req_t *req)
 {
     const tp_conf_t *conf = req->conn->w->conf;
@@ -348,6 +386,7 @@ static tp_stage_rc_t track_run(tp_req_t *req)
                         : req->has_body || req->content_length > 0 ? (int64_t)req->content_length
                                                                    : 0;
     req->track = t;
+    tap_start(req);
     return TP_STAGE_NEXT;
 }
 
@@ -466,6 +505,21 @@ static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess
     tp_mp_str(b, tmp->data, tmp->len);
 }
 
+/* A tap's bytes as a base64 string (standard, padded), or "". */
+static void put_base64(tp_buf_t *b, const tp_tap_t *t, tp_buf_t *tmp)
+{
+    size_t n = 0;
+    if (t == NULL || t->len == 0) {
+        tp_mp_str(b, "", 0);
+        return;
+    }
+    tmp->len = 0;
+    char *dst = tp_buf_reserve(tmp, (size_t)t->len / 3 * 4 + 8);
+    mbedtls_base64_encode((unsigned char *)dst, (size_t)t->len / 3 * 4 + 8, &n,
+                          (const unsigned char *)t->p, t->len);
+    tp_mp_str(b, dst, n);
+}
+
 static void put_zero_structs(tp_buf_t *b)
 {
     tp_mp_cstr(b, "Geo");
@@ -545,8 +599,13 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_str(b, "OrgID", api->org_id);
     kv_str(b, "OauthID", json_str(sess, "oauth_client_id"));
     kv_int(b, "RequestTime", total);
-    kv_str(b, "RawRequest", "");
-    kv_str(b, "RawResponse", "");
+    int detail = a->detail || jbool(sess, "enable_detailed_recording") ||
+                 jbool(sess, "enable_detail_recording") ||
+                 conf->analytics_config.enable_detailed_recording;
+    tp_mp_cstr(b, "RawRequest");
+    put_base64(b, detail ? &req->tap_in : NULL, tmp);
+    tp_mp_cstr(b, "RawResponse");
+    put_base64(b, detail ? &req->tap_out : NULL, tmp);
     kv_str(b, "IPAddress", t->ip);
     put_zero_structs(b);
     tp_mp_cstr(b, "Latency");

@@ -154,8 +154,12 @@ int tp_conn_write(tp_conn_t *c, uv_buf_t *bufs, unsigned n)
 {
     TP_BUG_ON(c->writing);
     size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
+    tp_req_t *req = c->req;
+    for (unsigned i = 0; i < n; i++) {
         total += bufs[i].len;
+        if (req != NULL && req->tap_max != 0 && !req->sending_continue)
+            tp_req_tap(req, &req->tap_out, bufs[i].base, bufs[i].len);
+    }
     int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (r == UV_EAGAIN || r == UV_ENOSYS)
         r = 0;

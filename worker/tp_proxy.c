@@ -355,10 +355,14 @@ static void up_send(tp_req_t *req)
         if (!req->up_head_sent) {
             bufs[n++] = uv_buf_init(req->up_head.data, (unsigned)req->up_head.len);
             req->up_head_inflight = 1;
+            /* the request as the upstream gets it replaces the client's */
+            req->tap_in.len = 0;
+            tp_req_tap(req, &req->tap_in, req->up_head.data, req->up_head.len);
         }
         if (req->body_len > 0) {
             bufs[n++] = uv_buf_init(req->body, (unsigned)req->body_len);
             req->body_inflight = req->body_len;
+            tp_req_tap(req, &req->tap_in, req->body, req->body_len);
         }
         if (n == 0)
             break;

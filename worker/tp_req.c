@@ -173,3 +173,25 @@ void tp_req_latency(const tp_req_t *req, int64_t *total, int64_t *upstream)
     if (*upstream > *total)
         *upstream = *total;
 }
+
+void tp_req_tap(tp_req_t *req, tp_tap_t *t, const void *p, size_t n)
+{
+    if (req->tap_max == 0 || t->len >= req->tap_max || n == 0)
+        return;
+    if (n > req->tap_max - t->len)
+        n = req->tap_max - t->len; /* the rest is cut */
+    if (t->len + n > t->cap) {
+        uint32_t cap = t->cap > 0 ? t->cap * 2 : 2048;
+        while (cap < t->len + n)
+            cap *= 2;
+        if (cap > req->tap_max)
+            cap = req->tap_max;
+        char *np = tp_req_alloc(req, cap); /* the old block stays in the arena */
+        if (t->len > 0)
+            memcpy(np, t->p, t->len);
+        t->p = np;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->len, p, n);
+    t->len += (uint32_t)n;
+}

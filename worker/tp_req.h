@@ -31,6 +31,15 @@ typedef struct tp_upconn_s tp_upconn_t;
 typedef struct tp_pool_s tp_pool_t;
 
 /* A header inside a parsed head, as offsets from the head's first byte. */
+/* Bytes of the request or the response as they go by, for the analytics
+ * record's RawRequest/RawResponse (detailed recording): at most
+ * req->tap_max bytes, in the request's arena; nothing is kept while
+ * tap_max is 0. */
+typedef struct tp_tap_s {
+    char *p;
+    uint32_t len, cap;
+} tp_tap_t;
+
 typedef struct tp_hdr_s {
     uint32_t name_off;
     uint32_t name_len;
@@ -145,11 +154,17 @@ struct tp_req_s {
     int rl_early;              /* ... from a rate limit: on error responses too */
     int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
-    tp_hdr_t hdrs[]; /* w->max_hdrs entries */
+    tp_tap_t tap_in;  /* the request: as received, then as sent upstream */
+    tp_tap_t tap_out; /* the response as written to the client */
+    uint32_t tap_max; /* bytes kept of each; 0: no taps */
+    tp_hdr_t hdrs[];  /* w->max_hdrs entries */
 };
 
 /* The value of header <name> (case-insensitive), trimmed; {NULL, 0} when absent. */
 tp_str_t tp_req_header(const tp_req_t *req, const char *name);
+
+/* Keeps up to req->tap_max bytes of <n> at <p> in <t> (nothing when off). */
+void tp_req_tap(tp_req_t *req, tp_tap_t *t, const void *p, size_t n);
 
 /* Since the request's head arrived, in ms: <total>, and of it <upstream>
  * waiting for the upstream's head (-1 when it never asked one). */

@@ -6,6 +6,7 @@ by each worker off the request path.
 The decoder below is shaped as tyk-pump's: msgpack maps keyed by the Go
 field names of analytics.AnalyticsRecord (pump master / 1.17), time.Time
 as [seconds, nanoseconds]; every field is checked for presence and type."""
+import base64
 import json
 import signal
 import time
@@ -208,6 +209,74 @@ def test_seed_conf_normalises_paths(make_gateway, upstream, make_redis, tmp_path
                                               "/v2/{id}abc"]
     assert sorted(x["RawPath"] for x in recs) == [
         "/items/0f8fad5b-d9cb-469f-a165-70867728950e", "/users/42/orders/7", "/v2/123abc"]
+
+
+def test_seed_conf_records_the_wire_bytes(make_gateway, upstream, make_redis):
+    """The seed's enable_detailed_recording: RawRequest is the request as
+    the upstream got it (listen path stripped, body), RawResponse the
+    response as the client got it, both base64 (TYK-COMPAT 15.4)."""
+    from test_config import SEED_CONF
+    seed = json.loads(SEED_CONF.read_text())
+    red = make_redis()
+    g = analytics_gw(make_gateway, red, [api_def("w", "/w/", upstream.url("/"))],
+                     enable_analytics=True, analytics_config=seed["analytics_config"])
+    r = g.request("POST", "/w/echo?a=1", [("X-Test", "yes")], b"hello body")
+    assert r.status == 200
+    rec, = records(rconn(red), 1)
+    req = base64.b64decode(rec["RawRequest"], validate=True)
+    head, _, body = req.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /echo?a=1 HTTP/1.1\r\n"), head
+    assert b"\r\nX-Test: yes" in head and body == b"hello body"
+    resp = base64.b64decode(rec["RawResponse"], validate=True)
+    rhead, _, rbody = resp.partition(b"\r\n\r\n")
+    assert rhead.startswith(b"HTTP/1.1 200 OK\r\n") and rbody == r.body
+    assert json.loads(rbody)["body_len"] == 10
+
+
+def test_detail_is_bounded_and_per_api(make_gateway, upstream, make_redis):
+    """A body beyond turnpike.analytics_detail_max is cut there; the API's
+    own enable_detailed_recording turns detail on for it alone; a refused
+    request records the client's request and the gateway's answer."""
+    red = make_redis()
+    org = new_org()
+    big = api_def("big", "/big/", upstream.url("/"))
+    big["enable_detailed_recording"] = True
+    plain = api_def("plain", "/plain/", upstream.url("/"))
+    keyed = token_api("kd", "/kd/", upstream.url("/"), org, enable_detailed_recording=True)
+    g = analytics_gw(make_gateway, red, [big, plain, keyed], workers=1,
+                     turnpike={"analytics_detail_max": 1000})
+    assert g.request("POST", "/big/echo", [], b"x" * 5000).status == 200
+    assert g.get("/big/bytes/4000").status == 200
+    assert g.get("/plain/x").status == 200
+    assert g.get("/kd/x").status == 401
+    recs = {(x["APIID"], x["Method"], x["ResponseCode"]): x for x in records(rconn(red), 4)}
+    post = recs[("big", "POST", 200)]
+    raw = base64.b64decode(post["RawRequest"])
+    assert len(raw) == 1000 and raw.startswith(b"POST /echo HTTP/1.1\r\n")
+    assert raw.endswith(b"x" * 100)
+    got = base64.b64decode(recs[("big", "GET", 200)]["RawResponse"])
+    assert len(got) == 1000 and got.startswith(b"HTTP/1.1 200 OK\r\n")
+    plain_rec = recs[("plain", "GET", 200)]
+    assert plain_rec["RawRequest"] == "" and plain_rec["RawResponse"] == ""
+    refused = recs[("kd", "GET", 401)]
+    assert base64.b64decode(refused["RawRequest"]).startswith(b"GET /kd/x HTTP/1.1\r\n")
+    resp = base64.b64decode(refused["RawResponse"])
+    assert resp.startswith(b"HTTP/1.1 401 ") and b"Authorization field missing" in resp
+
+
+def test_a_session_can_ask_for_detail(make_gateway, upstream, make_redis):
+    red = make_redis()
+    org = new_org()
+    g = analytics_gw(make_gateway, red, [token_api("sd", "/sd/", upstream.url("/"), org)],
+                     workers=1)
+    on = create_key(g, org, access("sd"), enable_detailed_recording=True)["key"]
+    off = create_key(g, org, access("sd"))["key"]
+    assert g.request("GET", "/sd/x", [("Authorization", on)]).status == 200
+    assert g.request("GET", "/sd/x", [("Authorization", off)]).status == 200
+    recs = records(rconn(red), 2)
+    detail = [x for x in recs if x["RawRequest"]]
+    assert len(detail) == 1 and detail[0]["APIKey"] == hash_key(on, True)
+    assert base64.b64decode(detail[0]["RawResponse"]).startswith(b"HTTP/1.1 200 OK")
 
 
 def test_multiple_keys_and_list_ttl(make_gateway, upstream, make_redis):
