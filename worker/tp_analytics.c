@@ -295,7 +295,8 @@ typedef struct tp_track_s {
 static char *arena_dup(tp_req_t *req, tp_str_t s)
 {
     char *p = tp_req_alloc(req, s.n + 1);
-    memcpy(p, s.p, s.n);
+    if (s.n > 0) /* an absent header is {NULL, 0} */
+        memcpy(p, s.p, s.n);
     p[s.n] = '\0';
     return p;
 }
