@@ -563,10 +563,10 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     time_t sec = (time_t)(wall_us / 1000000);
     struct tm lt;
     localtime_r(&sec, &lt);
-    int64_t total = (int64_t)(uv_now(&w->loop) - req->start_ms);
-    int64_t upstream = req->up_start_ms != 0 ? (int64_t)req->up_ms : 0;
-    if (upstream > total)
-        upstream = total;
+    int64_t total, upstream;
+    tp_req_latency(req, &total, &upstream);
+    if (upstream < 0)
+        upstream = 0; /* it never reached an upstream */
 
     tp_mp_map(b, 35);
     kv_str(b, "Method", t->method);
