@@ -149,7 +149,8 @@ struct tp_analytics_s {
     tp_buf_t buf;  /* the buffered records, back to back ... */
     size_t *lens;  /* ... and their lengths */
     size_t n, cap; /* records buffered, at most */
-    int flushing;  /* a push is out */
+    int flushing;  /* a push of this many records is out */
+    int redis_ok;  /* the last push went through */
     int dropping;  /* records are being dropped (logged once per burst) */
     uint64_t dropped_burst;
     uint64_t expire_ms[11]; /* when each list's TTL was last seen to (10: the one key) */
@@ -683,6 +684,7 @@ static void on_pushed(void *arg, const redisReply *rep, const char *err)
     an->flushing = 0;
     if (err == NULL && rep->type == REDIS_REPLY_ERROR)
         err = rep->str;
+    an->redis_ok = err == NULL;
     if (err != NULL) {
         /* kept for the next try; new records beyond the buffer are dropped */
         tp_log_debug("analytics: push of %zu records failed: %s", k, err);
@@ -766,7 +768,10 @@ static void analytics_log(tp_req_t *req)
         return;
     tp_shm_worker_t *me = &w->shm->workers[w->id];
     count(&me->an_recorded, 1);
-    if (an->n >= an->cap) {
+    /* records_buffer_size waiting, besides a push under way while Redis
+     * takes them; all of them count while it does not */
+    size_t leaving = an->redis_ok ? (size_t)an->flushing : 0;
+    if (an->n - leaving >= an->cap) {
         count(&me->an_dropped, 1);
         an->dropped_burst++;
         if (!an->dropping) {
@@ -805,7 +810,8 @@ void tp_analytics_init(tp_worker_t *w)
     tp_analytics_t *an = tp_calloc(1, sizeof(*an));
     an->w = w;
     an->cap = (size_t)conf->analytics_config.records_buffer_size;
-    an->lens = tp_calloc(an->cap, sizeof(*an->lens));
+    an->lens = tp_calloc(an->cap + BATCH_MAX, sizeof(*an->lens));
+    an->redis_ok = 1;
     const tp_strlist_t *cp = &conf->analytics_config.normalise_urls.custom_patterns;
     an->custom = tp_calloc(cp->n + 1, sizeof(*an->custom));
     for (size_t i = 0; i < cp->n; i++) {
