@@ -32,25 +32,43 @@ typedef struct mclient_s {
     tp_master_t *m;
     char head[HEAD_MAX];
     size_t len;
-    tp_buf_t out;
+    tp_buf_t hdr;  /* the response head */
+    tp_buf_t body; /* a scrape's text (the master's cached buffer when it was free) */
     int closing;
     int handles; /* open handles left to close */
 } mclient_t;
 
 /* ---- the exposition ------------------------------------------------------------ */
 
+/* name="value", escaped as the exposition format wants. */
 static void label(tp_buf_t *o, const char *name, const char *v)
 {
-    tp_buf_printf(o, "%s=\"", name);
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            tp_buf_putc(o, '\\'), tp_buf_putc(o, *v);
-        else if (*v == '\n')
-            tp_buf_puts(o, "\\n");
-        else
-            tp_buf_putc(o, *v);
+    tp_buf_puts(o, name);
+    tp_buf_append(o, "=\"", 2);
+    for (;;) {
+        size_t run = strcspn(v, "\\\"\n");
+        tp_buf_append(o, v, run);
+        v += run;
+        if (*v == '\0')
+            break;
+        tp_buf_append(o, *v == '\n' ? "\\n" : *v == '"' ? "\\\"" : "\\\\", 2);
+        v++;
     }
     tp_buf_putc(o, '"');
+}
+
+/* " <v>\n", without printf: a scrape writes tens of thousands. */
+static void value_nl(tp_buf_t *o, uint64_t v)
+{
+    char d[24];
+    int i = sizeof(d);
+    d[--i] = '\n';
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    d[--i] = ' ';
+    tp_buf_append(o, d + i, sizeof(d) - (size_t)i);
 }
 
 static void family(tp_buf_t *o, const char *name, const char *type, const char *help)
@@ -104,33 +122,46 @@ static void render_apis(tp_master_t *m, const tp_snapshot_t *snap, const uint64_
     }
 
     family(o, "tyk_latency", "histogram", "Latency of API requests in milliseconds");
+    /* the fixed parts of every line, once */
+    char le[TP_MET_BUCKETS + 1][24];
+    for (int b = 0; b < TP_MET_BUCKETS; b++)
+        snprintf(le[b], sizeof(le[b]), ",le=\"%u\"}", tp_met_buckets[b]);
+    snprintf(le[TP_MET_BUCKETS], sizeof(le[0]), ",le=\"+Inf\"}");
+    tp_buf_t api = {0};
     for (size_t i = 0; i < snap->napis; i++) {
         const tp_met_sum_t *s = &sums[i];
+        api.len = 0;
+        label(&api, "api", snap->apis[i]->api_id);
         for (int t = 0; t < TP_MET_LAT_TYPES; t++) {
             uint64_t n = 0;
             for (int b = 0; b <= TP_MET_BUCKETS; b++)
                 n += s->lat[t][b];
             if (n == 0)
                 continue;
+            char pre[64];
+            int plen = snprintf(pre, sizeof(pre), "{type=\"%s\",", lat_type[t]);
             uint64_t cum = 0;
             for (int b = 0; b <= TP_MET_BUCKETS; b++) {
                 cum += s->lat[t][b];
-                tp_buf_printf(o, "tyk_latency_bucket{type=\"%s\",", lat_type[t]);
-                label(o, "api", snap->apis[i]->api_id);
-                if (b < TP_MET_BUCKETS)
-                    tp_buf_printf(o, ",le=\"%u\"} %llu\n", tp_met_buckets[b],
-                                  (unsigned long long)cum);
-                else
-                    tp_buf_printf(o, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+                tp_buf_append(o, "tyk_latency_bucket", 18);
+                tp_buf_append(o, pre, (size_t)plen);
+                tp_buf_append(o, api.data, api.len);
+                tp_buf_puts(o, le[b]);
+                value_nl(o, cum);
             }
-            tp_buf_printf(o, "tyk_latency_sum{type=\"%s\",", lat_type[t]);
-            label(o, "api", snap->apis[i]->api_id);
-            tp_buf_printf(o, "} %llu\n", (unsigned long long)s->lat_sum[t]);
-            tp_buf_printf(o, "tyk_latency_count{type=\"%s\",", lat_type[t]);
-            label(o, "api", snap->apis[i]->api_id);
-            tp_buf_printf(o, "} %llu\n", (unsigned long long)n);
+            tp_buf_append(o, "tyk_latency_sum", 15);
+            tp_buf_append(o, pre, (size_t)plen);
+            tp_buf_append(o, api.data, api.len);
+            tp_buf_putc(o, '}');
+            value_nl(o, s->lat_sum[t]);
+            tp_buf_append(o, "tyk_latency_count", 17);
+            tp_buf_append(o, pre, (size_t)plen);
+            tp_buf_append(o, api.data, api.len);
+            tp_buf_putc(o, '}');
+            value_nl(o, n);
         }
     }
+    tp_buf_free(&api);
     free(sums);
 }
 
@@ -290,7 +321,13 @@ static void on_closed(uv_handle_t *h)
 {
     mclient_t *c = h->data;
     if (--c->handles == 0) {
-        tp_buf_free(&c->out);
+        tp_buf_free(&c->hdr);
+        /* the next scrape reuses the pages: no fresh 5 MB to fault in */
+        if (c->m->metrics_cache.data == NULL && c->body.cap <= (64u << 20)) {
+            c->m->metrics_cache = c->body;
+        } else {
+            tp_buf_free(&c->body);
+        }
         free(c);
     }
 }
@@ -313,17 +350,17 @@ static void on_written(uv_write_t *wr, int status)
 static void reply(mclient_t *c, int code, const char *reason, const char *type, const char *body,
                   size_t blen)
 {
-    tp_buf_t *o = &c->out;
+    tp_buf_t *o = &c->hdr;
     o->len = 0;
     tp_buf_printf(o,
                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Connection: close\r\n\r\n",
                   code, reason, type, blen);
-    tp_buf_append(o, body, blen);
     uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+    uv_buf_t b[2] = {uv_buf_init(o->data, (unsigned)o->len),
+                     uv_buf_init((char *)body, (unsigned)blen)};
     c->wr.data = c;
-    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0)
+    if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, b, blen > 0 ? 2 : 1, on_written) < 0)
         client_close(c);
 }
 
@@ -352,12 +389,13 @@ static void answer(mclient_t *c)
         reply(c, 405, "Method Not Allowed", "text/plain", na, sizeof(na) - 1);
         return;
     }
-    tp_buf_t body = {0};
-    tp_metrics_render(c->m, &body);
+    c->body = c->m->metrics_cache;
+    c->m->metrics_cache = (tp_buf_t){0};
+    c->body.len = 0;
+    tp_metrics_render(c->m, &c->body);
     int head = mlen == 4;
-    reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", head ? "" : body.data,
-          head ? 0 : body.len);
-    tp_buf_free(&body);
+    reply(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", head ? "" : c->body.data,
+          head ? 0 : c->body.len);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
