@@ -40,7 +40,7 @@ void tp_mp_array(tp_buf_t *b, uint32_t n)
         put_be(b, 0xdd, n, 4);
 }
 
-void tp_mp_str(tp_buf_t *b, const char *s, size_t n)
+static void str_head(tp_buf_t *b, size_t n)
 {
     if (n < 32)
         put_byte(b, (uint8_t)(0xa0 | n));
@@ -50,7 +50,20 @@ void tp_mp_str(tp_buf_t *b, const char *s, size_t n)
         put_be(b, 0xda, n, 2);
     else
         put_be(b, 0xdb, n, 4);
+}
+
+void tp_mp_str(tp_buf_t *b, const char *s, size_t n)
+{
+    str_head(b, n);
     tp_buf_append(b, s, n);
+}
+
+void tp_mp_str2(tp_buf_t *b, const char *a, const char *s)
+{
+    size_t na = strlen(a), ns = strlen(s);
+    str_head(b, na + ns);
+    tp_buf_append(b, a, na);
+    tp_buf_append(b, s, ns);
 }
 
 void tp_mp_uint(tp_buf_t *b, uint64_t v)

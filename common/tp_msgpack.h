@@ -21,6 +21,8 @@ static inline void tp_mp_cstr(tp_buf_t *b, const char *s)
 {
     tp_mp_str(b, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
 }
+/* One string: <a> then <s> (a tag's prefix and its value). */
+void tp_mp_str2(tp_buf_t *b, const char *a, const char *s);
 void tp_mp_int(tp_buf_t *b, int64_t v);
 void tp_mp_uint(tp_buf_t *b, uint64_t v);
 void tp_mp_float(tp_buf_t *b, double v);

@@ -159,7 +159,10 @@ struct tp_analytics_s {
     uv_timer_t drain_timer;
     void (*drained)(tp_worker_t *w);
     tp_buf_t scratch; /* a record's normalised path */
-    char key[64];     /* the list the push under way goes to */
+    tp_buf_t tmp;     /* a record's other scratch (kept: no malloc per record) */
+    time_t lt_sec;    /* the second <lt> is the local time of */
+    struct tm lt;
+    char key[64]; /* the list the push under way goes to */
 };
 
 static int is_hex(char c)
@@ -466,7 +469,7 @@ static const char *json_str(const cJSON *o, const char *k)
 
 /* Tags in Tyk's order (TYK-COMPAT 8.3, 15.3). */
 static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess,
-                     const char *keyhash, const tp_api_t *api, tp_buf_t *tmp)
+                     const char *keyhash, const tp_api_t *api)
 {
     const cJSON *pols = tp_json_get(sess, "apply_policies");
     const cJSON *stags = tp_json_get(sess, "tags");
@@ -480,31 +483,21 @@ static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess
     tp_mp_array(b, n);
     cJSON_ArrayForEach(e, pols) if (cJSON_IsString(e))
     {
-        tmp->len = 0;
-        tp_buf_printf(tmp, "pol-%s", e->valuestring);
-        tp_mp_str(b, tmp->data, tmp->len);
+        tp_mp_str2(b, "pol-", e->valuestring);
     }
     if (dev != NULL) {
-        tmp->len = 0;
-        tp_buf_printf(tmp, "dev-%s", dev);
-        tp_mp_str(b, tmp->data, tmp->len);
+        tp_mp_str2(b, "dev-", dev);
     }
     cJSON_ArrayForEach(e, stags) if (cJSON_IsString(e)) tp_mp_cstr(b, e->valuestring);
     for (size_t i = 0; i < a->ntags; i++)
         tp_mp_cstr(b, a->tags[i]);
     if (keyhash[0]) {
-        tmp->len = 0;
-        tp_buf_printf(tmp, "key-%s", keyhash);
-        tp_mp_str(b, tmp->data, tmp->len);
+        tp_mp_str2(b, "key-", keyhash);
     }
     if (api->org_id != NULL && api->org_id[0]) {
-        tmp->len = 0;
-        tp_buf_printf(tmp, "org-%s", api->org_id);
-        tp_mp_str(b, tmp->data, tmp->len);
+        tp_mp_str2(b, "org-", api->org_id);
     }
-    tmp->len = 0;
-    tp_buf_printf(tmp, "api-%s", api->api_id);
-    tp_mp_str(b, tmp->data, tmp->len);
+    tp_mp_str2(b, "api-", api->api_id);
 }
 
 /* A tap's bytes as a base64 string (standard, padded), or "". */
@@ -562,8 +555,12 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     const char *keyhash = req->sess != NULL ? tp_session_key_hash(req->sess) : "";
     int64_t wall_us = tp_time_wall_us();
     time_t sec = (time_t)(wall_us / 1000000);
-    struct tm lt;
-    localtime_r(&sec, &lt);
+    tp_analytics_t *an = w->analytics;
+    if (sec != an->lt_sec) { /* the local date changes once a second at most */
+        localtime_r(&sec, &an->lt);
+        an->lt_sec = sec;
+    }
+    const struct tm lt = an->lt;
     int64_t total, upstream;
     tp_req_latency(req, &total, &upstream);
     if (upstream < 0)
@@ -615,7 +612,7 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_int(b, "Total", total);
     kv_int(b, "Upstream", upstream);
     kv_int(b, "Gateway", total - upstream);
-    put_tags(b, a, sess, keyhash, api, tmp);
+    put_tags(b, a, sess, keyhash, api);
     kv_str(b, "Alias", json_str(sess, "alias"));
     kv_bool(b, "TrackPath", 0);
     int64_t expire = a->expire_after > 0 ? a->expire_after : 36500LL * 86400;
@@ -782,10 +779,8 @@ static void analytics_log(tp_req_t *req)
         }
         return;
     }
-    tp_buf_t tmp = {0};
     size_t before = an->buf.len;
-    encode(&an->buf, req, c->analytics, &tmp);
-    tp_buf_free(&tmp);
+    encode(&an->buf, req, c->analytics, &an->tmp);
     an->lens[an->n++] = an->buf.len - before;
     publish(an);
     if (an->n >= BATCH_MAX)
