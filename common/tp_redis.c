@@ -20,6 +20,7 @@
 #include "tp_err.h"
 #include "tp_list.h"
 #include "tp_log.h"
+#include "tp_counter.h"
 #include "tp_redis.h"
 #include "tp_redis_tls.h"
 
@@ -198,21 +199,15 @@ static tp_rcmd_t *cmd_new(tp_redis_t *r, int kind, tp_redis_cb cb, void *arg, ch
     return cmd;
 }
 
-static void stat_add(_Atomic uint64_t *c, uint64_t by)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
-                          memory_order_relaxed);
-}
-
 /* A caller's command is answered (or failed). */
 static void cmd_count(const tp_rcmd_t *cmd, int failed)
 {
     tp_redis_stats_t *s = cmd->r->stats;
     if (s == NULL || cmd->kind != K_USER || cmd->start_ns == 0)
         return;
-    stat_add(&s->commands, 1);
-    stat_add(&s->errors, failed != 0);
-    stat_add(&s->usec, (uv_hrtime() - cmd->start_ns) / 1000);
+    tp_counter_add(&s->commands, 1);
+    tp_counter_add(&s->errors, failed != 0);
+    tp_counter_add(&s->usec, (uv_hrtime() - cmd->start_ns) / 1000);
 }
 
 void tp_redis_set_stats(tp_redis_t *r, tp_redis_stats_t *stats)

@@ -29,7 +29,6 @@
 #include <stdint.h>
 
 #include <stdatomic.h>
-#include <stdint.h>
 
 #include <hiredis/hiredis.h>
 #include <uv.h>

@@ -211,21 +211,8 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
                    "quota_exceeded\n");
     for (size_t i = 0; i < snap->napis; i++) {
         const tp_api_t *a = snap->apis[i];
-        tp_shm_stat_t sum = {0};
-        if (a->stat_idx != UINT32_MAX) {
-            /* every row ever used: counters of exited workers still count */
-            for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
-                const tp_shm_stat_t *st = &tp_shm_stats(m->shm, k)[a->stat_idx];
-                if (atomic_load(&m->shm->workers[k].started_us) == 0)
-                    continue;
-                sum.requests += st->requests;
-                for (int s = 0; s < 6; s++)
-                    sum.status[s] += st->status[s];
-                sum.upstream_errors += st->upstream_errors;
-                sum.rate_limited += st->rate_limited;
-                sum.quota_exceeded += st->quota_exceeded;
-            }
-        }
+        tp_shm_stat_t sum;
+        tp_shm_stat_sum(m->shm, a->stat_idx, &sum);
         tp_buf_printf(o, "%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", a->api_id,
                       (unsigned long long)sum.requests, (unsigned long long)sum.status[1],
                       (unsigned long long)sum.status[2], (unsigned long long)sum.status[3],
@@ -233,21 +220,11 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
                       (unsigned long long)sum.upstream_errors, (unsigned long long)sum.rate_limited,
                       (unsigned long long)sum.quota_exceeded);
     }
-    /* analytics records: counted in every row ever used, buffered in the running workers */
-    uint64_t an[4] = {0};
-    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
-        const tp_shm_worker_t *wk = &m->shm->workers[k];
-        if (atomic_load(&wk->started_us) == 0)
-            continue;
-        an[0] += atomic_load(&wk->an_recorded);
-        an[1] += atomic_load(&wk->an_flushed);
-        an[2] += atomic_load(&wk->an_dropped);
-        if (atomic_load(&wk->pid) != 0)
-            an[3] += atomic_load(&wk->an_buffered);
-    }
+    tp_shm_totals_t t;
+    tp_shm_totals(m->shm, &t);
     tp_buf_printf(o, "# analytics: recorded %llu, pushed %llu, dropped %llu, buffered %llu\n",
-                  (unsigned long long)an[0], (unsigned long long)an[1], (unsigned long long)an[2],
-                  (unsigned long long)an[3]);
+                  (unsigned long long)t.an_recorded, (unsigned long long)t.an_flushed,
+                  (unsigned long long)t.an_dropped, (unsigned long long)t.an_buffered);
 }
 
 /* show limits <key hash>: the node's counters whose key names it (the

@@ -1,7 +1,7 @@
 /*
  * master/tp_apihealth.c: the samples behind GET /tyk/health (TYK-COMPAT
  * 9.3). With health_check.enable_health_checks, once a second the master
- * sums every API's counters over the workers' rows (shm/tp_shm.h: requests,
+ * sums every API's counters over the workers' rows (tp_shm_stat_sum: requests,
  * 429s, quota refusals, key failures, upstream time) into the API's ring;
  * the worker answering /tyk/health turns two samples a window apart into
  * per-second rates (worker/tp_rest_health.c). Tyk keeps these as sorted
@@ -34,19 +34,7 @@ static void sample(tp_master_t *m)
         uint32_t idx = snap->apis[i]->stat_idx;
         if (idx >= h->max_apis)
             continue;
-        tp_health_sample_t s = {0};
-        for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
-            if (atomic_load(&m->shm->workers[k].started_us) == 0)
-                continue;
-            const tp_shm_stat_t *st = &tp_shm_stats(m->shm, k)[idx];
-            s.requests += st->requests;
-            s.throttled += st->rate_limited;
-            s.quota += st->quota_exceeded;
-            s.key_failures += st->key_failures;
-            s.upstream_ms += st->upstream_ms;
-            s.upstream_n += st->upstream_n;
-        }
-        h->ring[idx][next % TP_HEALTH_RING] = s;
+        tp_shm_stat_sum(m->shm, idx, &h->ring[idx][next % TP_HEALTH_RING]);
     }
     atomic_store_explicit(&h->tick, next, memory_order_release);
 }

@@ -119,8 +119,7 @@ typedef struct tp_master_s {
 
     /* the Prometheus endpoint (tp_metrics.c) */
     uv_tcp_t metrics;
-    int metrics_open;
-    int64_t metrics_port;    /* the port it listens on; a reload does not move it */
+    int metrics_open;        /* on turnpike.metrics_port as it was at start: reloads keep it */
     tp_buf_t metrics_cache;  /* a scrape's buffer, kept for the next one */
     uv_timer_t health_timer; /* /tyk/health's samples (tp_apihealth.c) */
 } tp_master_t;

@@ -87,7 +87,7 @@ static void used_rows(tp_master_t *m, uint64_t rows[TP_SHM_MAX_WORKERS / 64])
 {
     memset(rows, 0, TP_SHM_MAX_WORKERS / 8);
     for (int k = 0; k < TP_SHM_MAX_WORKERS; k++)
-        if (atomic_load(&m->shm->workers[k].started_us) != 0)
+        if (tp_shm_row_used(m->shm, k))
             rows[k / 64] |= 1ULL << (k % 64);
 }
 
@@ -198,97 +198,68 @@ static void one_series(void *arg, int fam, int code, const char *const *v, int n
     tp_buf_printf(o, "} %llu\n", (unsigned long long)count);
 }
 
-static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, const uint64_t *rows,
-                            tp_buf_t *o)
+static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, tp_buf_t *o)
 {
-    uint64_t conns = 0, redis_up = 1, an_buf = 0, live = 0;
-    uint64_t an[3] = {0}, up[3] = {0}, sc[2] = {0}, rd[3] = {0};
-    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
-        const tp_shm_worker_t *w = &m->shm->workers[k];
-        if (!((rows[k / 64] >> (k % 64)) & 1))
-            continue;
-        an[0] += atomic_load(&w->an_recorded);
-        an[1] += atomic_load(&w->an_flushed);
-        an[2] += atomic_load(&w->an_dropped);
-        up[0] += atomic_load(&w->up_connect_errors);
-        up[1] += atomic_load(&w->up_timeouts);
-        up[2] += atomic_load(&w->up_other_errors);
-        sc[0] += atomic_load(&w->sc_hits);
-        sc[1] += atomic_load(&w->sc_misses);
-        rd[0] += atomic_load(&w->redis_stats.commands);
-        rd[1] += atomic_load(&w->redis_stats.errors);
-        rd[2] += atomic_load(&w->redis_stats.usec);
-        if (atomic_load(&w->pid) <= 0)
-            continue;
-        live++;
-        conns += atomic_load(&w->conns);
-        an_buf += atomic_load(&w->an_buffered);
-        if (atomic_load(&w->redis) != 1)
-            redis_up = 0;
-    }
-    if (live == 0)
-        redis_up = 0;
-    scalar(o, "turnpike_workers", "gauge", "Worker processes running", live);
-    scalar(o, "turnpike_connections", "gauge", "Open client connections", conns);
+    tp_shm_totals_t t;
+    tp_shm_totals(m->shm, &t);
+    scalar(o, "turnpike_workers", "gauge", "Worker processes running", t.live);
+    scalar(o, "turnpike_connections", "gauge", "Open client connections", t.conns);
     scalar(o, "turnpike_generation", "gauge", "API generation published last", m->generation);
     scalar(o, "turnpike_apis", "gauge", "APIs loaded", snap->napis);
     family(o, "turnpike_reloads_total", "counter", "Reloads, by result");
     tp_buf_printf(o, "turnpike_reloads_total{result=\"ok\"} %u\n", m->reloads_ok);
     tp_buf_printf(o, "turnpike_reloads_total{result=\"failed\"} %u\n", m->reloads_failed);
     scalar(o, "turnpike_redis_up", "gauge",
-           "1 when every worker's last Redis liveness probe passed", redis_up);
+           "1 when every worker's last Redis liveness probe passed",
+           t.live > 0 && t.redis_ok == t.live);
     scalar(o, "turnpike_redis_commands_total", "counter", "Redis commands answered or failed",
-           rd[0]);
+           t.redis_commands);
     scalar(o, "turnpike_redis_command_errors_total", "counter",
-           "Redis commands that failed or got an error reply", rd[1]);
+           "Redis commands that failed or got an error reply", t.redis_errors);
     family(o, "turnpike_redis_command_seconds_total", "counter",
            "Redis command round trips, summed (divide by turnpike_redis_commands_total)");
-    tp_buf_printf(o, "turnpike_redis_command_seconds_total %.6f\n", (double)rd[2] / 1e6);
+    tp_buf_printf(o, "turnpike_redis_command_seconds_total %.6f\n", (double)t.redis_usec / 1e6);
     scalar(o, "turnpike_session_cache_hits_total", "counter", "Sessions found in the node's cache",
-           sc[0]);
+           t.sc_hits);
     scalar(o, "turnpike_session_cache_misses_total", "counter",
-           "Sessions not in the node's cache (read from Redis)", sc[1]);
+           "Sessions not in the node's cache (read from Redis)", t.sc_misses);
 
-    uint64_t *rl = tp_calloc(snap->napis * 2 + 1, sizeof(uint64_t)), *q = rl + snap->napis;
-    for (size_t i = 0; i < snap->napis; i++) {
-        const tp_api_t *a = snap->apis[i];
-        for (int k = 0; a->stat_idx != UINT32_MAX && k < TP_SHM_MAX_WORKERS; k++)
-            if ((rows[k / 64] >> (k % 64)) & 1) {
-                rl[i] += tp_shm_stats(m->shm, k)[a->stat_idx].rate_limited;
-                q[i] += tp_shm_stats(m->shm, k)[a->stat_idx].quota_exceeded;
-            }
-    }
+    tp_shm_stat_t *st = tp_calloc(snap->napis + 1, sizeof(*st));
+    for (size_t i = 0; i < snap->napis; i++)
+        tp_shm_stat_sum(m->shm, snap->apis[i]->stat_idx, &st[i]);
     family(o, "turnpike_rate_limited_total", "counter", "Requests refused by a rate limit (429)");
     for (size_t i = 0; i < snap->napis; i++) {
         tp_buf_puts(o, "turnpike_rate_limited_total{");
         label(o, "api", snap->apis[i]->api_id);
-        tp_buf_printf(o, "} %llu\n", (unsigned long long)rl[i]);
+        tp_buf_putc(o, '}');
+        value_nl(o, st[i].rate_limited);
     }
     family(o, "turnpike_quota_exceeded_total", "counter",
            "Requests refused by a quota (403 Quota exceeded)");
     for (size_t i = 0; i < snap->napis; i++) {
         tp_buf_puts(o, "turnpike_quota_exceeded_total{");
         label(o, "api", snap->apis[i]->api_id);
-        tp_buf_printf(o, "} %llu\n", (unsigned long long)q[i]);
+        tp_buf_putc(o, '}');
+        value_nl(o, st[i].quota_exceeded);
     }
-    free(rl);
+    free(st);
 
     family(o, "turnpike_analytics_records_total", "counter", "Analytics records, by fate");
     tp_buf_printf(o, "turnpike_analytics_records_total{result=\"recorded\"} %llu\n",
-                  (unsigned long long)an[0]);
+                  (unsigned long long)t.an_recorded);
     tp_buf_printf(o, "turnpike_analytics_records_total{result=\"pushed\"} %llu\n",
-                  (unsigned long long)an[1]);
+                  (unsigned long long)t.an_flushed);
     tp_buf_printf(o, "turnpike_analytics_records_total{result=\"dropped\"} %llu\n",
-                  (unsigned long long)an[2]);
+                  (unsigned long long)t.an_dropped);
     scalar(o, "turnpike_analytics_buffered", "gauge",
-           "Analytics records waiting in the workers for Redis", an_buf);
+           "Analytics records waiting in the workers for Redis", t.an_buffered);
     family(o, "turnpike_upstream_errors_total", "counter", "Upstream failures, by kind");
     tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"connect\"} %llu\n",
-                  (unsigned long long)up[0]);
+                  (unsigned long long)t.up_connect_errors);
     tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"timeout\"} %llu\n",
-                  (unsigned long long)up[1]);
+                  (unsigned long long)t.up_timeouts);
     tp_buf_printf(o, "turnpike_upstream_errors_total{kind=\"other\"} %llu\n",
-                  (unsigned long long)up[2]);
+                  (unsigned long long)t.up_other_errors);
     family(o, "turnpike_metrics_series", "gauge",
            "Series taken per capped family (turnpike.metrics_max_series)");
     tp_buf_printf(o, "turnpike_metrics_series{family=\"tyk_http_status_per_path\"} %u\n",
@@ -312,7 +283,7 @@ void tp_metrics_render(tp_master_t *m, tp_buf_t *o)
     so.fam = TP_MET_KEY;
     family(o, "tyk_http_status_per_key", "counter", "HTTP status codes per API key");
     tp_metrics_each_series(m->shm->metrics, rows, one_series, &so);
-    render_turnpike(m, snap, rows, o);
+    render_turnpike(m, snap, o);
 }
 
 /* ---- the connections ------------------------------------------------------------- */
@@ -473,7 +444,6 @@ int tp_metrics_start(tp_master_t *m, char *err, size_t errlen)
         return -1;
     }
     m->metrics_open = 1;
-    m->metrics_port = conf->tp.metrics_port;
     tp_log_info("Prometheus metrics on %s:%lld/metrics",
                 conf->listen_address && conf->listen_address[0] ? conf->listen_address : "*",
                 (long long)conf->tp.metrics_port);

@@ -250,3 +250,51 @@ uint32_t tp_shm_stat_index(const char *api_id)
 {
     return *tp_strmap_put(&stat_map, api_id, (uint32_t)stat_map.n, NULL);
 }
+
+void tp_shm_stat_sum(tp_shm_t *shm, uint32_t stat_idx, tp_shm_stat_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (stat_idx >= shm->max_apis)
+        return;
+    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
+        if (!tp_shm_row_used(shm, k))
+            continue;
+        const tp_shm_stat_t *st = &tp_shm_stats(shm, k)[stat_idx];
+        out->requests += st->requests;
+        for (int s = 0; s < 6; s++)
+            out->status[s] += st->status[s];
+        out->upstream_errors += st->upstream_errors;
+        out->rate_limited += st->rate_limited;
+        out->quota_exceeded += st->quota_exceeded;
+        out->key_failures += st->key_failures;
+        out->upstream_ms += st->upstream_ms;
+        out->upstream_n += st->upstream_n;
+    }
+}
+
+void tp_shm_totals(tp_shm_t *shm, tp_shm_totals_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    for (int k = 0; k < TP_SHM_MAX_WORKERS; k++) {
+        const tp_shm_worker_t *w = &shm->workers[k];
+        if (!tp_shm_row_used(shm, k))
+            continue;
+        t->an_recorded += atomic_load(&w->an_recorded);
+        t->an_flushed += atomic_load(&w->an_flushed);
+        t->an_dropped += atomic_load(&w->an_dropped);
+        t->up_connect_errors += atomic_load(&w->up_connect_errors);
+        t->up_timeouts += atomic_load(&w->up_timeouts);
+        t->up_other_errors += atomic_load(&w->up_other_errors);
+        t->sc_hits += atomic_load(&w->sc_hits);
+        t->sc_misses += atomic_load(&w->sc_misses);
+        t->redis_commands += atomic_load(&w->redis_stats.commands);
+        t->redis_errors += atomic_load(&w->redis_stats.errors);
+        t->redis_usec += atomic_load(&w->redis_stats.usec);
+        if (atomic_load(&w->pid) <= 0)
+            continue;
+        t->live++;
+        t->conns += atomic_load(&w->conns);
+        t->an_buffered += atomic_load(&w->an_buffered);
+        t->redis_ok += atomic_load(&w->redis) == 1;
+    }
+}

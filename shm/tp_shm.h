@@ -102,19 +102,15 @@ typedef struct tp_shm_stat_s {
     uint64_t upstream_n;     /* ... over this many requests */
 } tp_shm_stat_t;
 
-/* GET /tyk/health (TYK-COMPAT 9.3): once a second the master sums each
- * API's counters into a ring, which the workers read to answer per-second
- * rates over health_check_value_timeouts. Mapped only with
- * health_check.enable_health_checks. */
+/* GET /tyk/health (TYK-COMPAT 9.3): with health_check.enable_health_checks,
+ * once a second the master writes each API's counters, summed over the
+ * workers (tp_shm_stat_sum), into a ring, which the workers read to answer
+ * per-second rates over health_check_value_timeouts. */
 #define TP_HEALTH_RING 64
-typedef struct tp_health_sample_s {
-    uint64_t requests, throttled, quota, key_failures, upstream_ms, upstream_n;
-} tp_health_sample_t;
-
 typedef struct tp_health_s {
     uint32_t max_apis;
-    _Atomic uint64_t tick;                     /* samples taken; the newest is ring[tick % RING] */
-    tp_health_sample_t ring[][TP_HEALTH_RING]; /* [stat_idx][second] */
+    _Atomic uint64_t tick;                /* samples taken; the newest is ring[tick % RING] */
+    tp_shm_stat_t ring[][TP_HEALTH_RING]; /* [stat_idx][second] */
 } tp_health_t;
 
 typedef struct tp_shm_s {
@@ -164,6 +160,30 @@ static inline const tp_snapshot_t *tp_shm_current(tp_shm_t *shm)
 static inline tp_shm_stat_t *tp_shm_stats(tp_shm_t *shm, int worker)
 {
     return (tp_shm_stat_t *)((char *)shm + shm->stats_off) + (size_t)worker * shm->max_apis;
+}
+
+/* The counters of the API with row <stat_idx>, summed over every worker
+ * row ever used (an exited worker's counts still count). Master. */
+void tp_shm_stat_sum(tp_shm_t *shm, uint32_t stat_idx, tp_shm_stat_t *out);
+
+/* The workers' own counters, summed the same way; the gauges (buffered
+ * records, connections) over the running workers only. */
+typedef struct tp_shm_totals_s {
+    uint64_t an_recorded, an_flushed, an_dropped, an_buffered;
+    uint64_t up_connect_errors, up_timeouts, up_other_errors;
+    uint64_t sc_hits, sc_misses;
+    uint64_t redis_commands, redis_errors, redis_usec;
+    uint64_t conns;
+    uint32_t live;     /* workers running */
+    uint32_t redis_ok; /* of them, those whose last storage probe passed */
+} tp_shm_totals_t;
+
+void tp_shm_totals(tp_shm_t *shm, tp_shm_totals_t *out);
+
+/* Is row <k> one a worker has used? */
+static inline int tp_shm_row_used(tp_shm_t *shm, int k)
+{
+    return atomic_load(&shm->workers[k].started_us) != 0;
 }
 
 /* The stable counter row of <api_id> (the same across generations), or

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "tp_counter.h"
 #include "tp_keyhash.h"
 #include "tp_shm_metrics.h"
 
@@ -92,18 +93,6 @@ tp_met_api_t *tp_metrics_api(tp_metrics_t *m, int row, uint32_t stat_idx)
     return &a[(size_t)row * m->max_apis + stat_idx];
 }
 
-/* One writer per word: a plain load and store, no read-modify-write. */
-static inline void bump(_Atomic uint64_t *c, uint64_t by)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
-                          memory_order_relaxed);
-}
-
-static inline uint64_t get(const _Atomic uint64_t *c)
-{
-    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
-}
-
 static void observe(tp_met_api_t *a, int type, int64_t ms)
 {
     if (ms < 0)
@@ -111,8 +100,8 @@ static void observe(tp_met_api_t *a, int type, int64_t ms)
     int b = 0;
     while (b < TP_MET_BUCKETS && (uint64_t)ms > tp_met_buckets[b])
         b++;
-    bump(&a->lat[type][b], 1);
-    bump(&a->lat_sum[type], (uint64_t)ms);
+    tp_counter_add(&a->lat[type][b], 1);
+    tp_counter_add(&a->lat_sum[type], (uint64_t)ms);
 }
 
 void tp_metrics_count(tp_met_api_t *a, int code, int64_t ms, int64_t up_ms)
@@ -129,9 +118,9 @@ void tp_metrics_count(tp_met_api_t *a, int code, int64_t ms, int64_t up_ms)
         }
     }
     if (i < TP_MET_CODES)
-        bump(&a->count[i], 1);
+        tp_counter_add(&a->count[i], 1);
     else
-        bump(&a->other, 1);
+        tp_counter_add(&a->other, 1);
     observe(a, TP_MET_LAT_TOTAL, ms);
     if (up_ms >= 0) {
         observe(a, TP_MET_LAT_UPSTREAM, up_ms);
@@ -241,7 +230,7 @@ void tp_metrics_count_series(tp_metrics_t *m, int row, int fam, int code, const 
         atomic_fetch_add_explicit(&m->lost, 1, memory_order_relaxed);
         return;
     }
-    bump(&counts(m, row)[i], 1);
+    tp_counter_add(&counts(m, row)[i], 1);
 }
 
 /* ---- reading ---------------------------------------------------------------------- */
@@ -267,18 +256,18 @@ void tp_metrics_api_sum(tp_metrics_t *m, const uint64_t *rows, uint32_t stat_idx
                 j++;
             if (j == out->ncodes) {
                 if (j == TP_MET_CODES * 2) {
-                    out->other += get(&a->count[i]);
+                    out->other += tp_counter_get(&a->count[i]);
                     continue;
                 }
                 out->code[out->ncodes++] = c;
             }
-            out->count[j] += get(&a->count[i]);
+            out->count[j] += tp_counter_get(&a->count[i]);
         }
-        out->other += get(&a->other);
+        out->other += tp_counter_get(&a->other);
         for (int t = 0; t < TP_MET_LAT_TYPES; t++) {
             for (int b = 0; b <= TP_MET_BUCKETS; b++)
-                out->lat[t][b] += get(&a->lat[t][b]);
-            out->lat_sum[t] += get(&a->lat_sum[t]);
+                out->lat[t][b] += tp_counter_get(&a->lat[t][b]);
+            out->lat_sum[t] += tp_counter_get(&a->lat_sum[t]);
         }
     }
 }
@@ -297,7 +286,7 @@ void tp_metrics_each_series(tp_metrics_t *m, const uint64_t *rows,
         uint64_t sum = 0;
         for (uint32_t k = 0; k < m->nrows; k++)
             if (row_set(rows, k))
-                sum += get(&counts(m, (int)k)[i]);
+                sum += tp_counter_get(&counts(m, (int)k)[i]);
         if (sum == 0)
             continue;
         const char *v[4];

@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "tp_counter.h"
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
@@ -646,12 +647,7 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
 
 static void publish(tp_analytics_t *an)
 {
-    atomic_store_explicit(&an->w->shm->workers[an->w->id].an_buffered, an->n, memory_order_relaxed);
-}
-
-static void count(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    atomic_store_explicit(&an->w->me->an_buffered, an->n, memory_order_relaxed);
 }
 
 static void flush(tp_analytics_t *an);
@@ -676,7 +672,7 @@ static void drained(tp_analytics_t *an)
 static void on_pushed(void *arg, const redisReply *rep, const char *err)
 {
     tp_analytics_t *an = arg;
-    tp_shm_worker_t *me = &an->w->shm->workers[an->w->id];
+    tp_shm_worker_t *me = an->w->me;
     size_t k = an->flushing;
     an->flushing = 0;
     if (err == NULL && rep->type == REDIS_REPLY_ERROR)
@@ -695,7 +691,7 @@ static void on_pushed(void *arg, const redisReply *rep, const char *err)
     tp_buf_consume(&an->buf, bytes);
     memmove(an->lens, an->lens + k, (an->n - k) * sizeof(*an->lens));
     an->n -= k;
-    count(&me->an_flushed, k);
+    tp_counter_add(&me->an_flushed, k);
     publish(an);
     if (an->dropping) {
         tp_log_warn("analytics: pushing again; %llu records were dropped while Redis was away",
@@ -763,13 +759,13 @@ static void analytics_log(tp_req_t *req)
     const tp_compiled_t *c = tp_compiled(w, req);
     if (an == NULL || c == NULL || c->analytics == NULL)
         return;
-    tp_shm_worker_t *me = &w->shm->workers[w->id];
-    count(&me->an_recorded, 1);
+    tp_shm_worker_t *me = w->me;
+    tp_counter_add(&me->an_recorded, 1);
     /* records_buffer_size waiting, besides a push under way while Redis
      * takes them; all of them count while it does not */
     size_t leaving = an->redis_ok ? (size_t)an->flushing : 0;
     if (an->n - leaving >= an->cap) {
-        count(&me->an_dropped, 1);
+        tp_counter_add(&me->an_dropped, 1);
         an->dropped_burst++;
         if (!an->dropping) {
             tp_log_warn("analytics: %zu records buffered and Redis does not take them; "

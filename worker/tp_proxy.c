@@ -18,6 +18,7 @@
 #include "tp_http.h"
 #include "tp_log.h"
 #include "tp_url.h"
+#include "tp_counter.h"
 #include "tp_worker.h"
 
 static void up_send(tp_req_t *req);
@@ -284,9 +285,10 @@ void tp_proxy_failed(tp_req_t *req, int err)
     int timeout = err == TP_ETIMEOUT || err == UV_ETIMEDOUT;
     int connect = err == TP_EDNS || err == UV_ECONNREFUSED || err == UV_ENETUNREACH ||
                   err == UV_EHOSTUNREACH || err == UV_EADDRNOTAVAIL;
-    tp_worker_count(timeout   ? &w->me->up_timeouts
-                    : connect ? &w->me->up_connect_errors
-                              : &w->me->up_other_errors);
+    tp_counter_add(timeout   ? &w->me->up_timeouts
+                   : connect ? &w->me->up_connect_errors
+                             : &w->me->up_other_errors,
+                   1);
     if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
         w->stats[req->route->api->stat_idx].upstream_errors++;
     tp_log_warn("api %s: upstream %s: %s", api_id, target,

@@ -43,7 +43,7 @@ void tp_rest_health(tp_req_t *req, tp_str_t query)
         return;
     }
     tp_health_t *h = w->shm->health;
-    tp_health_sample_t now = {0}, then = {0};
+    tp_shm_stat_t now = {0}, then = {0};
     uint64_t secs = 0;
     if (h != NULL && api->stat_idx < h->max_apis) {
         uint64_t tick = atomic_load_explicit(&h->tick, memory_order_acquire);
@@ -63,7 +63,8 @@ void tp_rest_health(tp_req_t *req, tp_str_t query)
              "{\"throttle_reqests_per_second\":%.15g,\"quota_violations_per_second\":%.15g,"
              "\"key_failures_per_second\":%.15g,\"average_upstream_latency\":%.15g,"
              "\"average_requests_per_second\":%.15g}",
-             per(now.throttled, then.throttled, secs), per(now.quota, then.quota, secs),
+             per(now.rate_limited, then.rate_limited, secs),
+             per(now.quota_exceeded, then.quota_exceeded, secs),
              per(now.key_failures, then.key_failures, secs), latency,
              per(now.requests, then.requests, secs));
     tp_rest__reply(req, 200, body);

@@ -34,6 +34,7 @@
 #include "tp_policy_apply.h"
 #include "tp_shm_session.h"
 #include "tp_time.h"
+#include "tp_counter.h"
 #include "tp_worker.h"
 
 #define L1_SETS 4096 /* parsed sessions per worker: sets (a power of two) */
@@ -798,7 +799,7 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
                 free((char *)ident.p);
             maybe_refresh(w, s, left, now);
             sess_found(req, s);
-            tp_worker_count(&w->me->sc_hits);
+            tp_counter_add(&w->me->sc_hits, 1);
             return TP_STAGE_NEXT;
         }
         tp_scache_digest(ident.p, ident.n, NULL, 0, id);
@@ -817,12 +818,12 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
             tp_buf_free(&json);
             sess_found(req, s);
             sess_put(s);
-            tp_worker_count(&w->me->sc_hits);
+            tp_counter_add(&w->me->sc_hits, 1);
             return TP_STAGE_NEXT;
         }
         tp_buf_free(&rkey);
         tp_buf_free(&json);
-        tp_worker_count(&w->me->sc_misses);
+        tp_counter_add(&w->me->sc_misses, 1);
     }
     if (w->redis == NULL) {
         if (ident.p != small)

@@ -233,13 +233,6 @@ void tp_rest_keys_release(tp_req_t *req);
 /* The master answered "reloaded <token> <ok> <message>". */
 void tp_rest_reloaded(tp_worker_t *w, uint32_t token, int ok, const char *message);
 
-/* One more in a counter of this worker's shared row (its only writer). */
-static inline void tp_worker_count(_Atomic uint64_t *c)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 /* tp_analytics.c: the path the request's record (and metrics) name, as
  * Tyk's r.URL.Path (without the listen path when it is stripped); empty
  * when the request is not tracked. */

@@ -4,13 +4,12 @@ turnpike_*, counted by the workers in shared memory and summed by the
 master; never on the gateway port."""
 import json
 import re
-import signal
 import socket
 import time
 
 import redis as redislib
 
-from conftest import HOST, api_def, free_port, port_refuses, run_turnpike, wait_for
+from conftest import HOST, RawConn, api_def, free_port, port_refuses, run_turnpike, wait_for
 from test_control import admin as admin_cmd
 from test_keys import SECRET, access, new_org, token_api, uid
 from tykkeys import hash_key, tyk_session
@@ -20,15 +19,9 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 def http_get(port, path, method="GET"):
-    s = socket.create_connection((HOST, port), timeout=10)
-    s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method, path)).encode())
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
+    with RawConn(port) as c:
+        c.send(("%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method, path)).encode())
+        out = c.read_all(timeout=10)
     head, _, body = out.partition(b"\r\n\r\n")
     return int(head.split()[1]), head.decode(), body.decode()
 
