@@ -119,3 +119,19 @@ int tp_str_list_has(tp_str_t s, const char *tok)
     }
     return 0;
 }
+
+int tp_buf_read_file(tp_buf_t *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    size_t n;
+    do {
+        char *dst = tp_buf_reserve(b, 16384);
+        n = fread(dst, 1, 16384, f);
+        b->len += n;
+    } while (n > 0);
+    int bad = ferror(f);
+    fclose(f);
+    return bad ? -1 : 0;
+}

@@ -32,6 +32,8 @@ void tp_buf_printf(tp_buf_t *b, const char *fmt, ...) __attribute__((format(prin
 /* Drops the first <n> bytes. */
 void tp_buf_consume(tp_buf_t *b, size_t n);
 void tp_buf_free(tp_buf_t *b);
+/* Appends the contents of the file <path>; returns 0, or -1 with errno set. */
+int tp_buf_read_file(tp_buf_t *b, const char *path);
 /* Appends <s> as the body of a JSON string (no quotes). */
 void tp_buf_json_escape(tp_buf_t *b, const char *s, size_t n);
 

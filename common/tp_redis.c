@@ -88,7 +88,7 @@ struct tp_rconn_s {
     tp_buf_t out;   /* plaintext waiting to be written */
     tp_buf_t wbuf;  /* bytes in flight */
     tp_buf_t plain; /* TLS: decrypted input */
-    tp_rtls_t *tls;
+    tp_tls_t *tls;
     int state;
     int pending_handshake; /* handshake replies still expected */
     uint64_t connect_deadline;
@@ -112,7 +112,7 @@ struct tp_redis_s {
     uint64_t timeout_ms;
     uint32_t max_active;
     uint32_t max_idle;
-    tp_rtls_conf_t *tls;
+    tp_tls_ctx_t *tls;
 
     tp_list_t nodes;
     tp_rnode_t *master; /* single, sentinel: the data node */
@@ -416,13 +416,13 @@ static void conn_flush(tp_rconn_t *c)
         /* plaintext goes through the session once TLS is up */
         char err[256];
         if (c->state >= C_HANDSHAKE && c->out.len > 0) {
-            if (tp_rtls_write(c->tls, c->out.data, c->out.len, err, sizeof(err)) < 0) {
+            if (tp_tls_write(c->tls, c->out.data, c->out.len, err, sizeof(err)) < 0) {
                 conn_close(c, err);
                 return;
             }
             c->out.len = 0;
         }
-        src = tp_rtls_pending(c->tls);
+        src = tp_tls_pending(c->tls);
     } else if (c->state < C_HANDSHAKE) {
         return;
     }
@@ -488,7 +488,7 @@ static void on_conn_closed(uv_handle_t *h)
     tp_buf_free(&c->out);
     tp_buf_free(&c->wbuf);
     tp_buf_free(&c->plain);
-    tp_rtls_free(c->tls);
+    tp_tls_free(c->tls);
     if (c->reader != NULL)
         redisReaderFree(c->reader);
     free(c);
@@ -657,7 +657,7 @@ static void on_connect(uv_connect_t *cr, int status)
     if (c->tls != NULL) {
         char err[512];
         c->state = C_TLS;
-        if (tp_rtls_handshake(c->tls, NULL, 0, err, sizeof(err)) < 0) {
+        if (tp_tls_handshake(c->tls, err, sizeof(err)) < 0) {
             conn_close(c, err);
             return;
         }
@@ -719,7 +719,7 @@ static tp_rconn_t *conn_open(tp_rnode_t *n, int pubsub)
         n->nconns++;
     }
     if (r->tls != NULL) {
-        c->tls = tp_rtls_new(r->tls, n->host);
+        c->tls = tp_tls_new(r->tls, n->host);
         if (c->tls == NULL) {
             conn_close(c, "cannot start a TLS session");
             return NULL;
@@ -1015,7 +1015,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     char err[512];
     if (c->state == C_TLS) {
-        int rc = tp_rtls_handshake(c->tls, buf->base, (size_t)nread, err, sizeof(err));
+        tp_tls_feed(c->tls, buf->base, (size_t)nread);
+        int rc = tp_tls_handshake(c->tls, err, sizeof(err));
         if (rc < 0) {
             conn_close(c, err);
             return;
@@ -1027,14 +1028,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         nread = 0;
     }
     c->plain.len = 0;
-    int rc = tp_rtls_read(c->tls, buf->base, (size_t)nread, &c->plain, err, sizeof(err));
+    tp_tls_feed(c->tls, buf->base, (size_t)nread);
+    int rc = tp_tls_read_all(c->tls, &c->plain, err, sizeof(err));
     if (c->plain.len > 0)
         feed(c, c->plain.data, c->plain.len);
     if (c->closing)
         return;
     if (rc != 0)
-        conn_close(c, rc > 0 ? "TLS session closed by the server" : err);
-    else if (tp_rtls_pending(c->tls)->len > 0)
+        conn_close(c, rc == TP_TLS_CLOSED ? "TLS session closed by the server" : err);
+    else if (tp_tls_pending(c->tls)->len > 0)
         mark_dirty(c);
 }
 
@@ -1333,7 +1335,7 @@ tp_redis_t *tp_redis_new(uv_loop_t *loop, const tp_redis_conf_t *st, const char 
     if (r->mode == MODE_CLUSTER)
         r->slots = tp_calloc(16384, sizeof(*r->slots));
     if (st->use_ssl) {
-        r->tls = tp_rtls_conf_new(st, err, errlen);
+        r->tls = tp_redis_tls_ctx(st, err, errlen);
         if (r->tls == NULL)
             goto err;
     }
@@ -1520,7 +1522,7 @@ void tp_redis_free(tp_redis_t *r)
      * command they send fails at once, being closed) */
     while (!tp_list_empty(&r->completed))
         on_idle(&r->idle);
-    tp_rtls_conf_free(r->tls);
+    tp_tls_ctx_unref(r->tls);
     free(r->slots);
     free(r->username);
     free(r->password);
