@@ -245,8 +245,8 @@ int tp_tls_ctx_versions(tp_tls_ctx_t *ctx, int64_t min, int64_t max, char *err, 
     if (min != 0 && max == 0 && lo > hi)
         hi = lo;
     if (lo > hi) {
-        snprintf(err, errlen, "the minimum version %lld is above the maximum %lld",
-                 (long long)min, (long long)max);
+        snprintf(err, errlen, "the minimum version %lld is above the maximum %lld", (long long)min,
+                 (long long)max);
         return -1;
     }
     mbedtls_ssl_conf_min_version(&ctx->conf, MBEDTLS_SSL_MAJOR_VERSION_3, lo);
@@ -264,8 +264,9 @@ int tp_tls_ctx_ciphers(tp_tls_ctx_t *ctx, char *const *names, size_t n, size_t *
     for (size_t i = 0; i < n; i++) {
         int id;
         if (!suite_lookup(names[i], &id)) {
-            snprintf(err, errlen, "unknown cipher suite \"%s\" (expected a Go name such as "
-                                  "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
+            snprintf(err, errlen,
+                     "unknown cipher suite \"%s\" (expected a Go name such as "
+                     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)",
                      names[i]);
             *bad = i;
             free(v);
@@ -319,9 +320,9 @@ static int parse_crt(mbedtls_x509_crt *crt, const char *pem, size_t len)
     return rc;
 }
 
-int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len,
-                        const char *key_pem, size_t key_len, const char *domain, const char *what,
-                        char *err, size_t errlen)
+int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len, const char *key_pem,
+                        size_t key_len, const char *domain, const char *what, char *err,
+                        size_t errlen)
 {
     cert_t *c = tp_calloc(1, sizeof(*c));
     mbedtls_x509_crt_init(&c->crt);
@@ -366,8 +367,7 @@ int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len,
     }
     ctx->certs = tp_realloc(ctx->certs, (ctx->ncerts + 1) * sizeof(*ctx->certs));
     ctx->certs[ctx->ncerts++] = c;
-    if (ctx->ncerts == 1 &&
-        (rc = mbedtls_ssl_conf_own_cert(&ctx->conf, &c->crt, &c->key)) != 0) {
+    if (ctx->ncerts == 1 && (rc = mbedtls_ssl_conf_own_cert(&ctx->conf, &c->crt, &c->key)) != 0) {
         mbed_error(rc, what, err, errlen);
         ctx->ncerts--;
         goto fail;
@@ -423,11 +423,10 @@ int tp_tls_ctx_roots_file(tp_tls_ctx_t *ctx, const char *path, char *err, size_t
 void tp_tls_ctx_verify(tp_tls_ctx_t *ctx, int mode)
 {
     ctx->verify = mode;
-    mbedtls_ssl_conf_authmode(&ctx->conf, mode == TP_TLS_VERIFY_REQUIRED
-                                              ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                          : mode == TP_TLS_VERIFY_OPTIONAL
-                                              ? MBEDTLS_SSL_VERIFY_OPTIONAL
-                                              : MBEDTLS_SSL_VERIFY_NONE);
+    mbedtls_ssl_conf_authmode(&ctx->conf,
+                              mode == TP_TLS_VERIFY_REQUIRED   ? MBEDTLS_SSL_VERIFY_REQUIRED
+                              : mode == TP_TLS_VERIFY_OPTIONAL ? MBEDTLS_SSL_VERIFY_OPTIONAL
+                                                               : MBEDTLS_SSL_VERIFY_NONE);
 }
 
 void tp_tls_ctx_force_cn(tp_tls_ctx_t *ctx, int on)
@@ -868,9 +867,8 @@ int tp_tls_certset_check(const tp_tls_certset_t *s, const tp_tls_t *t, char hex[
             return mbedtls_x509_time_is_past(&c->valid_to) ? TP_TLS_CERT_EXPIRED : TP_TLS_CERT_OK;
     }
     uint32_t flags = 0;
-    if (s->n > 0 &&
-        mbedtls_x509_crt_verify((mbedtls_x509_crt *)peer, (mbedtls_x509_crt *)&s->chain, NULL,
-                                NULL, &flags, NULL, NULL) == 0)
+    if (s->n > 0 && mbedtls_x509_crt_verify((mbedtls_x509_crt *)peer, (mbedtls_x509_crt *)&s->chain,
+                                            NULL, NULL, &flags, NULL, NULL) == 0)
         return TP_TLS_CERT_OK;
     return TP_TLS_CERT_NOT_ALLOWED;
 }

@@ -71,9 +71,9 @@ int tp_tls_cipher_known(const char *name);
  * given), the certificate's subject CN and DNS names, then a "*." wildcard
  * of the first label, else the first added. A client presents its one.
  * <what> names the source (a file) in errors. */
-int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len,
-                        const char *key_pem, size_t key_len, const char *domain, const char *what,
-                        char *err, size_t errlen);
+int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len, const char *key_pem,
+                        size_t key_len, const char *domain, const char *what, char *err,
+                        size_t errlen);
 size_t tp_tls_ctx_ncerts(const tp_tls_ctx_t *ctx);
 
 /* Roots for verifying the peer: PEM text or a file (replacing the
