@@ -75,6 +75,19 @@ static const store_t stores[] = {
       local_session_cache.cached_session_timeout),
     S("graceful_shutdown_timeout_duration", TP_CK_INT, graceful_shutdown_timeout_duration),
     S("graceful_shutdown_delay_seconds", TP_CK_INT, graceful_shutdown_delay_seconds),
+    S("http_server_options.use_ssl", TP_CK_BOOL, http_server_options.use_ssl),
+    S("http_server_options.certificates", TP_CK_OBJLIST, http_server_options.certificates),
+    S("http_server_options.ssl_certificates", TP_CK_STRLIST, http_server_options.ssl_certificates),
+    S("http_server_options.min_version", TP_CK_INT, http_server_options.min_version),
+    S("http_server_options.max_version", TP_CK_INT, http_server_options.max_version),
+    S("http_server_options.ssl_ciphers", TP_CK_STRLIST, http_server_options.ssl_ciphers),
+    S("proxy_ssl_insecure_skip_verify", TP_CK_BOOL, proxy_ssl.insecure_skip_verify),
+    S("proxy_ssl_min_version", TP_CK_INT, proxy_ssl.min_version),
+    S("proxy_ssl_max_version", TP_CK_INT, proxy_ssl.max_version),
+    S("proxy_ssl_ciphers", TP_CK_STRLIST, proxy_ssl.ciphers),
+    S("proxy_ssl_disable_renegotiation", TP_CK_BOOL, proxy_ssl.disable_renegotiation),
+    S("ssl_force_common_name_check", TP_CK_BOOL, proxy_ssl.force_common_name_check),
+    S("security.certificates.upstream", TP_CK_STRMAP, proxy_ssl.upstream_certificates),
     S("http_server_options.max_request_body_size", TP_CK_INT,
       http_server_options.max_request_body_size),
     S("http_server_options.enable_strict_routes", TP_CK_BOOL,
@@ -385,7 +398,8 @@ static void store_json(tp_conf_t *conf, const store_t *st, const cJSON *v)
         break;
     }
     case TP_CK_MAP:
-        /* a map of structs, kept as JSON for the module that reads it */
+    case TP_CK_OBJLIST:
+        /* a map or list of structs, kept as JSON for the module that reads it */
         free(*(char **)dst);
         *(char **)dst = cJSON_PrintUnformatted(v);
         break;
@@ -912,6 +926,11 @@ int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen)
                     "they have no effect: %.*s",
                     L.file, (int)L.notimpl.len, L.notimpl.data);
     int rc = 0;
+    if (L.nerrors == 0) {
+        char why[1024];
+        if (tp_conf_tls_build(conf, why, sizeof(why)) < 0)
+            add_error(&L, "%s: %s", L.file, why);
+    }
     if (L.nerrors > 0) {
         snprintf(err, errlen, "%.*s", (int)L.errors.len, L.errors.data);
         rc = -1;
@@ -926,12 +945,14 @@ void tp_conf_free(tp_conf_t *conf)
 {
     for (size_t i = 0; i < NSTORES; i++) {
         void *p = (char *)conf + stores[i].off;
-        if (stores[i].kind == TP_CK_STRING || stores[i].kind == TP_CK_MAP)
+        if (stores[i].kind == TP_CK_STRING || stores[i].kind == TP_CK_MAP ||
+            stores[i].kind == TP_CK_OBJLIST)
             free(*(char **)p);
         else if (stores[i].kind == TP_CK_STRLIST || stores[i].kind == TP_CK_STRMAP)
             tp_strlist_free(p);
     }
     free(conf->file);
+    tp_tls_ctx_unref(conf->listen_tls);
     memset(conf, 0, sizeof(*conf));
 }
 
@@ -1040,10 +1061,13 @@ static char *dump(const tp_conf_t *conf, int reveal)
                 cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[j]));
             break;
         }
-        case TP_CK_MAP: {
+        case TP_CK_MAP:
+        case TP_CK_OBJLIST: {
             const char *s = *(char *const *)p;
             cJSON *obj = s != NULL ? cJSON_Parse(s) : NULL;
-            cJSON_AddItemToObject(parent, name, obj != NULL ? obj : cJSON_CreateObject());
+            if (obj == NULL)
+                obj = stores[i].kind == TP_CK_MAP ? cJSON_CreateObject() : cJSON_CreateArray();
+            cJSON_AddItemToObject(parent, name, obj);
             break;
         }
         }
@@ -1062,7 +1086,7 @@ char *tp_conf_dump(const tp_conf_t *conf)
 int tp_conf_same(const tp_conf_t *a, const tp_conf_t *b)
 {
     char *da = dump(a, 1), *db = dump(b, 1);
-    int same = strcmp(da, db) == 0;
+    int same = strcmp(da, db) == 0 && memcmp(a->tls_digest, b->tls_digest, 32) == 0;
     free(da);
     free(db);
     return same;

@@ -24,6 +24,7 @@
 
 #include "tp_buf.h"
 #include "tp_redis_conf.h"
+#include "tp_tls.h"
 #include "tp_url.h"
 
 /* The "storage" block is the Redis client's own settings struct. */
@@ -121,7 +122,29 @@ typedef struct tp_conf_s {
         int64_t read_timeout;
         int64_t write_timeout;
         int use_ssl;
+        char *certificates; /* [{domain_name, cert_file, key_file}] as JSON */
+        tp_strlist_t ssl_certificates;
+        int64_t min_version; /* Go's codes: 769..772, 0 default */
+        int64_t max_version;
+        tp_strlist_t ssl_ciphers;
     } http_server_options;
+
+    /* upstream TLS defaults (an API's proxy.transport overrides them) */
+    struct {
+        int insecure_skip_verify;
+        int64_t min_version;
+        int64_t max_version;
+        tp_strlist_t ciphers;
+        int disable_renegotiation;
+        int force_common_name_check;
+        tp_strlist_t upstream_certificates; /* "host:path" items */
+    } proxy_ssl;
+
+    /* Built by the loader (conf/tp_conf_tls.c) from the files above: the
+     * listener's TLS context (NULL unless use_ssl), and a digest of every
+     * certificate and key file read, so a reload notices new contents. */
+    tp_tls_ctx_t *listen_tls;
+    unsigned char tls_digest[32];
 
     /* rate limiting (TYK-COMPAT 6.2, 6.7) */
     int enable_fixed_window_rate_limiter;
@@ -203,6 +226,11 @@ char *tp_conf_dump(const tp_conf_t *conf);
 
 /* Are two configurations the same in every setting, secrets included? */
 int tp_conf_same(const tp_conf_t *a, const tp_conf_t *b);
+
+/* Reads the listener's certificate files and builds conf->listen_tls
+ * (conf/tp_conf_tls.c). Returns 0, or -1 with the file, JSON path and
+ * reason in <err>. */
+int tp_conf_tls_build(tp_conf_t *conf, char *err, size_t errlen);
 
 /* Number of workers to run: the configured count or the usable cores. */
 int tp_conf_workers(const tp_conf_t *conf);

@@ -389,7 +389,7 @@ const tp_conf_key_t tp_conf_tyk_keys[] = {
     {"hide_generator_header", TP_CK_BOOL, "TYK_GW_HIDEGENERATORHEADER"},
     {"hostname", TP_CK_STRING, "TYK_GW_HOSTNAME"},
     {"http_server_options", TP_CK_OBJECT, NULL},
-    {"http_server_options.certificates[]", TP_CK_OBJLIST, "TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES"},
+    {"http_server_options.certificates", TP_CK_OBJLIST, "TYK_GW_HTTPSERVEROPTIONS_CERTIFICATES"},
     {"http_server_options.certificates[].cert_file", TP_CK_STRING, NULL},
     {"http_server_options.certificates[].domain_name", TP_CK_STRING, NULL},
     {"http_server_options.certificates[].key_file", TP_CK_STRING, NULL},

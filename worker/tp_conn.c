@@ -103,15 +103,24 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- closing ------------------------------------------------------------- */
 
-static void on_handle_closed(uv_handle_t *h)
+static void conn_handle_closed(tp_conn_t *c)
 {
-    tp_conn_t *c = h->data;
     if (--c->handles_open > 0)
         return;
     tp_worker_t *w = c->w;
     tp_buf_free(&c->in);
     free(c);
     w->ev.conn_gone(w);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    conn_handle_closed(h->data);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    conn_handle_closed(((tp_io_t *)h->data)->data);
 }
 
 void tp_conn_close(tp_conn_t *c)
@@ -126,15 +135,15 @@ void tp_conn_close(tp_conn_t *c)
     tp_list_remove(&c->link);
     c->w->nconns--;
     atomic_store_explicit(&c->w->shm->workers[c->w->id].conns, c->w->nconns, memory_order_relaxed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    tp_io_close(&c->io, on_tcp_closed);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
 }
 
 /* ---- writing ------------------------------------------------------------- */
 
-static void on_write(uv_write_t *wr, int status)
+static void on_write(tp_io_t *io, int status)
 {
-    tp_conn_t *c = wr->data;
+    tp_conn_t *c = io->data;
     c->writing = 0;
     if (c->closing)
         return;
@@ -153,38 +162,18 @@ static void on_write(uv_write_t *wr, int status)
 int tp_conn_write(tp_conn_t *c, uv_buf_t *bufs, unsigned n)
 {
     TP_BUG_ON(c->writing);
-    size_t total = 0;
     tp_req_t *req = c->req;
-    for (unsigned i = 0; i < n; i++) {
-        total += bufs[i].len;
-        if (req != NULL && req->tap_max != 0 && !req->sending_continue)
+    if (req != NULL && req->tap_max != 0 && !req->sending_continue)
+        for (unsigned i = 0; i < n; i++)
             tp_req_tap(req, &req->tap_out, bufs[i].base, bufs[i].len);
-    }
-    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        r = 0;
+    int r = tp_io_write(&c->io, bufs, n, on_write);
     if (r < 0) {
         tp_log_debug("client %s: write failed: %s", c->ip, uv_strerror(r));
         tp_conn_close(c);
         return r;
     }
-    if ((size_t)r == total)
+    if (r == 1)
         return 1;
-    /* skip what went out, queue the rest */
-    size_t done = (size_t)r;
-    unsigned i = 0;
-    while (done >= bufs[i].len) {
-        done -= bufs[i].len;
-        i++;
-    }
-    bufs[i].base += done;
-    bufs[i].len -= done;
-    c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + i, n - i, on_write);
-    if (r < 0) {
-        tp_conn_close(c);
-        return r;
-    }
     c->writing = 1;
     tp_conn_update_deadline(c);
     return 0;
@@ -259,7 +248,7 @@ static void conn_linger(tp_conn_t *c)
     c->state = TP_C_LINGER;
     c->in.len = 0;
     c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    if (tp_io_shutdown(&c->io, &c->sreq, on_shutdown) < 0) {
         tp_conn_close(c);
         return;
     }
@@ -301,8 +290,8 @@ static int conn_wants_input(const tp_conn_t *c)
     return 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(tp_io_t *io, uv_buf_t *buf);
+static void on_read(tp_io_t *io, ssize_t nread, const uv_buf_t *buf);
 
 static void conn_update_reading(tp_conn_t *c)
 {
@@ -310,10 +299,10 @@ static void conn_update_reading(tp_conn_t *c)
         return;
     int want = conn_wants_input(c);
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        if (tp_io_read_start(&c->io, on_alloc, on_read) == 0)
             c->reading = 1;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        tp_io_read_stop(&c->io);
         c->reading = 0;
     }
     tp_conn_update_deadline(c);
@@ -329,11 +318,10 @@ void tp_conn_body_drained(tp_conn_t *c)
         conn_update_reading(c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void on_alloc(tp_io_t *io, uv_buf_t *buf)
 {
-    tp_conn_t *c = h->data;
+    tp_conn_t *c = io->data;
     tp_req_t *req = c->req;
-    (void)hint;
     if (c->state == TP_C_BODY && c->in.len == 0 && req != NULL && req->body != NULL &&
         req->body_len < TP_BLOCK_SIZE) {
         buf->base = req->body + req->body_len;
@@ -532,9 +520,9 @@ static void conn_process_in(tp_conn_t *c)
     tp_buf_free(&tmp);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void on_read(tp_io_t *io, ssize_t nread, const uv_buf_t *buf)
 {
-    tp_conn_t *c = s->data;
+    tp_conn_t *c = io->data;
     if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
@@ -544,7 +532,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (req != NULL && c->state == TP_C_DONE && req->resp_started && nread == UV_EOF) {
             /* half-closed after a complete request: finish the response */
             c->want_close = 1;
-            uv_read_stop(s);
+            tp_io_read_stop(io);
             c->reading = 0;
             return;
         }
@@ -714,9 +702,8 @@ static tp_conn_t *conn_new(tp_worker_t *w)
 {
     tp_conn_t *c = tp_calloc(1, sizeof(*c));
     c->w = w;
-    uv_tcp_init(&w->loop, &c->tcp);
+    tp_io_setup(&c->io, &w->loop, c);
     uv_timer_init(&w->loop, &c->timer);
-    c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     tp_list_init(&c->link);
@@ -726,13 +713,17 @@ static tp_conn_t *conn_new(tp_worker_t *w)
     return c;
 }
 
-static void conn_start(tp_conn_t *c)
+static void conn_start(tp_conn_t *c, tp_tls_ctx_t *tls)
 {
     tp_worker_t *w = c->w;
-    uv_tcp_nodelay(&c->tcp, 1);
+    if (tls != NULL && tp_io_accept_tls(&c->io, tls) < 0) {
+        tp_conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->io.tcp, 1);
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+    if (uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&ss, &sslen) == 0) {
         if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
             if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
@@ -756,24 +747,24 @@ static void conn_start(tp_conn_t *c)
     conn_update_reading(c);
 }
 
-void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control)
+void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control, tp_tls_ctx_t *tls)
 {
     tp_conn_t *c = conn_new(w);
     c->control = control != 0;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    if (uv_accept(server, (uv_stream_t *)&c->io.tcp) < 0) {
         tp_conn_close(c);
         return;
     }
-    conn_start(c);
+    conn_start(c, tls);
 }
 
-void tp_conn_adopt(tp_worker_t *w, int fd)
+void tp_conn_adopt(tp_worker_t *w, int fd, tp_tls_ctx_t *tls)
 {
     tp_conn_t *c = conn_new(w);
-    if (uv_tcp_open(&c->tcp, fd) < 0) {
+    if (uv_tcp_open(&c->io.tcp, fd) < 0) {
         close(fd);
         tp_conn_close(c);
         return;
     }
-    conn_start(c);
+    conn_start(c, tls);
 }

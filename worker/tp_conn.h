@@ -13,6 +13,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "tp_io.h"
 #include "tp_req.h"
 
 enum {
@@ -24,9 +25,8 @@ enum {
 };
 
 struct tp_conn_s {
-    uv_tcp_t tcp;
+    tp_io_t io; /* plain or TLS */
     uv_timer_t timer;
-    uv_write_t wreq;
     uv_shutdown_t sreq;
     llhttp_t parser;
     tp_worker_t *w;
@@ -62,9 +62,10 @@ typedef struct tp_conn_events_s {
 } tp_conn_events_t;
 
 /* tp_conn.c: client connections */
-void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control);
+/* <tls>: the listener's TLS context, or NULL for plain HTTP. */
+void tp_conn_accept(tp_worker_t *w, uv_stream_t *server, int control, tp_tls_ctx_t *tls);
 /* Serves a socket accepted outside libuv (the final accept sweep of a drain). */
-void tp_conn_adopt(tp_worker_t *w, int fd);
+void tp_conn_adopt(tp_worker_t *w, int fd, tp_tls_ctx_t *tls);
 void tp_conn_init_settings(llhttp_settings_t *s);
 /* Writes <n> buffers to the client; tp_conn_written() follows when they are
  * out (possibly before this returns). The buffers must stay valid until

@@ -483,7 +483,7 @@ void tp_rest__want_body(tp_req_t *req, int op, tp_str_t id)
          * not, the stream cannot be kept consistent, so it is closed. */
         static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init(cont, sizeof(cont) - 1);
-        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len)
+        if (tp_io_write(&c->io, &b, 1, NULL) != 1)
             tp_conn_close(c);
     }
 }

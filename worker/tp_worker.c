@@ -193,7 +193,7 @@ static void worker_drain(tp_worker_t *w, const char *why)
                 int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0)
                     break;
-                tp_conn_adopt(w, cfd);
+                tp_conn_adopt(w, cfd, w->conf->listen_tls);
             }
         }
         uv_close((uv_handle_t *)&w->listener, on_listener_closed);
@@ -221,7 +221,7 @@ static void on_connection(uv_stream_t *server, int status)
         tp_log_warn("accept failed: %s", uv_strerror(status));
         return;
     }
-    tp_conn_accept(w, server, server == (uv_stream_t *)&w->control_listener);
+    tp_conn_accept(w, server, server == (uv_stream_t *)&w->control_listener, w->conf->listen_tls);
 }
 
 static void master_says(tp_worker_t *w, char *msg)
@@ -363,6 +363,8 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
         exit(1);
     }
     w->loop.data = w;
+    tp_tls_after_fork();
+    tp_io_init(&w->loop);
     tp_front_init(w);
     tp_session_init(w);
     w->started_ms = uv_now(&w->loop);
