@@ -15,7 +15,8 @@
     X(PROTO, "protocol error")                                                                     \
     X(UPSTREAM, "upstream error")                                                                  \
     X(DNS, "host lookup failed")                                                                   \
-    X(TIMEOUT, "timed out")
+    X(TIMEOUT, "timed out")                                                                        \
+    X(TLS, "TLS handshake failed")
 
 enum {
     TP_E__BASE = -20000,

@@ -239,10 +239,23 @@ int tp_conf_workers(const tp_conf_t *conf);
  * Classic API definitions (every .json file in app_path)
  */
 
+/* An https target's TLS settings from its API (proxy.transport and
+ * upstream_certificates); workers merge tyk.conf's proxy_ssl_* into them. */
+typedef struct tp_uptls_s {
+    int skip_verify;
+    int force_cn;
+    int64_t min_version; /* Go's codes, 0: tyk.conf's */
+    int64_t max_version;
+    char *ciphers;     /* comma-separated Go names, NULL: tyk.conf's */
+    char *client_file; /* upstream_certificates entry for this host, or NULL */
+    char *client_pem;  /* its contents (certificate and key), read at load */
+} tp_uptls_t;
+
 typedef struct tp_target_s {
     tp_url_t url;
-    char *raw;    /* as written in the definition */
-    uint32_t idx; /* position among all targets of a generation */
+    tp_uptls_t *tls; /* https targets only */
+    char *raw;       /* as written in the definition */
+    uint32_t idx;    /* position among all targets of a generation */
 } tp_target_t;
 
 typedef struct tp_api_s {

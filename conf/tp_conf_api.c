@@ -27,6 +27,13 @@ void tp_api_free(tp_api_t *api)
     for (size_t i = 0; i < api->ntargets; i++) {
         tp_url_free(&api->targets[i].url);
         free(api->targets[i].raw);
+        tp_uptls_t *u = api->targets[i].tls;
+        if (u != NULL) {
+            free(u->ciphers);
+            free(u->client_file);
+            free(u->client_pem);
+            free(u);
+        }
     }
     free(api->targets);
     free(api->def_json);
@@ -41,16 +48,126 @@ static int add_target(tp_api_t *api, const char *path, const char *raw, char *er
         snprintf(err, errlen, "%s: invalid URL \"%s\": %s", path, raw, why);
         return -1;
     }
-    if (t.url.tls) {
-        snprintf(err, errlen,
-                 "%s: https upstreams are not supported by this Turnpike version (\"%s\")", path,
-                 raw);
-        tp_url_free(&t.url);
-        return -1;
-    }
     t.raw = tp_strdup(raw);
     api->targets = tp_realloc(api->targets, (api->ntargets + 1) * sizeof(*api->targets));
     api->targets[api->ntargets++] = t;
+    return 0;
+}
+
+/* upstream_certificates: Tyk's lookup for <host>:<port>: "*", then
+ * "*.<rest>" without and with the port, then the host without and with the
+ * port; the last hit wins. */
+static const char *upcert_for(const cJSON *map, const char *host, unsigned port)
+{
+    const char *hit = NULL, *dot = strchr(host, '.');
+    char k[600];
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(map, "*"));
+    if (v != NULL)
+        hit = v;
+    if (dot != NULL) {
+        snprintf(k, sizeof(k), "*%s", dot);
+        if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(map, k))) != NULL)
+            hit = v;
+        snprintf(k, sizeof(k), "*%s:%u", dot, port);
+        if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(map, k))) != NULL)
+            hit = v;
+    }
+    if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(map, host))) != NULL)
+        hit = v;
+    snprintf(k, sizeof(k), "%s:%u", host, port);
+    if ((v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(map, k))) != NULL)
+        hit = v;
+    return hit;
+}
+
+static int bad_version(const char *name, int64_t v, char *err, size_t errlen)
+{
+    if (v == 0 || (v >= TP_TLS_V10 && v <= TP_TLS_V13))
+        return 0;
+    snprintf(err, errlen,
+             "$.proxy.transport.%s: expected 769 (TLS 1.0) to 772 (TLS 1.3) or 0, got %lld", name,
+             (long long)v);
+    return 1;
+}
+
+/* The TLS settings of the API's https targets (TYK-COMPAT 19.3). Client
+ * certificate files are read here, by the master, once per load. */
+static int parse_uptls(tp_api_t *api, const cJSON *def, const cJSON *proxy, char *err,
+                       size_t errlen)
+{
+    int rc = 0, skip = 0, force_cn = 0, disabled = 0;
+    int64_t min = 0, max = 0;
+    tp_strlist_t ciphers = {0};
+    const cJSON *tr = tp_conf__get_obj(proxy, "transport", "$.proxy", err, errlen, &rc);
+    if (rc < 0)
+        return -1;
+    if (tr != NULL &&
+        (tp_conf__get_bool(tr, "ssl_insecure_skip_verify", "$.proxy.transport", &skip, err,
+                           errlen) < 0 ||
+         tp_conf__get_bool(tr, "ssl_force_common_name_check", "$.proxy.transport", &force_cn, err,
+                           errlen) < 0 ||
+         tp_conf__get_int(tr, "ssl_min_version", "$.proxy.transport", &min, err, errlen) < 0 ||
+         tp_conf__get_int(tr, "ssl_max_version", "$.proxy.transport", &max, err, errlen) < 0 ||
+         tp_conf__get_strlist(tr, "ssl_ciphers", "$.proxy.transport", &ciphers, err, errlen) < 0))
+        return -1;
+    const cJSON *map = tp_conf__get_obj(def, "upstream_certificates", "$", err, errlen, &rc);
+    if (rc < 0 ||
+        tp_conf__get_bool(def, "upstream_certificates_disabled", "$", &disabled, err, errlen) < 0) {
+        tp_strlist_free(&ciphers);
+        return -1;
+    }
+    tp_buf_t cj = {0};
+    for (size_t i = 0; i < ciphers.n; i++) {
+        if (!tp_tls_cipher_known(ciphers.v[i])) {
+            snprintf(err, errlen, "$.proxy.transport.ssl_ciphers[%zu]: unknown cipher suite \"%s\"",
+                     i, ciphers.v[i]);
+            tp_strlist_free(&ciphers);
+            tp_buf_free(&cj);
+            return -1;
+        }
+        if (i > 0)
+            tp_buf_putc(&cj, ',');
+        tp_buf_puts(&cj, ciphers.v[i]);
+    }
+    tp_strlist_free(&ciphers);
+    if (bad_version("ssl_min_version", min, err, errlen) ||
+        bad_version("ssl_max_version", max, err, errlen)) {
+        tp_buf_free(&cj);
+        return -1;
+    }
+    if (min == TP_TLS_V13) {
+        snprintf(err, errlen,
+                 "$.proxy.transport.ssl_min_version: 772 (TLS 1.3) is not available in this build "
+                 "(mbedTLS 2.28); use 771");
+        tp_buf_free(&cj);
+        return -1;
+    }
+    for (size_t i = 0; i < api->ntargets; i++) {
+        tp_target_t *t = &api->targets[i];
+        if (!t->url.tls)
+            continue;
+        tp_uptls_t *u = tp_calloc(1, sizeof(*u));
+        t->tls = u;
+        u->skip_verify = skip;
+        u->force_cn = force_cn;
+        u->min_version = min;
+        u->max_version = max;
+        u->ciphers = cj.len > 0 ? tp_strdup(tp_buf_cstr(&cj)) : NULL;
+        const char *file =
+            map != NULL && !disabled ? upcert_for(map, t->url.host, t->url.port) : NULL;
+        if (file == NULL)
+            continue;
+        tp_buf_t pem = {0};
+        if (tp_buf_read_file(&pem, file) < 0) {
+            snprintf(err, errlen, "$.upstream_certificates: \"%s\": %s", file, strerror(errno));
+            tp_buf_free(&cj);
+            return -1;
+        }
+        u->client_file = tp_strdup(file);
+        u->client_pem = tp_strdup(tp_buf_cstr(&pem));
+        tp_buf_free(&pem);
+    }
+    tp_buf_free(&cj);
     return 0;
 }
 
@@ -157,6 +274,8 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
     free(protocol);
     protocol = NULL;
     tp_strlist_free(&list);
+    if (parse_uptls(api, def, proxy, err, errlen) < 0)
+        goto err;
     if (port != 0)
         tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "
                     "the gateway's port",

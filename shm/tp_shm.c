@@ -141,6 +141,12 @@ static tp_api_t *freeze_api(arena_t *a, const tp_api_t *src, uint32_t *tidx)
         t->url.authority = a_strdup(a, s->url.authority);
         t->url.path = a_strdup(a, s->url.path);
         t->url.query = a_strdup(a, s->url.query);
+        if (s->tls != NULL && (t->tls = a_alloc(a, sizeof(*t->tls))) != NULL) {
+            *t->tls = *s->tls;
+            t->tls->ciphers = a_strdup(a, s->tls->ciphers);
+            t->tls->client_file = a_strdup(a, s->tls->client_file);
+            t->tls->client_pem = a_strdup(a, s->tls->client_pem);
+        }
         t->idx = (*tidx)++;
     }
     return a->full ? NULL : api;

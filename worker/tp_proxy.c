@@ -337,9 +337,9 @@ static void up_sent(tp_req_t *req)
     }
 }
 
-static void on_up_write(uv_write_t *wr, int status)
+static void on_up_write(tp_io_t *io, int status)
 {
-    tp_proxy_up_written(wr->data, status);
+    tp_proxy_up_written(io->data, status);
 }
 
 static void up_send(tp_req_t *req)
@@ -353,7 +353,6 @@ static void up_send(tp_req_t *req)
             break;
         uv_buf_t bufs[2];
         unsigned n = 0;
-        size_t total = 0;
         if (!req->up_head_sent) {
             bufs[n++] = uv_buf_init(req->up_head.data, (unsigned)req->up_head.len);
             req->up_head_inflight = 1;
@@ -368,34 +367,15 @@ static void up_send(tp_req_t *req)
         }
         if (n == 0)
             break;
-        for (unsigned i = 0; i < n; i++)
-            total += bufs[i].len;
-        int r = uv_try_write((uv_stream_t *)&up->tcp, bufs, n);
-        if (r == UV_EAGAIN)
-            r = 0;
+        int r = tp_io_write(&up->io, bufs, n, on_up_write);
         if (r < 0) {
             req->in_send = 0;
             tp_proxy_up_written(up, r);
             return;
         }
-        if ((size_t)r == total) {
+        if (r == 1) {
             up_sent(req);
             continue;
-        }
-        size_t done = (size_t)r;
-        unsigned i = 0;
-        while (done >= bufs[i].len) {
-            done -= bufs[i].len;
-            i++;
-        }
-        bufs[i].base += done;
-        bufs[i].len -= done;
-        up->wreq.data = up;
-        r = uv_write(&up->wreq, (uv_stream_t *)&up->tcp, bufs + i, n - i, on_up_write);
-        if (r < 0) {
-            req->in_send = 0;
-            tp_proxy_up_written(up, r);
-            return;
         }
         up->writing = 1;
         tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);

@@ -21,14 +21,76 @@
 /* Pools live as long as the worker (a new generation may still name the
  * same host), each allocated once so that requests and connections can
  * point at them. */
-static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
+/* The session settings of an https target: its API's, then tyk.conf's
+ * proxy_ssl_* (TYK-COMPAT 19.3). NULL (logged) when they cannot be used. */
+static tp_tls_ctx_t *uptls_ctx(tp_worker_t *w, const tp_target_t *t)
 {
-    size_t kn = strlen(host) + 8;
-    char *key = tp_malloc(kn);
-    snprintf(key, kn, "%s:%u", host, port);
+    const tp_conf_t *c = w->conf;
+    const tp_uptls_t *u = t->tls;
+    char err[512];
+    tp_tls_ctx_t *ctx = tp_tls_ctx_new(TP_TLS_CLIENT, err, sizeof(err));
+    if (ctx == NULL)
+        goto fail;
+    int64_t min = u->min_version ? u->min_version : c->proxy_ssl.min_version;
+    int64_t max = u->max_version ? u->max_version : c->proxy_ssl.max_version;
+    if (u->max_version > 0) /* Tyk's processSpec quirk: an API maximum means TLS 1.2 */
+        max = min > TP_TLS_V12 ? min : TP_TLS_V12;
+    if (tp_tls_ctx_versions(ctx, min, max, err, sizeof(err)) < 0)
+        goto fail;
+    tp_strlist_t names = c->proxy_ssl.ciphers;
+    char *own = NULL, *list[64];
+    if (u->ciphers != NULL) {
+        own = tp_strdup(u->ciphers);
+        names.n = 0;
+        names.v = list;
+        for (char *save, *tok = strtok_r(own, ",", &save); tok != NULL && names.n < 64;
+             tok = strtok_r(NULL, ",", &save))
+            list[names.n++] = tok;
+    }
+    size_t bad;
+    int rc = tp_tls_ctx_ciphers(ctx, names.v, names.n, &bad, err, sizeof(err));
+    free(own);
+    if (rc < 0)
+        goto fail;
+    if (c->proxy_ssl.insecure_skip_verify || u->skip_verify)
+        tp_tls_ctx_verify(ctx, TP_TLS_VERIFY_NONE);
+    tp_tls_ctx_force_cn(ctx, c->proxy_ssl.force_common_name_check || u->force_cn);
+    tp_tls_ctx_renegotiation(ctx, !c->proxy_ssl.disable_renegotiation);
+    if (u->client_pem != NULL) {
+        size_t n = strlen(u->client_pem);
+        if (tp_tls_ctx_add_cert(ctx, u->client_pem, n, u->client_pem, n, NULL, u->client_file, err,
+                                sizeof(err)) < 0)
+            goto fail;
+    }
+    return ctx;
+fail:
+    tp_log_error("upstream %s: TLS settings cannot be used: %s", t->raw, err);
+    tp_tls_ctx_unref(ctx);
+    return NULL;
+}
+
+/* Pools live as long as the worker (a new generation may still name the
+ * same host with the same settings), each allocated once so that requests
+ * and connections can point at them. An https pool is keyed by its TLS
+ * settings too: connections made with one set never serve another. */
+static tp_pool_t *pool_for(tp_worker_t *w, const tp_target_t *t)
+{
+    const char *host = t->url.host;
+    uint16_t port = t->url.port;
+    tp_buf_t key = {0};
+    tp_buf_printf(&key, "%s:%u", host, port);
+    const tp_uptls_t *u = t->tls;
+    if (u != NULL) {
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the client certificate */
+        for (const char *p = u->client_pem; p != NULL && *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        tp_buf_printf(&key, " tls %d %d %lld %lld %s %llx", u->skip_verify, u->force_cn,
+                      (long long)u->min_version, (long long)u->max_version,
+                      u->ciphers ? u->ciphers : "", (unsigned long long)h);
+    }
     int added;
-    uint32_t idx = *tp_strmap_put(&w->pool_map, key, (uint32_t)w->npools, &added);
-    free(key);
+    uint32_t idx = *tp_strmap_put(&w->pool_map, tp_buf_cstr(&key), (uint32_t)w->npools, &added);
+    tp_buf_free(&key);
     if (!added)
         return w->pools[idx];
     w->pools = tp_realloc(w->pools, (w->npools + 1) * sizeof(*w->pools));
@@ -41,6 +103,10 @@ static tp_pool_t *pool_for(tp_worker_t *w, const char *host, uint16_t port)
     size_t n = strlen(host) + 16;
     p->name = tp_malloc(n);
     snprintf(p->name, n, "%s:%u", host, port);
+    if (u != NULL) {
+        p->https = 1;
+        p->tls = uptls_ctx(w, t);
+    }
     struct sockaddr_in *s4 = (struct sockaddr_in *)&p->addr;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&p->addr;
     if (uv_ip4_addr(host, port, s4) == 0 || uv_ip6_addr(host, port, s6) == 0) {
@@ -59,7 +125,7 @@ void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap)
         const tp_api_t *api = snap->apis[i];
         for (size_t j = 0; j < api->ntargets; j++) {
             const tp_target_t *t = &api->targets[j];
-            (*tp)[t->idx] = pool_for(w, t->url.host, t->url.port);
+            (*tp)[t->idx] = pool_for(w, t);
         }
     }
 }
@@ -96,11 +162,20 @@ void tp_upstream_set_deadline(tp_upconn_t *up, uint64_t ms)
 
 /* ---- closing -------------------------------------------------------------- */
 
-static void on_up_closed(uv_handle_t *h)
+static void up_handle_closed(tp_upconn_t *up)
 {
-    tp_upconn_t *up = h->data;
     if (--up->handles_open == 0)
         free(up);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    up_handle_closed(h->data);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    up_handle_closed(((tp_io_t *)h->data)->data);
 }
 
 void tp_upstream_close(tp_upconn_t *up)
@@ -116,16 +191,15 @@ void tp_upstream_close(tp_upconn_t *up)
         tp_block_put(up->w, up->rbuf);
         up->rbuf = NULL;
     }
-    uv_close((uv_handle_t *)&up->tcp, on_up_closed);
-    uv_close((uv_handle_t *)&up->timer, on_up_closed);
+    tp_io_close(&up->io, on_tcp_closed);
+    uv_close((uv_handle_t *)&up->timer, on_timer_closed);
 }
 
 /* ---- reading -------------------------------------------------------------- */
 
-static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void up_alloc(tp_io_t *io, uv_buf_t *buf)
 {
-    tp_upconn_t *up = h->data;
-    (void)hint;
+    tp_upconn_t *up = io->data;
     if (up->state == TP_UP_ACTIVE && up->rbuf != NULL && up->rlen < TP_BLOCK_SIZE) {
         buf->base = up->rbuf + up->rlen;
         buf->len = TP_BLOCK_SIZE - up->rlen;
@@ -135,9 +209,9 @@ static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = TP_BLOCK_SIZE;
 }
 
-static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void up_on_read(tp_io_t *io, ssize_t nread, const uv_buf_t *buf)
 {
-    tp_upconn_t *up = s->data;
+    tp_upconn_t *up = io->data;
     if (nread == 0 || up->closing)
         return;
     if (up->state != TP_UP_ACTIVE || up->req == NULL) {
@@ -157,7 +231,7 @@ static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 void tp_upstream_pause(tp_upconn_t *up)
 {
     if (up->reading) {
-        uv_read_stop((uv_stream_t *)&up->tcp);
+        tp_io_read_stop(&up->io);
         up->reading = 0;
     }
 }
@@ -165,12 +239,34 @@ void tp_upstream_pause(tp_upconn_t *up)
 void tp_upstream_resume(tp_upconn_t *up)
 {
     if (!up->reading && !up->closing) {
-        if (uv_read_start((uv_stream_t *)&up->tcp, up_alloc, up_on_read) == 0)
+        if (tp_io_read_start(&up->io, up_alloc, up_on_read) == 0)
             up->reading = 1;
     }
 }
 
 /* ---- connecting -------------------------------------------------------------- */
+
+/* The TLS handshake with the upstream is over. */
+static void on_tls_ready(tp_io_t *io, int status, const char *why)
+{
+    tp_upconn_t *up = io->data;
+    if (up->closing)
+        return;
+    tp_req_t *req = up->req;
+    if (status < 0) {
+        const char *subject = tp_io_peer_subject(io);
+        tp_log_warn("upstream %s: TLS handshake failed: %s (certificate subject: %s)",
+                    up->pool->name, why, subject[0] ? subject : "none received");
+        req->up = NULL;
+        up->req = NULL;
+        tp_upstream_close(up);
+        tp_proxy_failed(req, TP_ETLS);
+        return;
+    }
+    up->state = TP_UP_ACTIVE;
+    tp_upstream_resume(up);
+    tp_proxy_connected(req, up);
+}
 
 static void on_connect(uv_connect_t *cr, int status)
 {
@@ -187,7 +283,11 @@ static void on_connect(uv_connect_t *cr, int status)
         tp_proxy_failed(req, status);
         return;
     }
-    uv_tcp_nodelay(&up->tcp, 1);
+    uv_tcp_nodelay(&up->io.tcp, 1);
+    if (up->pool->https) {
+        tp_io_connect_tls(&up->io, up->pool->tls, up->pool->host, on_tls_ready);
+        return;
+    }
     up->state = TP_UP_ACTIVE;
     tp_upstream_resume(up);
     tp_proxy_connected(req, up);
@@ -200,9 +300,8 @@ static void connect_new(tp_req_t *req)
     tp_upconn_t *up = tp_calloc(1, sizeof(*up));
     up->w = w;
     up->pool = pool;
-    uv_tcp_init(&w->loop, &up->tcp);
+    tp_io_setup(&up->io, &w->loop, up);
     uv_timer_init(&w->loop, &up->timer);
-    up->tcp.data = up;
     up->timer.data = up;
     up->handles_open = 2;
     tp_list_init(&up->link);
@@ -213,7 +312,16 @@ static void connect_new(tp_req_t *req)
     up->req = req;
     req->up = up;
     up->creq.data = up;
-    int r = uv_tcp_connect(&up->creq, &up->tcp, (const struct sockaddr *)&pool->addr, on_connect);
+    if (pool->https && pool->tls == NULL) {
+        /* its settings were refused (logged when the pool was made) */
+        req->up = NULL;
+        up->req = NULL;
+        tp_upstream_close(up);
+        tp_proxy_failed(req, TP_ETLS);
+        return;
+    }
+    int r =
+        uv_tcp_connect(&up->creq, &up->io.tcp, (const struct sockaddr *)&pool->addr, on_connect);
     if (r < 0) {
         req->up = NULL;
         up->req = NULL;

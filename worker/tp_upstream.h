@@ -14,6 +14,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "tp_io.h"
 #include "tp_req.h"
 
 #define TP_UP_MAX_HEADERS 128
@@ -25,10 +26,9 @@ enum {
 };
 
 struct tp_upconn_s {
-    uv_tcp_t tcp;
+    tp_io_t io; /* plain or TLS */
     uv_timer_t timer;
     uv_connect_t creq;
-    uv_write_t wreq;
     llhttp_t parser;
     tp_worker_t *w;
     tp_pool_t *pool;
@@ -64,6 +64,8 @@ struct tp_pool_s {
     char *host;
     char *name; /* host:port, for logs */
     uint16_t port;
+    tp_tls_ctx_t *tls; /* https: the session settings (NULL: plain, or unusable) */
+    int https;
     struct sockaddr_storage addr;
     int have_addr;
     int literal; /* host is an IP address: never resolved */

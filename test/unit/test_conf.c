@@ -674,9 +674,22 @@ TP_TEST(api_target_errors)
                    "$.proxy.target_url: invalid URL \"backend:8080\": ");
     CHECK_CONTAINS(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"ftp://b/\"")),
                    "$.proxy.target_url: invalid URL \"ftp://b/\"");
-    CHECK_STR(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"https://b/\"")),
-              "$.proxy.target_url: https upstreams are not supported by this Turnpike version "
-              "(\"https://b/\")");
+    CHECK_STR(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"https://b/\"")), "(ok)");
+    CHECK_STR(api_err(PROXY(
+                  "\"listen_path\": \"/a/\", \"target_url\": \"https://b/\", "
+                  "\"transport\": {\"ssl_ciphers\": [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", "
+                  "\"TLS_NOPE\"]}")),
+              "$.proxy.transport.ssl_ciphers[1]: unknown cipher suite \"TLS_NOPE\"");
+    CHECK_CONTAINS(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"https://b/\", "
+                                 "\"transport\": {\"ssl_min_version\": 772}")),
+                   "$.proxy.transport.ssl_min_version: 772 (TLS 1.3) is not available");
+    CHECK_CONTAINS(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"https://b/\", "
+                                 "\"transport\": {\"ssl_max_version\": 12}")),
+                   "$.proxy.transport.ssl_max_version: expected 769");
+    CHECK_CONTAINS(api_err("{\"api_id\": \"a\", \"proxy\": {\"listen_path\": \"/a/\", "
+                           "\"target_url\": \"https://b/\"}, \"upstream_certificates\": "
+                           "{\"*\": \"/nonexistent.pem\"}}"),
+                   "$.upstream_certificates: \"/nonexistent.pem\": No such file");
     CHECK_STR(api_err(PROXY("\"listen_path\": \"/a/\"")),
               "$.proxy.target_url: required, got nothing");
     CHECK_STR(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"\"")),
