@@ -271,6 +271,8 @@ typedef struct tp_api_s {
     int preserve_host_header;
     int disable_strip_slash;
     int enable_load_balancing;
+    int use_mtls;      /* use_mutual_tls_auth */
+    char *mtls_pem;    /* its client_certificates, read at load (PEM), or NULL */
     uint32_t idx;      /* position in its generation */
     uint32_t stat_idx; /* its counters in shared memory (UINT32_MAX: none) */
     tp_target_t *targets;

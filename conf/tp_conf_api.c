@@ -37,6 +37,7 @@ void tp_api_free(tp_api_t *api)
     }
     free(api->targets);
     free(api->def_json);
+    free(api->mtls_pem);
     free(api);
 }
 
@@ -171,6 +172,34 @@ static int parse_uptls(tp_api_t *api, const cJSON *def, const cJSON *proxy, char
     return 0;
 }
 
+/* use_mutual_tls_auth: the client_certificates files (leaf or CA
+ * certificates) are read here, by the master. Tyk's certificate-store IDs
+ * have no file to read: they are refused. */
+static int parse_mtls(tp_api_t *api, const cJSON *def, char *err, size_t errlen)
+{
+    tp_strlist_t files = {0};
+    if (tp_conf__get_bool(def, "use_mutual_tls_auth", "$", &api->use_mtls, err, errlen) < 0 ||
+        tp_conf__get_strlist(def, "client_certificates", "$", &files, err, errlen) < 0)
+        return -1;
+    tp_buf_t pem = {0};
+    int rc = 0;
+    for (size_t i = 0; api->use_mtls && i < files.n && rc == 0; i++) {
+        if (tp_buf_read_file(&pem, files.v[i]) < 0) {
+            snprintf(err, errlen,
+                     "$.client_certificates[%zu]: \"%s\": %s (certificate store IDs are not "
+                     "supported: give the path of a PEM file)",
+                     i, files.v[i], strerror(errno));
+            rc = -1;
+        }
+        tp_buf_putc(&pem, '\n');
+    }
+    if (rc == 0 && pem.len > 0)
+        api->mtls_pem = tp_strdup(tp_buf_cstr(&pem));
+    tp_buf_free(&pem);
+    tp_strlist_free(&files);
+    return rc;
+}
+
 int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen)
 {
     tp_api_t *api = tp_calloc(1, sizeof(*api));
@@ -274,7 +303,7 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
     free(protocol);
     protocol = NULL;
     tp_strlist_free(&list);
-    if (parse_uptls(api, def, proxy, err, errlen) < 0)
+    if (parse_uptls(api, def, proxy, err, errlen) < 0 || parse_mtls(api, def, err, errlen) < 0)
         goto err;
     if (port != 0)
         tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "

@@ -24,6 +24,7 @@ extern const tp_stage_t tp_stage_notrack;    /* tp_analytics.c: do_not_track_end
 extern const tp_stage_t tp_stage_analytics;  /* tp_analytics.c: the record (log) */
 extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
 extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
+extern const tp_stage_t tp_stage_mtls;       /* tp_mtls.c: CertificateCheckMW */
 extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
 extern const tp_stage_t tp_stage_key;        /* tp_auth.c: the key and its session */
 extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rights, allowed_urls */
@@ -46,8 +47,9 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track, &tp_stage_version, &tp_stage_notrack,   &tp_stage_paths,     &tp_stage_headers,
-    &tp_stage_key,   &tp_stage_access,  &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
+    &tp_stage_track,     &tp_stage_version,   &tp_stage_notrack, &tp_stage_paths,
+    &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_key,     &tp_stage_access,
+    &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */

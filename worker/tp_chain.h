@@ -52,6 +52,7 @@ typedef struct tp_chain_api_s {
     unsigned notrack : 1;    /* ... with extended_paths.do_not_track_endpoints */
     unsigned records : 1;    /* enable_analytics: analytics records */
     unsigned metrics : 1;    /* turnpike.metrics_port: Prometheus counters */
+    unsigned mtls : 1;       /* use_mutual_tls_auth */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -29,7 +29,26 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .analytics = out->analytics != NULL,
                             .notrack = tp_analytics_has_notrack(out->analytics),
                             .records = conf->enable_analytics != 0,
-                            .metrics = conf->tp.metrics_port != 0};
+                            .metrics = conf->tp.metrics_port != 0,
+                            .mtls = api->use_mtls != 0};
+        if (api->use_mtls) {
+            out->mtls = tp_tls_certset_new();
+            const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";
+            char what[300];
+            snprintf(what, sizeof(what), "client_certificates of %s", api->file);
+            if (pem[0] != '\0' &&
+                tp_tls_certset_add(out->mtls, pem, strlen(pem), what, err, sizeof(err)) < 0) {
+                tp_api_rules_free(out->rules);
+                tp_analytics_api_free(out->analytics);
+                tp_tls_certset_free(out->mtls);
+                out->rules = NULL;
+                out->analytics = NULL;
+                out->mtls = NULL;
+                cJSON_Delete(def);
+                tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
+                return;
+            }
+        }
         if (tp_chain_build_api(&out->chain, &a, tp_respond_failed) == 0) {
             cJSON_Delete(def);
             return;
@@ -49,6 +68,7 @@ static void slot_free(tp_worker_t *w, unsigned s)
     for (size_t i = 0; i < w->ncompiled[s]; i++) {
         tp_api_rules_free(w->compiled[s][i].rules);
         tp_analytics_api_free(w->compiled[s][i].analytics);
+        tp_tls_certset_free(w->compiled[s][i].mtls);
     }
     free(w->compiled[s]);
     w->compiled[s] = NULL;
@@ -62,8 +82,11 @@ void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap)
     slot_free(w, s);
     w->compiled[s] = tp_calloc(snap->napis + 1, sizeof(*w->compiled[s]));
     w->ncompiled[s] = snap->napis;
-    for (size_t i = 0; i < snap->napis; i++)
+    w->any_mtls = 0;
+    for (size_t i = 0; i < snap->napis; i++) {
         compile_api(&w->compiled[s][i], snap->apis[i], w->conf);
+        w->any_mtls |= snap->apis[i]->use_mtls != 0;
+    }
 }
 
 const tp_compiled_t *tp_compiled(const tp_worker_t *w, const tp_req_t *req)

@@ -720,6 +720,8 @@ static void conn_start(tp_conn_t *c, tp_tls_ctx_t *tls)
         tp_conn_close(c);
         return;
     }
+    if (tls != NULL && w->any_mtls)
+        tp_tls_request_client_cert(c->io.tls);
     uv_tcp_nodelay(&c->io.tcp, 1);
     struct sockaddr_storage ss;
     int sslen = sizeof(ss);

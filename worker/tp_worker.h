@@ -51,6 +51,7 @@
 typedef struct tp_compiled_s {
     tp_api_rules_t *rules;                /* NULL: it could not be built (500) */
     struct tp_analytics_api_s *analytics; /* NULL: no records */
+    tp_tls_certset_t *mtls;               /* use_mutual_tls_auth: the allowed certificates */
     tp_chain_t chain;
 } tp_compiled_t;
 
@@ -107,7 +108,8 @@ struct tp_worker_s {
     int listening;
     tp_list_t conns;
     uint32_t nconns;
-    char *rbuf; /* shared read buffer for connections without a buffer of their own */
+    int any_mtls; /* an API of the latest generation uses mutual TLS */
+    char *rbuf;   /* shared read buffer for connections without a buffer of their own */
     void *free_blocks;
     uint32_t nfree_blocks;
     tp_req_t *free_reqs;
