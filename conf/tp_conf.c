@@ -87,7 +87,6 @@ static const store_t stores[] = {
     S("proxy_ssl_ciphers", TP_CK_STRLIST, proxy_ssl.ciphers),
     S("proxy_ssl_disable_renegotiation", TP_CK_BOOL, proxy_ssl.disable_renegotiation),
     S("ssl_force_common_name_check", TP_CK_BOOL, proxy_ssl.force_common_name_check),
-    S("security.certificates.upstream", TP_CK_STRMAP, proxy_ssl.upstream_certificates),
     S("http_server_options.max_request_body_size", TP_CK_INT,
       http_server_options.max_request_body_size),
     S("http_server_options.enable_strict_routes", TP_CK_BOOL,

@@ -137,7 +137,6 @@ typedef struct tp_conf_s {
         tp_strlist_t ciphers;
         int disable_renegotiation;
         int force_common_name_check;
-        tp_strlist_t upstream_certificates; /* "host:path" items */
     } proxy_ssl;
 
     /* Built by the loader (conf/tp_conf_tls.c) from the files above: the
