@@ -96,7 +96,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
 stime() { # PORT: resumed connections per (wall) second
     taskset -c "$LOAD_CPUS" openssl s_time -connect "127.0.0.1:$1" -reuse -time "$STIME" 2>/dev/null \
-        | awk '/connections in [0-9]+ real seconds/ {print $1 / $5}' | tail -1
+        | awk '/connections in [0-9.]+ real seconds/ {print $1 / $4}' | tail -1
 }
 ulimit -n 65536 2>/dev/null || true
 
