@@ -184,6 +184,16 @@ tp_tls_ctx_t *tp_tls_ctx_new(int endpoint, char *err, size_t errlen)
     return ctx;
 }
 
+static void cert_free(cert_t *c)
+{
+    mbedtls_x509_crt_free(&c->crt);
+    mbedtls_pk_free(&c->key);
+    for (size_t j = 0; j < c->nnames; j++)
+        free(c->names[j]);
+    free(c->names);
+    free(c);
+}
+
 void tp_tls_ctx_ref(tp_tls_ctx_t *ctx)
 {
     ctx->refs++;
@@ -195,15 +205,8 @@ void tp_tls_ctx_unref(tp_tls_ctx_t *ctx)
         return;
     mbedtls_ssl_config_free(&ctx->conf);
     mbedtls_x509_crt_free(&ctx->ca);
-    for (size_t i = 0; i < ctx->ncerts; i++) {
-        cert_t *c = ctx->certs[i];
-        mbedtls_x509_crt_free(&c->crt);
-        mbedtls_pk_free(&c->key);
-        for (size_t j = 0; j < c->nnames; j++)
-            free(c->names[j]);
-        free(c->names);
-        free(c);
-    }
+    for (size_t i = 0; i < ctx->ncerts; i++)
+        cert_free(ctx->certs[i]);
     free(ctx->certs);
     free(ctx->suites);
     if (ctx->tickets)
@@ -320,6 +323,8 @@ static int parse_crt(mbedtls_x509_crt *crt, const char *pem, size_t len)
     return rc;
 }
 
+static int sni_pick(void *arg, mbedtls_ssl_context *ssl, const unsigned char *name, size_t len);
+
 int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len, const char *key_pem,
                         size_t key_len, const char *domain, const char *what, char *err,
                         size_t errlen)
@@ -367,6 +372,8 @@ int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len, 
     }
     ctx->certs = tp_realloc(ctx->certs, (ctx->ncerts + 1) * sizeof(*ctx->certs));
     ctx->certs[ctx->ncerts++] = c;
+    if (ctx->endpoint == TP_TLS_SERVER && ctx->ncerts == 2)
+        mbedtls_ssl_conf_sni(&ctx->conf, sni_pick, ctx);
     if (ctx->ncerts == 1 && (rc = mbedtls_ssl_conf_own_cert(&ctx->conf, &c->crt, &c->key)) != 0) {
         mbed_error(rc, what, err, errlen);
         ctx->ncerts--;
@@ -374,12 +381,7 @@ int tp_tls_ctx_add_cert(tp_tls_ctx_t *ctx, const char *crt_pem, size_t crt_len, 
     }
     return 0;
 fail:
-    mbedtls_x509_crt_free(&c->crt);
-    mbedtls_pk_free(&c->key);
-    for (size_t j = 0; j < c->nnames; j++)
-        free(c->names[j]);
-    free(c->names);
-    free(c);
+    cert_free(c);
     return -1;
 }
 
@@ -628,8 +630,6 @@ tp_tls_t *tp_tls_new(tp_tls_ctx_t *ctx, const char *host)
 {
     if (ctx->endpoint == TP_TLS_CLIENT && ctx->verify != TP_TLS_VERIFY_NONE && !ctx->roots_tried)
         load_default_roots(ctx);
-    if (ctx->endpoint == TP_TLS_SERVER && ctx->ncerts > 1)
-        mbedtls_ssl_conf_sni(&ctx->conf, sni_pick, ctx);
     tp_tls_t *t = tp_calloc(1, sizeof(*t));
     mbedtls_ssl_init(&t->ssl);
     if (mbedtls_ssl_setup(&t->ssl, &ctx->conf) != 0) {

@@ -35,12 +35,17 @@ def der_of(pem_path):
     return ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN CERTIFICATE-----"):])
 
 
-def tls_client(port, sni=None, ca=None, cert=None, key=None, ctx=None, session=None,
-               timeout=5.0):
+def unverified_ctx():
+    """A client context that takes any server certificate (the tests compare it)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_client(port, sni=None, cert=None, key=None, ctx=None, session=None, timeout=5.0):
     if ctx is None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        ctx = unverified_ctx()
         if cert:
             ctx.load_cert_chain(str(cert), str(key))
     raw = socket.create_connection((HOST, port), timeout=timeout)
@@ -157,9 +162,7 @@ def test_sni_picks_the_certificate_and_a_default_without_sni(make_gateway, pki, 
         assert s.version() == "TLSv1.2"
         s.close()
     # ALPN: http/1.1 is chosen from what the client offers
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_ctx()
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     s = tls_client(gw.port, ctx=ctx)
     assert s.selected_alpn_protocol() == "http/1.1"
@@ -176,9 +179,7 @@ def test_session_resumption_and_versions(make_gateway, pki, upstream):
     gw = make_gateway(conf=server_opts(pki), apis=[api_def("a", "/a/", upstream.url())],
                       start=False, workers=1)
     start_tls_gateway(gw)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_ctx()
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     s = tls_client(gw.port, ctx=ctx)
     https_get(gw.port, "/hello", conn=s)
@@ -188,9 +189,7 @@ def test_session_resumption_and_versions(make_gateway, pki, upstream):
     assert s2.session_reused
     s2.close()
     # TLS 1.1 only: refused by the default minimum (1.2)
-    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    old.check_hostname = False
-    old.verify_mode = ssl.CERT_NONE
+    old = unverified_ctx()
     try:
         old.minimum_version = ssl.TLSVersion.TLSv1_1
         old.maximum_version = ssl.TLSVersion.TLSv1_1
@@ -208,9 +207,7 @@ def test_ssl_ciphers_restrict_and_unknown_is_a_config_error(make_gateway, pki, u
     s = tls_client(gw.port)
     assert s.cipher()[0] == "ECDHE-RSA-AES256-GCM-SHA384"
     s.close()
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    ctx = unverified_ctx()
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
     with pytest.raises((ssl.SSLError, ConnectionError)):
