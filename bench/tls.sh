@@ -16,6 +16,12 @@
 # and the resident memory per idle TLS connection (IDLE_CONNS open after
 # their handshake, RSS delta of the worker / IDLE_CONNS), both proxies.
 #
+# Each test also gives the servers' on-CPU time per request or connection
+# (schedstat of master and workers, "us" columns) and its ratio nginx/turnpike
+# (above 1: Turnpike spends less): on this 2-core machine the load side
+# shares the run, so requests/s swing with it and CPU per request is the
+# steadier comparison.
+#
 # Pinning as bench/run.sh: proxy on cpu0, upstream + load on cpu1.
 # Rerun:  make && bench/tls.sh
 #         RUNS=5 DURATION=10s CONNS=50 IDLE_CONNS=10000 bench/tls.sh
@@ -92,15 +98,35 @@ EOF
 }
 
 rps() { grep '^Requests/sec' "$1" | awk '{print $2}'; }
+cpureq() { # FILE: the server's on-CPU microseconds per request in that run
+    awk '/^[ \t]*[0-9]+ requests in/ { n = $1 } /^# server_cpu_ns/ { c = $3 }
+         END { printf "%.2f\n", (n > 0 ? c / n / 1000 : 0) }' "$1"
+}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
-stime() { # PORT: resumed connections per (wall) second
-    taskset -c "$LOAD_CPUS" openssl s_time -connect "127.0.0.1:$1" -reuse -time "$STIME" 2>/dev/null \
-        | awk '/connections in [0-9.]+ real seconds/ {print $1 / $4}' | tail -1
+stime() { # TARGET PORT: adds resumed connections per (wall) second to R, CPU per one to C
+    local c0 c1 out
+    c0=$(bench_cpu_ns "${SERVER[$1]}")
+    out=$(taskset -c "$LOAD_CPUS" openssl s_time -connect "127.0.0.1:$2" -reuse -time "$STIME" \
+        2>/dev/null | awk '/connections in [0-9.]+ real seconds/ {print $1, $4}' | tail -1)
+    c1=$(bench_cpu_ns "${SERVER[$1]}")
+    R[$1]+="$(echo "$out" | awk '{printf "%.1f", ($2 > 0 ? $1 / $2 : 0)}') "
+    C[$1]+="$(echo "$out" | awk -v c=$((c1 - c0)) '{printf "%.2f", ($1 > 0 ? c / $1 / 1000 : 0)}') "
+}
+# report CERT TEST: medians of R (requests/s) and C (CPU per request)
+report() {
+    local n t cn ct
+    n=$(echo "${R[nginx]}" | tr ' ' '\n' | grep . | median)
+    t=$(echo "${R[turnpike]}" | tr ' ' '\n' | grep . | median)
+    cn=$(echo "${C[nginx]}" | tr ' ' '\n' | grep . | median)
+    ct=$(echo "${C[turnpike]}" | tr ' ' '\n' | grep . | median)
+    printf "%-8s %-8s %12.0f %12.0f %8s %10.2f %10.2f %8s\n" "$1" "$2" "$n" "$t" \
+        "$(ratio "$t" "$n")" "$cn" "$ct" "$(ratio "$cn" "$ct")"
 }
 ulimit -n 65536 2>/dev/null || true
 
-printf "%-8s %-8s %12s %12s %8s\n" cert test nginx turnpike ratio
+printf "%-8s %-8s %12s %12s %8s %10s %10s %8s\n" cert test nginx turnpike ratio \
+    "nginx us" "tp us" "cpu n/t"
 for alg in ecdsa rsa; do
     mkcert "$alg" "$alg"
     nginx_tls_conf "$T/nginx-$alg" "$NPORT" "$UPORT" "$T/$alg"
@@ -117,25 +143,23 @@ for alg in ecdsa rsa; do
     for test in ka full; do
         declare -A R=([nginx]="" [turnpike]="")
         [ "$test" = full ] && WRK_SCRIPT="$T/close.lua" && echo 'wrk.headers["Connection"] = "close"' >"$WRK_SCRIPT"
+        declare -A C=([nginx]="" [turnpike]="")
         for i in $(seq "$RUNS"); do
             for tgt in nginx turnpike; do
                 bench_run_wrk "$tgt" "$DURATION" "$T/$alg-$test-$tgt-$i.txt"
                 R[$tgt]+="$(rps "$T/$alg-$test-$tgt-$i.txt") "
+                C[$tgt]+="$(cpureq "$T/$alg-$test-$tgt-$i.txt") "
             done
         done
         unset WRK_SCRIPT
-        n=$(echo "${R[nginx]}" | tr ' ' '\n' | grep . | median)
-        t=$(echo "${R[turnpike]}" | tr ' ' '\n' | grep . | median)
-        printf "%-8s %-8s %12.0f %12.0f %8s\n" "$alg" "$test" "$n" "$t" "$(ratio "$t" "$n")"
+        report "$alg" "$test"
     done
-    declare -A R=([nginx]="" [turnpike]="")
+    declare -A R=([nginx]="" [turnpike]="") C=([nginx]="" [turnpike]="")
     for i in $(seq "$RUNS"); do
-        R[nginx]+="$(stime "$NPORT") "
-        R[turnpike]+="$(stime "$TPORT") "
+        stime nginx "$NPORT"
+        stime turnpike "$TPORT"
     done
-    n=$(echo "${R[nginx]}" | tr ' ' '\n' | grep . | median)
-    t=$(echo "${R[turnpike]}" | tr ' ' '\n' | grep . | median)
-    printf "%-8s %-8s %12.0f %12.0f %8s\n" "$alg" resumed "$n" "$t" "$(ratio "$t" "$n")"
+    report "$alg" resumed
     if [ "$alg" = ecdsa ] && [ "$IDLE_CONNS" -gt 0 ]; then
         for tgt in nginx turnpike; do
             port=$NPORT; [ "$tgt" = turnpike ] && port=$TPORT
@@ -200,14 +224,13 @@ SERVER[turnpike]=$SPAWNED_PID
 bench_wait_port "$TUPORT" "$SPAWNED_PID" turnpike
 URL[nginx]="http://127.0.0.1:$NUPORT/bench/"
 URL[turnpike]="http://127.0.0.1:$TUPORT/bench/"
-declare -A R=([nginx]="" [turnpike]="")
+declare -A R=([nginx]="" [turnpike]="") C=([nginx]="" [turnpike]="")
 for i in $(seq "$RUNS"); do
     for tgt in nginx turnpike; do
         bench_run_wrk "$tgt" "$DURATION" "$T/up-$tgt-$i.txt"
         R[$tgt]+="$(rps "$T/up-$tgt-$i.txt") "
+        C[$tgt]+="$(cpureq "$T/up-$tgt-$i.txt") "
     done
 done
-n=$(echo "${R[nginx]}" | tr ' ' '\n' | grep . | median)
-t=$(echo "${R[turnpike]}" | tr ' ' '\n' | grep . | median)
-printf "%-8s %-8s %12.0f %12.0f %8s\n" rsa up-ka "$n" "$t" "$(ratio "$t" "$n")"
+report rsa up-ka
 say "raw outputs in $T"

@@ -139,17 +139,49 @@ static void on_plain_written(uv_write_t *wr, int status)
     io->write_cb(io, status);
 }
 
+/* Encrypts bufs into as few records as fit: small pieces (a response head
+ * and its body) are gathered into one record, so the peer decrypts one
+ * record and reads twice, not four times. Large pieces go as they are. */
+static int tls_encrypt(tp_io_t *io, const uv_buf_t *bufs, unsigned n)
+{
+    static char stage[16384];
+    size_t staged = 0;
+    char err[256];
+    for (unsigned i = 0; i < n; i++) {
+        const char *p = bufs[i].base;
+        size_t len = bufs[i].len;
+        while (len > 0) {
+            if (staged == 0 && len >= sizeof(stage)) {
+                if (tp_tls_write(io->tls, p, len, err, sizeof(err)) < 0)
+                    goto fail;
+                break;
+            }
+            size_t take = sizeof(stage) - staged < len ? sizeof(stage) - staged : len;
+            memcpy(stage + staged, p, take);
+            staged += take;
+            p += take;
+            len -= take;
+            if (staged == sizeof(stage)) {
+                if (tp_tls_write(io->tls, stage, staged, err, sizeof(err)) < 0)
+                    goto fail;
+                staged = 0;
+            }
+        }
+    }
+    if (staged > 0 && tp_tls_write(io->tls, stage, staged, err, sizeof(err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    tp_log_debug("%s", err);
+    return UV_EPROTO;
+}
+
 int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
 {
     io->write_cb = cb;
     if (io->tls != NULL) {
-        char err[256];
-        for (unsigned i = 0; i < n; i++)
-            if (bufs[i].len > 0 &&
-                tp_tls_write(io->tls, bufs[i].base, bufs[i].len, err, sizeof(err)) < 0) {
-                tp_log_debug("%s", err);
-                return UV_EPROTO;
-            }
+        if (tls_encrypt(io, bufs, n) < 0)
+            return UV_EPROTO;
         flush(io);
         if (!io->writing)
             return 1;

@@ -632,14 +632,19 @@ static void resp_forward(tp_req_t *req, tp_upconn_t *up, const char *body, size_
             up->rlen = up->rparsed = 0;
         return;
     }
-    /* while the client takes this, its send_timeout applies, not ours */
-    tp_upstream_pause(up);
     up->deadline = 0;
     int r = tp_conn_write(c, bufs, n);
     if (r < 0)
         return; /* the connection closed, the request with it */
-    if (r == 1)
+    if (r == 1) {
+        /* written at once: reading goes on without a stop and a restart,
+         * each an epoll_ctl */
         tp_proxy_client_written(req);
+        return;
+    }
+    /* the write holds up->rbuf, and while the client takes it its
+     * send_timeout applies, not ours */
+    tp_upstream_pause(up);
 }
 
 void tp_proxy_client_written(tp_req_t *req)
