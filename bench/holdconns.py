@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/holdconns.py: opens N idle keep-alive HTTP/1.1 connections and holds them.
 
-    holdconns.py PORT PATH COUNT [INFLIGHT]
+    holdconns.py [--tls] PORT PATH COUNT [INFLIGHT]
 
 Each connection (to 127.0.0.1:PORT) sends one `GET PATH HTTP/1.1` request,
 reads the whole response (which must be a 200), and is then left open and
@@ -10,6 +10,10 @@ one. At most INFLIGHT (default 100) connections are being set up at once so
 the listen backlog never overflows. Non-blocking sockets with selectors;
 raises its own RLIMIT_NOFILE.
 
+--tls: each connection does a TLS handshake first (no verification, TLS 1.2;
+the first session is offered again by the next connections, as clients
+resume), and the request and response go over TLS.
+
 Protocol on stdin/stdout, for the calling script:
   prints  "READY held=N failed=F seconds=S"   once all are open and idle
   reads   "check"  -> prints "ALIVE n"        (connections the server has
@@ -17,9 +21,11 @@ Protocol on stdin/stdout, for the calling script:
   EOF on stdin -> closes everything and exits
 """
 import errno
+import os
 import resource
 import selectors
 import socket
+import ssl
 import sys
 import time
 
@@ -39,7 +45,7 @@ def raise_nofile(need):
 
 
 class Conn:
-    __slots__ = ("sock", "out", "inbuf", "need", "chunked", "start")
+    __slots__ = ("sock", "out", "inbuf", "need", "chunked", "start", "connected", "shaking")
 
     def __init__(self, sock, req):
         self.sock = sock
@@ -48,6 +54,8 @@ class Conn:
         self.need = None  # total bytes expected once the head is read
         self.chunked = False
         self.start = time.monotonic()
+        self.connected = False
+        self.shaking = False  # a TLS handshake is under way
 
 
 def response_done(c):
@@ -77,11 +85,40 @@ def response_done(c):
     return len(c.inbuf) >= c.need
 
 
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def peer_closed(s, tls):
+    """Has the server closed s? For TLS any byte on an idle connection is
+    the server's alert or close_notify, so it counts as closed too."""
+    raw = socket.socket(fileno=os.dup(s.fileno()))
+    try:
+        data = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return not data or tls
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        raw.close()
+
+
 def main():
-    port = int(sys.argv[1])
-    path = sys.argv[2]
-    count = int(sys.argv[3])
-    inflight = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+    args = sys.argv[1:]
+    tls = args and args[0] == "--tls"
+    if tls:
+        args = args[1:]
+    port = int(args[0])
+    path = args[1]
+    count = int(args[2])
+    inflight = int(args[3]) if len(args) > 3 else 100
+    ctx = tls_context() if tls else None
+    session = None
     limit = raise_nofile(count + 256)
     if limit < count + 16:
         sys.exit("holdconns: RLIMIT_NOFILE is %d, too low for %d connections" % (limit, count))
@@ -121,11 +158,31 @@ def main():
         for key, ev in sel.select(timeout=1.0):
             c = key.data
             try:
-                if c.out:
+                if not c.connected:
                     err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err:
                         fail(c, "connect: " + errno.errorcode.get(err, str(err)))
                         continue
+                    c.connected = True
+                    if tls:
+                        sel.unregister(c.sock)
+                        c.sock = ctx.wrap_socket(c.sock, do_handshake_on_connect=False,
+                                                 session=session)
+                        sel.register(c.sock, selectors.EVENT_WRITE, c)
+                        c.shaking = True
+                if c.shaking:
+                    try:
+                        c.sock.do_handshake()
+                    except ssl.SSLWantReadError:
+                        sel.modify(c.sock, selectors.EVENT_READ, c)
+                        continue
+                    except ssl.SSLWantWriteError:
+                        sel.modify(c.sock, selectors.EVENT_WRITE, c)
+                        continue
+                    c.shaking = False
+                    sel.modify(c.sock, selectors.EVENT_WRITE, c)
+                    continue
+                if c.out:
                     n = c.sock.send(c.out)
                     c.out = c.out[n:]
                     if not c.out:
@@ -141,7 +198,10 @@ def main():
                     c.inbuf = b""
                     held.append(c.sock)
                     pending -= 1
-            except (BlockingIOError, InterruptedError):
+                    if tls and session is None:
+                        session = c.sock.session
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
                 pass
             except (OSError, RuntimeError, ValueError) as e:
                 fail(c, type(e).__name__ + ": " + str(e)[:60])
@@ -159,13 +219,8 @@ def main():
         if line.strip() == "check":
             alive = 0
             for s in held:
-                try:
-                    if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                        alive += 1  # unexpected bytes, but still open
-                except BlockingIOError:
+                if not peer_closed(s, tls):
                     alive += 1
-                except OSError:
-                    pass
             print("ALIVE %d" % alive, flush=True)
     for s in held:
         s.close()

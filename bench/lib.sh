@@ -147,7 +147,7 @@ bench_wait_port() {
 bench_expect_200() {
     local url=$1 name=$2 out code body n
     for ((n = 0; n < 20; n++)); do
-        out=$(curl -s --max-time 2 -w '\n%{http_code}' "$url" 2>/dev/null || true)
+        out=$(curl -sk --max-time 2 -w '\n%{http_code}' "$url" 2>/dev/null || true)
         code=${out##*$'\n'}
         body=${out%$'\n'*}
         body=${body%$'\n'}
@@ -157,6 +157,16 @@ bench_expect_200() {
         sleep 0.2
     done
     die "$name did not answer 200 \"hello world\" on $url (last: HTTP ${code:-none}, body '${body:0:80}'; log: $BENCH_TMP/$name.log)"
+}
+
+# bench_mkcert PREFIX ecdsa|rsa: a self-signed certificate for localhost and
+# 127.0.0.1 (ECDSA P-256 or RSA-2048) in PREFIX.crt, its key in PREFIX.key.
+bench_mkcert() {
+    local args=(-newkey rsa:2048)
+    [ "$2" = ecdsa ] && args=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+    openssl req -x509 "${args[@]}" -nodes -keyout "$1.key" -out "$1.crt" -days 3 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null ||
+        die "openssl could not make a $2 certificate"
 }
 
 # bench_children PID: the child pids of PID (the worker processes of an
@@ -292,6 +302,19 @@ EOF
 
 # ---- configuration writers -------------------------------------------------
 
+# The writers below take two optional variables, set for one call
+# (TLS_CERT=... nginx_proxy_conf ...):
+#   TLS_CERT     path prefix of a certificate and key (TLS_CERT.crt, .key):
+#                the server written listens with TLS 1.2 and that certificate
+#   UPSTREAM_TLS 1: the proxy written talks https to its upstream (nginx
+#                proxy_pass https:// with session reuse, Turnpike an https
+#                target_url; neither verifies, as nginx does by default)
+bench_nginx_tls() { # the certificate lines for TLS_CERT
+    [ -n "${TLS_CERT:-}" ] || return 0
+    echo "ssl_certificate $TLS_CERT.crt; ssl_certificate_key $TLS_CERT.key;"
+    echo "        ssl_protocols TLSv1.2; ssl_session_tickets on;"
+}
+
 # nginx_upstream_conf DIR PORT: the upstream, 1 worker, "hello world\n".
 nginx_upstream_conf() {
     local dir=$1 port=$2
@@ -314,7 +337,8 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 300s;
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096$( [ -n "${TLS_CERT:-}" ] && echo " ssl");
+        $(bench_nginx_tls)
         location / {
             default_type text/plain;
             return 200 "hello world\n";
@@ -355,11 +379,13 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096$( [ -n "${TLS_CERT:-}" ] && echo " ssl");
+        $(bench_nginx_tls)
         location /bench/ {
-            proxy_pass http://bench_up/;
+            proxy_pass http$( [ "${UPSTREAM_TLS:-}" = 1 ] && echo s)://bench_up/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $( [ "${UPSTREAM_TLS:-}" = 1 ] && echo "proxy_ssl_session_reuse on;")
         }
     }
 }
@@ -377,11 +403,15 @@ turnpike_conf() {
   "app_path": "$dir/apps",
   "max_idle_connections_per_host": 500,
   "log_level": "warn",
+$( [ -n "${TLS_CERT:-}" ] && echo "  \"http_server_options\": {\"use_ssl\": true, \"certificates\": [{\"cert_file\": \"$TLS_CERT.crt\", \"key_file\": \"$TLS_CERT.key\"}]},")
+$( [ "${UPSTREAM_TLS:-}" = 1 ] && echo "  \"proxy_ssl_insecure_skip_verify\": true,")
   "turnpike": { "workers": $workers }
 }
 EOF
+    local scheme=http
+    [ "${UPSTREAM_TLS:-}" = 1 ] && scheme=https
     cat >"$dir/apps/bench.json" <<EOF
-{"api_id":"bench","name":"bench","use_keyless":true,"proxy":{"listen_path":"/bench/","target_url":"http://127.0.0.1:$uport/","strip_listen_path":true}}
+{"api_id":"bench","name":"bench","use_keyless":true,"proxy":{"listen_path":"/bench/","target_url":"$scheme://127.0.0.1:$uport/","strip_listen_path":true}}
 EOF
 }
 

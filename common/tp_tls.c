@@ -177,6 +177,16 @@ static const int go_order_chacha[] = {
     0,
 };
 
+/* Go's default key exchange curves (crypto/tls defaultCurvePreferences);
+ * mbedTLS would pick secp521r1 first, several times slower per handshake. */
+static const mbedtls_ecp_group_id go_curves[] = {
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1,
+    MBEDTLS_ECP_DP_NONE,
+};
+
 static const int *go_default_suites(void)
 {
 #if defined(MBEDTLS_AESNI_C) && defined(MBEDTLS_HAVE_X86_64)
@@ -227,6 +237,7 @@ tp_tls_ctx_t *tp_tls_ctx_new(int endpoint, char *err, size_t errlen)
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_renegotiation(&ctx->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
     mbedtls_ssl_conf_ciphersuites(&ctx->conf, go_default_suites());
+    mbedtls_ssl_conf_curves(&ctx->conf, go_curves);
     ctx->verify = endpoint == TP_TLS_SERVER ? TP_TLS_VERIFY_NONE : TP_TLS_VERIFY_REQUIRED;
     mbedtls_ssl_conf_authmode(&ctx->conf, ctx->verify == TP_TLS_VERIFY_REQUIRED
                                               ? MBEDTLS_SSL_VERIFY_REQUIRED
