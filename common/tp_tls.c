@@ -180,11 +180,8 @@ static const int go_order_chacha[] = {
 /* Go's default key exchange curves (crypto/tls defaultCurvePreferences);
  * mbedTLS would pick secp521r1 first, several times slower per handshake. */
 static const mbedtls_ecp_group_id go_curves[] = {
-    MBEDTLS_ECP_DP_CURVE25519,
-    MBEDTLS_ECP_DP_SECP256R1,
-    MBEDTLS_ECP_DP_SECP384R1,
-    MBEDTLS_ECP_DP_SECP521R1,
-    MBEDTLS_ECP_DP_NONE,
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1, MBEDTLS_ECP_DP_SECP384R1,
+    MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
 };
 
 static const int *go_default_suites(void)
