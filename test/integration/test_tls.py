@@ -6,6 +6,7 @@ import http.server
 import json
 import socket
 import ssl
+import subprocess
 import threading
 import time
 
@@ -183,6 +184,12 @@ def test_session_resumption_and_versions(make_gateway, pki, upstream):
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     s = tls_client(gw.port, ctx=ctx)
     https_get(gw.port, "/hello", conn=s)
+    # without ssl_ciphers, Go's preference: AES-GCM first on a CPU with AES
+    # instructions (mbedTLS alone would pick ChaCha20)
+    flags = open("/proc/cpuinfo").read().split()
+    want = ("ECDHE-RSA-AES128-GCM-SHA256" if "aes" in flags and "pclmulqdq" in flags
+            else "ECDHE-RSA-CHACHA20-POLY1305")
+    assert s.cipher()[0] == want
     sess = s.session
     s.close()
     s2 = tls_client(gw.port, ctx=ctx, session=sess)
@@ -318,6 +325,38 @@ def test_hostile_peers(make_gateway, pki, upstream):
     assert gw.proc.poll() is None
 
 
+def test_renegotiation_is_refused_and_x25519_is_the_default_group(make_gateway, pki, upstream):
+    gw = make_gateway(conf=server_opts(pki), apis=[api_def("a", "/a/", upstream.url())],
+                      start=False, workers=1)
+    start_tls_gateway(gw)
+    # openssl s_client: one request, then "R" asks for a renegotiation
+    p = subprocess.Popen(["openssl", "s_client", "-connect", "%s:%d" % (HOST, gw.port),
+                          "-tls1_2", "-servername", "localhost"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        p.stdin.write(b"GET /a/get HTTP/1.1\r\nHost: x\r\n\r\n")
+        p.stdin.flush()
+        time.sleep(1.0)
+        p.stdin.write(b"R\n")
+        p.stdin.flush()
+        time.sleep(1.0)
+        # the connection is over: s_client exits on the server's refusal
+        out, _ = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = out.decode("latin-1")
+    assert "Server Temp Key: X25519" in text
+    assert "HTTP/1.1 200 OK" in text
+    assert "RENEGOTIATING" in text
+    assert "no renegotiation" in text, text[-2000:]
+    # other connections are not affected
+    assert https_get(gw.port, "/a/get")[0] == 200
+    assert gw.proc.poll() is None
+
+
 # ---- mutual TLS ----------------------------------------------------------------
 
 def test_mutual_tls(make_gateway, pki, upstream):
@@ -400,6 +439,31 @@ def test_https_upstream_wrong_ca_and_skip_flags(make_gateway, pki, tls_upstream)
     gw2 = make_gateway(conf={"proxy_ssl_insecure_skip_verify": True}, apis=apis[:1],
                        env={"SSL_CERT_FILE": str(pki.other_ca_cert)})
     assert gw2.get("/v/x").status == 200
+
+
+def test_https_upstream_expired_certificate(make_gateway, pki, tls_upstream):
+    d = pki.dir
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "old.key",
+             "-out", d / "old.csr", "-subj", "/CN=localhost", "-config", d / "openssl.cnf")
+    (d / "old.ext").write_text("subjectAltName = DNS:localhost,IP:127.0.0.1\n")
+    # valid until yesterday
+    _openssl("x509", "-req", "-in", d / "old.csr", "-CA", pki.ca_cert, "-CAkey", pki.ca_key,
+             "-set_serial", "77", "-days", "-1", "-out", d / "old.crt", "-extfile",
+             d / "old.ext")
+    up = tls_upstream(cert=d / "old.crt", key=d / "old.key")
+    good = tls_upstream()
+    skip = api_def("skip", "/skip/", "https://localhost:%d" % up.port)
+    skip["proxy"]["transport"] = {"ssl_insecure_skip_verify": True}
+    apis = [api_def("old", "/old/", "https://localhost:%d" % up.port), skip,
+            api_def("good", "/good/", "https://localhost:%d" % good.port)]
+    gw = make_gateway(apis=apis, env={"SSL_CERT_FILE": str(pki.ca_cert)}, workers=1)
+    r = gw.get("/old/x")
+    assert r.status == 500
+    assert r.json()["error"] == "There was a problem proxying the request"
+    gw.wait_log(r"upstream localhost:%d: TLS handshake failed: certificate verification "
+                r"failed: The certificate validity has expired.*CN=localhost" % up.port)
+    assert gw.get("/skip/x").status == 200
+    assert gw.get("/good/x").status == 200
 
 
 def test_https_upstream_client_certificate(make_gateway, pki, tls_upstream, tmp_path):
