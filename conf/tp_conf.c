@@ -81,6 +81,7 @@ static const store_t stores[] = {
     S("http_server_options.min_version", TP_CK_INT, http_server_options.min_version),
     S("http_server_options.max_version", TP_CK_INT, http_server_options.max_version),
     S("http_server_options.ssl_ciphers", TP_CK_STRLIST, http_server_options.ssl_ciphers),
+    S("http_server_options.enable_websockets", TP_CK_BOOL, http_server_options.enable_websockets),
     S("proxy_ssl_insecure_skip_verify", TP_CK_BOOL, proxy_ssl.insecure_skip_verify),
     S("proxy_ssl_min_version", TP_CK_INT, proxy_ssl.min_version),
     S("proxy_ssl_max_version", TP_CK_INT, proxy_ssl.max_version),
@@ -172,6 +173,7 @@ static const store_t stores[] = {
     S("turnpike.metrics_port", TP_CK_INT, tp.metrics_port),
     S("turnpike.metrics_max_series", TP_CK_INT, tp.metrics_max_series),
     S("turnpike.analytics_detail_max", TP_CK_INT, tp.analytics_detail_max),
+    S("turnpike.websocket_idle_timeout", TP_CK_FLOAT, tp.websocket_idle_timeout),
 };
 #undef S
 #define NSTORES (sizeof(stores) / sizeof(stores[0]))
@@ -753,6 +755,8 @@ static void apply_defaults(tp_conf_t *c)
         t->keepalive_requests = 10000;
     if (t->send_timeout <= 0)
         t->send_timeout = 60;
+    if (t->websocket_idle_timeout <= 0)
+        t->websocket_idle_timeout = 3600;
     if (t->upstream_idle_timeout <= 0)
         t->upstream_idle_timeout = 90;
     if (t->redis_ready_grace <= 0)

@@ -32,31 +32,32 @@ typedef tp_redis_conf_t tp_conf_storage_t;
 
 /* The "turnpike" block: settings Tyk has no name for. */
 typedef struct tp_conf_tp_s {
-    int64_t workers;              /* 0: one per available core */
-    char *admin_socket;           /* admin unix socket path ("" for none) */
-    int64_t shm_size;             /* bytes of shared memory for API generations */
-    int64_t max_apis;             /* APIs counted in shared-memory statistics */
-    int64_t max_connections;      /* per worker; 0: no limit besides RLIMIT_NOFILE */
-    int64_t max_request_line;     /* bytes, 414 beyond */
-    int64_t max_header_bytes;     /* whole header block, 431 beyond */
-    int64_t max_header_count;     /* 431 beyond */
-    double header_timeout;        /* s, total time to receive a request head (408) */
-    double body_timeout;          /* s, idle time between request body reads (408) */
-    double keepalive_timeout;     /* s, idle keep-alive connection lifetime */
-    int64_t keepalive_requests;   /* requests per client connection */
-    double send_timeout;          /* s, a client that reads nothing this long is dropped */
-    double upstream_idle_timeout; /* s, idle pooled upstream connections */
-    double redis_ready_grace;     /* s Redis may be unreachable before /ready fails */
-    int64_t session_cache_size;   /* bytes of the shared session cache */
-    int64_t session_cache_entry;  /* bytes per cached session (larger ones are not cached) */
-    int limits_fail_open;         /* rate limits and quotas let requests through while Redis is
-                                   * unreachable */
-    char *rate_limiter;           /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */
-    int64_t limit_counters;       /* entries in the node's rate-limit table */
-    int64_t quota_writeback;      /* s between quota write-backs into sessions; < 0: none */
-    int64_t metrics_port;         /* Prometheus GET /metrics on listen_address; 0: none */
-    int64_t metrics_max_series;   /* series per open-ended family (per path, per key) */
-    int64_t analytics_detail_max; /* bytes of RawRequest / RawResponse kept (before base64) */
+    int64_t workers;               /* 0: one per available core */
+    char *admin_socket;            /* admin unix socket path ("" for none) */
+    int64_t shm_size;              /* bytes of shared memory for API generations */
+    int64_t max_apis;              /* APIs counted in shared-memory statistics */
+    int64_t max_connections;       /* per worker; 0: no limit besides RLIMIT_NOFILE */
+    int64_t max_request_line;      /* bytes, 414 beyond */
+    int64_t max_header_bytes;      /* whole header block, 431 beyond */
+    int64_t max_header_count;      /* 431 beyond */
+    double header_timeout;         /* s, total time to receive a request head (408) */
+    double body_timeout;           /* s, idle time between request body reads (408) */
+    double keepalive_timeout;      /* s, idle keep-alive connection lifetime */
+    int64_t keepalive_requests;    /* requests per client connection */
+    double send_timeout;           /* s, a client that reads nothing this long is dropped */
+    double upstream_idle_timeout;  /* s, idle pooled upstream connections */
+    double redis_ready_grace;      /* s Redis may be unreachable before /ready fails */
+    int64_t session_cache_size;    /* bytes of the shared session cache */
+    int64_t session_cache_entry;   /* bytes per cached session (larger ones are not cached) */
+    int limits_fail_open;          /* rate limits and quotas let requests through while Redis is
+                                    * unreachable */
+    char *rate_limiter;            /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */
+    int64_t limit_counters;        /* entries in the node's rate-limit table */
+    int64_t quota_writeback;       /* s between quota write-backs into sessions; < 0: none */
+    int64_t metrics_port;          /* Prometheus GET /metrics on listen_address; 0: none */
+    int64_t metrics_max_series;    /* series per open-ended family (per path, per key) */
+    int64_t analytics_detail_max;  /* bytes of RawRequest / RawResponse kept (before base64) */
+    double websocket_idle_timeout; /* s without a byte either way before a websocket is closed */
 } tp_conf_tp_t;
 
 typedef struct tp_conf_s {
@@ -127,6 +128,7 @@ typedef struct tp_conf_s {
         int64_t min_version; /* Go's codes: 769..772, 0 default */
         int64_t max_version;
         tp_strlist_t ssl_ciphers;
+        int enable_websockets;
     } http_server_options;
 
     /* upstream TLS defaults (an API's proxy.transport overrides them) */

@@ -208,23 +208,24 @@ static void cmd_show_stat(admin_client_t *c, const char *args)
     tp_buf_t *o = &c->out;
     (void)args;
     tp_buf_puts(o, "# api_id,requests,1xx,2xx,3xx,4xx,5xx,upstream_errors,rate_limited,"
-                   "quota_exceeded\n");
+                   "quota_exceeded,websockets\n");
     for (size_t i = 0; i < snap->napis; i++) {
         const tp_api_t *a = snap->apis[i];
         tp_shm_stat_t sum;
         tp_shm_stat_sum(m->shm, a->stat_idx, &sum);
-        tp_buf_printf(o, "%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", a->api_id,
+        tp_buf_printf(o, "%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n", a->api_id,
                       (unsigned long long)sum.requests, (unsigned long long)sum.status[1],
                       (unsigned long long)sum.status[2], (unsigned long long)sum.status[3],
                       (unsigned long long)sum.status[4], (unsigned long long)sum.status[5],
                       (unsigned long long)sum.upstream_errors, (unsigned long long)sum.rate_limited,
-                      (unsigned long long)sum.quota_exceeded);
+                      (unsigned long long)sum.quota_exceeded, (unsigned long long)sum.websockets);
     }
     tp_shm_totals_t t;
     tp_shm_totals(m->shm, &t);
     tp_buf_printf(o, "# analytics: recorded %llu, pushed %llu, dropped %llu, buffered %llu\n",
                   (unsigned long long)t.an_recorded, (unsigned long long)t.an_flushed,
                   (unsigned long long)t.an_dropped, (unsigned long long)t.an_buffered);
+    tp_buf_printf(o, "# websockets: open %llu\n", (unsigned long long)t.ws_open);
 }
 
 /* show limits <key hash>: the node's counters whose key names it (the

@@ -273,6 +273,7 @@ void tp_shm_stat_sum(tp_shm_t *shm, uint32_t stat_idx, tp_shm_stat_t *out)
         out->upstream_errors += st->upstream_errors;
         out->rate_limited += st->rate_limited;
         out->quota_exceeded += st->quota_exceeded;
+        out->websockets += st->websockets;
         out->key_failures += st->key_failures;
         out->upstream_ms += st->upstream_ms;
         out->upstream_n += st->upstream_n;
@@ -301,6 +302,7 @@ void tp_shm_totals(tp_shm_t *shm, tp_shm_totals_t *t)
             continue;
         t->live++;
         t->conns += atomic_load(&w->conns);
+        t->ws_open += atomic_load(&w->ws_open);
         t->an_buffered += atomic_load(&w->an_buffered);
         t->redis_ok += atomic_load(&w->redis) == 1;
     }

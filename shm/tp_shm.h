@@ -67,9 +67,10 @@ typedef struct tp_shm_worker_s {
     _Atomic uint32_t conns;   /* open client connections */
     _Atomic uint64_t requests;
     _Atomic int64_t started_us;
-    _Atomic int32_t redis;  /* the last storage probe: 1 passed, 0 failed, -1 none yet */
-    _Atomic uint32_t slots; /* bit s: slot s is read (current, or in-flight requests) */
-    char pad[16];
+    _Atomic int32_t redis;    /* the last storage probe: 1 passed, 0 failed, -1 none yet */
+    _Atomic uint32_t slots;   /* bit s: slot s is read (current, or in-flight requests) */
+    _Atomic uint32_t ws_open; /* websocket (upgraded) sessions relaying now */
+    char pad[12];
     /* analytics records (worker/tp_analytics.c) */
     _Atomic uint64_t an_recorded; /* made */
     _Atomic uint64_t an_flushed;  /* pushed to Redis */
@@ -97,6 +98,7 @@ typedef struct tp_shm_stat_s {
     uint64_t upstream_errors;
     uint64_t rate_limited;   /* 429s of the key's and the API's rate limits */
     uint64_t quota_exceeded; /* 403 Quota exceeded */
+    uint64_t websockets;     /* upgraded sessions started (the upstream answered 101) */
     uint64_t key_failures;   /* refused by key auth (no key, unknown key) */
     uint64_t upstream_ms;    /* waiting for upstream heads, summed ... */
     uint64_t upstream_n;     /* ... over this many requests */
@@ -174,6 +176,7 @@ typedef struct tp_shm_totals_s {
     uint64_t sc_hits, sc_misses;
     uint64_t redis_commands, redis_errors, redis_usec;
     uint64_t conns;
+    uint64_t ws_open;
     uint32_t live;     /* workers running */
     uint32_t redis_ok; /* of them, those whose last storage probe passed */
 } tp_shm_totals_t;

@@ -216,6 +216,42 @@ int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
     return 0;
 }
 
+static void on_copy_written(uv_write_t *wr, int status)
+{
+    tp_io_t *io = wr->data;
+    io->writing = 0;
+    if (io->closing)
+        return;
+    tp_buf_free(&io->flight);
+    io->owner_wait = 0;
+    io->write_cb(io, status);
+}
+
+int tp_io_write_copy(tp_io_t *io, const char *p, size_t n, tp_io_write_cb cb)
+{
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    if (io->tls != NULL)
+        return tp_io_write(io, &b, 1, cb); /* encrypted into the session's buffer */
+    io->write_cb = cb;
+    int r = uv_try_write((uv_stream_t *)&io->tcp, &b, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
+    if (r < 0)
+        return r;
+    if ((size_t)r == n)
+        return 1;
+    io->flight.len = 0;
+    tp_buf_append(&io->flight, p + r, n - (size_t)r);
+    b = uv_buf_init(io->flight.data, (unsigned)io->flight.len);
+    io->wreq.data = io;
+    r = uv_write(&io->wreq, (uv_stream_t *)&io->tcp, &b, 1, on_copy_written);
+    if (r < 0)
+        return r;
+    io->writing = 1;
+    io->owner_wait = 1;
+    return 0;
+}
+
 /* ---- reading ------------------------------------------------------------------ */
 
 static void plain_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

@@ -76,6 +76,9 @@ void tp_io_read_stop(tp_io_t *io);
 /* Returns 1 when everything went out at once, 0 when <cb> will follow, or
  * a negative libuv error. */
 int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb);
+/* As tp_io_write, but <p> need only be valid for the call: what the socket
+ * does not take at once is copied (a relay reading into a shared buffer). */
+int tp_io_write_copy(tp_io_t *io, const char *p, size_t n, tp_io_write_cb cb);
 /* Half-closes the sending side after what is queued (TLS: close_notify). */
 int tp_io_shutdown(tp_io_t *io, uv_shutdown_t *req, uv_shutdown_cb cb);
 /* Closes the socket; <cb> runs on the tcp handle as with uv_close. */

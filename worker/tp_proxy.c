@@ -9,6 +9,7 @@
  * of that direction is stopped, so a slow peer never makes us buffer more
  * than one block.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "tp_log.h"
 #include "tp_url.h"
 #include "tp_counter.h"
+#include "tp_tunnel.h"
 #include "tp_worker.h"
 
 static void up_send(tp_req_t *req);
@@ -123,6 +125,28 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
     tp_buf_free(&qbuf[1]);
 }
 
+/* Tyk's IsUpgrade: the first Connection header is exactly "upgrade"
+ * (trimmed, any case; a list such as "keep-alive, Upgrade" is not) and
+ * Upgrade is not empty. Returns the Upgrade value, or an empty string. */
+static tp_str_t upgrade_asked(const tp_req_t *req)
+{
+    tp_str_t conn = {0}, up = {0};
+    int seen_conn = 0;
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        int kind = tp_http_header_kind(req->head_base + h->name_off, h->name_len);
+        if (kind == TP_H_CONNECTION && !seen_conn) {
+            conn = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+            seen_conn = 1;
+        } else if (kind == TP_H_UPGRADE && up.n == 0) {
+            up = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
+        }
+    }
+    if (conn.n != 7 || strncasecmp(conn.p, "upgrade", 7) != 0)
+        return (tp_str_t){"", 0};
+    return up;
+}
+
 static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
 {
     tp_worker_t *w = req->conn->w;
@@ -198,8 +222,19 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         tp_buf_append(b, req->hdr_plan.add.data, req->hdr_plan.add.len);
     if (req->chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
-    if (w->conf->proxy_close_connections)
+    tp_str_t up =
+        w->conf->http_server_options.enable_websockets ? upgrade_asked(req) : (tp_str_t){"", 0};
+    if (up.n > 0) {
+        /* hop-by-hop headers went above; the switch is asked for again,
+         * the protocol in lower case as Tyk sends it */
+        req->upgrade = 1;
+        tp_buf_puts(b, "Connection: Upgrade\r\nUpgrade: ");
+        for (size_t i = 0; i < up.n; i++)
+            tp_buf_putc(b, (char)tolower((unsigned char)up.p[i]));
+        tp_buf_puts(b, "\r\n");
+    } else if (w->conf->proxy_close_connections) {
         tp_buf_puts(b, "Connection: close\r\n");
+    }
     tp_buf_puts(b, "\r\n");
 }
 
@@ -267,6 +302,7 @@ void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
 void tp_proxy_abort(tp_req_t *req)
 {
     tp_upstream_cancel_wait(req);
+    tp_tunnel_abort(req);
     if (req->up != NULL) {
         tp_upconn_t *up = req->up;
         req->up = NULL;
@@ -570,6 +606,11 @@ static void resp_parse(tp_req_t *req, tp_upconn_t *up)
                 continue;
             }
             up->head_done = 1;
+            if (up->parser.status_code == 101) {
+                /* asked for (on_headers_complete refuses it otherwise) */
+                tp_tunnel_start(req, up, pos, (size_t)(end - pos));
+                return;
+            }
             resp_head(req, up);
             data = pos;
             break;
@@ -714,6 +755,10 @@ void tp_proxy_up_eof(tp_upconn_t *up, int err)
 void tp_proxy_up_timeout(tp_upconn_t *up)
 {
     tp_req_t *req = up->req;
+    if (req->tunnel != NULL) {
+        tp_tunnel_idle(req);
+        return;
+    }
     if (req->resp_started) {
         tp_log_warn("api %s: upstream %s stalled mid-response", req->route->api->api_id,
                     req->target->raw);
@@ -773,7 +818,9 @@ static int on_headers_complete(llhttp_t *p)
     tp_upconn_t *up = p->data;
     int status = p->status_code;
     if (status == 101)
-        return -1; /* we never ask for an upgrade */
+        /* a protocol switch: only when we asked for one; llhttp is done
+         * with this connection then */
+        return up->req != NULL && up->req->upgrade ? HPE_PAUSED : -1;
     if (status >= 100 && status < 200) {
         up->interim = 1;
         return 0;

@@ -28,6 +28,7 @@ typedef struct tp_worker_s tp_worker_t;
 typedef struct tp_conn_s tp_conn_t;
 typedef struct tp_req_s tp_req_t;
 typedef struct tp_upconn_s tp_upconn_t;
+typedef struct tp_tunnel_s tp_tunnel_t;
 typedef struct tp_pool_s tp_pool_t;
 
 /* A header inside a parsed head, as offsets from the head's first byte. */
@@ -75,6 +76,7 @@ typedef struct tp_sess_s tp_sess_t;
 struct tp_req_s {
     tp_conn_t *conn;
     tp_upconn_t *up;
+    tp_tunnel_t *tunnel; /* the upstream switched protocols: the relay */
     tp_req_t *next_free;
     tp_list_t wait_link;       /* in pool->waiters during a host lookup, or in
           w->reload_waiters during a blocking /tyk/reload */
@@ -116,6 +118,7 @@ struct tp_req_s {
     unsigned in_send : 1;
     unsigned retried : 1;
     unsigned buffering : 1; /* the body is for the gateway (REST API), kept in rbody */
+    unsigned upgrade : 1;   /* asked the upstream to switch protocols (enable_websockets) */
     uint64_t content_length;
     uint64_t body_seen; /* decoded request body bytes */
     int status;

@@ -853,10 +853,10 @@ def test_admin_show_stat_counts_requests(admgw, upstream):
         assert g.get("/b/status/503").status == 503
     lines = admin(sock, "show stat").splitlines()
     assert lines[0] == ("# api_id,requests,1xx,2xx,3xx,4xx,5xx,upstream_errors,"
-                        "rate_limited,quota_exceeded")
+                        "rate_limited,quota_exceeded,websockets")
     rows = {l.split(",")[0]: [int(x) for x in l.split(",")[1:]] for l in lines[1:] if not l.startswith("#")}
-    assert rows["a"] == [10, 0, 7, 0, 3, 0, 0, 0, 0], rows
-    assert rows["b"] == [2, 0, 0, 0, 0, 2, 0, 0, 0], rows
+    assert rows["a"] == [10, 0, 7, 0, 3, 0, 0, 0, 0, 0], rows
+    assert rows["b"] == [2, 0, 0, 0, 0, 2, 0, 0, 0, 0], rows
     # counters survive reloads
     assert admin(sock, "reload").startswith("Success=1")
     rows = {l.split(",")[0]: [int(x) for x in l.split(",")[1:]]

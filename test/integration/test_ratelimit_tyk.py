@@ -545,9 +545,9 @@ def test_admin_show_limits_and_stat(make_gateway, upstream, make_redis, tmp_path
 
     lines = admin_cmd(sock, "show stat").splitlines()
     assert lines[0] == ("# api_id,requests,1xx,2xx,3xx,4xx,5xx,upstream_errors,rate_limited,"
-                        "quota_exceeded")
+                        "quota_exceeded,websockets")
     row = {l.split(",")[0]: [int(x) for x in l.split(",")[1:]] for l in lines[1:] if not l.startswith("#")}[api]
-    assert row == [7, 0, 4, 0, 3, 0, 0, 2, 1], row
+    assert row == [7, 0, 4, 0, 3, 0, 0, 2, 1, 0], row
 
 
 def test_admin_show_limits_finds_long_key_hashes(make_gateway, upstream, tmp_path):
