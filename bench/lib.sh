@@ -309,6 +309,9 @@ EOF
 #   UPSTREAM_TLS 1: the proxy written talks https to its upstream (nginx
 #                proxy_pass https:// with session reuse, Turnpike an https
 #                target_url; neither verifies, as nginx does by default)
+#   WEBSOCKETS   1: the proxy passes upgrades (nginx: Upgrade and
+#                Connection: Upgrade set, proxy_read_timeout 3600s; Turnpike:
+#                http_server_options.enable_websockets)
 bench_nginx_tls() { # the certificate lines for TLS_CERT
     [ -n "${TLS_CERT:-}" ] || return 0
     echo "ssl_certificate $TLS_CERT.crt; ssl_certificate_key $TLS_CERT.key;"
@@ -384,12 +387,25 @@ http {
         location /bench/ {
             proxy_pass http$( [ "${UPSTREAM_TLS:-}" = 1 ] && echo s)://bench_up/;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            $( if [ "${WEBSOCKETS:-}" = 1 ]; then
+                echo 'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "Upgrade";'
+                echo '            proxy_read_timeout 3600s;'
+            else
+                echo 'proxy_set_header Connection "";'
+            fi )
             $( [ "${UPSTREAM_TLS:-}" = 1 ] && echo "proxy_ssl_session_reuse on;")
         }
     }
 }
 EOF
+}
+
+bench_tp_server_options() { # http_server_options members for TLS_CERT and WEBSOCKETS
+    local o=()
+    [ -n "${TLS_CERT:-}" ] && o+=("\"use_ssl\": true, \"certificates\": [{\"cert_file\": \"$TLS_CERT.crt\", \"key_file\": \"$TLS_CERT.key\"}]")
+    [ "${WEBSOCKETS:-}" = 1 ] && o+=("\"enable_websockets\": true")
+    local IFS=,
+    echo "${o[*]}"
 }
 
 # turnpike_conf DIR PORT UPORT WORKERS: tyk.conf plus one keyless API.
@@ -403,7 +419,7 @@ turnpike_conf() {
   "app_path": "$dir/apps",
   "max_idle_connections_per_host": 500,
   "log_level": "warn",
-$( [ -n "${TLS_CERT:-}" ] && echo "  \"http_server_options\": {\"use_ssl\": true, \"certificates\": [{\"cert_file\": \"$TLS_CERT.crt\", \"key_file\": \"$TLS_CERT.key\"}]},")
+  "http_server_options": {$(bench_tp_server_options)},
 $( [ "${UPSTREAM_TLS:-}" = 1 ] && echo "  \"proxy_ssl_insecure_skip_verify\": true,")
   "turnpike": { "workers": $workers }
 }

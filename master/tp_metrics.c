@@ -204,6 +204,8 @@ static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, tp_buf_t 
     tp_shm_totals(m->shm, &t);
     scalar(o, "turnpike_workers", "gauge", "Worker processes running", t.live);
     scalar(o, "turnpike_connections", "gauge", "Open client connections", t.conns);
+    scalar(o, "turnpike_websockets_open", "gauge", "Upgraded (websocket) sessions being relayed",
+           t.ws_open);
     scalar(o, "turnpike_generation", "gauge", "API generation published last", m->generation);
     scalar(o, "turnpike_apis", "gauge", "APIs loaded", snap->napis);
     family(o, "turnpike_reloads_total", "counter", "Reloads, by result");
@@ -241,6 +243,14 @@ static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, tp_buf_t 
         label(o, "api", snap->apis[i]->api_id);
         tp_buf_putc(o, '}');
         value_nl(o, st[i].quota_exceeded);
+    }
+    family(o, "turnpike_websockets_total", "counter",
+           "Upgraded (websocket) sessions started: the upstream answered 101");
+    for (size_t i = 0; i < snap->napis; i++) {
+        tp_buf_puts(o, "turnpike_websockets_total{");
+        label(o, "api", snap->apis[i]->api_id);
+        tp_buf_putc(o, '}');
+        value_nl(o, st[i].websockets);
     }
     free(st);
 

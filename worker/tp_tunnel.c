@@ -24,6 +24,7 @@ struct tp_tunnel_s {
     unsigned wpending[2]; /* a write towards side i is in flight */
     unsigned eof[2];      /* side i closed (or failed) */
     unsigned ending : 1;
+    unsigned head_out : 1; /* the 101 head is written: its buffers can go */
 };
 
 static void client_read(tp_io_t *io, ssize_t nread, const uv_buf_t *buf);
@@ -67,6 +68,24 @@ static void touch(tp_tunnel_t *t)
 {
     tp_upconn_t *up = t->req->up;
     tp_upstream_set_deadline(up, (uint64_t)(up->w->conf->tp.websocket_idle_timeout * 1000));
+}
+
+/* Once the 101 head is out, the session holds no buffer of its own: the
+ * upstream's read block and the heads go back. */
+static void head_written(tp_tunnel_t *t)
+{
+    if (t->head_out)
+        return;
+    t->head_out = 1;
+    tp_req_t *req = t->req;
+    tp_upconn_t *up = req->up;
+    if (up->rbuf != NULL) {
+        tp_block_put(up->w, up->rbuf);
+        up->rbuf = NULL;
+        up->rlen = up->rparsed = 0;
+    }
+    tp_buf_free(&req->out);
+    tp_buf_free(&req->up_head);
 }
 
 /* The session is over: the request is logged and both connections close. */
@@ -135,6 +154,8 @@ static void written(tp_tunnel_t *t, int to, int status)
         tunnel_end(t, uv_strerror(status));
         return;
     }
+    if (to == 0)
+        head_written(t);
     touch(t);
     if (t->eof[1 - to])
         tunnel_end(t, to == 1 ? "client closed" : "upstream closed");
@@ -219,6 +240,8 @@ void tp_tunnel_start(tp_req_t *req, tp_upconn_t *up, const char *rest, size_t n)
         return;
     }
     t->wpending[0] = r == 0;
+    if (r == 1)
+        head_written(t);
     t->bytes[1] += n;
     if (c->in.len > 0) {
         /* the client did not wait for the 101 */

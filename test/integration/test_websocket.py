@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import HOST, PYTHON, TlsFiles, api_def, free_port, spawn, wait_for, wait_port
+from conftest import (HOST, PYTHON, TlsFiles, api_def, free_port, get, spawn, wait_for,
+                      wait_port)
 from test_control import admin as admin_cmd
 from test_keys import access, create_key, new_org, uid
 from test_quota import gateway
@@ -131,8 +132,12 @@ def keyed(make_gateway, wsecho, conf=None, **api_extra):
 
 
 def test_echo_through_auth_and_rate_limit(make_gateway, wsecho):
-    g, org, api, sock = keyed(make_gateway, wsecho)
+    mport = free_port()
+    g, org, api, sock = keyed(make_gateway, wsecho, conf={"turnpike": {"metrics_port": mport}})
     key = create_key(g, org, access(api), rate=3, per=60)["key"]
+
+    def metrics():
+        return get(mport, "/metrics").body.decode()
     # no key: refused before any upgrade, as any request
     w = Ws(g.port, "/%s/chat" % api)
     assert w.status == 401
@@ -158,6 +163,7 @@ def test_echo_through_auth_and_rate_limit(make_gateway, wsecho):
     assert w.recv() == (2, big)
     # counted in show stat while open
     wait_for(lambda: "# websockets: open 1" in admin_cmd(sock, "show stat"), 5)
+    assert "\nturnpike_websockets_open 1\n" in metrics()
     # client closes: the close is echoed, the gateway closes its side
     w.send(struct.pack("!H", 1000), opcode=8)
     assert w.recv()[0] == 8
@@ -178,6 +184,8 @@ def test_echo_through_auth_and_rate_limit(make_gateway, wsecho):
     assert row()[-1] == "3"  # websockets started
     # an upgrade answered 101 is logged once its session ends (1xx column)
     wait_for(lambda: row()[2] == "3", 5)
+    assert '\nturnpike_websockets_total{api="%s"} 3\n' % api in metrics()
+    assert "\nturnpike_websockets_open 0\n" in metrics()
 
 
 def test_server_close_and_garbage(make_gateway, wsecho):
