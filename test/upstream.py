@@ -13,6 +13,8 @@ ignored, so /api/echo and /echo are the same):
   /status/CODE        empty body with that status
   /drop               closes the connection without answering
   /headers/N          a response with N extra headers
+  /sse/N/MS           N server-sent events ("data: <i>"), MS milliseconds apart,
+                      text/event-stream, chunked, each written at once
   anything else       "hello from upstream\\n"
 
 Usage: upstream.py PORT [--host 127.0.0.1]
@@ -91,9 +93,11 @@ class Handler(BaseHTTPRequestHandler):
         word = None
         arg = None
         for i, p in enumerate(parts):
-            if p in ("echo", "bytes", "chunked", "eof", "delay", "status", "drop", "headers"):
+            if p in ("echo", "bytes", "chunked", "eof", "delay", "status", "drop", "headers",
+                     "sse"):
                 word = p
                 arg = parts[i + 1] if i + 1 < len(parts) else None
+                arg2 = parts[i + 2] if i + 2 < len(parts) else None
         if word == "echo":
             out = json.dumps({
                 "method": self.command,
@@ -131,6 +135,20 @@ class Handler(BaseHTTPRequestHandler):
         elif word == "drop":
             self.close_connection = True
             self.connection.close()
+        elif word == "sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(int(arg)):
+                if i:
+                    time.sleep(int(arg2) / 1000.0)
+                ev = b"data: %d\n\n" % i
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
         elif word == "headers":
             self.send_plain(200, b"ok", [("X-H%d" % i, "v%d" % i) for i in range(int(arg))])
         else:
