@@ -41,7 +41,7 @@ read -r UPORT NPORT TPORT <<<"$(bench_free_ports 3)"
 bench_spawn wsup "$LOAD_CPUS" "$WSB" serve "$UPORT"
 bench_wait_port "$UPORT" "$SPAWNED_PID" wsup
 
-WEBSOCKETS=1 nginx_proxy_conf "$T/nginx" "$NPORT" "$UPORT" 1 20000 65536
+WEBSOCKETS=1 nginx_proxy_conf "$T/nginx" "$NPORT" "$UPORT" 1 "$(ulimit -n)" "$(ulimit -n)"
 bench_spawn nginx "$PROXY_CPUS" "$NGINX_BIN" -p "$T/nginx" -c "$T/nginx/nginx.conf"
 SERVER[nginx]=$SPAWNED_PID
 PORT[nginx]=$NPORT
@@ -79,6 +79,12 @@ for size in $SIZES; do
         "$cn" "$ct" "$(ratio "$cn" "$ct")"
 done
 
+# each websocket holds two sockets in the proxy's worker (client, upstream)
+max_idle=$((($(ulimit -n) - 2000) / 2))
+if [ "$IDLE" -gt "$max_idle" ]; then
+    say "ulimit -n $(ulimit -n) allows $max_idle idle websockets (2 sockets each), not $IDLE"
+    IDLE=$max_idle
+fi
 if [ "$IDLE" -gt 0 ]; then
     for tgt in turnpike nginx; do
         w=$(bench_children "${SERVER[$tgt]}" | tail -1)
