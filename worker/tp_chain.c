@@ -30,6 +30,7 @@ extern const tp_stage_t tp_stage_key;        /* tp_auth.c: the key and its sessi
 extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rights, allowed_urls */
 extern const tp_stage_t tp_stage_key_limit;  /* tp_limit.c: the key's rate limit and quota */
 extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limits */
+extern const tp_stage_t tp_stage_timeouts;   /* tp_timeouts.c: hard timeouts */
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
 extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
@@ -47,9 +48,9 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,     &tp_stage_version,   &tp_stage_notrack, &tp_stage_paths,
-    &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_key,     &tp_stage_access,
-    &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_proxy,
+    &tp_stage_track,     &tp_stage_version,   &tp_stage_notrack,  &tp_stage_paths,
+    &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_key,      &tp_stage_access,
+    &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_timeouts, &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */

@@ -53,6 +53,7 @@ typedef struct tp_chain_api_s {
     unsigned records : 1;    /* enable_analytics: analytics records */
     unsigned metrics : 1;    /* turnpike.metrics_port: Prometheus counters */
     unsigned mtls : 1;       /* use_mutual_tls_auth */
+    unsigned timeouts : 1;   /* hard_timeouts or global_enforce_timeout */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

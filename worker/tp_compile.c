@@ -23,6 +23,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         out->rules = NULL;
     if (out->rules != NULL) {
         out->analytics = tp_analytics_compile(def, api, conf);
+        out->timeouts = tp_timeouts_compile(def, api, conf);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -30,7 +31,8 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .notrack = tp_analytics_has_notrack(out->analytics),
                             .records = conf->enable_analytics != 0,
                             .metrics = conf->tp.metrics_port != 0,
-                            .mtls = api->use_mtls != 0};
+                            .mtls = api->use_mtls != 0,
+                            .timeouts = out->timeouts != NULL};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();
             const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";
@@ -41,9 +43,11 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                 tp_api_rules_free(out->rules);
                 tp_analytics_api_free(out->analytics);
                 tp_tls_certset_free(out->mtls);
+                tp_timeouts_free(out->timeouts);
                 out->rules = NULL;
                 out->analytics = NULL;
                 out->mtls = NULL;
+                out->timeouts = NULL;
                 cJSON_Delete(def);
                 tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
                 return;
@@ -56,8 +60,10 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         snprintf(err, sizeof(err), "more than %d stages", TP_CHAIN_MAX);
         tp_api_rules_free(out->rules);
         tp_analytics_api_free(out->analytics);
+        tp_timeouts_free(out->timeouts);
         out->rules = NULL;
         out->analytics = NULL;
+        out->timeouts = NULL;
     }
     cJSON_Delete(def);
     tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
@@ -69,6 +75,7 @@ static void slot_free(tp_worker_t *w, unsigned s)
         tp_api_rules_free(w->compiled[s][i].rules);
         tp_analytics_api_free(w->compiled[s][i].analytics);
         tp_tls_certset_free(w->compiled[s][i].mtls);
+        tp_timeouts_free(w->compiled[s][i].timeouts);
     }
     free(w->compiled[s]);
     w->compiled[s] = NULL;

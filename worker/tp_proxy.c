@@ -252,6 +252,8 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     req->pool = w->target_pool[slot][req->target->idx];
     build_upstream_head(req, rp);
     req->up_start_ms = uv_now(&w->loop);
+    if (req->hard_timeout_ms > 0)
+        req->hard_deadline = req->up_start_ms + req->hard_timeout_ms;
 
     if (req->has_body) {
         req->body = tp_block_get(w);
@@ -285,6 +287,15 @@ static tp_stage_rc_t proxy_run(tp_req_t *req)
 
 const tp_stage_t tp_stage_proxy = {.name = "proxy", .run = proxy_run};
 
+uint64_t tp_proxy_timeout_ms(const tp_req_t *req, uint64_t ms)
+{
+    if (req->hard_deadline == 0)
+        return ms;
+    uint64_t now = uv_now(&req->conn->w->loop);
+    uint64_t left = req->hard_deadline > now ? req->hard_deadline - now : 0;
+    return left < ms ? left : ms;
+}
+
 void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
 {
     tp_worker_t *w = req->conn->w;
@@ -293,7 +304,7 @@ void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
     if (up->rbuf == NULL)
         up->rbuf = tp_block_get(w);
     up->rlen = up->rparsed = 0;
-    tp_upstream_set_deadline(up, w->upstream_timeout_ms);
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, w->upstream_timeout_ms));
     up_send(req);
 }
 
@@ -414,7 +425,7 @@ static void up_send(tp_req_t *req)
             continue;
         }
         up->writing = 1;
-        tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+        tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
         break;
     }
     req->in_send = 0;
@@ -435,7 +446,7 @@ void tp_proxy_up_written(tp_upconn_t *up, int status)
         return;
     }
     up_sent(req);
-    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
     up_send(req);
 }
 
@@ -714,7 +725,7 @@ void tp_proxy_client_written(tp_req_t *req)
         finish(req);
         return;
     }
-    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
     tp_upstream_resume(up);
 }
 
@@ -723,7 +734,7 @@ void tp_proxy_up_read(tp_upconn_t *up, size_t nread)
     tp_req_t *req = up->req;
     up->got_bytes = 1;
     (void)nread;
-    tp_upstream_set_deadline(up, req->conn->w->upstream_timeout_ms);
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
     resp_parse(req, up);
 }
 

@@ -151,6 +151,8 @@ struct tp_req_s {
     struct tp_track_s *track;  /* what the analytics record needs of the request (the
                                  track stage, for the analytics log stage); NULL: none */
     unsigned not_recorded : 1; /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    uint64_t hard_timeout_ms;  /* the "timeouts" stage: a hard timeout applies (0: none) */
+    uint64_t hard_deadline;    /* ... and when it ends (loop ms), set by the proxy */
     uint64_t up_start_ms;      /* the proxy asked the upstream (loop ms) ... */
     uint64_t up_ms;            /* ... and the answer's head took this long */
     int rl_set;                /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */

@@ -67,7 +67,9 @@ static void reading(tp_tunnel_t *t, int side, int on)
 static void touch(tp_tunnel_t *t)
 {
     tp_upconn_t *up = t->req->up;
-    tp_upstream_set_deadline(up, (uint64_t)(up->w->conf->tp.websocket_idle_timeout * 1000));
+    /* a hard timeout ends the session too, as in Tyk */
+    tp_upstream_set_deadline(
+        up, tp_proxy_timeout_ms(t->req, (uint64_t)(up->w->conf->tp.websocket_idle_timeout * 1000)));
 }
 
 /* Once the 101 head is out, the session holds no buffer of its own: the
@@ -263,6 +265,12 @@ void tp_tunnel_start(tp_req_t *req, tp_upconn_t *up, const char *rest, size_t n)
 void tp_tunnel_idle(tp_req_t *req)
 {
     tp_tunnel_t *t = req->tunnel;
+    if (req->hard_deadline != 0 && uv_now(&req->conn->w->loop) >= req->hard_deadline) {
+        tp_log_info("api %s: client %s: upgraded session reached its hard timeout, closing",
+                    req->route->api->api_id, req->conn->ip);
+        tunnel_end(t, "hard timeout");
+        return;
+    }
     tp_log_info("api %s: client %s: upgraded session idle for %.0f s, closing",
                 req->route->api->api_id, req->conn->ip,
                 req->conn->w->conf->tp.websocket_idle_timeout);

@@ -329,7 +329,7 @@ static void connect_new(tp_req_t *req)
         tp_proxy_failed(req, r);
         return;
     }
-    tp_upstream_set_deadline(up, w->upstream_timeout_ms);
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, w->upstream_timeout_ms));
 }
 
 static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)

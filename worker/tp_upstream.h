@@ -82,6 +82,8 @@ struct tp_pool_s {
  * spans are only valid during this call. */
 void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp);
 void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up);
+/* <ms>, or less when the request's hard timeout ends sooner. */
+uint64_t tp_proxy_timeout_ms(const tp_req_t *req, uint64_t ms);
 void tp_proxy_failed(tp_req_t *req, int err);
 void tp_proxy_body_ready(tp_req_t *req);
 void tp_proxy_client_written(tp_req_t *req);

@@ -52,6 +52,7 @@ typedef struct tp_compiled_s {
     tp_api_rules_t *rules;                /* NULL: it could not be built (500) */
     struct tp_analytics_api_s *analytics; /* NULL: no records */
     tp_tls_certset_t *mtls;               /* use_mutual_tls_auth: the allowed certificates */
+    struct tp_timeouts_s *timeouts;       /* hard timeouts (tp_timeouts.c); NULL: none */
     tp_chain_t chain;
 } tp_compiled_t;
 
@@ -196,6 +197,13 @@ void tp_analytics_init(tp_worker_t *w);
 tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
                                          const tp_conf_t *conf);
 void tp_analytics_api_free(tp_analytics_api_t *a);
+
+/* tp_timeouts.c: hard timeouts, compiled per API (NULL when it has none) */
+typedef struct tp_timeouts_s tp_timeouts_t;
+tp_timeouts_t *tp_timeouts_compile(const cJSON *def, const tp_api_t *api, const tp_conf_t *conf);
+void tp_timeouts_free(tp_timeouts_t *t);
+/* A Go duration string in milliseconds (rounded up), or -1. */
+int64_t tp_go_duration_ms(const char *s);
 int tp_analytics_has_notrack(const tp_analytics_api_t *a);
 /* The worker drains: pushes what is buffered, then calls <then> (at once
  * when nothing is, or after at most 2 s). */

@@ -170,6 +170,8 @@ TP_TEST(test_chain_gateway_order)
     tp_chain_api_t keyed_limited = {.api_limits = 1};
     CHECK_STR(names(&keyed_limited, b, sizeof(b)),
               "version paths headers key access key_limit api_limit proxy");
+    tp_chain_api_t timed = {.keyless = 1, .timeouts = 1};
+    CHECK_STR(names(&timed, b, sizeof(b)), "version paths headers timeouts proxy");
     /* every API's responses carry the expiry and X-RateLimit-* when set */
     tp_chain_t c;
     CHECK_INT(tp_chain_build_api(&c, &keyless, failed), 0);
@@ -306,6 +308,21 @@ TP_TEST(test_arena_chunks)
     tp_arena_free(&a); /* twice is fine */
 }
 
+TP_TEST(test_go_durations)
+{
+    CHECK(tp_go_duration_ms("1.5s") == 1500);
+    CHECK(tp_go_duration_ms("300ms") == 300);
+    CHECK(tp_go_duration_ms("1m30s") == 90000);
+    CHECK(tp_go_duration_ms("2h") == 7200000);
+    CHECK(tp_go_duration_ms("1500us") == 2); /* rounded up */
+    CHECK(tp_go_duration_ms("1\xc2\xb5s") == 1);
+    CHECK(tp_go_duration_ms("0") == 0);
+    CHECK(tp_go_duration_ms("") == -1);
+    CHECK(tp_go_duration_ms("5") == -1);
+    CHECK(tp_go_duration_ms("1x") == -1);
+    CHECK(tp_go_duration_ms("-1s") == -1);
+}
+
 TP_TEST(test_chain_front_order)
 {
     tp_chain_t c;
@@ -331,4 +348,5 @@ void test_chain_suite(void)
     TP_RUN(test_chain_stage_state);
     TP_RUN(test_arena_chunks);
     TP_RUN(test_chain_front_order);
+    TP_RUN(test_go_durations);
 }
