@@ -240,6 +240,33 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
 
 /* ---- start ----------------------------------------------------------------- */
 
+/* May a request that could not reach one host of a target_list go to the
+ * next? Only an idempotent one without a body (Go's rule for replaying),
+ * and only before anything was sent: a connect failure. */
+static int replayable(const tp_req_t *req)
+{
+    return !req->has_body && (req->method == HTTP_GET || req->method == HTTP_HEAD ||
+                              req->method == HTTP_OPTIONS || req->method == HTTP_TRACE);
+}
+
+/* The next host of the API's target_list, after a connect failure. */
+static int next_host(tp_req_t *req)
+{
+    const tp_api_t *api = req->route->api;
+    if (api->ntargets < 2 || !replayable(req) || req->rp != &req->saved_rp || req->resp_started ||
+        req->hosts_tried + 1 >= api->ntargets)
+        return 0;
+    tp_worker_t *w = req->conn->w;
+    size_t at = (size_t)(req->target - api->targets);
+    req->hosts_tried++;
+    req->target = &api->targets[(at + 1) % api->ntargets];
+    req->pool = w->target_pool[req->snap->slot][req->target->idx];
+    build_upstream_head(req, req->rp);
+    req->up_head_sent = req->up_head_inflight = 0;
+    tp_upstream_acquire(req);
+    return 1;
+}
+
 void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
 {
     tp_conn_t *c = req->conn;
@@ -250,6 +277,11 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     size_t idx = api->ntargets > 1 ? w->rr[slot][api->idx]++ % api->ntargets : 0;
     req->target = &api->targets[idx];
     req->pool = w->target_pool[slot][req->target->idx];
+    if (api->ntargets > 1 && replayable(req)) {
+        /* a connect failure may send it to the next host: keep its head */
+        tp_req_save(req, req->rp);
+        rp = req->rp;
+    }
     build_upstream_head(req, rp);
     req->up_start_ms = uv_now(&w->loop);
     if (req->hard_timeout_ms > 0)
@@ -338,8 +370,13 @@ void tp_proxy_failed(tp_req_t *req, int err)
                    1);
     if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
         w->stats[req->route->api->stat_idx].upstream_errors++;
-    tp_log_warn("api %s: upstream %s: %s", api_id, target,
-                err < TP_E__BASE + 100 && err > TP_E__BASE ? tp_strerror(err) : uv_strerror(err));
+    const char *why =
+        err < TP_E__BASE + 100 && err > TP_E__BASE ? tp_strerror(err) : uv_strerror(err);
+    if (connect && next_host(req)) {
+        tp_log_warn("api %s: upstream %s: %s; trying %s", api_id, target, why, req->target->raw);
+        return;
+    }
+    tp_log_warn("api %s: upstream %s: %s", api_id, target, why);
     if (req->resp_started || c->writing) {
         tp_conn_close(c);
         return;

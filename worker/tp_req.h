@@ -151,6 +151,7 @@ struct tp_req_s {
     struct tp_track_s *track;  /* what the analytics record needs of the request (the
                                  track stage, for the analytics log stage); NULL: none */
     unsigned not_recorded : 1; /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    uint32_t hosts_tried;      /* other target_list hosts tried after connect failures */
     uint64_t hard_timeout_ms;  /* the "timeouts" stage: a hard timeout applies (0: none) */
     uint64_t hard_deadline;    /* ... and when it ends (loop ms), set by the proxy */
     uint64_t up_start_ms;      /* the proxy asked the upstream (loop ms) ... */
