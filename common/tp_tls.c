@@ -159,23 +159,6 @@ static const int go_order_aes[] = {
     MBEDTLS_TLS_RSA_WITH_AES_256_CBC_SHA,
     0,
 };
-static const int go_order_chacha[] = {
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
-    MBEDTLS_TLS_RSA_WITH_AES_128_GCM_SHA256,
-    MBEDTLS_TLS_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_RSA_WITH_AES_128_CBC_SHA,
-    MBEDTLS_TLS_RSA_WITH_AES_256_CBC_SHA,
-    0,
-};
 
 /* Go's default key exchange curves (crypto/tls defaultCurvePreferences);
  * mbedTLS would pick secp521r1 first, several times slower per handshake. */
@@ -184,14 +167,30 @@ static const mbedtls_ecp_group_id go_curves[] = {
     MBEDTLS_ECP_DP_SECP521R1,  MBEDTLS_ECP_DP_NONE,
 };
 
-static const int *go_default_suites(void)
+static int have_aes_hw(void)
 {
 #if defined(MBEDTLS_AESNI_C) && defined(MBEDTLS_HAVE_X86_64)
-    if (mbedtls_aesni_has_support(MBEDTLS_AESNI_AES) &&
-        mbedtls_aesni_has_support(MBEDTLS_AESNI_CLMUL))
-        return go_order_aes;
+    return mbedtls_aesni_has_support(MBEDTLS_AESNI_AES) &&
+           mbedtls_aesni_has_support(MBEDTLS_AESNI_CLMUL);
+#else
+    return 0;
 #endif
-    return go_order_chacha;
+}
+
+/* go_order_aes, or without AES instructions the same with the two
+ * ChaCha20 suites first (entries 4 and 5). */
+static const int *go_default_suites(void)
+{
+    static int chacha_first[sizeof(go_order_aes) / sizeof(go_order_aes[0])];
+    if (have_aes_hw())
+        return go_order_aes;
+    if (chacha_first[0] == 0) {
+        chacha_first[0] = go_order_aes[4];
+        chacha_first[1] = go_order_aes[5];
+        memcpy(chacha_first + 2, go_order_aes, 4 * sizeof(int));
+        memcpy(chacha_first + 6, go_order_aes + 6, sizeof(go_order_aes) - 6 * sizeof(int));
+    }
+    return chacha_first;
 }
 
 static int suite_lookup(const char *name, int *id)

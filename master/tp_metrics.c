@@ -76,6 +76,22 @@ static void family(tp_buf_t *o, const char *name, const char *type, const char *
     tp_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A counter family with one series per API: the uint64_t field at <off>
+ * of each API's summed counters <st>. */
+static void per_api(tp_buf_t *o, const tp_snapshot_t *snap, const tp_shm_stat_t *st, size_t off,
+                    const char *name, const char *help)
+{
+    family(o, name, "counter", help);
+    for (size_t i = 0; i < snap->napis; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st[i] + off, sizeof(v));
+        tp_buf_printf(o, "%s{", name);
+        label(o, "api", snap->apis[i]->api_id);
+        tp_buf_putc(o, '}');
+        value_nl(o, v);
+    }
+}
+
 static void scalar(tp_buf_t *o, const char *name, const char *type, const char *help, uint64_t v)
 {
     family(o, name, type, help);
@@ -229,29 +245,12 @@ static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, tp_buf_t 
     tp_shm_stat_t *st = tp_calloc(snap->napis + 1, sizeof(*st));
     for (size_t i = 0; i < snap->napis; i++)
         tp_shm_stat_sum(m->shm, snap->apis[i]->stat_idx, &st[i]);
-    family(o, "turnpike_rate_limited_total", "counter", "Requests refused by a rate limit (429)");
-    for (size_t i = 0; i < snap->napis; i++) {
-        tp_buf_puts(o, "turnpike_rate_limited_total{");
-        label(o, "api", snap->apis[i]->api_id);
-        tp_buf_putc(o, '}');
-        value_nl(o, st[i].rate_limited);
-    }
-    family(o, "turnpike_quota_exceeded_total", "counter",
-           "Requests refused by a quota (403 Quota exceeded)");
-    for (size_t i = 0; i < snap->napis; i++) {
-        tp_buf_puts(o, "turnpike_quota_exceeded_total{");
-        label(o, "api", snap->apis[i]->api_id);
-        tp_buf_putc(o, '}');
-        value_nl(o, st[i].quota_exceeded);
-    }
-    family(o, "turnpike_websockets_total", "counter",
-           "Upgraded (websocket) sessions started: the upstream answered 101");
-    for (size_t i = 0; i < snap->napis; i++) {
-        tp_buf_puts(o, "turnpike_websockets_total{");
-        label(o, "api", snap->apis[i]->api_id);
-        tp_buf_putc(o, '}');
-        value_nl(o, st[i].websockets);
-    }
+    per_api(o, snap, st, offsetof(tp_shm_stat_t, rate_limited), "turnpike_rate_limited_total",
+            "Requests refused by a rate limit (429)");
+    per_api(o, snap, st, offsetof(tp_shm_stat_t, quota_exceeded), "turnpike_quota_exceeded_total",
+            "Requests refused by a quota (403 Quota exceeded)");
+    per_api(o, snap, st, offsetof(tp_shm_stat_t, websockets), "turnpike_websockets_total",
+            "Upgraded (websocket) sessions started: the upstream answered 101");
     free(st);
 
     family(o, "turnpike_analytics_records_total", "counter", "Analytics records, by fate");
