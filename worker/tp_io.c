@@ -176,18 +176,17 @@ fail:
     return UV_EPROTO;
 }
 
-int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
+static void on_copy_written(uv_write_t *wr, int status)
 {
-    io->write_cb = cb;
-    if (io->tls != NULL) {
-        if (tls_encrypt(io, bufs, n) < 0)
-            return UV_EPROTO;
-        flush(io);
-        if (!io->writing)
-            return 1;
-        io->owner_wait = 1;
-        return 0;
-    }
+    tp_io_t *io = wr->data;
+    tp_buf_free(&io->flight);
+    on_plain_written(wr, status);
+}
+
+/* A plain stream's write: what the socket takes at once, then the rest
+ * queued, from the owner's buffers or, with <copy>, from a copy of them. */
+static int plain_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, int copy)
+{
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
@@ -208,7 +207,15 @@ int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
     bufs[i].base += done;
     bufs[i].len -= done;
     io->wreq.data = io;
-    r = uv_write(&io->wreq, (uv_stream_t *)&io->tcp, bufs + i, n - i, on_plain_written);
+    if (copy) {
+        io->flight.len = 0;
+        for (unsigned k = i; k < n; k++)
+            tp_buf_append(&io->flight, bufs[k].base, bufs[k].len);
+        uv_buf_t b = uv_buf_init(io->flight.data, (unsigned)io->flight.len);
+        r = uv_write(&io->wreq, (uv_stream_t *)&io->tcp, &b, 1, on_copy_written);
+    } else {
+        r = uv_write(&io->wreq, (uv_stream_t *)&io->tcp, bufs + i, n - i, on_plain_written);
+    }
     if (r < 0)
         return r;
     io->writing = 1;
@@ -216,15 +223,19 @@ int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
     return 0;
 }
 
-static void on_copy_written(uv_write_t *wr, int status)
+int tp_io_write(tp_io_t *io, uv_buf_t *bufs, unsigned n, tp_io_write_cb cb)
 {
-    tp_io_t *io = wr->data;
-    io->writing = 0;
-    if (io->closing)
-        return;
-    tp_buf_free(&io->flight);
-    io->owner_wait = 0;
-    io->write_cb(io, status);
+    io->write_cb = cb;
+    if (io->tls != NULL) {
+        if (tls_encrypt(io, bufs, n) < 0)
+            return UV_EPROTO;
+        flush(io);
+        if (!io->writing)
+            return 1;
+        io->owner_wait = 1;
+        return 0;
+    }
+    return plain_write(io, bufs, n, 0);
 }
 
 int tp_io_write_copy(tp_io_t *io, const char *p, size_t n, tp_io_write_cb cb)
@@ -233,23 +244,7 @@ int tp_io_write_copy(tp_io_t *io, const char *p, size_t n, tp_io_write_cb cb)
     if (io->tls != NULL)
         return tp_io_write(io, &b, 1, cb); /* encrypted into the session's buffer */
     io->write_cb = cb;
-    int r = uv_try_write((uv_stream_t *)&io->tcp, &b, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        r = 0;
-    if (r < 0)
-        return r;
-    if ((size_t)r == n)
-        return 1;
-    io->flight.len = 0;
-    tp_buf_append(&io->flight, p + r, n - (size_t)r);
-    b = uv_buf_init(io->flight.data, (unsigned)io->flight.len);
-    io->wreq.data = io;
-    r = uv_write(&io->wreq, (uv_stream_t *)&io->tcp, &b, 1, on_copy_written);
-    if (r < 0)
-        return r;
-    io->writing = 1;
-    io->owner_wait = 1;
-    return 0;
+    return plain_write(io, &b, 1, 1);
 }
 
 /* ---- reading ------------------------------------------------------------------ */

@@ -328,6 +328,13 @@ uint64_t tp_proxy_timeout_ms(const tp_req_t *req, uint64_t ms)
     return left < ms ? left : ms;
 }
 
+/* The upstream must answer within proxy_default_timeout, and within the
+ * hard timeout. */
+static void up_deadline(tp_req_t *req, tp_upconn_t *up)
+{
+    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
+}
+
 void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
 {
     tp_worker_t *w = req->conn->w;
@@ -336,7 +343,7 @@ void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up)
     if (up->rbuf == NULL)
         up->rbuf = tp_block_get(w);
     up->rlen = up->rparsed = 0;
-    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, w->upstream_timeout_ms));
+    up_deadline(req, up);
     up_send(req);
 }
 
@@ -462,7 +469,7 @@ static void up_send(tp_req_t *req)
             continue;
         }
         up->writing = 1;
-        tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
+        up_deadline(req, up);
         break;
     }
     req->in_send = 0;
@@ -483,7 +490,7 @@ void tp_proxy_up_written(tp_upconn_t *up, int status)
         return;
     }
     up_sent(req);
-    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
+    up_deadline(req, up);
     up_send(req);
 }
 
@@ -762,7 +769,7 @@ void tp_proxy_client_written(tp_req_t *req)
         finish(req);
         return;
     }
-    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
+    up_deadline(req, up);
     tp_upstream_resume(up);
 }
 
@@ -771,7 +778,7 @@ void tp_proxy_up_read(tp_upconn_t *up, size_t nread)
     tp_req_t *req = up->req;
     up->got_bytes = 1;
     (void)nread;
-    tp_upstream_set_deadline(up, tp_proxy_timeout_ms(req, req->conn->w->upstream_timeout_ms));
+    up_deadline(req, up);
     resp_parse(req, up);
 }
 

@@ -11,9 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tp_counter.h"
 #include "tp_err.h"
-#include "tp_http.h"
 #include "tp_log.h"
 #include "tp_tunnel.h"
 #include "tp_worker.h"
@@ -197,7 +195,6 @@ void tp_tunnel_start(tp_req_t *req, tp_upconn_t *up, const char *rest, size_t n)
 {
     tp_conn_t *c = req->conn;
     tp_worker_t *w = c->w;
-    llhttp_t *p = &up->parser;
 
     /* the upstream's 101 head goes to the client whole: Connection and
      * Upgrade included, as Go's proxy does for a protocol switch */
@@ -215,7 +212,6 @@ void tp_tunnel_start(tp_req_t *req, tp_upconn_t *up, const char *rest, size_t n)
         tp_buf_puts(b, "\r\n");
     }
     tp_buf_puts(b, "\r\n");
-    (void)p;
     req->status = 101;
     req->resp_started = 1;
     req->up_ms = uv_now(&w->loop) - req->up_start_ms;
