@@ -219,6 +219,15 @@ bench_busy_pct() {
     echo "$1 $2" | awk '{ d = $4 - $2; printf "%.0f\n", (d > 0 ? 100 * ($3 - $1) / d : 0) }'
 }
 
+# bench_median: the median of the numbers on stdin (space or newline separated).
+bench_median() {
+    tr ' ' '\n' | grep . | sort -n |
+        awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'
+}
+
+# bench_ratio A B: A/B to three decimals (0 when B is 0).
+bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
+
 # bench_rss PID: resident set size of PID in bytes (VmRSS).
 bench_rss() {
     awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"

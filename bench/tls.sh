@@ -58,9 +58,6 @@ cpureq() { # FILE: the server's on-CPU microseconds per request in that run
     awk '/^[ \t]*[0-9]+ requests in/ { n = $1 } /^# server_cpu_ns/ { c = $3 }
          END { printf "%.2f\n", (n > 0 ? c / n / 1000 : 0) }' "$1"
 }
-median() { tr ' ' '\n' | grep . | sort -n |
-    awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
 
 # wrk_pair TEST: RUNS alternating wrk runs; requests/s to R, CPU per request to C
 wrk_pair() {
@@ -98,12 +95,12 @@ stime() {
 # report CERT TEST: medians of R (requests/s) and C (CPU per request)
 report() {
     local n t cn ct
-    n=$(echo "${R[nginx]}" | median)
-    t=$(echo "${R[turnpike]}" | median)
-    cn=$(echo "${C[nginx]}" | median)
-    ct=$(echo "${C[turnpike]}" | median)
+    n=$(echo "${R[nginx]}" | bench_median)
+    t=$(echo "${R[turnpike]}" | bench_median)
+    cn=$(echo "${C[nginx]}" | bench_median)
+    ct=$(echo "${C[turnpike]}" | bench_median)
     printf "%-8s %-8s %12.0f %12.0f %8s %10.2f %10.2f %8s\n" "$1" "$2" "$n" "$t" \
-        "$(ratio "$t" "$n")" "$cn" "$ct" "$(ratio "$cn" "$ct")"
+        "$(bench_ratio "$t" "$n")" "$cn" "$ct" "$(bench_ratio "$cn" "$ct")"
 }
 
 printf "%-8s %-8s %12s %12s %8s %10s %10s %8s\n" cert test nginx turnpike ratio \

@@ -52,9 +52,6 @@ SERVER[turnpike]=$SPAWNED_PID
 PORT[turnpike]=$TPORT
 bench_wait_port "$TPORT" "$SPAWNED_PID" turnpike
 
-median() { tr ' ' '\n' | grep . | sort -n |
-    awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}'; }
 
 printf "%-8s %12s %12s %8s %10s %10s %8s\n" size "nginx msg/s" "tp msg/s" ratio "nginx us" "tp us" \
     "cpu n/t"
@@ -71,12 +68,12 @@ for size in $SIZES; do
             C[$tgt]+="$(echo "$out" | awk -v c=$((c1 - c0)) '{printf "%.2f", ($2 > 0 ? c / $2 / 1000 : 0)}') "
         done
     done
-    n=$(echo "${R[nginx]}" | median)
-    t=$(echo "${R[turnpike]}" | median)
-    cn=$(echo "${C[nginx]}" | median)
-    ct=$(echo "${C[turnpike]}" | median)
-    printf "%-8s %12.0f %12.0f %8s %10.2f %10.2f %8s\n" "$size" "$n" "$t" "$(ratio "$t" "$n")" \
-        "$cn" "$ct" "$(ratio "$cn" "$ct")"
+    n=$(echo "${R[nginx]}" | bench_median)
+    t=$(echo "${R[turnpike]}" | bench_median)
+    cn=$(echo "${C[nginx]}" | bench_median)
+    ct=$(echo "${C[turnpike]}" | bench_median)
+    printf "%-8s %12.0f %12.0f %8s %10.2f %10.2f %8s\n" "$size" "$n" "$t" "$(bench_ratio "$t" "$n")" \
+        "$cn" "$ct" "$(bench_ratio "$cn" "$ct")"
 done
 
 # each websocket holds two sockets in the proxy's worker (client, upstream)
