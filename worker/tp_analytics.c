@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "tp_counter.h"
+#include "tp_endpoints.h"
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
@@ -52,19 +53,12 @@ static int jbool(const cJSON *o, const char *k)
     return cJSON_IsTrue(tp_json_get(o, k));
 }
 
-typedef struct notrack_s {
-    char *version; /* the version whose extended_paths list it is */
-    char method[16];
-    regex_t re;
-} notrack_t;
-
 struct tp_analytics_api_s {
     char **tags; /* the API's tags */
     size_t ntags;
     int64_t expire_after; /* expire_analytics_after, s; 0: 100 years */
     int detail;           /* the API's enable_detailed_recording */
-    notrack_t *nt;        /* do_not_track_endpoints of every version */
-    size_t nnt;
+    tp_endpoints_t nt;    /* do_not_track_endpoints of every version */
 };
 
 void tp_analytics_api_free(tp_analytics_api_t *a)
@@ -74,44 +68,13 @@ void tp_analytics_api_free(tp_analytics_api_t *a)
     for (size_t i = 0; i < a->ntags; i++)
         free(a->tags[i]);
     free(a->tags);
-    for (size_t i = 0; i < a->nnt; i++) {
-        free(a->nt[i].version);
-        regfree(&a->nt[i].re);
-    }
-    free(a->nt);
+    tp_endpoints_free(&a->nt);
     free(a);
 }
 
 int tp_analytics_has_notrack(const tp_analytics_api_t *a)
 {
-    return a != NULL && a->nnt > 0;
-}
-
-static void notrack_add(tp_analytics_api_t *a, const char *version, const cJSON *list,
-                        const tp_api_t *api, const tp_conf_t *c)
-{
-    const cJSON *e;
-    cJSON_ArrayForEach(e, list)
-    {
-        const char *path = jstr(e, "path");
-        if (path == NULL || jbool(e, "disabled"))
-            continue;
-        char err[256];
-        regex_t re;
-        if (tp_path_pattern_compile(&re, path, c->http_server_options.enable_path_prefix_matching,
-                                    c->http_server_options.enable_path_suffix_matching,
-                                    c->ignore_endpoint_case, err, sizeof(err)) < 0) {
-            tp_log_warn("API %s (%s): do_not_track_endpoints \"%s\" skipped: %s", api->api_id,
-                        api->file, path, err);
-            continue;
-        }
-        a->nt = tp_realloc(a->nt, (a->nnt + 1) * sizeof(*a->nt));
-        notrack_t *n = &a->nt[a->nnt++];
-        n->version = tp_strdup(version);
-        n->re = re;
-        const char *m = jstr(e, "method");
-        snprintf(n->method, sizeof(n->method), "%s", m != NULL ? m : "");
-    }
+    return a != NULL && a->nt.n > 0;
 }
 
 tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
@@ -120,6 +83,8 @@ tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
     if ((!conf->enable_analytics && conf->tp.metrics_port == 0) || jbool(def, "do_not_track"))
         return NULL; /* neither records nor metrics for this API */
     tp_analytics_api_t *a = tp_calloc(1, sizeof(*a));
+    a->nt.section = "do_not_track_endpoints";
+    a->nt.empty_any = 1;
     const cJSON *tags = tp_json_get(def, "tags"), *t;
     if (cJSON_IsArray(tags)) {
         a->tags = tp_calloc((size_t)cJSON_GetArraySize(tags) + 1, sizeof(char *));
@@ -133,10 +98,10 @@ tp_analytics_api_t *tp_analytics_compile(const cJSON *def, const tp_api_t *api,
     const cJSON *versions = tp_json_get(tp_json_get(def, "version_data"), "versions"), *v;
     cJSON_ArrayForEach(v, versions)
     {
-        const cJSON *ep = tp_json_get(v, "extended_paths");
-        const char *name = jstr(v, "name");
-        notrack_add(a, name != NULL && name[0] ? name : v->string,
-                    tp_json_get(ep, "do_not_track_endpoints"), api, conf);
+        const cJSON *e;
+        cJSON_ArrayForEach(e,
+                           tp_json_get(tp_json_get(v, "extended_paths"), "do_not_track_endpoints"))
+            tp_endpoints_add(&a->nt, tp_version_name(v), e, api, conf);
     }
     return a;
 }
@@ -416,21 +381,8 @@ static tp_stage_rc_t notrack_run(tp_req_t *req)
     const tp_compiled_t *c = tp_compiled(w, req);
     if (req->track == NULL || c == NULL || c->analytics == NULL || req->version == NULL)
         return TP_STAGE_NEXT;
-    const tp_analytics_api_t *a = c->analytics;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-    const char *method = llhttp_method_name(req->method);
-    for (size_t i = 0; i < a->nnt; i++) {
-        const notrack_t *n = &a->nt[i];
-        if (strcmp(n->version, req->version->name) != 0 ||
-            (n->method[0] != '\0' && strcasecmp(n->method, method) != 0))
-            continue;
-        for (int k = 0; k < 3; k++)
-            if (regexec(&n->re, ps->p[k], 0, NULL, 0) == 0) {
-                req->track = NULL;
-                return TP_STAGE_NEXT;
-            }
-    }
+    if (tp_endpoints_match(&c->analytics->nt, req) >= 0)
+        req->track = NULL;
     return TP_STAGE_NEXT;
 }
 

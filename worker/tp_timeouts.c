@@ -10,23 +10,16 @@
  * whole upstream exchange, a websocket session included, must end by then;
  * 504 "Upstream service reached hard timeout." when no response started.
  */
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "tp_endpoints.h"
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
 #include "tp_worker.h"
-
-typedef struct entry_s {
-    char *version;
-    char method[16];
-    regex_t re;
-    uint64_t ms;
-} entry_t;
 
 typedef struct global_s {
     char *version;
@@ -34,8 +27,8 @@ typedef struct global_s {
 } global_t;
 
 struct tp_timeouts_s {
-    entry_t *e;
-    size_t n;
+    tp_endpoints_t ep;
+    uint64_t *ms; /* per entry of ep */
     global_t *g;
     size_t ng;
 };
@@ -85,13 +78,10 @@ void tp_timeouts_free(tp_timeouts_t *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->e[i].version);
-        regfree(&t->e[i].re);
-    }
+    tp_endpoints_free(&t->ep);
     for (size_t i = 0; i < t->ng; i++)
         free(t->g[i].version);
-    free(t->e);
+    free(t->ms);
     free(t->g);
     free(t);
 }
@@ -128,35 +118,22 @@ static void add_entries(tp_timeouts_t *t, const char *version, const cJSON *list
                         api->api_id, api->file, path->valuestring);
             continue;
         }
-        char err[256];
-        regex_t re;
-        if (tp_path_pattern_compile(&re, path->valuestring,
-                                    c->http_server_options.enable_path_prefix_matching,
-                                    c->http_server_options.enable_path_suffix_matching,
-                                    c->ignore_endpoint_case, err, sizeof(err)) < 0) {
-            tp_log_warn("API %s (%s): hard_timeouts \"%s\" skipped: %s", api->api_id, api->file,
-                        path->valuestring, err);
+        int i = tp_endpoints_add(&t->ep, version, e, api, c);
+        if (i < 0)
             continue;
-        }
-        t->e = tp_realloc(t->e, (t->n + 1) * sizeof(*t->e));
-        entry_t *x = &t->e[t->n++];
-        x->version = tp_strdup(version);
-        x->re = re;
-        x->ms = (uint64_t)ms;
-        const cJSON *m = tp_json_get(e, "method");
-        snprintf(x->method, sizeof(x->method), "%s", cJSON_IsString(m) ? m->valuestring : "");
+        t->ms = tp_realloc(t->ms, t->ep.n * sizeof(*t->ms));
+        t->ms[i] = (uint64_t)ms;
     }
 }
 
 tp_timeouts_t *tp_timeouts_compile(const cJSON *def, const tp_api_t *api, const tp_conf_t *conf)
 {
     tp_timeouts_t *t = tp_calloc(1, sizeof(*t));
+    t->ep.section = "hard_timeouts";
     const cJSON *versions = tp_json_get(tp_json_get(def, "version_data"), "versions"), *v;
     cJSON_ArrayForEach(v, versions)
     {
-        const cJSON *name = tp_json_get(v, "name");
-        const char *vn =
-            cJSON_IsString(name) && name->valuestring[0] ? name->valuestring : v->string;
+        const char *vn = tp_version_name(v);
         add_entries(t, vn, tp_json_get(tp_json_get(v, "extended_paths"), "hard_timeouts"), api,
                     conf);
         const cJSON *g = tp_json_get(v, "global_enforce_timeout");
@@ -173,7 +150,7 @@ tp_timeouts_t *tp_timeouts_compile(const cJSON *def, const tp_api_t *api, const 
             t->g[t->ng++].ms = (uint64_t)ms;
         }
     }
-    if (t->n == 0 && t->ng == 0) {
+    if (t->ep.n == 0 && t->ng == 0) {
         tp_timeouts_free(t);
         return NULL;
     }
@@ -187,22 +164,12 @@ static tp_stage_rc_t timeouts_run(tp_req_t *req)
     if (c == NULL || c->timeouts == NULL || req->version == NULL)
         return TP_STAGE_NEXT;
     const tp_timeouts_t *t = c->timeouts;
-    const char *vn = req->version->name;
-    if (t->n > 0) {
-        tp_rulepaths_t *ps = &w->rulepaths;
-        tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-        const char *method = llhttp_method_name(req->method);
-        for (size_t i = 0; i < t->n; i++) {
-            const entry_t *e = &t->e[i];
-            if (strcmp(e->version, vn) != 0 || strcasecmp(e->method, method) != 0)
-                continue;
-            for (int k = 0; k < 3; k++)
-                if (regexec(&e->re, ps->p[k], 0, NULL, 0) == 0) {
-                    req->hard_timeout_ms = e->ms;
-                    return TP_STAGE_NEXT;
-                }
-        }
+    int at = tp_endpoints_match(&t->ep, req);
+    if (at >= 0) {
+        req->hard_timeout_ms = t->ms[at];
+        return TP_STAGE_NEXT;
     }
+    const char *vn = req->version->name;
     for (size_t i = 0; i < t->ng; i++)
         if (strcmp(t->g[i].version, vn) == 0)
             req->hard_timeout_ms = t->g[i].ms;
