@@ -23,6 +23,7 @@
 #include "tp_err.h"
 #include "tp_log.h"
 #include "tp_master.h"
+#include "tp_shm_breaker.h"
 #include "tp_shm_limit.h"
 #include "tp_time.h"
 
@@ -248,6 +249,14 @@ static void cmd_show_limits(admin_client_t *c, const char *args)
         tp_buf_printf(o, "# no counters for %s on this node\n", args);
 }
 
+/* show breakers: the node's circuit breakers and their 10 s windows. */
+static void cmd_show_breakers(admin_client_t *c, const char *args)
+{
+    (void)args;
+    tp_buf_puts(&c->out, "# breaker (api method path) state requests failures trips\n");
+    tp_breakers_show(c->m->shm->breakers, (int64_t)tp_time_mono_ms(), &c->out);
+}
+
 static void cmd_reload(admin_client_t *c, const char *args)
 {
     (void)args;
@@ -327,6 +336,9 @@ static const admin_cmd_t commands[] = {
     {"show limits",
      "show limits <hash>    rate-limit and quota counters of a key (its storage hash)",
      cmd_show_limits},
+    {"show breakers",
+     "show breakers         circuit breakers: state, requests and failures in the last 10 s",
+     cmd_show_breakers},
     {"reload",
      "reload                reload tyk.conf, API definitions and policies; "
      "answers when every worker serves them (Success=1|0)",

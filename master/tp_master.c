@@ -22,6 +22,7 @@
 #include "tp_master.h"
 #include "tp_shm_session.h"
 #include "tp_redis.h"
+#include "tp_shm_breaker.h"
 #include "tp_shm_limit.h"
 #include "tp_shm_metrics.h"
 #include "tp_time.h"
@@ -909,6 +910,12 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
     }
     m->shm->limits = tp_limits_create((size_t)gen->conf.tp.limit_counters, err, sizeof(err));
     if (m->shm->limits == NULL) {
+        tp_log_error("%s", err);
+        return 1;
+    }
+    /* a breaker per endpoint entry; 1024 is far more than definitions carry */
+    m->shm->breakers = tp_breakers_create(1024, err, sizeof(err));
+    if (m->shm->breakers == NULL) {
         tp_log_error("%s", err);
         return 1;
     }

@@ -31,6 +31,7 @@ extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rig
 extern const tp_stage_t tp_stage_key_limit;  /* tp_limit.c: the key's rate limit and quota */
 extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limits */
 extern const tp_stage_t tp_stage_timeouts;   /* tp_timeouts.c: hard timeouts */
+extern const tp_stage_t tp_stage_breaker;    /* tp_breaker.c: circuit breakers (and log) */
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
 extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
@@ -50,7 +51,8 @@ static const tp_stage_t *const front_stages[] = {
 static const tp_stage_t *const request_stages[] = {
     &tp_stage_track,     &tp_stage_version,   &tp_stage_notrack,  &tp_stage_paths,
     &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_key,      &tp_stage_access,
-    &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_timeouts, &tp_stage_proxy,
+    &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_timeouts, &tp_stage_breaker,
+    &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */
@@ -59,7 +61,8 @@ static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
 /* ... and for those of an API that wants them. */
-static const tp_stage_t *const api_log_stages[] = {&tp_stage_analytics, &tp_stage_metrics};
+static const tp_stage_t *const api_log_stages[] = {&tp_stage_breaker, &tp_stage_analytics,
+                                                   &tp_stage_metrics};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -54,6 +54,7 @@ typedef struct tp_chain_api_s {
     unsigned metrics : 1;    /* turnpike.metrics_port: Prometheus counters */
     unsigned mtls : 1;       /* use_mutual_tls_auth */
     unsigned timeouts : 1;   /* hard_timeouts or global_enforce_timeout */
+    unsigned breakers : 1;   /* extended_paths.circuit_breakers */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -15,7 +15,18 @@
 #include "tp_log.h"
 #include "tp_worker.h"
 
-static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf)
+static void compiled_free(tp_compiled_t *c)
+{
+    tp_api_rules_free(c->rules);
+    tp_analytics_api_free(c->analytics);
+    tp_tls_certset_free(c->mtls);
+    tp_timeouts_free(c->timeouts);
+    tp_breakers_api_free(c->breakers);
+    memset(c, 0, sizeof(*c));
+}
+
+static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf,
+                        struct tp_breakers_s *breakers)
 {
     char err[512];
     cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
@@ -24,6 +35,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
     if (out->rules != NULL) {
         out->analytics = tp_analytics_compile(def, api, conf);
         out->timeouts = tp_timeouts_compile(def, api, conf);
+        out->breakers = breakers != NULL ? tp_breakers_compile(def, api, conf, breakers) : NULL;
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -32,7 +44,8 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .records = conf->enable_analytics != 0,
                             .metrics = conf->tp.metrics_port != 0,
                             .mtls = api->use_mtls != 0,
-                            .timeouts = out->timeouts != NULL};
+                            .timeouts = out->timeouts != NULL,
+                            .breakers = out->breakers != NULL};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();
             const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";
@@ -40,14 +53,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
             snprintf(what, sizeof(what), "client_certificates of %s", api->file);
             if (pem[0] != '\0' &&
                 tp_tls_certset_add(out->mtls, pem, strlen(pem), what, err, sizeof(err)) < 0) {
-                tp_api_rules_free(out->rules);
-                tp_analytics_api_free(out->analytics);
-                tp_tls_certset_free(out->mtls);
-                tp_timeouts_free(out->timeouts);
-                out->rules = NULL;
-                out->analytics = NULL;
-                out->mtls = NULL;
-                out->timeouts = NULL;
+                compiled_free(out);
                 cJSON_Delete(def);
                 tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
                 return;
@@ -58,12 +64,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
             return;
         }
         snprintf(err, sizeof(err), "more than %d stages", TP_CHAIN_MAX);
-        tp_api_rules_free(out->rules);
-        tp_analytics_api_free(out->analytics);
-        tp_timeouts_free(out->timeouts);
-        out->rules = NULL;
-        out->analytics = NULL;
-        out->timeouts = NULL;
+        compiled_free(out);
     }
     cJSON_Delete(def);
     tp_log_error("API %s (%s): %s", api->api_id, api->file, err);
@@ -71,12 +72,8 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
 
 static void slot_free(tp_worker_t *w, unsigned s)
 {
-    for (size_t i = 0; i < w->ncompiled[s]; i++) {
-        tp_api_rules_free(w->compiled[s][i].rules);
-        tp_analytics_api_free(w->compiled[s][i].analytics);
-        tp_tls_certset_free(w->compiled[s][i].mtls);
-        tp_timeouts_free(w->compiled[s][i].timeouts);
-    }
+    for (size_t i = 0; i < w->ncompiled[s]; i++)
+        compiled_free(&w->compiled[s][i]);
     free(w->compiled[s]);
     w->compiled[s] = NULL;
     w->ncompiled[s] = 0;
@@ -91,7 +88,7 @@ void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap)
     w->ncompiled[s] = snap->napis;
     w->any_mtls = 0;
     for (size_t i = 0; i < snap->napis; i++) {
-        compile_api(&w->compiled[s][i], snap->apis[i], w->conf);
+        compile_api(&w->compiled[s][i], snap->apis[i], w->conf, w->shm->breakers);
         w->any_mtls |= snap->apis[i]->use_mtls != 0;
     }
 }

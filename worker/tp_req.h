@@ -154,10 +154,12 @@ struct tp_req_s {
     uint32_t hosts_tried;      /* other target_list hosts tried after connect failures */
     uint64_t hard_timeout_ms;  /* the "timeouts" stage: a hard timeout applies (0: none) */
     uint64_t hard_deadline;    /* ... and when it ends (loop ms), set by the proxy */
-    uint64_t up_start_ms;      /* the proxy asked the upstream (loop ms) ... */
-    uint64_t up_ms;            /* ... and the answer's head took this long */
-    int rl_set;                /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
-    int rl_early;              /* ... from a rate limit: on error responses too */
+    const struct tp_breaker_entry_s *breaker; /* the "breaker" stage let it through ... */
+    unsigned breaker_trial : 1;               /* ... as the half-open trial */
+    uint64_t up_start_ms;                     /* the proxy asked the upstream (loop ms) ... */
+    uint64_t up_ms;                           /* ... and the answer's head took this long */
+    int rl_set;                               /* X-RateLimit-* for the response (TYK-COMPAT 6.7) */
+    int rl_early;                             /* ... from a rate limit: on error responses too */
     int64_t rl_limit, rl_remaining, rl_reset;
     uint64_t start_ms;
     tp_tap_t tap_in;  /* the request: as received, then as sent upstream */

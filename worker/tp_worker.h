@@ -53,6 +53,7 @@ typedef struct tp_compiled_s {
     struct tp_analytics_api_s *analytics; /* NULL: no records */
     tp_tls_certset_t *mtls;               /* use_mutual_tls_auth: the allowed certificates */
     struct tp_timeouts_s *timeouts;       /* hard timeouts (tp_timeouts.c); NULL: none */
+    struct tp_breakers_api_s *breakers;   /* circuit breakers (tp_breaker.c); NULL: none */
     tp_chain_t chain;
 } tp_compiled_t;
 
@@ -202,6 +203,11 @@ void tp_analytics_api_free(tp_analytics_api_t *a);
 typedef struct tp_timeouts_s tp_timeouts_t;
 tp_timeouts_t *tp_timeouts_compile(const cJSON *def, const tp_api_t *api, const tp_conf_t *conf);
 void tp_timeouts_free(tp_timeouts_t *t);
+/* tp_breaker.c: circuit breakers, compiled per API (NULL when it has none) */
+typedef struct tp_breakers_api_s tp_breakers_api_t;
+tp_breakers_api_t *tp_breakers_compile(const cJSON *def, const tp_api_t *api, const tp_conf_t *conf,
+                                       struct tp_breakers_s *table);
+void tp_breakers_api_free(tp_breakers_api_t *a);
 /* A Go duration string in milliseconds (rounded up), or -1. */
 int64_t tp_go_duration_ms(const char *s);
 int tp_analytics_has_notrack(const tp_analytics_api_t *a);
