@@ -149,6 +149,14 @@ static const store_t stores[] = {
     S("storage.key_file", TP_CK_STRING, storage.key_file),
     S("storage.tls_min_version", TP_CK_STRING, storage.tls_min_version),
     S("storage.tls_max_version", TP_CK_STRING, storage.tls_max_version),
+    S("uptime_tests.disable", TP_CK_BOOL, uptime_tests.disable),
+    S("uptime_tests.poller_group", TP_CK_STRING, uptime_tests.poller_group),
+    S("uptime_tests.config.enable_uptime_analytics", TP_CK_BOOL,
+      uptime_tests.enable_uptime_analytics),
+    S("uptime_tests.config.failure_trigger_sample_size", TP_CK_INT,
+      uptime_tests.failure_trigger_sample_size),
+    S("uptime_tests.config.time_wait", TP_CK_INT, uptime_tests.time_wait),
+    S("uptime_tests.config.checker_pool_size", TP_CK_INT, uptime_tests.checker_pool_size),
     S("turnpike.workers", TP_CK_INT, tp.workers),
     S("turnpike.admin_socket", TP_CK_STRING, tp.admin_socket),
     S("turnpike.shm_size", TP_CK_INT, tp.shm_size),
@@ -786,6 +794,13 @@ static void apply_defaults(tp_conf_t *c)
         t->analytics_detail_max = 65536;
     if (t->metrics_max_series <= 0)
         t->metrics_max_series = 1000;
+    if (c->uptime_tests.failure_trigger_sample_size <= 0)
+        c->uptime_tests.failure_trigger_sample_size = 3;
+    if (c->uptime_tests.time_wait <= 0)
+        c->uptime_tests.time_wait = 10;
+    if (c->uptime_tests.checker_pool_size <= 0)
+        c->uptime_tests.checker_pool_size = 50;
+    default_str(&c->uptime_tests.poller_group, "");
     if (c->health_check.health_check_value_timeouts <= 0)
         c->health_check.health_check_value_timeouts = 60;
     if (c->drl_threshold <= 0)

@@ -178,6 +178,16 @@ typedef struct tp_conf_s {
         char *type; /* "prometheus" (the seed's monitoring advice): metrics on port 9090 */
     } analytics_config;
 
+    /* the host checker (TYK-COMPAT 10, 20) */
+    struct {
+        int disable;
+        char *poller_group;
+        int enable_uptime_analytics;
+        int64_t failure_trigger_sample_size; /* default 3 */
+        int64_t time_wait;                   /* s between checks, default 10 */
+        int64_t checker_pool_size;           /* checks in flight at once */
+    } uptime_tests;
+
     tp_conf_storage_t storage;
     tp_conf_tp_t tp;
 } tp_conf_t;

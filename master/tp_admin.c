@@ -23,6 +23,7 @@
 #include "tp_err.h"
 #include "tp_log.h"
 #include "tp_master.h"
+#include "tp_hostcheck.h"
 #include "tp_shm_breaker.h"
 #include "tp_shm_limit.h"
 #include "tp_time.h"
@@ -257,6 +258,13 @@ static void cmd_show_breakers(admin_client_t *c, const char *args)
     tp_breakers_show(c->m->shm->breakers, (int64_t)tp_time_mono_ms(), &c->out);
 }
 
+/* show hosts: the uptime tests and what they found. */
+static void cmd_show_hosts(admin_client_t *c, const char *args)
+{
+    (void)args;
+    tp_hostcheck_show(c->m, &c->out);
+}
+
 static void cmd_reload(admin_client_t *c, const char *args)
 {
     (void)args;
@@ -339,6 +347,8 @@ static const admin_cmd_t commands[] = {
     {"show breakers",
      "show breakers         circuit breakers: state, requests and failures in the last 10 s",
      cmd_show_breakers},
+    {"show hosts", "show hosts            uptime tests: each check's host, up or down, last result",
+     cmd_show_hosts},
     {"reload",
      "reload                reload tyk.conf, API definitions and policies; "
      "answers when every worker serves them (Success=1|0)",

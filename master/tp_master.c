@@ -22,7 +22,9 @@
 #include "tp_master.h"
 #include "tp_shm_session.h"
 #include "tp_redis.h"
+#include "tp_hostcheck.h"
 #include "tp_shm_breaker.h"
+#include "tp_shm_hosts.h"
 #include "tp_shm_limit.h"
 #include "tp_shm_metrics.h"
 #include "tp_time.h"
@@ -392,6 +394,7 @@ static void kill_all(tp_master_t *m, int sig)
 static void begin_drain(tp_master_t *m)
 {
     m->state = M_DRAINING;
+    tp_hostcheck_stop(m);
     int64_t secs = m->gen->conf.graceful_shutdown_timeout_duration;
     tp_log_info("draining: workers finish in-flight requests within %lld s", (long long)secs);
     tp_sd_notify("STOPPING=1");
@@ -410,6 +413,7 @@ static void stop_fast(tp_master_t *m, const char *why)
     tp_log_info("stopping now (%s)", why);
     tp_sd_notify("STOPPING=1");
     m->state = M_STOPPING;
+    tp_hostcheck_stop(m);
     close_listeners(m);
     tp_admin_stop(m);
     tp_metrics_stop(m);
@@ -750,6 +754,7 @@ static void do_reload(tp_master_t *m)
         tp_master_broadcast(m, "gen");
         tp_log_error("tyk.conf changes not applied: %s", err);
     }
+    tp_hostcheck_sync(m);
     check_reload_done(m);
     arm_timer(m); /* a worker that never answers is given up on */
 }
@@ -919,6 +924,11 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         tp_log_error("%s", err);
         return 1;
     }
+    m->shm->hosts = tp_hosts_create(4096, err, sizeof(err));
+    if (m->shm->hosts == NULL) {
+        tp_log_error("%s", err);
+        return 1;
+    }
     m->shm->health = tp_health_create((uint32_t)gen->conf.tp.max_apis);
     if (m->shm->health == NULL) {
         tp_log_error("cannot map the /tyk/health samples");
@@ -999,6 +1009,7 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         return 2;
     }
     tp_apihealth_start(m);
+    tp_hostcheck_sync(m);
 
     const char *addr = gen->conf.listen_address;
     tp_log_info("turnpike %s: %d workers on %s:%lld%s, %zu APIs from %s, %zu policies%s",

@@ -122,6 +122,7 @@ typedef struct tp_master_s {
     int metrics_open;        /* on turnpike.metrics_port as it was at start: reloads keep it */
     tp_buf_t metrics_cache;  /* a scrape's buffer, kept for the next one */
     uv_timer_t health_timer; /* /tyk/health's samples (tp_apihealth.c) */
+    struct tp_hostcheck_s *hostcheck; /* uptime tests (tp_hostcheck.c), NULL when none */
 } tp_master_t;
 
 /* Loads tyk.conf, the API definitions and policies; logs what it finds.

@@ -17,7 +17,9 @@
 
 #include "tp_err.h"
 #include "tp_log.h"
+#include "tp_hostcheck.h"
 #include "tp_master.h"
+#include "tp_shm_hosts.h"
 #include "tp_shm.h"
 #include "tp_shm_metrics.h"
 #include "tp_time.h"
@@ -223,6 +225,9 @@ static void render_turnpike(tp_master_t *m, const tp_snapshot_t *snap, tp_buf_t 
     scalar(o, "turnpike_websockets_open", "gauge", "Upgraded (websocket) sessions being relayed",
            t.ws_open);
     scalar(o, "turnpike_generation", "gauge", "API generation published last", m->generation);
+    scalar(o, "turnpike_hosts_down", "gauge", "Hosts the uptime tests find down",
+           tp_hosts_ndown(m->shm->hosts));
+    tp_hostcheck_metrics(m, o);
     scalar(o, "turnpike_apis", "gauge", "APIs loaded", snap->napis);
     family(o, "turnpike_reloads_total", "counter", "Reloads, by result");
     tp_buf_printf(o, "turnpike_reloads_total{result=\"ok\"} %u\n", m->reloads_ok);

@@ -131,6 +131,7 @@ typedef struct tp_shm_s {
     struct tp_limits_s *limits;              /* rate-limit counters, their own mapping */
     struct tp_metrics_s *metrics;            /* Prometheus counters, their own mapping, or NULL */
     struct tp_breakers_s *breakers;          /* circuit breakers, their own mapping */
+    struct tp_hosts_s *hosts;                /* the host checker's down hosts, their own mapping */
     tp_health_t *health;                     /* /tyk/health's samples, or NULL */
     tp_shm_worker_t workers[TP_SHM_MAX_WORKERS];
 } tp_shm_t;

@@ -35,6 +35,9 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
     if (out->rules != NULL) {
         out->analytics = tp_analytics_compile(def, api, conf);
         out->timeouts = tp_timeouts_compile(def, api, conf);
+        out->uptime_lb =
+            api->enable_load_balancing && api->ntargets > 1 &&
+            cJSON_IsTrue(tp_json_get(tp_json_get(def, "proxy"), "check_host_against_uptime_tests"));
         out->breakers = breakers != NULL ? tp_breakers_compile(def, api, conf, breakers) : NULL;
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,

@@ -21,6 +21,7 @@
 #include "tp_url.h"
 #include "tp_counter.h"
 #include "tp_tunnel.h"
+#include "tp_shm_hosts.h"
 #include "tp_worker.h"
 
 static void up_send(tp_req_t *req);
@@ -249,6 +250,30 @@ static int replayable(const tp_req_t *req)
                               req->method == HTTP_OPTIONS || req->method == HTTP_TRACE);
 }
 
+/* Is target <t> of the request's API down by the node's uptime tests
+ * (proxy.check_host_against_uptime_tests with load balancing)? */
+static int target_down(const tp_req_t *req, const tp_target_t *t)
+{
+    tp_worker_t *w = req->conn->w;
+    const tp_compiled_t *c = tp_compiled(w, req);
+    if (c == NULL || !c->uptime_lb)
+        return 0;
+    return tp_hosts_down(w->shm->hosts, t->url.authority, strlen(t->url.authority));
+}
+
+/* From target <at> on, the first one not down (Tyk's nextTarget), or -1
+ * when every host is down. */
+static long up_target(const tp_req_t *req, size_t at)
+{
+    const tp_api_t *api = req->route->api;
+    for (size_t k = 0; k < api->ntargets; k++) {
+        size_t i = (at + k) % api->ntargets;
+        if (!target_down(req, &api->targets[i]))
+            return (long)i;
+    }
+    return -1;
+}
+
 /* The next host of the API's target_list, after a connect failure. */
 static int next_host(tp_req_t *req)
 {
@@ -258,8 +283,11 @@ static int next_host(tp_req_t *req)
         return 0;
     tp_worker_t *w = req->conn->w;
     size_t at = (size_t)(req->target - api->targets);
+    long next = up_target(req, (at + 1) % api->ntargets);
+    if (next < 0 || (size_t)next == at)
+        return 0;
     req->hosts_tried++;
-    req->target = &api->targets[(at + 1) % api->ntargets];
+    req->target = &api->targets[next];
     req->pool = w->target_pool[req->snap->slot][req->target->idx];
     build_upstream_head(req, req->rp);
     req->up_head_sent = req->up_head_inflight = 0;
@@ -274,7 +302,11 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     const tp_api_t *api = req->route->api;
     /* the tables of the generation this request started on */
     unsigned slot = req->snap->slot;
-    size_t idx = api->ntargets > 1 ? w->rr[slot][api->idx]++ % api->ntargets : 0;
+    size_t idx = 0;
+    if (api->ntargets > 1) {
+        long up = up_target(req, w->rr[slot][api->idx]++ % api->ntargets);
+        idx = up >= 0 ? (size_t)up : 0; /* proxy_run answered when none is up */
+    }
     req->target = &api->targets[idx];
     req->pool = w->target_pool[slot][req->target->idx];
     if (api->ntargets > 1 && replayable(req)) {
@@ -310,6 +342,11 @@ static tp_stage_rc_t proxy_run(tp_req_t *req)
 {
     tp_conn_t *c = req->conn;
     int waited = req->rp == &req->saved_rp;
+    if (req->route->api->ntargets > 1 && up_target(req, 0) < 0) {
+        static const char down[] = "all hosts are down\n";
+        tp_respond(req, 503, "text/plain; charset=utf-8", down, sizeof(down) - 1, NULL);
+        return TP_STAGE_DONE;
+    }
     tp_proxy_start(req, req->rp);
     /* a request that waited (for its session, a limit) left its body unread */
     if (waited && !c->closing)

@@ -54,6 +54,7 @@ typedef struct tp_compiled_s {
     tp_tls_certset_t *mtls;               /* use_mutual_tls_auth: the allowed certificates */
     struct tp_timeouts_s *timeouts;       /* hard timeouts (tp_timeouts.c); NULL: none */
     struct tp_breakers_api_s *breakers;   /* circuit breakers (tp_breaker.c); NULL: none */
+    unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
 

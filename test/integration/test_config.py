@@ -38,10 +38,10 @@ def test_seed_config_is_valid_and_names_unimplemented_settings():
     notimpl = [l for l in log_lines(r.stderr, "warning") if "not implemented" in l]
     assert notimpl, r.stderr
     # settings the seed turns on that this Turnpike does not implement
-    for name in ("uptime_tests", "enable_jsvm"):
+    for name in ("enable_jsvm",):
         assert name in notimpl[0], (name, notimpl[0])
     # keys and sessions are implemented, so are error templates and analytics
-    for name in ("hash_keys", "template_path", "enable_analytics",
+    for name in ("hash_keys", "template_path", "enable_analytics", "uptime_tests",
                  "analytics_config.enable_detailed_recording", "analytics_config.normalise_urls"):
         assert name not in notimpl[0], (name, notimpl[0])
     # policies from a file are implemented; the seed mounts no policy file
