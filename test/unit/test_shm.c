@@ -11,6 +11,8 @@
 #include "tp_json.h"
 #include "tp_notice.h"
 #include "tp_shm.h"
+#include "tp_shm_breaker.h"
+#include "tp_shm_hosts.h"
 #include "tp_shm_limit.h"
 #include "tp_shm_session.h"
 #include "tp_strmap.h"
@@ -411,8 +413,82 @@ TP_TEST(notice_signature_and_format)
     CHECK(same);
 }
 
+TP_TEST(breaker_trips_half_opens_and_resets)
+{
+    char err[256];
+    tp_breakers_t *t = tp_breakers_create(16, err, sizeof(err));
+    CHECK(t != NULL);
+    tp_breaker_t *b = tp_breaker_get(t, "api\0GET\0/x", 10, "api GET /x");
+    CHECK(b != NULL);
+    CHECK(tp_breaker_get(t, "api\0GET\0/x", 10, "again") == b);
+    CHECK(tp_breaker_get(t, "api\0GET\0/y", 10, "other") != b);
+    tp_breaker_conf_t c = {.threshold = 0.5, .samples = 4, .return_ms = 5000, .half_open = 1};
+    int64_t now = 1000000;
+    uint32_t f, n;
+    int ev;
+    /* old results leave the 10 s window: three failures 11 s ago do not count */
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(tp_breaker_record(b, &c, 1, 0, now - 11000, &f, &n), TP_BREAKER_SAME);
+    CHECK_INT(tp_breaker_record(b, &c, 0, 0, now, &f, &n), TP_BREAKER_SAME);
+    CHECK_INT(tp_breaker_record(b, &c, 1, 0, now, &f, &n), TP_BREAKER_SAME);
+    CHECK_INT(n, 2);
+    CHECK_INT(tp_breaker_record(b, &c, 0, 0, now + 1000, &f, &n), TP_BREAKER_SAME);
+    /* 2 of 4 failed: at the threshold, it trips */
+    CHECK_INT(tp_breaker_record(b, &c, 1, 0, now + 2000, &f, &n), TP_BREAKER_TRIPPED);
+    CHECK_INT(f, 2);
+    CHECK_INT(n, 4);
+    now += 2000;
+    CHECK_INT(tp_breaker_allow(b, &c, now + 100, &ev), TP_BREAKER_REFUSE);
+    /* one trial after 500 ms, the others still refused */
+    CHECK_INT(tp_breaker_allow(b, &c, now + 600, &ev), TP_BREAKER_TRIAL);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 601, &ev), TP_BREAKER_REFUSE);
+    /* it fails: the next waits 1 s */
+    CHECK_INT(tp_breaker_record(b, &c, 1, 1, now + 700, &f, &n), TP_BREAKER_SAME);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 1500, &ev), TP_BREAKER_REFUSE);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 1701, &ev), TP_BREAKER_TRIAL);
+    CHECK_INT(tp_breaker_record(b, &c, 0, 1, now + 1750, &f, &n), TP_BREAKER_RESET);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 1760, &ev), TP_BREAKER_PASS);
+    /* tripped again without half-open: only return_to_service_after closes it */
+    c.half_open = 0;
+    for (int i = 0; i < 4; i++)
+        tp_breaker_record(b, &c, 1, 0, now + 2000, &f, &n);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 6999, &ev), TP_BREAKER_REFUSE);
+    CHECK_INT(tp_breaker_allow(b, &c, now + 7000, &ev), TP_BREAKER_PASS);
+    CHECK_INT(ev, TP_BREAKER_RESET);
+    tp_buf_t out = {0};
+    tp_breakers_show(t, now + 7000, &out);
+    CHECK(strstr(out.data, "api GET /x") != NULL && strstr(out.data, "closed") != NULL);
+    tp_buf_free(&out);
+}
+
+TP_TEST(hosts_down_and_up)
+{
+    char err[256];
+    tp_hosts_t *t = tp_hosts_create(4, err, sizeof(err));
+    CHECK(t != NULL);
+    CHECK_INT(tp_hosts_down(t, "10.0.0.1:80", 11), 0);
+    CHECK_INT(tp_hosts_set(t, "10.0.0.1:80", 11, 1), 0);
+    CHECK_INT(tp_hosts_down(t, "10.0.0.1:80", 11), 1);
+    CHECK_INT(tp_hosts_down(t, "10.0.0.1:8", 10), 0);
+    CHECK_INT(tp_hosts_ndown(t), 1);
+    /* many more than the table was sized for still find their place until it is full */
+    char h[32];
+    int placed = 0;
+    for (int i = 0; i < 200; i++) {
+        int n = snprintf(h, sizeof(h), "h%d:1", i);
+        placed += tp_hosts_set(t, h, (size_t)n, 1) == 0;
+    }
+    CHECK_INT(placed, 63);
+    CHECK_INT(tp_hosts_down(t, "h5:1", 4), 1);
+    CHECK_INT(tp_hosts_set(t, "10.0.0.1:80", 11, 0), 0);
+    CHECK_INT(tp_hosts_down(t, "10.0.0.1:80", 11), 0);
+    CHECK_INT(tp_hosts_ndown(t), 63);
+}
+
 void test_shm_suite(void)
 {
+    TP_RUN(breaker_trips_half_opens_and_resets);
+    TP_RUN(hosts_down_and_up);
     TP_RUN(shm_publish_and_read);
     TP_RUN(shm_slots_wait_for_old_readers);
     TP_RUN(shm_long_request_pins_one_slot);
