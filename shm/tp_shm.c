@@ -10,6 +10,18 @@
 #include "tp_shm.h"
 #include "tp_strmap.h"
 #include "tp_time.h"
+#include "tp_shm_map.h"
+
+void *tp_shm_map(size_t size, const char *what, char *err, size_t errlen)
+{
+    void *p =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map %zu bytes for %s: %s", size, what, strerror(errno));
+        return NULL;
+    }
+    return p;
+}
 
 tp_shm_t *tp_shm_create(size_t slots_bytes, uint32_t max_apis, char *err, size_t errlen)
 {
@@ -19,12 +31,9 @@ tp_shm_t *tp_shm_create(size_t slots_bytes, uint32_t max_apis, char *err, size_t
     size_t stats =
         ((size_t)TP_SHM_MAX_WORKERS * max_apis * sizeof(tp_shm_stat_t) + page - 1) & ~(page - 1);
     size_t size = hdr + stats + slot * TP_SHM_SLOTS;
-    void *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes of shared memory: %s", size, strerror(errno));
+    void *p = tp_shm_map(size, "shared memory", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_shm_t *shm = p;
     shm->magic = TP_SHM_MAGIC;
     shm->version = TP_SHM_VERSION;

@@ -2,13 +2,12 @@
  * shm/tp_shm_breaker.c: circuit breakers in shared memory (see
  * tp_shm_breaker.h).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "tp_keyhash.h"
 #include "tp_shm_breaker.h"
+#include "tp_shm_map.h"
 
 #define WINDOW 10          /* one-second buckets */
 #define FIRST_BACKOFF 500  /* ms before the first half-open trial */
@@ -40,13 +39,9 @@ tp_breakers_t *tp_breakers_create(size_t entries, char *err, size_t errlen)
     while (n < entries && n < ((size_t)1 << 20))
         n <<= 1;
     size_t size = sizeof(tp_breakers_t) + n * sizeof(tp_breaker_t);
-    void *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for the circuit breakers: %s", size,
-                 strerror(errno));
+    void *p = tp_shm_map(size, "the circuit breakers", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_breakers_t *t = p;
     t->magic = 0x54504342; /* "TPCB" */
     t->mask = (uint32_t)(n - 1);

@@ -4,15 +4,14 @@
  * kept to compare, linear probing; entries are never removed (a host that
  * comes back is marked up), so a probe chain never breaks.
  */
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "tp_keyhash.h"
 #include "tp_shm_hosts.h"
+#include "tp_shm_map.h"
 
 #define NAME_MAX_LEN 255
 
@@ -37,13 +36,9 @@ tp_hosts_t *tp_hosts_create(size_t entries, char *err, size_t errlen)
     while (n < entries * 2 && n < ((size_t)1 << 20))
         n <<= 1;
     size_t size = sizeof(tp_hosts_t) + n * sizeof(host_t);
-    void *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for the host checker's states: %s", size,
-                 strerror(errno));
+    void *p = tp_shm_map(size, "the host checker's states", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_hosts_t *t = p;
     t->magic = 0x54504854; /* "TPHT" */
     t->mask = (uint32_t)(n - 1);

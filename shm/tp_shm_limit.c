@@ -10,6 +10,7 @@
 
 #include "tp_keyhash.h"
 #include "tp_shm_limit.h"
+#include "tp_shm_map.h"
 
 #define PROBE 8 /* neighbouring slots a key may live in */
 
@@ -43,13 +44,9 @@ tp_limits_t *tp_limits_create(size_t entries, char *err, size_t errlen)
     while (n < entries && n < ((size_t)1 << 30))
         n <<= 1;
     size_t size = sizeof(tp_limits_t) + n * sizeof(lent_t);
-    void *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for the rate-limit counters: %s", size,
-                 strerror(errno));
+    void *p = tp_shm_map(size, "the rate-limit counters", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_limits_t *t = p;
     t->magic = 0x5450524c; /* "TPRL" */
     t->mask = (uint32_t)(n - 1);

@@ -10,6 +10,7 @@
 #include "tp_counter.h"
 #include "tp_keyhash.h"
 #include "tp_shm_metrics.h"
+#include "tp_shm_map.h"
 
 #define PROBES 32 /* directory slots tried from a label's home slot */
 
@@ -61,12 +62,9 @@ tp_metrics_t *tp_metrics_create(uint32_t nrows, uint32_t max_apis, uint32_t max_
     off = align(off + n * sizeof(series_t));
     size_t counts_off = off;
     off = align(off + (size_t)nrows * n * sizeof(uint64_t));
-    void *p =
-        mmap(NULL, off, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for the metrics: %s", off, strerror(errno));
+    void *p = tp_shm_map(off, "the metrics", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_metrics_t *m = p;
     m->magic = 0x54504d54; /* "TPMT" */
     m->nrows = nrows;

@@ -12,6 +12,7 @@
 
 #include "tp_shm_session.h"
 #include "tp_time.h"
+#include "tp_shm_map.h"
 
 #define PROBE 8             /* neighbours an id may live in */
 #define STEAL_AFTER_MS 1000 /* an entry odd this long has a dead or stuck writer */
@@ -58,13 +59,9 @@ tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, char *err, size_
         return NULL;
     }
     size_t size = sizeof(tp_scache_t) + n * entry_bytes;
-    void *p =
-        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        snprintf(err, errlen, "cannot map %zu bytes for the session cache: %s", size,
-                 strerror(errno));
+    void *p = tp_shm_map(size, "the session cache", err, errlen);
+    if (p == NULL)
         return NULL;
-    }
     tp_scache_t *c = p;
     c->magic = 0x54505343; /* "TPSC" */
     c->n = (uint32_t)n;
