@@ -796,12 +796,12 @@ void tp_hostcheck_sync(tp_master_t *m)
         old->probe = NULL;
         old->down = 0; /* carried over: detach_all must not mark it up */
     }
-    for (size_t i = 0; i < total; i++)
-        if (v[i]->down)
-            tp_hosts_set(m->shm->hosts, host_of(v[i]), strlen(host_of(v[i])), 1);
-    detach_all(hc);
+    detach_all(hc); /* marks the hosts of dropped checks up ... */
     hc->v = v;
     hc->n = total;
+    for (size_t i = 0; i < total; i++) /* ... then those still down, down */
+        if (v[i]->down)
+            tp_hosts_set(m->shm->hosts, host_of(v[i]), strlen(host_of(v[i])), 1);
     hc->next = total; /* the round under way ends; the next starts afresh */
     hc->sample = conf->uptime_tests.failure_trigger_sample_size;
     hc->time_wait = conf->uptime_tests.time_wait;

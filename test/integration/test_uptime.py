@@ -124,3 +124,27 @@ def test_checks_off_by_node_setting_and_bad_entries(make_gateway, make_redis, up
     time.sleep(2.5)
     assert "HostDown" not in g2.log()
     assert "HostDown" in g.log()
+
+
+def test_reloads_keep_the_state_of_checks_that_stay(make_gateway, make_redis, upstream,
+                                                    tmp_path):
+    dead_port = free_port()
+    dead = "http://%s:%d/" % (HOST, dead_port)
+    api = lb_api("rl", [upstream.url("/"), dead])
+    g, _, sock = gateway(make_gateway, make_redis, [api], tmp_path)
+    g.wait_log("HostDown", timeout=10)
+    # another API arrives: the dead host stays down, no second HostDown, no 5xx
+    g.add_api(api_def("other", "/other/", upstream.url("/")))
+    assert "Success=1" in admin(sock, "reload")
+    assert "127.0.0.1:%d down" % dead_port in admin(sock, "show hosts")
+    for _ in range(20):
+        assert g.request("POST", "/rl/post", body=b"x").status == 200
+    assert g.log().count("HostDown") == 1
+    # the dead host's check goes: it is no longer kept out of the rotation
+    api["uptime_tests"]["check_list"] = api["uptime_tests"]["check_list"][:1]
+    g.add_api(api)
+    assert "Success=1" in admin(sock, "reload")
+    out = admin(sock, "show hosts")
+    assert "127.0.0.1:%d" % dead_port not in out and "1 checks" in out, out
+    codes = [g.request("POST", "/rl/post", body=b"x").status for _ in range(6)]
+    assert any(c >= 500 for c in codes), codes
