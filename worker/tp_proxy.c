@@ -250,26 +250,20 @@ static int replayable(const tp_req_t *req)
                               req->method == HTTP_OPTIONS || req->method == HTTP_TRACE);
 }
 
-/* Is target <t> of the request's API down by the node's uptime tests
- * (proxy.check_host_against_uptime_tests with load balancing)? */
-static int target_down(const tp_req_t *req, const tp_target_t *t)
-{
-    tp_worker_t *w = req->conn->w;
-    const tp_compiled_t *c = tp_compiled(w, req);
-    if (c == NULL || !c->uptime_lb)
-        return 0;
-    return tp_hosts_down(w->shm->hosts, t->url.authority, strlen(t->url.authority));
-}
-
-/* From target <at> on, the first one not down (Tyk's nextTarget), or -1
- * when every host is down. */
+/* From target <at> on, the first one the node's uptime tests do not find
+ * down (Tyk's nextTarget, with proxy.check_host_against_uptime_tests and
+ * load balancing; <at> itself without them), or -1 when every host is. */
 static long up_target(const tp_req_t *req, size_t at)
 {
     const tp_api_t *api = req->route->api;
+    tp_worker_t *w = req->conn->w;
+    const tp_compiled_t *c = tp_compiled(w, req);
+    if (c == NULL || !c->uptime_lb)
+        return (long)at;
     for (size_t k = 0; k < api->ntargets; k++) {
-        size_t i = (at + k) % api->ntargets;
-        if (!target_down(req, &api->targets[i]))
-            return (long)i;
+        const tp_url_t *u = &api->targets[(at + k) % api->ntargets].url;
+        if (!tp_hosts_down(w->shm->hosts, u->authority, strlen(u->authority)))
+            return (long)((at + k) % api->ntargets);
     }
     return -1;
 }
@@ -295,7 +289,7 @@ static int next_host(tp_req_t *req)
     return 1;
 }
 
-void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
+int tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
 {
     tp_conn_t *c = req->conn;
     tp_worker_t *w = c->w;
@@ -305,7 +299,12 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     size_t idx = 0;
     if (api->ntargets > 1) {
         long up = up_target(req, w->rr[slot][api->idx]++ % api->ntargets);
-        idx = up >= 0 ? (size_t)up : 0; /* proxy_run answered when none is up */
+        if (up < 0) {
+            static const char down[] = "all hosts are down\n";
+            tp_respond(req, 503, "text/plain; charset=utf-8", down, sizeof(down) - 1, NULL);
+            return -1;
+        }
+        idx = (size_t)up;
     }
     req->target = &api->targets[idx];
     req->pool = w->target_pool[slot][req->target->idx];
@@ -328,12 +327,13 @@ void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
             req->sending_continue = 1;
             int r = tp_conn_write(c, &buf, 1);
             if (r < 0)
-                return;
+                return 0; /* the connection is closing */
             if (r == 1)
                 req->sending_continue = 0;
         }
     }
     tp_upstream_acquire(req);
+    return 0;
 }
 
 /* The last request stage: the checks passed, on to the upstream, which
@@ -342,12 +342,8 @@ static tp_stage_rc_t proxy_run(tp_req_t *req)
 {
     tp_conn_t *c = req->conn;
     int waited = req->rp == &req->saved_rp;
-    if (req->route->api->ntargets > 1 && up_target(req, 0) < 0) {
-        static const char down[] = "all hosts are down\n";
-        tp_respond(req, 503, "text/plain; charset=utf-8", down, sizeof(down) - 1, NULL);
-        return TP_STAGE_DONE;
-    }
-    tp_proxy_start(req, req->rp);
+    if (tp_proxy_start(req, req->rp) < 0)
+        return TP_STAGE_DONE; /* answered: every host is down */
     /* a request that waited (for its session, a limit) left its body unread */
     if (waited && !c->closing)
         tp_conn_body_drained(c);

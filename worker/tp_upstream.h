@@ -79,8 +79,9 @@ struct tp_pool_s {
 
 /* tp_proxy.c: the upstream half of a request */
 /* Builds the upstream request head and starts proxying. The request's head
- * spans are only valid during this call. */
-void tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp);
+ * spans are only valid during this call. Returns 0, or -1 when it answered
+ * itself (every target_list host down by the uptime tests: 503). */
+int tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp);
 void tp_proxy_connected(tp_req_t *req, tp_upconn_t *up);
 /* <ms>, or less when the request's hard timeout ends sooner. */
 uint64_t tp_proxy_timeout_ms(const tp_req_t *req, uint64_t ms);
