@@ -76,6 +76,7 @@ struct probe_s {
     uint64_t t0;
     char buf[READ_MAX];
     size_t got;
+    tp_buf_t out; /* what is being written: a reload may free the check meanwhile */
 };
 
 struct tp_hostcheck_s {
@@ -94,6 +95,7 @@ struct tp_hostcheck_s {
     uv_timer_t elect;
     tp_redis_t *redis;
     tp_buf_t rec;
+    uint64_t synced; /* check lists taken (a follower's reply names its check by index) */
     int stopped;
     int handles;  /* its timers not yet closed */
     int rpending; /* Redis commands whose callback reads it */
@@ -346,8 +348,10 @@ static void start_more(tp_hostcheck_t *hc);
 static void on_probe_closed(uv_handle_t *h)
 {
     probe_t *p = h->data;
-    if (--p->open_handles == 0)
+    if (--p->open_handles == 0) {
+        tp_buf_free(&p->out);
         free(p);
+    }
 }
 
 /* The probe ends with <code> (0 with <why> on a transport failure). */
@@ -449,6 +453,16 @@ static void on_written(uv_write_t *w, int status)
     }
 }
 
+/* Writes a copy of <n> bytes at <data> (one write at a time per probe). */
+static int probe_write(probe_t *p, const char *data, size_t n)
+{
+    p->out.len = 0;
+    tp_buf_append(&p->out, data, n);
+    uv_buf_t b = uv_buf_init(p->out.data, (unsigned)p->out.len);
+    p->wreq.data = p;
+    return uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_written);
+}
+
 /* TCP checks: the commands in order; all done is a success (200). */
 static void next_cmd(probe_t *p)
 {
@@ -467,9 +481,7 @@ static void next_cmd(probe_t *p)
         uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
         return;
     }
-    uv_buf_t b = uv_buf_init(k->msg, (unsigned)k->len);
-    p->wreq.data = p;
-    int r = uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_written);
+    int r = probe_write(p, k->msg, k->len);
     if (r < 0)
         finish(p, 0, uv_strerror(r));
 }
@@ -492,9 +504,7 @@ static void on_connect(uv_connect_t *cr, int status)
         next_cmd(p);
         return;
     }
-    uv_buf_t b = uv_buf_init(c->request.data, (unsigned)c->request.len);
-    p->wreq.data = p;
-    int r = uv_write(&p->wreq, (uv_stream_t *)&p->tcp, &b, 1, on_written);
+    int r = probe_write(p, c->request.data, c->request.len);
     if (r == 0)
         r = uv_read_start((uv_stream_t *)&p->tcp, on_alloc, on_read);
     if (r < 0)
@@ -522,8 +532,10 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     else if (!p->done)
         finish(p, 0, status == UV_ECANCELED ? "cancelled" : uv_strerror(status));
     uv_freeaddrinfo(res);
-    if (--p->open_handles == 0)
+    if (--p->open_handles == 0) {
+        tp_buf_free(&p->out);
         free(p);
+    }
 }
 
 static void probe_start(tp_hostcheck_t *hc, check_t *c)
@@ -571,7 +583,8 @@ static void start_more(tp_hostcheck_t *hc)
 
 typedef struct follow_s {
     tp_hostcheck_t *hc;
-    char host[256];
+    size_t i;        /* hc->v[i] ... */
+    uint64_t synced; /* ... of this check list */
 } follow_t;
 
 /* A follower reads what the polling node found. */
@@ -580,17 +593,15 @@ static void on_follow(void *arg, const redisReply *rep, const char *err)
     follow_t *f = arg;
     tp_hostcheck_t *hc = f->hc;
     hc->rpending--;
-    if (err == NULL && rep != NULL && !hc->stopped) {
+    if (err == NULL && rep != NULL && !hc->stopped && f->synced == hc->synced) {
         int down = rep->type == REDIS_REPLY_STRING;
-        check_t *c = NULL;
-        for (size_t i = 0; i < f->hc->n; i++)
-            if (strcmp(host_of(f->hc->v[i]), f->host) == 0)
-                c = f->hc->v[i];
-        if (c != NULL && c->down != down) {
+        check_t *c = hc->v[f->i];
+        const char *host = host_of(c);
+        if (c->down != down) {
             c->down = down;
-            tp_hosts_set(f->hc->m->shm->hosts, f->host, strlen(f->host), down);
+            tp_hosts_set(hc->m->shm->hosts, host, strlen(host), down);
             tp_log_info("%s: host %s is %s (by the polling node)", down ? "HostDown" : "HostUp",
-                        f->host, down ? "down" : "up");
+                        host, down ? "down" : "up");
         }
     }
     free(f);
@@ -609,7 +620,8 @@ static void on_tick(uv_timer_t *t)
         const char *host = host_of(hc->v[i]);
         follow_t *f = tp_calloc(1, sizeof(*f));
         f->hc = hc;
-        snprintf(f->host, sizeof(f->host), "%s", host);
+        f->i = i;
+        f->synced = hc->synced;
         hc->rpending++;
         tp_redis_cmd(hc->redis, on_follow, f, "GET host-checker:PollerCheckerInstance:%s", host);
     }
@@ -799,6 +811,7 @@ void tp_hostcheck_sync(tp_master_t *m)
     detach_all(hc); /* marks the hosts of dropped checks up ... */
     hc->v = v;
     hc->n = total;
+    hc->synced++;
     for (size_t i = 0; i < total; i++) /* ... then those still down, down */
         if (v[i]->down)
             tp_hosts_set(m->shm->hosts, host_of(v[i]), strlen(host_of(v[i])), 1);
