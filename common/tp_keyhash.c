@@ -213,7 +213,7 @@ static size_t skip_newlines(const char *s, size_t n, size_t i)
  * a final group must be padded to four with "=" or "=="; nothing but
  * newlines after the padding; unused bits of the last symbol not checked.
  * Returns the decoded length, or -1 where Go returns an error. */
-static ptrdiff_t b64_std_decode(const char *s, size_t n, unsigned char *dst)
+ptrdiff_t tp_b64_std_decode(const char *s, size_t n, unsigned char *dst)
 {
     size_t i = 0, o = 0;
     for (;;) {
@@ -478,7 +478,7 @@ static int token_field(tp_str_t token, const char *key, char *out, size_t cap)
         dec = tp_malloc(2 * room);
     val = dec + room;
     int rc = -ENOENT;
-    ptrdiff_t n = b64_std_decode(token.p, token.n, dec);
+    ptrdiff_t n = tp_b64_std_decode(token.p, token.n, dec);
     if (n >= 0 && (n = jp_get_string(dec, (size_t)n, key, val)) >= 0) {
         if ((size_t)n >= cap) {
             rc = -ENOSPC;

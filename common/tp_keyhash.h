@@ -59,6 +59,11 @@ void tp_murmur3_128(const void *data, size_t len, uint32_t seed, uint64_t out[2]
  * Returns the number of hex characters: 8, 16, 32 or 64. */
 size_t tp_keyhash_hex(const char *alg, const void *data, size_t len, char out[TP_KEYHASH_HEX_MAX]);
 
+/* Go's base64.StdEncoding.DecodeString of <n> bytes of <s> into <dst>
+ * (room for n / 4 * 3 bytes): padding required, '\r' and '\n' skipped.
+ * Returns the decoded length, or -1 where Go returns an error. */
+ptrdiff_t tp_b64_std_decode(const char *s, size_t n, unsigned char *dst);
+
 /* Tyk's generateToken(org, id, alg): the key ID a client presents.
  * A leading <org> is trimmed from <id>; an empty <id> becomes a random v4
  * UUID as 32 lowercase hex characters. <alg> NULL or "": org + id (legacy).

@@ -628,6 +628,31 @@ const tp_version_t *tp_api_rules_version(const tp_api_rules_t *r, const char *na
     return NULL;
 }
 
+void tp_authloc_read(const cJSON *def, const char *method, tp_authloc_t *loc)
+{
+    const cJSON *configs = tp_json_get(def, "auth_configs");
+    const cJSON *auth = configs != NULL ? tp_json_get(configs, method) : NULL;
+    if (auth == NULL || !cJSON_IsObject(auth))
+        auth = tp_json_get(def, "auth");
+    const char *h = str_of(auth, "auth_header_name");
+    loc->header = tp_strdup(h != NULL && h[0] != '\0' ? h : "Authorization");
+    loc->disable_header = bool_of(auth, "disable_header");
+    loc->use_param = bool_of(auth, "use_param");
+    const char *pn = str_of(auth, "param_name");
+    loc->param_name = tp_strdup(pn != NULL && pn[0] != '\0' ? pn : loc->header);
+    loc->use_cookie = bool_of(auth, "use_cookie");
+    const char *cn = str_of(auth, "cookie_name");
+    loc->cookie_name = tp_strdup(cn != NULL && cn[0] != '\0' ? cn : loc->header);
+}
+
+void tp_authloc_free(tp_authloc_t *loc)
+{
+    free(loc->header);
+    free(loc->param_name);
+    free(loc->cookie_name);
+    memset(loc, 0, sizeof(*loc));
+}
+
 int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t **out, char *err,
                        size_t errlen)
 {
@@ -638,19 +663,7 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
     *out = NULL;
 
-    const cJSON *configs = tp_json_get(def, "auth_configs");
-    const cJSON *auth = configs != NULL ? tp_json_get(configs, "authToken") : NULL;
-    if (auth == NULL || !cJSON_IsObject(auth))
-        auth = tp_json_get(def, "auth");
-    const char *h = str_of(auth, "auth_header_name");
-    r->auth_header = tp_strdup(h != NULL && h[0] != '\0' ? h : "Authorization");
-    r->disable_header = bool_of(auth, "disable_header");
-    r->use_param = bool_of(auth, "use_param");
-    const char *pn = str_of(auth, "param_name");
-    r->param_name = tp_strdup(pn != NULL && pn[0] != '\0' ? pn : r->auth_header);
-    r->use_cookie = bool_of(auth, "use_cookie");
-    const char *cn = str_of(auth, "cookie_name");
-    r->cookie_name = tp_strdup(cn != NULL && cn[0] != '\0' ? cn : r->auth_header);
+    tp_authloc_read(def, "authToken", &r->auth);
 
     const cJSON *vdef = tp_json_get(def, "definition");
     const char *loc = str_of(vdef, "location");
@@ -778,9 +791,7 @@ void tp_api_rules_free(tp_api_rules_t *r)
     }
     free(r->versions);
     free(r->global.key);
-    free(r->auth_header);
-    free(r->param_name);
-    free(r->cookie_name);
+    tp_authloc_free(&r->auth);
     free(r->version_key);
     free(r->default_version);
     if (r->has_url_pattern)

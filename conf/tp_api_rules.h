@@ -85,14 +85,23 @@ typedef struct tp_version_s {
     size_t nrl_rules;
 } tp_version_t;
 
-typedef struct tp_api_rules_s {
-    /* token auth: auth_configs.authToken, else auth */
-    char *auth_header; /* default "Authorization" */
+/* Where a credential is in a request (Tyk's AuthConfig, TYK-COMPAT 3.2):
+ * auth_configs.<method>, else the deprecated "auth" object. */
+typedef struct tp_authloc_s {
+    char *header; /* auth_header_name, default "Authorization" */
     int disable_header;
     int use_param;
-    char *param_name;
+    char *param_name; /* default: the header's name */
     int use_cookie;
-    char *cookie_name;
+    char *cookie_name; /* default: the header's name */
+} tp_authloc_t;
+
+/* Reads auth_configs.<method> of <def> (else "auth") into <loc>. */
+void tp_authloc_read(const cJSON *def, const char *method, tp_authloc_t *loc);
+void tp_authloc_free(tp_authloc_t *loc);
+
+typedef struct tp_api_rules_s {
+    tp_authloc_t auth;   /* token auth: auth_configs.authToken, else auth */
     int strip_auth_data; /* StripAuth: header and parameter (not the cookie) */
 
     /* versioning */

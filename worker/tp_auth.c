@@ -55,17 +55,15 @@ static tp_str_t cookie_get(const tp_req_t *req, const char *name)
     return (tp_str_t){"", 0};
 }
 
-/* Tyk's getAuthToken (TYK-COMPAT 3.2). */
-static tp_str_t auth_token(const tp_req_t *req, const tp_api_rules_t *r, tp_str_t query,
-                           tp_buf_t *tmp)
+tp_str_t tp_auth_token(const tp_req_t *req, const tp_authloc_t *loc, tp_str_t query, tp_buf_t *tmp)
 {
     tp_str_t key = {"", 0};
-    if (!r->disable_header)
-        key = tp_req_header(req, r->auth_header);
-    if (r->use_param && tp_query_get(query, r->param_name, tmp) == 0 && tmp->len > 0)
+    if (!loc->disable_header)
+        key = tp_req_header(req, loc->header);
+    if (loc->use_param && tp_query_get(query, loc->param_name, tmp) == 0 && tmp->len > 0)
         key = (tp_str_t){tmp->data, tmp->len};
-    if (r->use_cookie) {
-        tp_str_t c = cookie_get(req, r->cookie_name);
+    if (loc->use_cookie) {
+        tp_str_t c = cookie_get(req, loc->cookie_name);
         if (c.n > 0)
             key = c;
     }
@@ -300,7 +298,7 @@ static tp_stage_rc_t key_run(tp_req_t *req)
         return TP_STAGE_NEXT;
     const tp_api_rules_t *r = req->rules;
     tp_buf_t tmp = {0};
-    tp_str_t key = auth_token(req, r, req->rp->query, &tmp);
+    tp_str_t key = tp_auth_token(req, &r->auth, req->rp->query, &tmp);
     if (key.n == 0) {
         tp_buf_free(&tmp);
         tp_respond_auth_error(req, TP_AUTH_FIELD_MISSING);
@@ -309,9 +307,9 @@ static tp_stage_rc_t key_run(tp_req_t *req)
     if (r->strip_auth_data) {
         /* StripAuth: the upstream never sees the key (the plan is used
          * only once the key checks pass) */
-        tp_hdrplan_drop(&req->hdr_plan, r->auth_header);
-        if (r->use_param)
-            req->strip_params[1] = r->param_name;
+        tp_hdrplan_drop(&req->hdr_plan, r->auth.header);
+        if (r->auth.use_param)
+            req->strip_params[1] = r->auth.param_name;
     }
     tp_stage_rc_t rc = tp_session_lookup(req, key);
     tp_buf_free(&tmp);
@@ -320,7 +318,7 @@ static tp_stage_rc_t key_run(tp_req_t *req)
 
 static int key_wanted(const tp_chain_api_t *a)
 {
-    return !a->keyless;
+    return !a->keyless && !a->no_token;
 }
 
 const tp_stage_t tp_stage_key = {.name = "key",

@@ -55,6 +55,8 @@ typedef struct tp_chain_api_s {
     unsigned mtls : 1;       /* use_mutual_tls_auth */
     unsigned timeouts : 1;   /* hard_timeouts or global_enforce_timeout */
     unsigned breakers : 1;   /* extended_paths.circuit_breakers */
+    unsigned jwt : 1;        /* enable_jwt */
+    unsigned no_token : 1;   /* no AuthKey: another auth method, no use_standard_auth */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {
@@ -74,7 +76,7 @@ typedef struct tp_stage_s {
     size_t state;
 } tp_stage_t;
 
-#define TP_CHAIN_MAX 16
+#define TP_CHAIN_MAX 24
 
 typedef struct tp_chain_s {
     uint8_t n, nresp, nlog;

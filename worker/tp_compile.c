@@ -22,11 +22,26 @@ static void compiled_free(tp_compiled_t *c)
     tp_tls_certset_free(c->mtls);
     tp_timeouts_free(c->timeouts);
     tp_breakers_api_free(c->breakers);
+    tp_jwt_api_free(c->jwt);
     memset(c, 0, sizeof(*c));
 }
 
+/* Tyk's processSpec: AuthKey runs when use_standard_auth is set or no
+ * other auth method is. Only methods this gateway has count: an API that
+ * asks for one it has not still needs a key, never nothing. */
+static int token_auth(const cJSON *def)
+{
+    static const char *const others[] = {"enable_jwt"};
+    if (cJSON_IsTrue(tp_json_get(def, "use_standard_auth")))
+        return 1;
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        if (cJSON_IsTrue(tp_json_get(def, others[i])))
+            return 0;
+    return 1;
+}
+
 static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf,
-                        struct tp_breakers_s *breakers)
+                        struct tp_breakers_s *breakers, int quiet)
 {
     char err[512];
     cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
@@ -39,6 +54,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
             api->enable_load_balancing && api->ntargets > 1 &&
             cJSON_IsTrue(tp_json_get(tp_json_get(def, "proxy"), "check_host_against_uptime_tests"));
         out->breakers = breakers != NULL ? tp_breakers_compile(def, api, conf, breakers) : NULL;
+        out->jwt = tp_jwt_compile(def, api, quiet);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -48,7 +64,9 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .metrics = conf->tp.metrics_port != 0,
                             .mtls = api->use_mtls != 0,
                             .timeouts = out->timeouts != NULL,
-                            .breakers = out->breakers != NULL};
+                            .breakers = out->breakers != NULL,
+                            .jwt = out->jwt != NULL,
+                            .no_token = !token_auth(def)};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();
             const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";
@@ -91,7 +109,7 @@ void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap)
     w->ncompiled[s] = snap->napis;
     w->any_mtls = 0;
     for (size_t i = 0; i < snap->napis; i++) {
-        compile_api(&w->compiled[s][i], snap->apis[i], w->conf, w->shm->breakers);
+        compile_api(&w->compiled[s][i], snap->apis[i], w->conf, w->shm->breakers, w->id != 0);
         w->any_mtls |= snap->apis[i]->use_mtls != 0;
     }
 }

@@ -126,12 +126,15 @@ void tp_errtpl_load(tp_worker_t *w)
         [TP_AUTH_FIELD_MISSING] = {"auth.auth_field_missing", 401, "Authorization field missing"},
         [TP_AUTH_KEY_NOT_FOUND] = {"auth.key_not_found", 403,
                                    "Access to this API has been disallowed"},
+        [TP_AUTH_NOT_AUTHORIZED] = {NULL, 403, "Key not authorized"}, /* JWT */
     };
     cJSON *over = conf->override_messages ? cJSON_Parse(conf->override_messages) : NULL;
     for (int i = 0; i < TP_AUTH_NMSG; i++) {
         t->msg[i].status = msgs[i].status;
         t->msg[i].message = tp_strdup(msgs[i].message);
-        const cJSON *o = over != NULL ? cJSON_GetObjectItemCaseSensitive(over, msgs[i].id) : NULL;
+        const cJSON *o = over != NULL && msgs[i].id != NULL
+                             ? cJSON_GetObjectItemCaseSensitive(over, msgs[i].id)
+                             : NULL;
         const cJSON *code = o != NULL ? tp_json_get(o, "code") : NULL;
         const cJSON *msg = o != NULL ? tp_json_get(o, "message") : NULL;
         if (code != NULL && cJSON_IsNumber(code) && code->valuedouble >= 100 &&
@@ -236,13 +239,18 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
     tp_buf_free(&body);
 }
 
-void tp_respond_auth_error(tp_req_t *req, int which)
+void tp_respond_auth_failure(tp_req_t *req, int status, const char *message)
 {
     tp_worker_t *w = req->conn->w;
-    const tp_errtpl_t *t = w->errtpl;
     if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
         w->stats[req->route->api->stat_idx].key_failures++;
-    tp_respond_error(req, t->msg[which].status, t->msg[which].message);
+    tp_respond_error(req, status, message);
+}
+
+void tp_respond_auth_error(tp_req_t *req, int which)
+{
+    const tp_errtpl_t *t = req->conn->w->errtpl;
+    tp_respond_auth_failure(req, t->msg[which].status, t->msg[which].message);
 }
 
 void tp_respond_bad_request(tp_conn_t *c, int status)

@@ -18,9 +18,12 @@ void tp_respond_error(tp_req_t *req, int status, const char *message);
 /* Tyk's 500 for a request it could not proxy: "There was a problem
  * proxying the request" (a failed stage, an API that did not compile). */
 void tp_respond_failed(tp_req_t *req);
-/* Token-auth errors whose status and text override_messages may change. */
-enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NMSG };
+/* Auth errors (counted as key failures); override_messages may change
+ * the token-auth ones. */
+enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NOT_AUTHORIZED, TP_AUTH_NMSG };
 void tp_respond_auth_error(tp_req_t *req, int which);
+/* Any other refused credential: Tyk's error body, counted as a key failure. */
+void tp_respond_auth_failure(tp_req_t *req, int status, const char *message);
 /* Loads the templates from template_path and the overrides (worker start). */
 void tp_errtpl_load(tp_worker_t *w);
 int tp_req_will_close(const tp_req_t *req);

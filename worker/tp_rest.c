@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "tp_ct.h"
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
@@ -80,12 +81,7 @@ void tp_rest__bad_method(tp_req_t *req)
 static int secret_ok(tp_str_t got, const char *want)
 {
     size_t n = strlen(want);
-    if (n == 0)
-        return 0;
-    unsigned diff = got.n != n;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned)((i < got.n ? (unsigned char)got.p[i] : 0) ^ (unsigned char)want[i]);
-    return diff == 0;
+    return n > 0 && tp_ct_equal(got.p, got.n, want, n);
 }
 
 /* A name safe as one path component: [A-Za-z0-9._~-], not "." or "..". */

@@ -32,6 +32,7 @@
 #include "tp_keyhash.h"
 #include "tp_log.h"
 #include "tp_policy_apply.h"
+#include "tp_session_json.h"
 #include "tp_shm_session.h"
 #include "tp_time.h"
 #include "tp_counter.h"
@@ -105,11 +106,13 @@ typedef struct cand_s {
  * key stage's state (a pointer to it). */
 struct lookup_s {
     tp_req_t *req;
-    uint64_t epoch; /* the shared cache's, when the reads began */
+    const tp_sess_want_t *want; /* a virtual session's (in the arena), or NULL */
+    uint64_t epoch;             /* the shared cache's, when the reads began */
     uint8_t id[32];
     char *ident; /* these strings are in the arena too */
     size_t ident_len;
     int n, pending, issuing, cache, errors;
+    int miss; /* TP_AUTH_*: the answer when no candidate is stored */
     cand_t cands[MAX_CANDIDATES];
     tp_rcmd_t *cmds[MAX_CANDIDATES]; /* NULL once answered */
     char *rkeys[MAX_CANDIDATES];
@@ -614,8 +617,12 @@ static void limits_pick(tp_req_t *req, tp_sess_t *s, const acl_t *acl)
 static tp_stage_rc_t access_run(tp_req_t *req)
 {
     tp_sess_t *s = req->sess;
-    if (s == NULL) /* an ignored path */
+    if (s == NULL && req->ignored)
         return TP_STAGE_NEXT;
+    if (s == NULL) { /* no auth stage found one: never let that through */
+        tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+        return TP_STAGE_DONE;
+    }
     if (s->bad) {
         tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
         return TP_STAGE_DONE;
@@ -676,8 +683,9 @@ const tp_stage_t tp_stage_access = {.name = "access", .wanted = access_wanted, .
 /* The key stage found <s>: the request holds a reference. */
 static void sess_found(tp_req_t *req, tp_sess_t *s)
 {
-    req->sess = s;
     s->refs++;
+    sess_put(req->sess); /* an earlier auth method's: the later one's is the identity */
+    req->sess = s;
 }
 
 /* ---- reading from Redis -------------------------------------------------------------- */
@@ -691,6 +699,109 @@ static char *arena_strndup(tp_req_t *req, const char *p, size_t n)
     return s;
 }
 
+/* ---- virtual sessions ----------------------------------------------------------------- */
+
+const cJSON *tp_session_policy(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,
+                               const char *id)
+{
+    find_t f = {w, snap};
+    const cJSON *p = find_policy(&f, org, id);
+    const cJSON *o = tp_json_get(p, "org_id");
+    const char *porg = cJSON_IsString(o) ? o->valuestring : "";
+    return p != NULL && strcmp(porg, org) == 0 ? p : NULL;
+}
+
+/* Has <s> the policies and the expiry <want> asks for? */
+static int sess_satisfies(const tp_sess_t *s, const tp_sess_want_t *want)
+{
+    if (s->bad)
+        return 0;
+    const cJSON *have = tp_json_get(s->session, "apply_policies");
+    const char *p = want->policies;
+    const cJSON *a = cJSON_IsArray(have) ? have->child : NULL;
+    for (; a != NULL && *p != '\0'; a = a->next, p += strlen(p) + 1)
+        if (!cJSON_IsString(a) || strcmp(a->valuestring, p) != 0)
+            return 0;
+    if (a != NULL || *p != '\0')
+        return 0;
+    return want->expires == 0 || (s->expires != 0 && s->expires >= want->expires);
+}
+
+static void on_stored(void *arg, const redisReply *rep, const char *err)
+{
+    (void)arg;
+    if (err != NULL || rep->type == REDIS_REPLY_ERROR)
+        tp_log_warn("storing a JWT session failed: %s", err != NULL ? err : rep->str);
+}
+
+/* Makes the session <json> (policies applied) the one stored under <rkey>:
+ * written to Redis with the key's lifetime, and to this node's caches.
+ * Returns it with one reference, the caller's. */
+static tp_sess_t *sess_store(tp_req_t *req, const char *ident, size_t ident_len, const char *rkey,
+                             const char *json, size_t json_len, int cache)
+{
+    tp_worker_t *w = req->conn->w;
+    tp_sess_t *s = sess_build(req, ident, ident_len, rkey, json, json_len);
+    if (s->bad)
+        return s;
+    char *out = cJSON_PrintUnformatted(s->session);
+    const tp_api_rules_t *r = req->rules;
+    int64_t now = tp_time_wall_us() / 1000000;
+    int64_t ttl = tp_session_lifetime(s->session, w->conf, r->session_lifetime,
+                                      r->session_lifetime_respects_key_expiration, now);
+    char ttlbuf[24];
+    snprintf(ttlbuf, sizeof(ttlbuf), "%lld", (long long)ttl);
+    const char *argv[5] = {"SET", rkey, out, "EX", ttlbuf};
+    if (w->redis != NULL)
+        tp_redis_cmdv(w->redis, on_stored, NULL, ttl > 0 ? 5 : 3, argv, NULL);
+    if (cache) {
+        int64_t mono = tp_time_mono_ms();
+        uint8_t id[32], store[32];
+        const char *h = rkey + 7; /* after "apikey-" */
+        tp_scache_digest(ident, ident_len, NULL, 0, id);
+        tp_scache_digest(h, strlen(h), NULL, 0, store);
+        tp_buf_t k = {0}, j = {0};
+        if (tp_scache_put(w->scache, tp_scache_epoch(w->scache), id, store, rkey, out, strlen(out),
+                          mono + cache_ttl_ms(w)) == 0 &&
+            tp_scache_get(w->scache, id, mono, &k, &j, &s->cslot, &s->cver))
+            l1_store(w, s);
+        tp_buf_free(&k);
+        tp_buf_free(&j);
+    }
+    free(out);
+    return s;
+}
+
+/* <s> was found for a virtual session: when its policies or expiry are
+ * not what <want> asks, they are replaced and the session stored again
+ * (Tyk re-applies a changed base policy and extends expires). Returns the
+ * session to use, with one reference, the caller's (<s>'s is dropped). */
+static tp_sess_t *sess_want(tp_req_t *req, tp_sess_t *s, const tp_sess_want_t *want, int cache)
+{
+    if (want == NULL || sess_satisfies(s, want))
+        return s;
+    /* a session whose policies would not apply is replaced whole */
+    cJSON *j = s->bad ? cJSON_Parse(want->json) : cJSON_Duplicate(s->session, 1);
+    if (j == NULL)
+        return s;
+    cJSON *pols = cJSON_CreateArray();
+    for (const char *p = want->policies; *p != '\0'; p += strlen(p) + 1)
+        cJSON_AddItemToArray(pols, cJSON_CreateString(p));
+    if (!cJSON_ReplaceItemInObject(j, "apply_policies", pols))
+        cJSON_AddItemToObject(j, "apply_policies", pols);
+    if (want->expires != 0 && (s->expires == 0 || s->expires < want->expires)) {
+        cJSON *e = cJSON_CreateNumber((double)want->expires);
+        if (!cJSON_ReplaceItemInObject(j, "expires", e))
+            cJSON_AddItemToObject(j, "expires", e);
+    }
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    tp_sess_t *n = sess_store(req, s->ident, s->ident_len, s->rkey, out, strlen(out), cache);
+    free(out);
+    sess_put(s);
+    return n;
+}
+
 /* The reads are answered: the key stage's verdict. */
 static tp_stage_rc_t lookup_done(lookup_t **lp)
 {
@@ -701,6 +812,14 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
     for (int i = 0; i < l->n && hit < 0; i++)
         if (l->hits[i] != NULL)
             hit = i;
+    if (hit < 0 && l->errors == 0 && l->want != NULL) {
+        tp_sess_t *s = sess_store(req, l->ident, l->ident_len, l->rkeys[0], l->want->json,
+                                  strlen(l->want->json), l->cache);
+        lookup_end(lp);
+        sess_found(req, s);
+        sess_put(s);
+        return TP_STAGE_NEXT;
+    }
     if (hit < 0) {
         int down = l->errors > 0;
         if (down)
@@ -709,7 +828,7 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
         if (down)
             tp_respond_error(req, 503, STORAGE_DOWN);
         else
-            tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+            tp_respond_auth_error(req, l->miss);
         return TP_STAGE_DONE;
     }
     const char *rkey = l->rkeys[hit], *json = l->hits[hit];
@@ -729,6 +848,7 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
         tp_buf_free(&k);
         tp_buf_free(&j);
     }
+    s = sess_want(req, s, l->want, l->cache);
     /* the lookup is over; the session is the request's now */
     lookup_end(lp);
     sess_found(req, s);
@@ -773,11 +893,17 @@ static void add_candidate(lookup_t *l, const tp_conf_t *conf, tp_str_t token)
 
 tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
 {
+    return tp_session_lookup_as(req, key, TP_AUTH_KEY_NOT_FOUND, NULL);
+}
+
+tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
+                                   const tp_sess_want_t *want)
+{
     tp_worker_t *w = req->conn->w;
     const tp_conf_t *conf = w->conf;
     const tp_api_t *api = req->route->api;
-    if ((int64_t)key.n < conf->min_token_length) {
-        tp_respond_auth_error(req, TP_AUTH_KEY_NOT_FOUND);
+    if (want == NULL && (int64_t)key.n < conf->min_token_length) {
+        tp_respond_auth_error(req, miss);
         return TP_STAGE_DONE;
     }
     const char *org = api->org_id != NULL ? api->org_id : "";
@@ -798,7 +924,14 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
             if (ident.p != small)
                 free((char *)ident.p);
             maybe_refresh(w, s, left, now);
-            sess_found(req, s);
+            if (want != NULL) {
+                s->refs++;
+                s = sess_want(req, s, want, cache);
+                sess_found(req, s);
+                sess_put(s);
+            } else {
+                sess_found(req, s);
+            }
             tp_counter_add(&w->me->sc_hits, 1);
             return TP_STAGE_NEXT;
         }
@@ -816,6 +949,7 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
                 free((char *)ident.p);
             tp_buf_free(&rkey);
             tp_buf_free(&json);
+            s = sess_want(req, s, want, cache);
             sess_found(req, s);
             sess_put(s);
             tp_counter_add(&w->me->sc_hits, 1);
@@ -838,6 +972,18 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
     memset(l, 0, offsetof(lookup_t, err));
     l->err[0] = '\0';
     l->req = req;
+    if (want != NULL) { /* the caller's may be gone when Redis answers */
+        tp_sess_want_t *copy = tp_req_alloc(req, sizeof(*copy));
+        copy->json = arena_strndup(req, want->json, strlen(want->json));
+        char *pols = tp_req_alloc(req, want->policies_len);
+        memcpy(pols, want->policies, want->policies_len);
+        copy->policies = pols;
+        copy->policies_len = want->policies_len;
+        copy->expires = want->expires;
+        want = copy;
+    }
+    l->want = want;
+    l->miss = miss;
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
     memcpy(l->id, id, sizeof(id));

@@ -54,6 +54,7 @@ typedef struct tp_compiled_s {
     tp_tls_certset_t *mtls;               /* use_mutual_tls_auth: the allowed certificates */
     struct tp_timeouts_s *timeouts;       /* hard timeouts (tp_timeouts.c); NULL: none */
     struct tp_breakers_api_s *breakers;   /* circuit breakers (tp_breaker.c); NULL: none */
+    struct tp_jwt_api_s *jwt;             /* enable_jwt (tp_jwt.c); NULL: off */
     unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
@@ -86,8 +87,9 @@ struct tp_worker_s {
     struct tp_wb_s *wbf; /* ... and those being written back */
     size_t wbf_n, wbf_i;
     uv_timer_t wb_timer;
-    tp_sess_t **l1;    /* this worker's parsed sessions (tp_session.c) */
-    uint32_t *l1_hash; /* beside them, their keys' hashes */
+    struct tp_jwt_cache_s *jwt_cache; /* verified tokens (tp_jwt.c), made on first use */
+    tp_sess_t **l1;                   /* this worker's parsed sessions (tp_session.c) */
+    uint32_t *l1_hash;                /* beside them, their keys' hashes */
     uint64_t l1_tick;
     uv_timer_t refresh_timer; /* sessions to read again, gathered (tp_session.c) */
     tp_sess_t **refresh_q;
@@ -167,6 +169,16 @@ const tp_compiled_t *tp_compiled(const tp_worker_t *w, const tp_req_t *req);
 
 /* tp_auth.c: the stages between routing and the limits */
 void tp_hdrplan_drop(tp_hdrplan_t *hp, const char *name);
+/* Tyk's getAuthToken (TYK-COMPAT 3.2): the credential at <loc> (header,
+ * then query parameter, then cookie, each overriding when non-empty), a
+ * "Bearer " prefix stripped. <tmp> holds a parameter's decoded value. */
+tp_str_t tp_auth_token(const tp_req_t *req, const tp_authloc_t *loc, tp_str_t query, tp_buf_t *tmp);
+
+/* tp_jwt.c: JWT authentication; an API's settings, NULL unless enable_jwt
+ * (<quiet>: its problems were logged already, by another worker). */
+typedef struct tp_jwt_api_s tp_jwt_api_t;
+tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet);
+void tp_jwt_api_free(tp_jwt_api_t *j);
 
 /* tp_session.c: sessions of API keys */
 void tp_session_init(tp_worker_t *w);
@@ -176,6 +188,24 @@ void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap);
  * TP_STAGE_LATER while Redis is asked (the chain resumes then), or
  * TP_STAGE_DONE with an error answered. */
 tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key);
+/* A session made by the gateway (JWT's virtual sessions, TYK-COMPAT 17.4):
+ * stored as <json> (policies still to apply) when absent, and stored again
+ * with <policies> and at least <expires> when it has others. */
+typedef struct tp_sess_want_s {
+    const char *json;
+    const char *policies; /* the policy IDs, each NUL-terminated, then "" */
+    size_t policies_len;  /* ... bytes of it, the last NUL included */
+    int64_t expires;      /* unix seconds, 0: keep */
+} tp_sess_want_t;
+/* tp_session_lookup with TP_AUTH_<miss> for a key stored under no
+ * candidate, or <want> to make the session then (only read during the
+ * call: a lookup that waits keeps a copy). */
+tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
+                                   const tp_sess_want_t *want);
+/* Policy <id> of org <org> in generation <snap>, or NULL (none of that
+ * org: Tyk's "no matching policy"). */
+const cJSON *tp_session_policy(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,
+                               const char *id);
 /* The request goes away while its session is read: the reads are dropped. */
 void tp_session_cancel(tp_req_t *req);
 /* Tyk's ApplyPolicies on <session> for API org <api_org> (NULL: no API),

@@ -170,6 +170,12 @@ TP_TEST(test_chain_gateway_order)
     tp_chain_api_t keyed_limited = {.api_limits = 1};
     CHECK_STR(names(&keyed_limited, b, sizeof(b)),
               "version paths headers key access key_limit api_limit proxy");
+    tp_chain_api_t jwt = {.jwt = 1, .no_token = 1};
+    CHECK_STR(names(&jwt, b, sizeof(b)),
+              "version paths headers jwt jwt_check access key_limit proxy");
+    tp_chain_api_t jwt_and_key = {.jwt = 1};
+    CHECK_STR(names(&jwt_and_key, b, sizeof(b)),
+              "version paths headers jwt jwt_check key access key_limit proxy");
     tp_chain_api_t timed = {.keyless = 1, .timeouts = 1};
     CHECK_STR(names(&timed, b, sizeof(b)), "version paths headers timeouts proxy");
     /* every API's responses carry the expiry and X-RateLimit-* when set */
