@@ -12,8 +12,8 @@
  * (kid, else the base field, else sub) is a key whose jwt_data.secret
  * verifies the token.
  *
- * A verified token is remembered per worker (a direct-mapped table keyed
- * by a hash of the whole token, compared in constant time): its identity,
+ * A verified token is remembered per worker (8192 entries, 4-way set
+ * associative by a hash of the whole token, compared in constant time): its identity,
  * policies and time claims, and the key it verified with. A repeated
  * token costs a hash, a compare and the time checks; its signature is
  * checked again only when the API's generation or the one-to-one secret
@@ -35,8 +35,9 @@
 #include "tp_time.h"
 #include "tp_worker.h"
 
-#define CACHE_SLOTS 4096 /* verified tokens per worker (a power of two) */
-#define TOKEN_MAX 8192   /* longer tokens are verified every time */
+#define CACHE_SETS 2048 /* verified tokens per worker: sets (a power of two) ... */
+#define CACHE_WAYS 4    /* ... of this many, the least recently used replaced */
+#define TOKEN_MAX 8192  /* longer tokens are verified every time */
 
 enum { MODE_ONE_TO_ONE, MODE_KEY, MODE_BROKEN };
 
@@ -56,6 +57,7 @@ struct tp_jwt_api_s {
 /* What a verified token comes to (a cache entry). */
 typedef struct verdict_s {
     uint64_t h, api, keyh; /* token hash, tp_jwt_api_t id, hash of the key it verified with */
+    uint64_t used;         /* the cache's tick when it last served */
     char *tok;
     size_t tok_len;
     tp_jwt_times_t t;
@@ -67,7 +69,8 @@ typedef struct verdict_s {
 } verdict_t;
 
 typedef struct tp_jwt_cache_s {
-    verdict_t v[CACHE_SLOTS];
+    uint64_t tick;
+    verdict_t v[CACHE_SETS * CACHE_WAYS];
 } tp_jwt_cache_t;
 
 static uint64_t next_id = 1;
@@ -200,28 +203,44 @@ static uint64_t token_hash(const char *p, size_t n)
     return h[0] | 1; /* 0 marks an empty slot */
 }
 
-static verdict_t *cache_find(tp_worker_t *w, const tp_jwt_api_t *j, tp_str_t tok, uint64_t h)
+static verdict_t *cache_set(tp_jwt_cache_t *c, uint64_t h)
 {
-    if (w->jwt_cache == NULL)
-        return NULL;
-    verdict_t *v = &w->jwt_cache->v[h & (CACHE_SLOTS - 1)];
-    if (v->h != h || v->api != j->id || !tp_ct_equal(tok.p, tok.n, v->tok, v->tok_len))
-        return NULL;
-    return v;
+    return &c->v[(h >> 1 & (CACHE_SETS - 1)) * CACHE_WAYS];
 }
 
-/* A fresh entry for <tok> (the slot's old one dropped), or NULL when the
- * token is too long to keep. */
+static verdict_t *cache_find(tp_worker_t *w, const tp_jwt_api_t *j, tp_str_t tok, uint64_t h)
+{
+    tp_jwt_cache_t *c = w->jwt_cache;
+    if (c == NULL)
+        return NULL;
+    verdict_t *set = cache_set(c, h);
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        verdict_t *v = &set[i];
+        if (v->h == h && v->api == j->id && tp_ct_equal(tok.p, tok.n, v->tok, v->tok_len)) {
+            v->used = ++c->tick;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* A fresh entry for <tok> (in place of its set's least recently used),
+ * or NULL when the token is too long to keep. */
 static verdict_t *cache_take(tp_worker_t *w, const tp_jwt_api_t *j, tp_str_t tok, uint64_t h)
 {
     if (tok.n > TOKEN_MAX)
         return NULL;
     if (w->jwt_cache == NULL)
         w->jwt_cache = tp_calloc(1, sizeof(*w->jwt_cache));
-    verdict_t *v = &w->jwt_cache->v[h & (CACHE_SLOTS - 1)];
+    tp_jwt_cache_t *c = w->jwt_cache;
+    verdict_t *set = cache_set(c, h), *v = set;
+    for (int i = 1; i < CACHE_WAYS && v->h != 0; i++)
+        if (set[i].h == 0 || set[i].used < v->used)
+            v = &set[i];
     verdict_clear(v);
     v->h = h;
     v->api = j->id;
+    v->used = ++c->tick;
     v->tok = tp_malloc(tok.n);
     memcpy(v->tok, tok.p, tok.n);
     v->tok_len = tok.n;
@@ -608,7 +627,9 @@ static tp_stage_rc_t check_run(tp_req_t *req)
         tp_jwt_times(jt.claims, &t);
         rc = check_times(req, j, &t);
         const char *id = own_identity(j, &jt);
-        if (rc == TP_STAGE_NEXT && id != NULL && (v = cache_take(w, j, tok, h)) != NULL) {
+        /* the token's entry, if it verified with an older secret, or a new one */
+        if (rc == TP_STAGE_NEXT && id != NULL && (v != NULL || (v = cache_take(w, j, tok, h)))) {
+            free(v->identity);
             v->t = t;
             v->keyh = keyh;
             v->identity = tp_strdup(id);
