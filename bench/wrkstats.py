@@ -139,7 +139,8 @@ def main():
     labels = {"nginx": "nginx", "turnpike": "turnpike", "keyless": "keyless", "auth": "auth",
               "localrate": "local-rate", "local": "local", "exact": "exact",
               "local50": "local-50%", "exact50": "exact-50%",
-              "direct": "upstream*", "alone": "upstream**"}
+              "direct": "upstream*", "alone": "upstream**",
+              "hs256": "jwt-hs256", "rs256": "jwt-rs256", "es256": "jwt-es256"}
     for t in labels:
         if t not in med:
             continue

@@ -24,6 +24,7 @@ extern const tp_stage_t tp_stage_notrack;    /* tp_analytics.c: do_not_track_end
 extern const tp_stage_t tp_stage_analytics;  /* tp_analytics.c: the record (log) */
 extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
 extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
+extern const tp_stage_t tp_stage_cors;       /* tp_cors.c: CORS pre-flights */
 extern const tp_stage_t tp_stage_mtls;       /* tp_mtls.c: CertificateCheckMW */
 extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
 extern const tp_stage_t tp_stage_jwt;        /* tp_jwt.c: JWT, its (virtual) session */
@@ -37,8 +38,9 @@ extern const tp_stage_t tp_stage_breaker;    /* tp_breaker.c: circuit breakers (
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
 extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
-extern const tp_stage_t tp_stage_stats;      /* tp_stats.c: "show stat" counters */
-extern const tp_stage_t tp_stage_metrics;    /* tp_metrics.c: Prometheus counters (log) */
+extern const tp_stage_t tp_stage_cors_headers; /* tp_cors.c: Access-Control-* */
+extern const tp_stage_t tp_stage_stats;        /* tp_stats.c: "show stat" counters */
+extern const tp_stage_t tp_stage_metrics;      /* tp_metrics.c: Prometheus counters (log) */
 
 /* Every request, before it has an API. */
 static const tp_stage_t *const front_stages[] = {
@@ -51,14 +53,15 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,    &tp_stage_version, &tp_stage_notrack,   &tp_stage_paths,
-    &tp_stage_mtls,     &tp_stage_headers, &tp_stage_jwt,       &tp_stage_jwt_check,
-    &tp_stage_key,      &tp_stage_access,  &tp_stage_key_limit, &tp_stage_api_limit,
-    &tp_stage_timeouts, &tp_stage_breaker, &tp_stage_proxy,
+    &tp_stage_track,     &tp_stage_version,  &tp_stage_notrack, &tp_stage_paths,
+    &tp_stage_cors,      &tp_stage_mtls,     &tp_stage_headers, &tp_stage_jwt,
+    &tp_stage_jwt_check, &tp_stage_key,      &tp_stage_access,  &tp_stage_key_limit,
+    &tp_stage_api_limit, &tp_stage_timeouts, &tp_stage_breaker, &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */
-static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage_rl_headers};
+static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage_rl_headers,
+                                                    &tp_stage_cors_headers};
 
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};

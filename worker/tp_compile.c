@@ -23,6 +23,7 @@ static void compiled_free(tp_compiled_t *c)
     tp_timeouts_free(c->timeouts);
     tp_breakers_api_free(c->breakers);
     tp_jwt_api_free(c->jwt);
+    tp_cors_free(c->cors);
     memset(c, 0, sizeof(*c));
 }
 
@@ -55,6 +56,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
             cJSON_IsTrue(tp_json_get(tp_json_get(def, "proxy"), "check_host_against_uptime_tests"));
         out->breakers = breakers != NULL ? tp_breakers_compile(def, api, conf, breakers) : NULL;
         out->jwt = tp_jwt_compile(def, api, quiet);
+        out->cors = tp_cors_compile(def);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -66,6 +68,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .timeouts = out->timeouts != NULL,
                             .breakers = out->breakers != NULL,
                             .jwt = out->jwt != NULL,
+                            .cors = out->cors != NULL,
                             .no_token = !token_auth(def)};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();

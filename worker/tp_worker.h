@@ -55,6 +55,7 @@ typedef struct tp_compiled_s {
     struct tp_timeouts_s *timeouts;       /* hard timeouts (tp_timeouts.c); NULL: none */
     struct tp_breakers_api_s *breakers;   /* circuit breakers (tp_breaker.c); NULL: none */
     struct tp_jwt_api_s *jwt;             /* enable_jwt (tp_jwt.c); NULL: off */
+    struct tp_cors_s *cors;               /* CORS.enable (tp_cors.c); NULL: off */
     unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
@@ -179,6 +180,11 @@ tp_str_t tp_auth_token(const tp_req_t *req, const tp_authloc_t *loc, tp_str_t qu
 typedef struct tp_jwt_api_s tp_jwt_api_t;
 tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet);
 void tp_jwt_api_free(tp_jwt_api_t *j);
+
+/* tp_cors.c: the API's CORS object; NULL unless CORS.enable */
+typedef struct tp_cors_s tp_cors_t;
+tp_cors_t *tp_cors_compile(const cJSON *def);
+void tp_cors_free(tp_cors_t *c);
 
 /* tp_session.c: sessions of API keys */
 void tp_session_init(tp_worker_t *w);

@@ -176,6 +176,8 @@ TP_TEST(test_chain_gateway_order)
     tp_chain_api_t jwt_and_key = {.jwt = 1};
     CHECK_STR(names(&jwt_and_key, b, sizeof(b)),
               "version paths headers jwt jwt_check key access key_limit proxy");
+    tp_chain_api_t cors = {.keyless = 1, .cors = 1};
+    CHECK_STR(names(&cors, b, sizeof(b)), "version paths cors headers proxy");
     tp_chain_api_t timed = {.keyless = 1, .timeouts = 1};
     CHECK_STR(names(&timed, b, sizeof(b)), "version paths headers timeouts proxy");
     /* every API's responses carry the expiry and X-RateLimit-* when set */
