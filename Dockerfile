@@ -16,7 +16,7 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        gcc libc6-dev make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev node-llhttp \
+        gcc libc6-dev make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -33,7 +33,7 @@ RUN make -j"$(nproc)" all \
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        libuv1 libhiredis0.14 libcjson1 libmbedtls14 libmbedx509-1 libmbedcrypto7 \
+        libuv1 libhiredis0.14 libcjson1 libmbedtls14 libmbedx509-1 libmbedcrypto7 libcrypt1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 turnpike \
  && useradd --system --uid 10001 --gid 10001 --home-dir /opt/tyk-gateway --no-create-home \

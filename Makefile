@@ -28,7 +28,7 @@ WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-
 CFLAGS_ALL   := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing $(WARN) \
                 -DTP_VERSION='"$(VERSION)"' -Icommon -Iconf -Ishm -Iworker -Imaster -I$(LLHTTP_INC) \
                 $(CFLAGS)
-LDLIBS_ALL   := -luv -lcjson -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm $(LDLIBS)
+LDLIBS_ALL   := -luv -lcjson -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -lcrypt -lpthread -lm $(LDLIBS)
 comma        := ,
 SANFLAGS     := $(if $(filter asan,$(SANITIZER)),address$(comma)undefined,$(SANITIZER))
 ifneq ($(SANITIZER),)
@@ -60,7 +60,7 @@ UNIT_BIN     := $(BUILD)/test_unit$(if $(SANITIZER),-$(SANITIZER))
 LIB          := $(OBJDIR)/libturnpike.a
 
 # Debian packages: build, run and test dependencies.
-DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev node-llhttp
+DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp
 DEPS_RUN     := redis-server
 DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack \
                 python3-yaml nodejs systemd strace util-linux

@@ -60,6 +60,7 @@ static const store_t stores[] = {
     S("template_path", TP_CK_STRING, template_path),
     S("hash_keys", TP_CK_BOOL, hash_keys),
     S("hash_key_function", TP_CK_STRING, hash_key_function),
+    S("basic_auth_hash_key_function", TP_CK_STRING, basic_auth_hash_key_function),
     S("hash_key_function_fallback", TP_CK_STRLIST, hash_key_function_fallback),
     S("enable_hashed_keys_listing", TP_CK_BOOL, enable_hashed_keys_listing),
     S("min_token_length", TP_CK_INT, min_token_length),

@@ -99,6 +99,7 @@ typedef struct tp_conf_s {
     /* keys and sessions */
     int hash_keys;
     char *hash_key_function;
+    char *basic_auth_hash_key_function; /* bcrypt (the default), sha256, murmur32/64/128 */
     tp_strlist_t hash_key_function_fallback;
     int enable_hashed_keys_listing;
     int64_t min_token_length;

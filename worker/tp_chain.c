@@ -15,21 +15,23 @@
 #include "tp_worker.h"
 
 /* The stages, each defined in the file that does its work. */
-extern const tp_stage_t tp_stage_protocol;   /* tp_front.c: what HTTP/1.1 forbids */
-extern const tp_stage_t tp_stage_target;     /* tp_front.c: the request target, URL cleaning */
-extern const tp_stage_t tp_stage_builtin;    /* tp_front.c: /hello, /ready, /tyk/ */
-extern const tp_stage_t tp_stage_route;      /* tp_front.c: the API, which chain to enter */
-extern const tp_stage_t tp_stage_track;      /* tp_analytics.c: what the record needs */
-extern const tp_stage_t tp_stage_notrack;    /* tp_analytics.c: do_not_track_endpoints */
-extern const tp_stage_t tp_stage_analytics;  /* tp_analytics.c: the record (log) */
-extern const tp_stage_t tp_stage_version;    /* tp_auth.c: VersionCheck, expiry */
-extern const tp_stage_t tp_stage_paths;      /* tp_auth.c: ignored/white/black lists, mocks */
-extern const tp_stage_t tp_stage_cors;       /* tp_cors.c: CORS pre-flights */
-extern const tp_stage_t tp_stage_mtls;       /* tp_mtls.c: CertificateCheckMW */
-extern const tp_stage_t tp_stage_headers;    /* tp_auth.c: global_headers, transform_headers */
-extern const tp_stage_t tp_stage_jwt;        /* tp_jwt.c: JWT, its (virtual) session */
-extern const tp_stage_t tp_stage_jwt_check;  /* tp_jwt.c: one-to-one JWT signatures */
-extern const tp_stage_t tp_stage_key;        /* tp_auth.c: the key and its session */
+extern const tp_stage_t tp_stage_protocol;    /* tp_front.c: what HTTP/1.1 forbids */
+extern const tp_stage_t tp_stage_target;      /* tp_front.c: the request target, URL cleaning */
+extern const tp_stage_t tp_stage_builtin;     /* tp_front.c: /hello, /ready, /tyk/ */
+extern const tp_stage_t tp_stage_route;       /* tp_front.c: the API, which chain to enter */
+extern const tp_stage_t tp_stage_track;       /* tp_analytics.c: what the record needs */
+extern const tp_stage_t tp_stage_notrack;     /* tp_analytics.c: do_not_track_endpoints */
+extern const tp_stage_t tp_stage_analytics;   /* tp_analytics.c: the record (log) */
+extern const tp_stage_t tp_stage_version;     /* tp_auth.c: VersionCheck, expiry */
+extern const tp_stage_t tp_stage_paths;       /* tp_auth.c: ignored/white/black lists, mocks */
+extern const tp_stage_t tp_stage_cors;        /* tp_cors.c: CORS pre-flights */
+extern const tp_stage_t tp_stage_mtls;        /* tp_mtls.c: CertificateCheckMW */
+extern const tp_stage_t tp_stage_headers;     /* tp_auth.c: global_headers, transform_headers */
+extern const tp_stage_t tp_stage_basic;       /* tp_basic.c: basic auth, the user's session */
+extern const tp_stage_t tp_stage_basic_check; /* tp_basic.c: the user's password */
+extern const tp_stage_t tp_stage_jwt;         /* tp_jwt.c: JWT, its (virtual) session */
+extern const tp_stage_t tp_stage_jwt_check;   /* tp_jwt.c: one-to-one JWT signatures */
+extern const tp_stage_t tp_stage_key;         /* tp_auth.c: the key and its session */
 extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rights, allowed_urls */
 extern const tp_stage_t tp_stage_key_limit;  /* tp_limit.c: the key's rate limit and quota */
 extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limits */
@@ -53,10 +55,11 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,     &tp_stage_version,  &tp_stage_notrack, &tp_stage_paths,
-    &tp_stage_cors,      &tp_stage_mtls,     &tp_stage_headers, &tp_stage_jwt,
-    &tp_stage_jwt_check, &tp_stage_key,      &tp_stage_access,  &tp_stage_key_limit,
-    &tp_stage_api_limit, &tp_stage_timeouts, &tp_stage_breaker, &tp_stage_proxy,
+    &tp_stage_track,       &tp_stage_version,   &tp_stage_notrack,   &tp_stage_paths,
+    &tp_stage_cors,        &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_basic,
+    &tp_stage_basic_check, &tp_stage_jwt,       &tp_stage_jwt_check, &tp_stage_key,
+    &tp_stage_access,      &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_timeouts,
+    &tp_stage_breaker,     &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */

@@ -57,6 +57,7 @@ typedef struct tp_chain_api_s {
     unsigned breakers : 1;   /* extended_paths.circuit_breakers */
     unsigned jwt : 1;        /* enable_jwt */
     unsigned cors : 1;       /* CORS.enable */
+    unsigned basic : 1;      /* use_basic_auth */
     unsigned no_token : 1;   /* no AuthKey: another auth method, no use_standard_auth */
 } tp_chain_api_t;
 

@@ -24,6 +24,7 @@ static void compiled_free(tp_compiled_t *c)
     tp_breakers_api_free(c->breakers);
     tp_jwt_api_free(c->jwt);
     tp_cors_free(c->cors);
+    tp_basic_api_free(c->basic);
     memset(c, 0, sizeof(*c));
 }
 
@@ -32,7 +33,7 @@ static void compiled_free(tp_compiled_t *c)
  * asks for one it has not still needs a key, never nothing. */
 static int token_auth(const cJSON *def)
 {
-    static const char *const others[] = {"enable_jwt"};
+    static const char *const others[] = {"enable_jwt", "use_basic_auth"};
     if (cJSON_IsTrue(tp_json_get(def, "use_standard_auth")))
         return 1;
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
@@ -57,6 +58,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         out->breakers = breakers != NULL ? tp_breakers_compile(def, api, conf, breakers) : NULL;
         out->jwt = tp_jwt_compile(def, api, quiet);
         out->cors = tp_cors_compile(def);
+        out->basic = tp_basic_compile(def, api, quiet);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -69,6 +71,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .breakers = out->breakers != NULL,
                             .jwt = out->jwt != NULL,
                             .cors = out->cors != NULL,
+                            .basic = out->basic != NULL,
                             .no_token = !token_auth(def)};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();

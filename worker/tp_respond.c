@@ -128,6 +128,8 @@ void tp_errtpl_load(tp_worker_t *w)
         [TP_AUTH_KEY_NOT_FOUND] = {"auth.key_not_found", 403,
                                    "Access to this API has been disallowed"},
         [TP_AUTH_NOT_AUTHORIZED] = {NULL, 403, "Key not authorized"}, /* JWT */
+        [TP_AUTH_BASIC_MISSING] = {NULL, 401, "Authorization field missing"},
+        [TP_AUTH_BASIC_UNAUTHORISED] = {NULL, 401, "User not authorised"},
     };
     cJSON *over = conf->override_messages ? cJSON_Parse(conf->override_messages) : NULL;
     for (int i = 0; i < TP_AUTH_NMSG; i++) {
@@ -205,6 +207,11 @@ void tp_respond_failed(tp_req_t *req)
 
 void tp_respond_error(tp_req_t *req, int status, const char *message)
 {
+    tp_respond_error_with(req, status, message, NULL);
+}
+
+void tp_respond_error_with(tp_req_t *req, int status, const char *message, const char *headers)
+{
     tp_worker_t *w = req->conn->w;
     const tp_errtpl_t *t = w->errtpl;
     const char *xtype = xml_type(req);
@@ -233,6 +240,8 @@ void tp_respond_error(tp_req_t *req, int status, const char *message)
     tp_buf_t extra = {0};
     if (!conf->hide_generator_header)
         tp_buf_puts(&extra, "X-Generator: tyk.io\r\n");
+    if (headers != NULL)
+        tp_buf_puts(&extra, headers);
     tp_chain_headers(req->run.chain, req, &extra, 1);
     tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
                extra.len > 0 ? tp_buf_cstr(&extra) : NULL);
@@ -251,7 +260,19 @@ void tp_respond_auth_failure(tp_req_t *req, int status, const char *message)
 void tp_respond_auth_error(tp_req_t *req, int which)
 {
     const tp_errtpl_t *t = req->conn->w->errtpl;
-    tp_respond_auth_failure(req, t->msg[which].status, t->msg[which].message);
+    if (which != TP_AUTH_BASIC_MISSING && which != TP_AUTH_BASIC_UNAUTHORISED) {
+        tp_respond_auth_failure(req, t->msg[which].status, t->msg[which].message);
+        return;
+    }
+    /* basic auth asks the browser for credentials: the realm is the API's name */
+    tp_worker_t *w = req->conn->w;
+    if (req->route != NULL && req->route->api->stat_idx != UINT32_MAX)
+        w->stats[req->route->api->stat_idx].key_failures++;
+    const char *name = req->route != NULL && req->route->api->name ? req->route->api->name : "";
+    tp_buf_t h = {0};
+    tp_buf_printf(&h, "WWW-Authenticate: Basic realm=\"%s\"\r\n", name);
+    tp_respond_error_with(req, t->msg[which].status, t->msg[which].message, tp_buf_cstr(&h));
+    tp_buf_free(&h);
 }
 
 void tp_respond_bad_request(tp_conn_t *c, int status)

@@ -15,12 +15,21 @@ void tp_respond(tp_req_t *req, int status, const char *content_type, const char 
 /* Tyk's error body (templates/error.json, or error.xml when the request is
  * XML; error_<status>.* in template_path override them). */
 void tp_respond_error(tp_req_t *req, int status, const char *message);
+/* ... with more header lines ("Name: value\r\n" each), or NULL. */
+void tp_respond_error_with(tp_req_t *req, int status, const char *message, const char *headers);
 /* Tyk's 500 for a request it could not proxy: "There was a problem
  * proxying the request" (a failed stage, an API that did not compile). */
 void tp_respond_failed(tp_req_t *req);
 /* Auth errors (counted as key failures); override_messages may change
  * the token-auth ones. */
-enum { TP_AUTH_FIELD_MISSING, TP_AUTH_KEY_NOT_FOUND, TP_AUTH_NOT_AUTHORIZED, TP_AUTH_NMSG };
+enum {
+    TP_AUTH_FIELD_MISSING,
+    TP_AUTH_KEY_NOT_FOUND,
+    TP_AUTH_NOT_AUTHORIZED,     /* JWT */
+    TP_AUTH_BASIC_MISSING,      /* basic auth, with WWW-Authenticate */
+    TP_AUTH_BASIC_UNAUTHORISED, /* ... */
+    TP_AUTH_NMSG
+};
 void tp_respond_auth_error(tp_req_t *req, int which);
 /* Any other refused credential: Tyk's error body, counted as a key failure. */
 void tp_respond_auth_failure(tp_req_t *req, int status, const char *message);

@@ -25,6 +25,7 @@
 #include "tp_session_json.h"
 #include "tp_shm_session.h"
 #include "tp_time.h"
+#include "tp_crypt.h"
 #include "tp_rest_keys.h"
 #include "tp_worker.h"
 
@@ -351,6 +352,52 @@ static void written(kjob_t *j)
     free(h);
 }
 
+/* ---- basic-auth passwords (setBasicAuthSessionPassword, TYK-COMPAT 18.1) ------------ */
+
+static void password_hashed(void *arg, int ok, const char *out)
+{
+    kjob_t *j = arg;
+    j->crypt = NULL;
+    cJSON *ba = cJSON_GetObjectItemCaseSensitive(j->sess, "basic_auth_data");
+    if (ok) {
+        set_str(ba, "password", out);
+        set_str(ba, "hash_type", "bcrypt");
+    } else { /* as Tyk: a bcrypt failure stores the password as given */
+        tp_log_warn("/tyk/keys: bcrypt of a basic-auth password failed; stored unhashed");
+        set_str(ba, "hash_type", "");
+    }
+    j->after_crypt(j);
+}
+
+/* The session's new basic_auth_data.password hashed with
+ * basic_auth_hash_key_function (bcrypt unless sha256 or murmur*), then
+ * <then>: at once, or after the bcrypt ran on the thread pool. */
+static void hash_password(kjob_t *j, kstep_cb then)
+{
+    cJSON *ba = cJSON_GetObjectItemCaseSensitive(j->sess, "basic_auth_data");
+    const char *pw = str_member(ba, "password");
+    if (pw[0] == '\0') {
+        then(j);
+        return;
+    }
+    const char *alg = kjob_conf(j)->basic_auth_hash_key_function;
+    if (alg != NULL && (strcmp(alg, "sha256") == 0 || strcmp(alg, "murmur32") == 0 ||
+                        strcmp(alg, "murmur64") == 0 || strcmp(alg, "murmur128") == 0)) {
+        char hex[TP_KEYHASH_HEX_MAX];
+        tp_keyhash_hex(alg, pw, strlen(pw), hex);
+        set_str(ba, "password", hex);
+        set_str(ba, "hash_type", alg);
+        then(j);
+        return;
+    }
+    j->after_crypt = then;
+    j->crypt = tp_crypt_hash(&j->req->conn->w->loop, pw, password_hashed, j);
+    if (j->crypt == NULL)
+        kjob_error(j, 500, "Failed to create key, ensure security settings are correct.");
+}
+
+static void create_key(kjob_t *j);
+
 /* ---- operations ----------------------------------------------------------------------- */
 
 static void create_key(kjob_t *j)
@@ -417,6 +464,8 @@ static void create_key(kjob_t *j)
                              : "Failed to create key, ensure security settings are correct.");
 }
 
+static void update_write(kjob_t *j);
+
 static void update_found(kjob_t *j)
 {
     if (kjob_redis_failed(j))
@@ -425,6 +474,23 @@ static void update_found(kjob_t *j)
         kjob_error(j, 404, "Key is not found");
         return;
     }
+    /* basic auth: a PUT without a password keeps the stored one, a changed
+     * one is hashed */
+    const cJSON *oba = tp_json_get(j->found, "basic_auth_data");
+    cJSON *nba = cJSON_GetObjectItemCaseSensitive(j->sess, "basic_auth_data");
+    const char *npw = str_member(nba, "password");
+    if (oba != NULL && npw[0] == '\0') {
+        cJSON_DeleteItemFromObject(j->sess, "basic_auth_data");
+        cJSON_AddItemToObject(j->sess, "basic_auth_data", cJSON_Duplicate(oba, 1));
+    } else if (npw[0] != '\0' && strcmp(npw, str_member(oba, "password")) != 0) {
+        hash_password(j, update_write);
+        return;
+    }
+    update_write(j);
+}
+
+static void update_write(kjob_t *j)
+{
     cJSON *sess = j->sess, *orig = j->found;
     /* preserve the creation date; with suppress_reset, the quota window
      * and last_updated too */
@@ -768,7 +834,7 @@ void tp_rest_keys_body(tp_req_t *req)
         j->sess = body;
         if (j->op == K_CREATE && req->rest_id[0] != '\0')
             j->key = tp_strdup(req->rest_id);
-        create_key(j);
+        hash_password(j, create_key);
         break;
     case K_UPDATE: {
         j->sess = body;

@@ -58,8 +58,10 @@ struct kjob_s {
     char *cursor;
     char **names;
     size_t nnames;
-    size_t fpos, fkeep;   /* listing by api_id: names looked at, names kept */
-    int del_from, del_to; /* delete: the round's DELs of the session */
+    size_t fpos, fkeep;           /* listing by api_id: names looked at, names kept */
+    int del_from, del_to;         /* delete: the round's DELs of the session */
+    struct tp_crypt_job_s *crypt; /* a basic-auth password being hashed */
+    kstep_cb after_crypt;         /* ... and what follows */
 };
 
 static inline const tp_conf_t *kjob_conf(const kjob_t *j)

@@ -9,6 +9,7 @@
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
+#include "tp_crypt.h"
 #include "tp_rest_keys.h"
 
 /* ---- jobs and rounds ------------------------------------------------------------------ */
@@ -29,6 +30,7 @@ static void round_clear(kjob_t *j)
 
 void kjob_free(kjob_t *j)
 {
+    tp_crypt_drop(j->crypt);
     round_clear(j);
     free(j->key);
     free(j->org);

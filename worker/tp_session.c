@@ -902,7 +902,7 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
     tp_worker_t *w = req->conn->w;
     const tp_conf_t *conf = w->conf;
     const tp_api_t *api = req->route->api;
-    if (want == NULL && (int64_t)key.n < conf->min_token_length) {
+    if (miss == TP_AUTH_KEY_NOT_FOUND && (int64_t)key.n < conf->min_token_length) {
         tp_respond_auth_error(req, miss);
         return TP_STAGE_DONE;
     }

@@ -56,6 +56,7 @@ typedef struct tp_compiled_s {
     struct tp_breakers_api_s *breakers;   /* circuit breakers (tp_breaker.c); NULL: none */
     struct tp_jwt_api_s *jwt;             /* enable_jwt (tp_jwt.c); NULL: off */
     struct tp_cors_s *cors;               /* CORS.enable (tp_cors.c); NULL: off */
+    struct tp_basic_api_s *basic;         /* use_basic_auth (tp_basic.c); NULL: off */
     unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
@@ -88,9 +89,10 @@ struct tp_worker_s {
     struct tp_wb_s *wbf; /* ... and those being written back */
     size_t wbf_n, wbf_i;
     uv_timer_t wb_timer;
-    struct tp_jwt_cache_s *jwt_cache; /* verified tokens (tp_jwt.c), made on first use */
-    tp_sess_t **l1;                   /* this worker's parsed sessions (tp_session.c) */
-    uint32_t *l1_hash;                /* beside them, their keys' hashes */
+    struct tp_jwt_cache_s *jwt_cache;     /* verified tokens (tp_jwt.c), made on first use */
+    struct tp_basic_cache_s *basic_cache; /* bcrypt results (tp_basic.c), made on first use */
+    tp_sess_t **l1;                       /* this worker's parsed sessions (tp_session.c) */
+    uint32_t *l1_hash;                    /* beside them, their keys' hashes */
     uint64_t l1_tick;
     uv_timer_t refresh_timer; /* sessions to read again, gathered (tp_session.c) */
     tp_sess_t **refresh_q;
@@ -180,6 +182,11 @@ tp_str_t tp_auth_token(const tp_req_t *req, const tp_authloc_t *loc, tp_str_t qu
 typedef struct tp_jwt_api_s tp_jwt_api_t;
 tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet);
 void tp_jwt_api_free(tp_jwt_api_t *j);
+
+/* tp_basic.c: basic auth; an API's settings, NULL unless use_basic_auth */
+typedef struct tp_basic_api_s tp_basic_api_t;
+tp_basic_api_t *tp_basic_compile(const cJSON *def, const tp_api_t *api, int quiet);
+void tp_basic_api_free(tp_basic_api_t *b);
 
 /* tp_cors.c: the API's CORS object; NULL unless CORS.enable */
 typedef struct tp_cors_s tp_cors_t;

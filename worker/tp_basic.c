@@ -1,0 +1,289 @@
+/*
+ * worker/tp_basic.c: basic authentication (Tyk's BasicAuthKeyIsValid,
+ * TYK-COMPAT 18): two stages in the auth position. "basic" reads
+ * "Authorization: Basic base64(user:password)" and finds the user's
+ * session (a key named generateToken(org, user), made through
+ * POST /tyk/keys/<user>); "basic_check" checks the password against the
+ * session's basic_auth_data by its hash_type: plain, sha256 or murmur*
+ * digests on the loop, bcrypt on the thread pool (tp_crypt.c), never on
+ * the loop.
+ *
+ * bcrypt results are remembered per worker by the stored hash, as Tyk's
+ * cache does (unless basic_auth.disable_caching): a password that matched
+ * skips bcrypt for basic_auth.cache_ttl seconds (60 by default) when the
+ * same password comes again. Failures are remembered too, so a guesser
+ * cannot make the worker burn bcrypt CPU on every request:
+ *  - the same wrong password for the same user is refused without bcrypt
+ *    for 10 s;
+ *  - after any failed bcrypt for a user, other passwords for that user
+ *    that are not already known good are refused without bcrypt for
+ *    250 ms (at most 4 bcrypt guesses per second per user and worker; a
+ *    user whose good password is cached is never refused by this).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tp_ct.h"
+#include "tp_crypt.h"
+#include "tp_err.h"
+#include "tp_json.h"
+#include "tp_keyhash.h"
+#include "tp_log.h"
+#include "tp_time.h"
+#include "tp_worker.h"
+
+#define CACHE_SLOTS 4096 /* bcrypt results per worker (a power of two) */
+#define BAD_MS 10000     /* a wrong password is remembered this long */
+#define THROTTLE_MS 250  /* after a failure, no new bcrypt for that user this long */
+
+struct tp_basic_api_s {
+    tp_authloc_t loc;
+    int cache;
+    int64_t cache_ms;
+};
+
+/* What bcrypt said about a user's stored hash. */
+typedef struct bentry_s {
+    char *stored; /* the bcrypt hash, NULL: empty */
+    uint64_t good, bad;
+    int64_t good_until, bad_until, throttle_until; /* monotonic ms */
+} bentry_t;
+
+typedef struct tp_basic_cache_s {
+    bentry_t v[CACHE_SLOTS];
+} tp_basic_cache_t;
+
+/* A bcrypt under way: the check stage's state points at it. */
+typedef struct pending_s {
+    tp_req_t *req;
+    tp_crypt_job_t *job;
+    char *stored;
+    uint64_t digest;
+} pending_t;
+
+/* ---- compiling ------------------------------------------------------------------------- */
+
+tp_basic_api_t *tp_basic_compile(const cJSON *def, const tp_api_t *api, int quiet)
+{
+    if (!cJSON_IsTrue(tp_json_get(def, "use_basic_auth")))
+        return NULL;
+    tp_basic_api_t *b = tp_calloc(1, sizeof(*b));
+    tp_authloc_read(def, "basic", &b->loc);
+    const cJSON *o = tp_json_get(def, "basic_auth");
+    b->cache = !cJSON_IsTrue(tp_json_get(o, "disable_caching"));
+    const cJSON *ttl = tp_json_get(o, "cache_ttl");
+    b->cache_ms =
+        (cJSON_IsNumber(ttl) && ttl->valuedouble > 0 ? (int64_t)ttl->valuedouble : 60) * 1000;
+    if (cJSON_IsTrue(tp_json_get(o, "extract_from_body")) && !quiet)
+        tp_log_warn("API %s (%s): $.basic_auth.extract_from_body is not supported by this "
+                    "Turnpike version: credentials are read from the %s header only",
+                    api->api_id, api->file, b->loc.header);
+    return b;
+}
+
+void tp_basic_api_free(tp_basic_api_t *b)
+{
+    if (b == NULL)
+        return;
+    tp_authloc_free(&b->loc);
+    free(b);
+}
+
+/* ---- the request's credentials --------------------------------------------------------- */
+
+static const tp_basic_api_t *basic_of(const tp_req_t *req)
+{
+    const tp_compiled_t *c = tp_compiled(req->conn->w, req);
+    return c != NULL ? c->basic : NULL;
+}
+
+static void refuse(tp_req_t *req, int status, const char *msg)
+{
+    tp_respond_auth_failure(req, status, msg);
+}
+
+/* The user and password of the header, split into <buf> (NUL-separated),
+ * or -1 with the request answered as Tyk answers it. */
+static int credentials(tp_req_t *req, const tp_basic_api_t *b, char *buf, size_t cap,
+                       const char **user, const char **pass)
+{
+    tp_str_t v = tp_req_header(req, b->loc.header);
+    if (v.n == 0) {
+        tp_respond_auth_error(req, TP_AUTH_BASIC_MISSING);
+        return -1;
+    }
+    /* strings.Split(value, " "): exactly two parts */
+    const char *sp = memchr(v.p, ' ', v.n);
+    if (sp == NULL || memchr(sp + 1, ' ', (size_t)(v.p + v.n - sp - 1)) != NULL) {
+        refuse(req, 400, "Attempted access with malformed header, header not in basic auth format");
+        return -1;
+    }
+    size_t enc = (size_t)(v.p + v.n - sp - 1);
+    ptrdiff_t n =
+        enc / 4 * 3 + 3 <= cap ? tp_b64_std_decode(sp + 1, enc, (unsigned char *)buf) : -1;
+    if (n < 0) {
+        refuse(req, 400, "Attempted access with malformed header, auth data not encoded correctly");
+        return -1;
+    }
+    buf[n] = '\0';
+    char *colon = memchr(buf, ':', (size_t)n);
+    if (colon == NULL || memchr(colon + 1, ':', (size_t)(buf + n - colon - 1)) != NULL ||
+        strlen(buf) != (size_t)n) {
+        refuse(req, 400, "Attempted access with malformed header, values not in basic auth format");
+        return -1;
+    }
+    *colon = '\0';
+    *user = buf;
+    *pass = colon + 1;
+    return 0;
+}
+
+/* ---- bcrypt results -------------------------------------------------------------------- */
+
+static uint64_t digest(const char *s)
+{
+    uint64_t h[2];
+    tp_murmur3_128(s, strlen(s), 0, h);
+    return h[0];
+}
+
+static bentry_t *bentry(tp_worker_t *w, const char *stored, int make)
+{
+    if (w->basic_cache == NULL) {
+        if (!make)
+            return NULL;
+        w->basic_cache = tp_calloc(1, sizeof(*w->basic_cache));
+    }
+    bentry_t *e = &w->basic_cache->v[digest(stored) & (CACHE_SLOTS - 1)];
+    if (e->stored != NULL && strcmp(e->stored, stored) == 0)
+        return e;
+    if (!make)
+        return NULL;
+    free(e->stored);
+    memset(e, 0, sizeof(*e));
+    e->stored = tp_strdup(stored);
+    return e;
+}
+
+static void bcrypt_done(void *arg, int ok, const char *out)
+{
+    (void)out;
+    pending_t *p = arg;
+    tp_req_t *req = p->req;
+    tp_worker_t *w = req->conn->w;
+    const tp_basic_api_t *b = basic_of(req);
+    p->job = NULL;
+    int64_t now = tp_time_mono_ms();
+    bentry_t *e = bentry(w, p->stored, 1);
+    if (ok) {
+        if (b != NULL && b->cache) {
+            e->good = p->digest;
+            e->good_until = now + b->cache_ms;
+        }
+        tp_chain_resume(req, TP_STAGE_NEXT);
+        return;
+    }
+    e->bad = p->digest;
+    e->bad_until = now + BAD_MS;
+    e->throttle_until = now + THROTTLE_MS;
+    tp_respond_auth_error(req, TP_AUTH_BASIC_UNAUTHORISED);
+}
+
+/* ---- the stages ------------------------------------------------------------------------ */
+
+static tp_stage_rc_t basic_run(tp_req_t *req)
+{
+    const tp_basic_api_t *b = basic_of(req);
+    if (req->ignored)
+        return TP_STAGE_NEXT;
+    if (b == NULL)
+        return TP_STAGE_ERROR;
+    char buf[1024];
+    const char *user, *pass;
+    if (credentials(req, b, buf, sizeof(buf), &user, &pass) < 0)
+        return TP_STAGE_DONE;
+    tp_stage_rc_t rc =
+        tp_session_lookup_as(req, (tp_str_t){user, strlen(user)}, TP_AUTH_BASIC_UNAUTHORISED, NULL);
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
+}
+
+static tp_stage_rc_t check_run(tp_req_t *req)
+{
+    const tp_basic_api_t *b = basic_of(req);
+    if (req->ignored || b == NULL || req->sess == NULL)
+        return TP_STAGE_NEXT;
+    char buf[1024];
+    const char *user, *pass;
+    if (credentials(req, b, buf, sizeof(buf), &user, &pass) < 0)
+        return TP_STAGE_DONE;
+    const cJSON *ba = tp_json_get(tp_session_json(req->sess), "basic_auth_data");
+    const cJSON *pw = tp_json_get(ba, "password"), *ht = tp_json_get(ba, "hash_type");
+    const char *stored = cJSON_IsString(pw) ? pw->valuestring : "";
+    const char *type = cJSON_IsString(ht) ? ht->valuestring : "";
+    tp_stage_rc_t rc = TP_STAGE_NEXT;
+    int ok = -1; /* -1: bcrypt decides */
+    if (type[0] == '\0') {
+        ok = tp_ct_equal(pass, strlen(pass), stored, strlen(stored));
+    } else if (strcmp(type, "sha256") == 0 || strcmp(type, "murmur32") == 0 ||
+               strcmp(type, "murmur64") == 0 || strcmp(type, "murmur128") == 0) {
+        char hex[TP_KEYHASH_HEX_MAX];
+        size_t n = tp_keyhash_hex(type, pass, strlen(pass), hex);
+        ok = tp_ct_equal(hex, n, stored, strlen(stored));
+    }
+    if (ok < 0) {
+        tp_worker_t *w = req->conn->w;
+        int64_t now = tp_time_mono_ms();
+        uint64_t d = digest(pass);
+        bentry_t *e = bentry(w, stored, 0);
+        if (e != NULL && e->good == d && now < e->good_until)
+            ok = 1;
+        else if (e != NULL && ((e->bad == d && now < e->bad_until) || now < e->throttle_until))
+            ok = 0;
+        if (ok < 0) {
+            pending_t **pp = tp_chain_state(req);
+            pending_t *p = *pp = tp_req_alloc(req, sizeof(*p));
+            char *copy = tp_req_alloc(req, strlen(stored) + 1);
+            memcpy(copy, stored, strlen(stored) + 1);
+            *p = (pending_t){req, NULL, copy, d};
+            p->job = tp_crypt_check(&w->loop, stored, pass, bcrypt_done, p);
+            rc = p->job != NULL ? TP_STAGE_LATER : TP_STAGE_ERROR;
+            if (rc == TP_STAGE_LATER) /* the head must outlive the read buffer */
+                tp_req_save(req, req->rp);
+        }
+    }
+    if (ok == 0) {
+        tp_respond_auth_error(req, TP_AUTH_BASIC_UNAUTHORISED);
+        rc = TP_STAGE_DONE;
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
+}
+
+static void check_cancel(tp_req_t *req)
+{
+    pending_t **pp = tp_chain_state_peek(req);
+    if (pp != NULL && *pp != NULL) {
+        tp_crypt_drop((*pp)->job);
+        (*pp)->job = NULL;
+        *pp = NULL;
+    }
+}
+
+static int basic_wanted(const tp_chain_api_t *a)
+{
+    return !a->keyless && a->basic;
+}
+
+const tp_stage_t tp_stage_basic = {.name = "basic",
+                                   .wanted = basic_wanted,
+                                   .run = basic_run,
+                                   .cancel = tp_session_cancel,
+                                   .state = sizeof(void *)}; /* the session lookup (tp_session.c) */
+
+const tp_stage_t tp_stage_basic_check = {.name = "basic_check",
+                                         .wanted = basic_wanted,
+                                         .run = check_run,
+                                         .cancel = check_cancel,
+                                         .state = sizeof(void *)}; /* the bcrypt under way */
