@@ -29,6 +29,8 @@ extern const tp_stage_t tp_stage_mtls;        /* tp_mtls.c: CertificateCheckMW *
 extern const tp_stage_t tp_stage_headers;     /* tp_auth.c: global_headers, transform_headers */
 extern const tp_stage_t tp_stage_basic;       /* tp_basic.c: basic auth, the user's session */
 extern const tp_stage_t tp_stage_basic_check; /* tp_basic.c: the user's password */
+extern const tp_stage_t tp_stage_hmac;        /* tp_hmac.c: HMAC signatures, the key's session */
+extern const tp_stage_t tp_stage_hmac_check;  /* tp_hmac.c: the signature and its date */
 extern const tp_stage_t tp_stage_jwt;         /* tp_jwt.c: JWT, its (virtual) session */
 extern const tp_stage_t tp_stage_jwt_check;   /* tp_jwt.c: one-to-one JWT signatures */
 extern const tp_stage_t tp_stage_key;         /* tp_auth.c: the key and its session */
@@ -55,11 +57,11 @@ static const tp_stage_t *const front_stages[] = {
 /* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
  * only applied by the proxy, so where they are planned is not visible. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,       &tp_stage_version,   &tp_stage_notrack,   &tp_stage_paths,
-    &tp_stage_cors,        &tp_stage_mtls,      &tp_stage_headers,   &tp_stage_basic,
-    &tp_stage_basic_check, &tp_stage_jwt,       &tp_stage_jwt_check, &tp_stage_key,
-    &tp_stage_access,      &tp_stage_key_limit, &tp_stage_api_limit, &tp_stage_timeouts,
-    &tp_stage_breaker,     &tp_stage_proxy,
+    &tp_stage_track,       &tp_stage_version,  &tp_stage_notrack,    &tp_stage_paths,
+    &tp_stage_cors,        &tp_stage_mtls,     &tp_stage_headers,    &tp_stage_basic,
+    &tp_stage_basic_check, &tp_stage_hmac,     &tp_stage_hmac_check, &tp_stage_jwt,
+    &tp_stage_jwt_check,   &tp_stage_key,      &tp_stage_access,     &tp_stage_key_limit,
+    &tp_stage_api_limit,   &tp_stage_timeouts, &tp_stage_breaker,    &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order. */

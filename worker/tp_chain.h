@@ -58,6 +58,7 @@ typedef struct tp_chain_api_s {
     unsigned jwt : 1;        /* enable_jwt */
     unsigned cors : 1;       /* CORS.enable */
     unsigned basic : 1;      /* use_basic_auth */
+    unsigned hmac : 1;       /* enable_signature_checking */
     unsigned no_token : 1;   /* no AuthKey: another auth method, no use_standard_auth */
 } tp_chain_api_t;
 

@@ -25,6 +25,7 @@ static void compiled_free(tp_compiled_t *c)
     tp_jwt_api_free(c->jwt);
     tp_cors_free(c->cors);
     tp_basic_api_free(c->basic);
+    tp_hmac_api_free(c->hmac);
     memset(c, 0, sizeof(*c));
 }
 
@@ -33,7 +34,8 @@ static void compiled_free(tp_compiled_t *c)
  * asks for one it has not still needs a key, never nothing. */
 static int token_auth(const cJSON *def)
 {
-    static const char *const others[] = {"enable_jwt", "use_basic_auth"};
+    static const char *const others[] = {"enable_jwt", "use_basic_auth",
+                                         "enable_signature_checking"};
     if (cJSON_IsTrue(tp_json_get(def, "use_standard_auth")))
         return 1;
     for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
@@ -59,6 +61,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         out->jwt = tp_jwt_compile(def, api, quiet);
         out->cors = tp_cors_compile(def);
         out->basic = tp_basic_compile(def, api, quiet);
+        out->hmac = tp_hmac_compile(def);
         /* the chain of stages this API uses */
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
@@ -72,6 +75,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .jwt = out->jwt != NULL,
                             .cors = out->cors != NULL,
                             .basic = out->basic != NULL,
+                            .hmac = out->hmac != NULL,
                             .no_token = !token_auth(def)};
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();

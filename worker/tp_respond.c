@@ -130,6 +130,7 @@ void tp_errtpl_load(tp_worker_t *w)
         [TP_AUTH_NOT_AUTHORIZED] = {NULL, 403, "Key not authorized"}, /* JWT */
         [TP_AUTH_BASIC_MISSING] = {NULL, 401, "Authorization field missing"},
         [TP_AUTH_BASIC_UNAUTHORISED] = {NULL, 401, "User not authorised"},
+        [TP_AUTH_HMAC_INVALID] = {NULL, 400, "Authorization field missing, malformed or invalid"},
     };
     cJSON *over = conf->override_messages ? cJSON_Parse(conf->override_messages) : NULL;
     for (int i = 0; i < TP_AUTH_NMSG; i++) {

@@ -28,6 +28,7 @@ enum {
     TP_AUTH_NOT_AUTHORIZED,     /* JWT */
     TP_AUTH_BASIC_MISSING,      /* basic auth, with WWW-Authenticate */
     TP_AUTH_BASIC_UNAUTHORISED, /* ... */
+    TP_AUTH_HMAC_INVALID,       /* HMAC signatures, every failure */
     TP_AUTH_NMSG
 };
 void tp_respond_auth_error(tp_req_t *req, int which);

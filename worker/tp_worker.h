@@ -57,6 +57,7 @@ typedef struct tp_compiled_s {
     struct tp_jwt_api_s *jwt;             /* enable_jwt (tp_jwt.c); NULL: off */
     struct tp_cors_s *cors;               /* CORS.enable (tp_cors.c); NULL: off */
     struct tp_basic_api_s *basic;         /* use_basic_auth (tp_basic.c); NULL: off */
+    struct tp_hmac_api_s *hmac;           /* enable_signature_checking (tp_hmac.c); NULL: off */
     unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
@@ -187,6 +188,11 @@ void tp_jwt_api_free(tp_jwt_api_t *j);
 typedef struct tp_basic_api_s tp_basic_api_t;
 tp_basic_api_t *tp_basic_compile(const cJSON *def, const tp_api_t *api, int quiet);
 void tp_basic_api_free(tp_basic_api_t *b);
+
+/* tp_hmac.c: HMAC request signing; NULL unless enable_signature_checking */
+typedef struct tp_hmac_api_s tp_hmac_api_t;
+tp_hmac_api_t *tp_hmac_compile(const cJSON *def);
+void tp_hmac_api_free(tp_hmac_api_t *h);
 
 /* tp_cors.c: the API's CORS object; NULL unless CORS.enable */
 typedef struct tp_cors_s tp_cors_t;
