@@ -664,6 +664,13 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     *out = NULL;
 
     tp_authloc_read(def, "authToken", &r->auth);
+    static const char *const idnames[] = {"", "auth_token", "basic_auth_user", "hmac_key",
+                                          "jwt_claim"};
+    const char *bi = str_of(def, "base_identity_provided_by");
+    r->base_identity = bi == NULL || bi[0] == '\0' ? TP_ID_ANY : TP_ID_OTHER;
+    for (int i = 1; bi != NULL && i < (int)(sizeof(idnames) / sizeof(idnames[0])); i++)
+        if (strcmp(bi, idnames[i]) == 0)
+            r->base_identity = i;
 
     const cJSON *vdef = tp_json_get(def, "definition");
     const char *loc = str_of(vdef, "location");

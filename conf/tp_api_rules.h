@@ -100,8 +100,13 @@ typedef struct tp_authloc_s {
 void tp_authloc_read(const cJSON *def, const char *method, tp_authloc_t *loc);
 void tp_authloc_free(tp_authloc_t *loc);
 
+/* base_identity_provided_by: which auth method's session the request
+ * keeps when several run (the others only check). */
+enum { TP_ID_ANY, TP_ID_TOKEN, TP_ID_BASIC, TP_ID_HMAC, TP_ID_JWT, TP_ID_OTHER };
+
 typedef struct tp_api_rules_s {
     tp_authloc_t auth;   /* token auth: auth_configs.authToken, else auth */
+    int base_identity;   /* TP_ID_*; TP_ID_ANY when unset: each method's replaces the last */
     int strip_auth_data; /* StripAuth: header and parameter (not the cookie) */
 
     /* versioning */

@@ -297,6 +297,7 @@ static tp_stage_rc_t key_run(tp_req_t *req)
     if (req->ignored)
         return TP_STAGE_NEXT;
     const tp_api_rules_t *r = req->rules;
+    tp_session_method(req, TP_ID_TOKEN);
     tp_buf_t tmp = {0};
     tp_str_t key = tp_auth_token(req, &r->auth, req->rp->query, &tmp);
     if (key.n == 0) {

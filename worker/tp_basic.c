@@ -201,6 +201,7 @@ static tp_stage_rc_t basic_run(tp_req_t *req)
         return TP_STAGE_ERROR;
     char buf[1024];
     const char *user, *pass;
+    tp_session_method(req, TP_ID_BASIC);
     if (credentials(req, b, buf, sizeof(buf), &user, &pass) < 0)
         return TP_STAGE_DONE;
     tp_stage_rc_t rc =
@@ -212,13 +213,14 @@ static tp_stage_rc_t basic_run(tp_req_t *req)
 static tp_stage_rc_t check_run(tp_req_t *req)
 {
     const tp_basic_api_t *b = basic_of(req);
-    if (req->ignored || b == NULL || req->sess == NULL)
+    tp_sess_t *sess = tp_session_current(req);
+    if (req->ignored || b == NULL || sess == NULL)
         return TP_STAGE_NEXT;
     char buf[1024];
     const char *user, *pass;
     if (credentials(req, b, buf, sizeof(buf), &user, &pass) < 0)
         return TP_STAGE_DONE;
-    const cJSON *ba = tp_json_get(tp_session_json(req->sess), "basic_auth_data");
+    const cJSON *ba = tp_json_get(tp_session_json(sess), "basic_auth_data");
     const cJSON *pw = tp_json_get(ba, "password"), *ht = tp_json_get(ba, "hash_type");
     const char *stored = cJSON_IsString(pw) ? pw->valuestring : "";
     const char *type = cJSON_IsString(ht) ? ht->valuestring : "";

@@ -293,6 +293,7 @@ static tp_stage_rc_t hmac_run(tp_req_t *req)
     if (h == NULL)
         return TP_STAGE_ERROR;
     fields_t *f = tp_req_alloc(req, sizeof(*f));
+    tp_session_method(req, TP_ID_HMAC);
     if (fields(req, h, f) < 0)
         return TP_STAGE_DONE;
     int allowed = h->nalgs == 0;
@@ -312,12 +313,13 @@ static int lowhex(char c)
 static tp_stage_rc_t check_run(tp_req_t *req)
 {
     const tp_hmac_api_t *h = hmac_of(req);
-    if (req->ignored || h == NULL || req->sess == NULL)
+    tp_sess_t *sess = tp_session_current(req);
+    if (req->ignored || h == NULL || sess == NULL)
         return TP_STAGE_NEXT;
     fields_t *f = tp_req_alloc(req, sizeof(*f));
     if (fields(req, h, f) < 0)
         return TP_STAGE_DONE;
-    const cJSON *s = tp_session_json(req->sess);
+    const cJSON *s = tp_session_json(sess);
     if (strncmp(f->alg, "rsa", 3) == 0) {
         tp_log_warn("HMAC: keyId %.8s... signs with %s: rsa_certificate_id needs Tyk's "
                     "certificate store, which this Turnpike version does not have",

@@ -558,6 +558,7 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
     const tp_jwt_api_t *j = jwt_of(req);
     if (j == NULL)
         return TP_STAGE_ERROR;
+    tp_session_method(req, TP_ID_JWT);
     tp_buf_t tmp = {0};
     tp_str_t tok = tp_auth_token(req, &j->loc, req->rp->query, &tmp);
     tp_stage_rc_t rc;
@@ -592,10 +593,11 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
 static tp_stage_rc_t check_run(tp_req_t *req)
 {
     const tp_jwt_api_t *j = jwt_of(req);
-    if (req->ignored || j == NULL || j->mode != MODE_ONE_TO_ONE || req->sess == NULL)
+    tp_sess_t *sess = tp_session_current(req);
+    if (req->ignored || j == NULL || j->mode != MODE_ONE_TO_ONE || sess == NULL)
         return TP_STAGE_NEXT;
     tp_worker_t *w = req->conn->w;
-    const cJSON *sec = tp_json_get(tp_json_get(tp_session_json(req->sess), "jwt_data"), "secret");
+    const cJSON *sec = tp_json_get(tp_json_get(tp_session_json(sess), "jwt_data"), "secret");
     const char *secret = cJSON_IsString(sec) ? sec->valuestring : "";
     size_t slen = strlen(secret);
     tp_buf_t tmp = {0};

@@ -144,10 +144,24 @@ static void sess_put(tp_sess_t *s)
         sess_free(s);
 }
 
+void tp_session_method(tp_req_t *req, int method)
+{
+    int base = req->rules->base_identity;
+    req->auth_side = base != TP_ID_ANY && base != method;
+}
+
+tp_sess_t *tp_session_current(const tp_req_t *req)
+{
+    return req->auth_side ? req->side_sess : req->sess;
+}
+
 void tp_session_release(tp_req_t *req)
 {
     sess_put(req->sess);
     req->sess = NULL;
+    sess_put(req->side_sess);
+    req->side_sess = NULL;
+    req->auth_side = 0;
 }
 
 /* The lookup is over, or dropped: reads still out are cancelled. */
@@ -683,9 +697,11 @@ const tp_stage_t tp_stage_access = {.name = "access", .wanted = access_wanted, .
 /* The key stage found <s>: the request holds a reference. */
 static void sess_found(tp_req_t *req, tp_sess_t *s)
 {
+    /* the identity's (base_identity_provided_by), or the running method's own */
+    tp_sess_t **slot = req->auth_side ? &req->side_sess : &req->sess;
     s->refs++;
-    sess_put(req->sess); /* an earlier auth method's: the later one's is the identity */
-    req->sess = s;
+    sess_put(*slot);
+    *slot = s;
 }
 
 /* ---- reading from Redis -------------------------------------------------------------- */

@@ -225,6 +225,12 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
  * org: Tyk's "no matching policy"). */
 const cJSON *tp_session_policy(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,
                                const char *id);
+/* The auth stage of TP_ID_<method> runs: the session it finds is the
+ * request's (req->sess) when base_identity_provided_by names it or is
+ * unset, else kept aside for its own checks. */
+void tp_session_method(tp_req_t *req, int method);
+/* The session the running auth method found (for its check stage). */
+tp_sess_t *tp_session_current(const tp_req_t *req);
 /* The request goes away while its session is read: the reads are dropped. */
 void tp_session_cancel(tp_req_t *req);
 /* Tyk's ApplyPolicies on <session> for API org <api_org> (NULL: no API),

@@ -78,7 +78,7 @@ def polfile(tmp_path):
                                         "rs512", "cert", "dflt", "scoped", "q", "skew")}),
         policy("gold", {"hs": {}, "scoped": {}}, tags=["gold"]),
         policy("silver", {"scoped": {}}, tags=["silver"]),
-        policy("quota5", {"q": {}}, quota_max=5, quota_renewal_rate=3600),
+        policy("quota5", {"q": {}, "q2": {}}, quota_max=5, quota_renewal_rate=3600),
         policy("elsewhere", {"hs": {}}, org_id="another-org"),
     ])
     return rec
@@ -333,3 +333,37 @@ def test_bad_source_is_refused_with_a_warning(make_gateway, upstream):
     g.wait_log(r"API broken .*\$\.jwt_source: not a PEM or DER public key or certificate")
     denied(call(g, "/broken/get", sign("HS256", claims(), secret=SECRET)), 403,
            NOT_AUTH + ": Unexpected signing method")
+
+
+def test_two_methods_and_base_identity(make_gateway, upstream, polfile):
+    """Basic auth and JWT on one API, each reading its own header: both
+    must pass; base_identity_provided_by picks whose session (and so whose
+    quota) the request counts against."""
+    import base64 as b64
+    c = conf(policies={"policy_source": "file", "policy_record_name": str(polfile)})
+    apis = []
+    for api_id, base in (("q", "basic_auth_user"), ("q2", "jwt_claim")):
+        a = jwt_api(api_id, upstream.url("/"), "hmac", source(SECRET),
+                    use_basic_auth=True, base_identity_provided_by=base,
+                    auth_configs={"jwt": {"auth_header_name": "X-Jwt"},
+                                  "basic": {"auth_header_name": "Authorization"}})
+        apis.append(a)
+    g = make_gateway(conf=c, apis=apis)
+    rc = session_redis().client()
+    user = "both-" + uuid.uuid4().hex[:6]
+    # the basic user's own quota: 2; the JWT policy quota5 gives 5
+    put_session(rc, generate_token(ORG, user), tyk_session(
+        ["q", "q2"], org_id=ORG, quota_max=2, quota_remaining=2, quota_renewal_rate=3600,
+        basic_auth_data={"password": "pw", "hash_type": ""}))
+    rc.close()
+    basic = "Basic " + b64.b64encode(("%s:pw" % user).encode()).decode()
+    for api_id, allowed in (("q", 2), ("q2", 5)):
+        tok = sign("HS256", claims(sub=user + api_id, pol="quota5"), secret=SECRET)
+        both = [("Authorization", basic), ("X-Jwt", tok)]
+        codes = [g.request("GET", "/%s/get" % api_id, both).status for _ in range(6)]
+        assert codes == [200] * allowed + [403] * (6 - allowed), (api_id, codes)
+        # either credential missing: that method's answer
+        denied(g.request("GET", "/%s/get" % api_id, [("X-Jwt", tok)]), 401,
+               "Authorization field missing")
+        denied(g.request("GET", "/%s/get" % api_id, [("Authorization", basic)]), 400,
+               "Authorization field missing")
