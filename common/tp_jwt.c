@@ -20,6 +20,7 @@
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_jwt.h"
+#include "tp_keyhash.h"
 
 /* ---- base64url ------------------------------------------------------------------------ */
 
@@ -219,6 +220,107 @@ void tp_jwt_key_free(tp_jwt_key_t *k)
     else if (k->kind == 2)
         mbedtls_x509_crt_free(&k->crt);
     memset(k, 0, sizeof(*k));
+}
+
+/* A base64url member of <jwk> into <out> (room for <cap>): its length, or -1. */
+static long jwk_bytes(const cJSON *jwk, const char *name, unsigned char *out, size_t cap)
+{
+    const cJSON *v = tp_json_get(jwk, name);
+    if (!cJSON_IsString(v))
+        return -1;
+    size_t n = strlen(v->valuestring);
+    while (n > 0 && v->valuestring[n - 1] == '=') /* some servers pad */
+        n--;
+    if (n * 3 / 4 + 1 > cap)
+        return -1;
+    return tp_b64url_decode(v->valuestring, n, out);
+}
+
+int tp_jwt_key_from_jwk(tp_jwt_key_t *k, tp_jwt_family_t fam, const cJSON *jwk, char *err,
+                        size_t errlen)
+{
+    memset(k, 0, sizeof(*k));
+    k->fam = fam;
+    const cJSON *kty = tp_json_get(jwk, "kty");
+    const char *t = cJSON_IsString(kty) ? kty->valuestring : "";
+    static const char *const want[] = {"oct", "RSA", "EC"};
+    if (strcmp(t, want[fam]) != 0) {
+        snprintf(err, errlen, "a \"%s\" key, not %s", t, want[fam]);
+        return -1;
+    }
+    unsigned char a[1024], b[1024], pt[2 * 66 + 1];
+    long an, bn;
+    if (fam == TP_JWT_HMAC) {
+        if ((an = jwk_bytes(jwk, "k", a, sizeof(a))) < 0) {
+            snprintf(err, errlen, "no \"k\"");
+            return -1;
+        }
+        return tp_jwt_key_init(k, fam, a, (size_t)an, err, errlen);
+    }
+    int have = fam == TP_JWT_RSA ? (an = jwk_bytes(jwk, "n", a, sizeof(a))) > 0 &&
+                                       (bn = jwk_bytes(jwk, "e", b, sizeof(b))) > 0
+                                 : (an = jwk_bytes(jwk, "x", a, sizeof(a))) > 0 &&
+                                       (bn = jwk_bytes(jwk, "y", b, sizeof(b))) > 0;
+    if (!have) {
+        /* no key numbers: the first certificate of x5c (standard base64 DER) */
+        const cJSON *x5c = tp_json_get(jwk, "x5c");
+        const cJSON *c0 = cJSON_IsArray(x5c) ? x5c->child : NULL;
+        if (!cJSON_IsString(c0)) {
+            snprintf(err, errlen, "neither key numbers nor x5c");
+            return -1;
+        }
+        size_t n = strlen(c0->valuestring);
+        unsigned char *der = tp_malloc(n / 4 * 3 + 3);
+        ptrdiff_t dl = tp_b64_std_decode(c0->valuestring, n, der);
+        int rc = dl < 0 ? (snprintf(err, errlen, "x5c[0] is not base64"), -1)
+                        : tp_jwt_key_init(k, fam, der, (size_t)dl, err, errlen);
+        free(der);
+        return rc;
+    }
+    mbedtls_pk_init(&k->pk);
+    k->kind = 1;
+    int rc;
+    if (fam == TP_JWT_RSA) {
+        rc = mbedtls_pk_setup(&k->pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA));
+        if (rc == 0)
+            rc = mbedtls_rsa_import_raw(mbedtls_pk_rsa(k->pk), a, (size_t)an, NULL, 0, NULL, 0,
+                                        NULL, 0, b, (size_t)bn);
+        if (rc == 0)
+            rc = mbedtls_rsa_complete(mbedtls_pk_rsa(k->pk));
+        if (rc == 0)
+            rc = mbedtls_rsa_check_pubkey(mbedtls_pk_rsa(k->pk));
+    } else {
+        const cJSON *crv = tp_json_get(jwk, "crv");
+        const char *c = cJSON_IsString(crv) ? crv->valuestring : "";
+        mbedtls_ecp_group_id id = strcmp(c, "P-256") == 0   ? MBEDTLS_ECP_DP_SECP256R1
+                                  : strcmp(c, "P-384") == 0 ? MBEDTLS_ECP_DP_SECP384R1
+                                  : strcmp(c, "P-521") == 0 ? MBEDTLS_ECP_DP_SECP521R1
+                                                            : MBEDTLS_ECP_DP_NONE;
+        size_t size = id == MBEDTLS_ECP_DP_SECP256R1   ? 32
+                      : id == MBEDTLS_ECP_DP_SECP384R1 ? 48
+                                                       : 66;
+        rc = id == MBEDTLS_ECP_DP_NONE || (size_t)an > size || (size_t)bn > size ? -1 : 0;
+        if (rc == 0)
+            rc = mbedtls_pk_setup(&k->pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+        if (rc == 0) {
+            mbedtls_ecp_keypair *ec = mbedtls_pk_ec(k->pk);
+            memset(pt, 0, sizeof(pt));
+            pt[0] = 0x04; /* uncompressed: X then Y, each left-padded */
+            memcpy(pt + 1 + size - (size_t)an, a, (size_t)an);
+            memcpy(pt + 1 + 2 * size - (size_t)bn, b, (size_t)bn);
+            rc = mbedtls_ecp_group_load(&ec->grp, id);
+            if (rc == 0)
+                rc = mbedtls_ecp_point_read_binary(&ec->grp, &ec->Q, pt, 1 + 2 * size);
+            if (rc == 0)
+                rc = mbedtls_ecp_check_pubkey(&ec->grp, &ec->Q);
+        }
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "not a valid %s public key", want[fam]);
+        tp_jwt_key_free(k);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- verification ---------------------------------------------------------------------- */

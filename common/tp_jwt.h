@@ -66,6 +66,11 @@ typedef struct tp_jwt_key_s {
 int tp_jwt_key_init(tp_jwt_key_t *k, tp_jwt_family_t fam, const void *data, size_t n, char *err,
                     size_t errlen);
 void tp_jwt_key_free(tp_jwt_key_t *k);
+/* <k> from one key of a JWKS (go-jose's JSONWebKey): RSA "n"/"e", EC
+ * "crv"/"x"/"y", "oct" "k", else the certificate "x5c"[0]; its "kty" must
+ * be <fam>'s. Returns 0, or -1 with the reason in <err>. */
+int tp_jwt_key_from_jwk(tp_jwt_key_t *k, tp_jwt_family_t fam, const cJSON *jwk, char *err,
+                        size_t errlen);
 
 /* Does <j>'s signature over the first j->signed_len bytes of <tok> verify
  * with <k>? The algorithm is the token's (already checked against the

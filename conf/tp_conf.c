@@ -61,6 +61,8 @@ static const store_t stores[] = {
     S("hash_keys", TP_CK_BOOL, hash_keys),
     S("hash_key_function", TP_CK_STRING, hash_key_function),
     S("basic_auth_hash_key_function", TP_CK_STRING, basic_auth_hash_key_function),
+    S("jwks.cache.timeout", TP_CK_INT, jwks_cache_timeout),
+    S("jwt_ssl_insecure_skip_verify", TP_CK_BOOL, jwt_ssl_insecure_skip_verify),
     S("hash_key_function_fallback", TP_CK_STRLIST, hash_key_function_fallback),
     S("enable_hashed_keys_listing", TP_CK_BOOL, enable_hashed_keys_listing),
     S("min_token_length", TP_CK_INT, min_token_length),

@@ -100,6 +100,8 @@ typedef struct tp_conf_s {
     int hash_keys;
     char *hash_key_function;
     char *basic_auth_hash_key_function; /* bcrypt (the default), sha256, murmur32/64/128 */
+    int64_t jwks_cache_timeout;         /* seconds a JWKS is kept (0: Tyk's 240) */
+    int jwt_ssl_insecure_skip_verify;   /* JWKS over https: do not verify the server */
     tp_strlist_t hash_key_function_fallback;
     int enable_hashed_keys_listing;
     int64_t min_token_length;

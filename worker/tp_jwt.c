@@ -39,13 +39,14 @@
 #define CACHE_WAYS 4    /* ... of this many, the least recently used replaced */
 #define TOKEN_MAX 8192  /* longer tokens are verified every time */
 
-enum { MODE_ONE_TO_ONE, MODE_KEY, MODE_BROKEN };
+enum { MODE_ONE_TO_ONE, MODE_KEY, MODE_JWKS, MODE_BROKEN };
 
 struct tp_jwt_api_s {
     uint64_t id; /* unique per compilation: what cache entries belong to */
     tp_jwt_family_t fam;
     int mode;
     tp_jwt_key_t key; /* MODE_KEY */
+    char *jwks_url;   /* MODE_JWKS */
     tp_authloc_t loc;
     char *identity_field, *policy_field, *scope_claim;
     cJSON *defaults;  /* jwt_default_policies, an array of strings */
@@ -102,20 +103,22 @@ static void compile_source(tp_jwt_api_t *j, const char *src, const tp_api_t *api
     char err[256] = "";
     size_t n = strlen(src);
     if (is_url(src, n)) {
-        snprintf(err, sizeof(err), "JWKS URLs are not supported by this Turnpike version");
+        j->jwks_url = tp_strdup(src);
     } else {
         unsigned char *raw = tp_malloc(n / 4 * 3 + 3);
         ptrdiff_t rl = tp_b64_std_decode(src, n, raw);
         if (rl < 0)
             snprintf(err, sizeof(err), "not base64 (of a secret, a PEM key or a JWKS URL)");
         else if (is_url((const char *)raw, (size_t)rl))
-            snprintf(err, sizeof(err), "JWKS URLs are not supported by this Turnpike version");
+            j->jwks_url = tp_strndup((const char *)raw, (size_t)rl);
         else if (tp_jwt_key_init(&j->key, j->fam, raw, (size_t)rl, err, sizeof(err)) == 0)
             j->mode = MODE_KEY;
         mbedtls_platform_zeroize(raw, n / 4 * 3 + 3);
         free(raw);
     }
-    if (j->mode != MODE_KEY) {
+    if (j->jwks_url != NULL)
+        j->mode = MODE_JWKS;
+    if (j->mode != MODE_KEY && j->mode != MODE_JWKS) {
         j->mode = MODE_BROKEN;
         if (!quiet)
             tp_log_warn("API %s (%s): $.jwt_source: %s; its requests get 403 Key not authorized",
@@ -175,6 +178,7 @@ void tp_jwt_api_free(tp_jwt_api_t *j)
     if (j == NULL)
         return;
     tp_jwt_key_free(&j->key);
+    free(j->jwks_url);
     tp_authloc_free(&j->loc);
     free(j->identity_field);
     free(j->policy_field);
@@ -473,6 +477,61 @@ static tp_stage_rc_t central_lookup(tp_req_t *req, const verdict_t *v)
                                 &want);
 }
 
+static tp_stage_rc_t jwt_run(tp_req_t *req);
+
+/* The set came (or failed): the stage runs again and goes on itself. */
+static void jwks_again(tp_req_t *req)
+{
+    tp_stage_rc_t rc = jwt_run(req);
+    if (rc == TP_STAGE_NEXT || rc == TP_STAGE_ERROR)
+        tp_chain_resume(req, rc);
+}
+
+/* Waits for the API's key set: the request is queued, its head kept. */
+static void jwks_wait(tp_req_t *req, const tp_jwt_api_t *j)
+{
+    void **st = tp_chain_state(req);
+    tp_jwks_wait_t *wt = tp_req_alloc(req, sizeof(*wt));
+    tp_list_init(&wt->link);
+    wt->req = req;
+    wt->again = jwks_again;
+    st[1] = wt;
+    tp_jwks_wait(req->conn->w, j->jwks_url, wt);
+    tp_req_save(req, req->rp);
+}
+
+/* The JWKS key for <jt>'s kid into <k>: 1, or 0 (none: 403), or -1 (the
+ * request waits for a fetch). *version: the set's. */
+static int jwks_key(tp_req_t *req, const tp_jwt_api_t *j, const tp_jwt_t *jt, tp_jwt_key_t *k,
+                    uint64_t *version)
+{
+    tp_worker_t *w = req->conn->w;
+    const cJSON *kid = tp_json_get(jt->header, "kid");
+    if (!cJSON_IsString(kid)) /* "kid is not a string" */
+        return 0;
+    const cJSON *set;
+    if (tp_jwks_get(w, j->jwks_url, &set, version) < 0) {
+        jwks_wait(req, j);
+        return -1;
+    }
+    const cJSON *jwk = set != NULL ? tp_jwks_key(set, kid->valuestring) : NULL;
+    if (jwk == NULL) {
+        if (set != NULL && !req->jwks_refetched && tp_jwks_refetch(w, j->jwks_url)) {
+            req->jwks_refetched = 1; /* once per request */
+            jwks_wait(req, j);
+            return -1;
+        }
+        tp_log_debug("JWKS %s: no key %s", j->jwks_url, kid->valuestring);
+        return 0;
+    }
+    char err[128];
+    if (tp_jwt_key_from_jwk(k, j->fam, jwk, err, sizeof(err)) < 0) {
+        tp_log_warn("JWKS %s: key %s: %s", j->jwks_url, kid->valuestring, err);
+        return 0;
+    }
+    return 1;
+}
+
 /* Centralised, not remembered: verify, derive the identity and its
  * policies, remember them. */
 static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str_t tok, uint64_t h)
@@ -481,7 +540,21 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
     tp_jwt_t jt;
     if (parse_checked(req, j, tok, &jt) < 0)
         return TP_STAGE_DONE;
-    if (j->mode != MODE_KEY || !tp_jwt_verify(&jt, tok.p, &j->key)) {
+    tp_jwt_key_t jk;
+    const tp_jwt_key_t *key = &j->key;
+    uint64_t keyh = 0;
+    if (j->mode == MODE_JWKS) {
+        int r = jwks_key(req, j, &jt, &jk, &keyh);
+        if (r <= 0) {
+            tp_jwt_free(&jt);
+            return r < 0 ? TP_STAGE_LATER : refuse(req, 403, "Key not authorized");
+        }
+        key = &jk;
+    }
+    int ok = (j->mode == MODE_KEY || j->mode == MODE_JWKS) && tp_jwt_verify(&jt, tok.p, key);
+    if (key == &jk)
+        tp_jwt_key_free(&jk);
+    if (!ok) {
         tp_jwt_free(&jt);
         return refuse(req, 403, "Key not authorized");
     }
@@ -523,6 +596,7 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
     if (v == NULL)
         v = &tmp;
     v->t = t;
+    v->keyh = keyh;
     v->identity = tp_strdup(identity);
     v->sid = tp_strdup(tp_buf_cstr(&sid));
     v->json = central_session(org, identity, v->sid, &pols, t.has_exp == 1 ? t.exp : 0,
@@ -559,6 +633,8 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
     if (j == NULL)
         return TP_STAGE_ERROR;
     tp_session_method(req, TP_ID_JWT);
+    void **st = tp_chain_state(req); /* [0] the session lookup, [1] a JWKS wait */
+    st[0] = st[1] = NULL;
     tp_buf_t tmp = {0};
     tp_str_t tok = tp_auth_token(req, &j->loc, req->rp->query, &tmp);
     tp_stage_rc_t rc;
@@ -567,6 +643,13 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
     } else {
         uint64_t h = token_hash(tok.p, tok.n);
         verdict_t *v = cache_find(req->conn->w, j, tok, h);
+        if (v != NULL && j->mode == MODE_JWKS) {
+            /* remembered with an older key set: verified again */
+            const cJSON *set;
+            uint64_t version;
+            if (tp_jwks_get(req->conn->w, j->jwks_url, &set, &version) < 0 || version != v->keyh)
+                v = NULL;
+        }
         if (j->mode != MODE_ONE_TO_ONE) {
             rc = v != NULL ? central_lookup(req, v) : central_verify(req, j, tok, h);
         } else if (v != NULL) {
@@ -647,10 +730,20 @@ static int jwt_wanted(const tp_chain_api_t *a)
     return !a->keyless && a->jwt;
 }
 
+static void jwt_cancel(tp_req_t *req)
+{
+    void **st = tp_chain_state_peek(req);
+    if (st != NULL && st[1] != NULL) {
+        tp_jwks_unwait(st[1]);
+        st[1] = NULL;
+    }
+    tp_session_cancel(req);
+}
+
 const tp_stage_t tp_stage_jwt = {.name = "jwt",
                                  .wanted = jwt_wanted,
                                  .run = jwt_run,
-                                 .cancel = tp_session_cancel,
-                                 .state = sizeof(void *)}; /* the session lookup (tp_session.c) */
+                                 .cancel = jwt_cancel,
+                                 .state = 2 * sizeof(void *)};
 
 const tp_stage_t tp_stage_jwt_check = {.name = "jwt_check", .wanted = jwt_wanted, .run = check_run};

@@ -148,6 +148,7 @@ struct tp_req_s {
     tp_sess_t *sess;             /* the key's session (a reference) */
     tp_sess_t *side_sess;        /* ... one an auth method found that is not the identity */
     unsigned auth_side : 1;      /* the running auth method's session is side_sess */
+    unsigned jwks_refetched : 1; /* a kid its JWKS lacked made it fetch the set again */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
     struct tp_track_s *track;  /* what the analytics record needs of the request (the

@@ -91,6 +91,7 @@ struct tp_worker_s {
     size_t wbf_n, wbf_i;
     uv_timer_t wb_timer;
     struct tp_jwt_cache_s *jwt_cache;     /* verified tokens (tp_jwt.c), made on first use */
+    struct tp_jwks_s *jwks;               /* key sets behind jwt_source URLs (tp_jwks.c) */
     struct tp_basic_cache_s *basic_cache; /* bcrypt results (tp_basic.c), made on first use */
     tp_sess_t **l1;                       /* this worker's parsed sessions (tp_session.c) */
     uint32_t *l1_hash;                    /* beside them, their keys' hashes */
@@ -183,6 +184,23 @@ tp_str_t tp_auth_token(const tp_req_t *req, const tp_authloc_t *loc, tp_str_t qu
 typedef struct tp_jwt_api_s tp_jwt_api_t;
 tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet);
 void tp_jwt_api_free(tp_jwt_api_t *j);
+
+/* tp_jwks.c: JWKS key sets, per worker and URL */
+typedef struct tp_jwks_wait_s {
+    tp_list_t link;
+    tp_req_t *req;
+    void (*again)(tp_req_t *req); /* the set came (or did not): try again */
+} tp_jwks_wait_t;
+/* The set at <url> now (*set NULL: none) and its version; starts a fetch
+ * when there is none or it is stale. -1: none yet, but one is being
+ * fetched (wait for it with tp_jwks_wait). */
+int tp_jwks_get(tp_worker_t *w, const char *url, const cJSON **set, uint64_t *version);
+/* A kid the set lacks: fetch again (at most every 10 s). 1: wait for it. */
+int tp_jwks_refetch(tp_worker_t *w, const char *url);
+void tp_jwks_wait(tp_worker_t *w, const char *url, tp_jwks_wait_t *wt);
+void tp_jwks_unwait(tp_jwks_wait_t *wt);
+/* The key of <set> with that kid, or NULL. */
+const cJSON *tp_jwks_key(const cJSON *set, const char *kid);
 
 /* tp_basic.c: basic auth; an API's settings, NULL unless use_basic_auth */
 typedef struct tp_basic_api_s tp_basic_api_t;

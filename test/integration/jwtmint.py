@@ -83,3 +83,29 @@ def source(data):
     if isinstance(data, str):
         data = data.encode()
     return base64.b64encode(data).decode()
+
+
+def _openssl(*args, data=None):
+    return subprocess.run(["openssl"] + list(args), input=data, check=True,
+                          capture_output=True).stdout
+
+
+def jwk(kp, kid, kind="rsa", x5c_dir=None):
+    """The public JWK of Keypair <kp> (numbers read with openssl), or with
+    <x5c_dir> only its certificate in x5c."""
+    if x5c_dir is not None:
+        der = _openssl("x509", "-outform", "DER", data=kp.cert(x5c_dir))
+        return {"kty": "RSA" if kind == "rsa" else "EC", "kid": kid,
+                "x5c": [base64.b64encode(der).decode()]}
+    if kind == "rsa":
+        mod = _openssl("rsa", "-pubin", "-in", str(kp.pub), "-noout", "-modulus").decode()
+        n = bytes.fromhex(mod.strip().split("=", 1)[1])
+        return {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": b64url(n),
+                "e": b64url((65537).to_bytes(3, "big"))}
+    text = _openssl("ec", "-pubin", "-in", str(kp.pub), "-noout", "-text").decode()
+    hexs = "".join(l.strip() for l in text.split("pub:")[1].split("ASN1 OID")[0].splitlines())
+    pt = bytes.fromhex(hexs.replace(":", ""))
+    size = (len(pt) - 1) // 2
+    crv = {32: "P-256", 48: "P-384", 66: "P-521"}[size]
+    return {"kty": "EC", "kid": kid, "crv": crv, "x": b64url(pt[1:1 + size]),
+            "y": b64url(pt[1 + size:])}

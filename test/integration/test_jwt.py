@@ -367,3 +367,122 @@ def test_two_methods_and_base_identity(make_gateway, upstream, polfile):
                "Authorization field missing")
         denied(g.request("GET", "/%s/get" % api_id, [("Authorization", basic)]), 400,
                "Authorization field missing")
+
+
+class JwksServer:
+    """Serves a JWKS (mutable: .keys) over HTTP, or HTTPS with a self-signed
+    certificate; counts the fetches."""
+
+    def __init__(self, tmp, tls=False):
+        import http.server
+        import ssl
+        import threading
+        from conftest import free_port
+        self.keys = []
+        self.fetches = 0
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches += 1
+                body = json.dumps({"keys": outer.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.port = free_port()
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
+        if tls:
+            import subprocess
+            crt, key = tmp / "jwks.crt", tmp / "jwks.key"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                            "/CN=127.0.0.1", "-days", "2", "-keyout", str(key), "-out", str(crt)],
+                           check=True, capture_output=True)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(crt), str(key))
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.url = "%s://127.0.0.1:%d/.well-known/jwks.json" % ("https" if tls else "http",
+                                                               self.port)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def jwks_server(tmp_path):
+    made = []
+
+    def make(tls=False):
+        s = JwksServer(tmp_path, tls)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def test_jwks_keys_rotation_and_formats(make_gateway, upstream, keys, polfile, jwks_server,
+                                        tmp_path):
+    from jwtmint import jwk
+    srv = jwks_server()
+    srv.keys = [jwk(keys["rsa"], "k1"), jwk(keys["p256"], "e1", "ec"),
+                jwk(keys["rsa2"], "c1", x5c_dir=tmp_path)]
+    c = conf(policies={"policy_source": "file", "policy_record_name": str(polfile)},
+             jwks={"cache": {"timeout": 1}})
+    apis = [jwt_api("rs", upstream.url("/"), "rsa", srv.url),
+            jwt_api("es", upstream.url("/"), "ecdsa", source(srv.url))]  # base64 of the URL
+    g = make_gateway(conf=c, apis=apis, workers=1)
+    tok = sign("RS256", claims(), key=keys["rsa"], header={"kid": "k1"})
+    assert call(g, "/rs/get", tok).status == 200
+    assert call(g, "/rs/get", tok).status == 200
+    assert srv.fetches == 1  # one fetch serves the worker
+    assert call(g, "/rs/get", sign("RS256", claims(), key=keys["rsa2"],
+                                   header={"kid": "c1"})).status == 200  # x5c
+    assert call(g, "/es/get", sign("ES256", claims(), key=keys["p256"],
+                                   header={"kid": "e1"})).status == 200
+    # a token signed by another key under a known kid, no kid, an unknown kid
+    denied(call(g, "/rs/get", sign("RS256", claims(), key=keys["rsa2"], header={"kid": "k1"})),
+           403, NOT_AUTH)
+    denied(call(g, "/rs/get", sign("RS256", claims(), key=keys["rsa"])), 403, NOT_AUTH)
+    denied(call(g, "/rs/get", sign("RS256", claims(), key=keys["rsa"], header={"kid": "zz"})),
+           403, NOT_AUTH)
+    # rotation: k1 retired, k2 added; after the cache timeout the new kid is
+    # found, and the remembered token of the retired key is refused
+    srv.keys = [jwk(keys["rsa2"], "k2")]
+    time.sleep(1.2)
+    tok2 = sign("RS256", claims(), key=keys["rsa2"], header={"kid": "k2"})
+    assert call(g, "/rs/get", tok2).status == 200
+    denied(call(g, "/rs/get", tok), 403, NOT_AUTH)
+
+
+def test_jwks_over_https_and_when_unreachable(make_gateway, upstream, keys, polfile,
+                                              jwks_server):
+    from jwtmint import jwk
+    srv = jwks_server(tls=True)
+    srv.keys = [jwk(keys["rsa"], "k1")]
+    pol = {"policy_source": "file", "policy_record_name": str(polfile)}
+    tok = sign("RS256", claims(), key=keys["rsa"], header={"kid": "k1"})
+    # a self-signed server: refused unless jwt_ssl_insecure_skip_verify
+    g = make_gateway(conf=conf(policies=pol), workers=1, name="verify",
+                     apis=[jwt_api("rs", upstream.url("/"), "rsa", srv.url)])
+    denied(call(g, "/rs/get", tok), 403, NOT_AUTH)
+    g.wait_log(r"JWKS https://127\.0\.0\.1:\d+/\.well-known/jwks\.json: .*(certificate|verif)")
+    g2 = make_gateway(conf=conf(policies=pol, jwt_ssl_insecure_skip_verify=True), workers=1,
+                      name="insecure", apis=[jwt_api("rs", upstream.url("/"), "rsa", srv.url)])
+    assert call(g2, "/rs/get", tok).status == 200
+    # nothing listens: 403 at once, a warning, no stall
+    from conftest import free_port
+    dead = "http://127.0.0.1:%d/jwks" % free_port()
+    g3 = make_gateway(conf=conf(policies=pol), workers=1, name="dead",
+                      apis=[jwt_api("rs", upstream.url("/"), "rsa", dead)])
+    denied(call(g3, "/rs/get", tok), 403, NOT_AUTH)
+    g3.wait_log(r"JWKS http://127\.0\.0\.1:\d+/jwks: .*(refused|ECONNREFUSED)")
+    denied(call(g3, "/rs/get", tok), 403, NOT_AUTH)
