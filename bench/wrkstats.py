@@ -140,7 +140,8 @@ def main():
               "localrate": "local-rate", "local": "local", "exact": "exact",
               "local50": "local-50%", "exact50": "exact-50%",
               "direct": "upstream*", "alone": "upstream**",
-              "hs256": "jwt-hs256", "rs256": "jwt-rs256", "es256": "jwt-es256"}
+              "hs256": "jwt-hs256", "rs256": "jwt-rs256", "es256": "jwt-es256",
+              "basic": "basic"}
     for t in labels:
         if t not in med:
             continue

@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
-# bench/jwt.sh: the cost of JWT authentication beside token auth. One
-# Turnpike serves, to the same upstream: /bench/ keyless, /auth/ token auth
-# (hashed keys, a policy), and /hs256/, /rs256/ (2048-bit), /es256/ (P-256)
-# with centralised JWTs (jwt_source, the policy from the "pol" claim).
+# bench/identity.sh: the cost of JWT and basic authentication beside token
+# auth. One Turnpike serves, to the same upstream: /bench/ keyless, /auth/
+# token auth (hashed keys, a policy), /hs256/, /rs256/ (2048-bit), /es256/
+# (P-256) with centralised JWTs (jwt_source, the policy from the "pol"
+# claim), and /basic/ with basic auth (bcrypt users, cache_ttl 600 s).
 # nginx as a plain reverse proxy is the reference.
 #
 # What it does
 #   Starts an upstream and nginx (as bench/auth.sh), a redis-server and
 #   Turnpike (WORKERS workers). Creates TOKENS keys through POST /tyk/keys
 #   and TOKENS JWTs per algorithm (one identity each, signed by openssl /
-#   python's hmac), then drives every target with bench/auth.lua (each
+#   python's hmac) and BASIC_USERS basic-auth users (POST /tyk/keys/<user>,
+#   bcrypt cost 10), then drives every target with bench/auth.lua (each
 #   request carries the next credential of its list in Authorization, so a
 #   connection cycles through all of them). A warm-up per target makes each
 #   identity's virtual session (the first request of an identity writes it
 #   to Redis) and fills the caches; each keyed run is preceded by an
 #   unmeasured REWARM run (the session cache keeps entries 10 s). Measured:
 #   steady state, where a repeated token is remembered by the worker that
-#   verified it (its signature is not checked again; see worker/tp_jwt.c).
+#   verified it (its signature is not checked again; see worker/tp_jwt.c)
+#   and a basic-auth password that matched skips bcrypt (tp_basic.c).
 #   Prints medians and the ratios to auth (the issue's targets) and nginx.
 #
 # Rerun
-#   make && bench/jwt.sh                      # ~6 min
-#   TOKENS=2000 RUNS=5 DURATION=10s bench/jwt.sh
+#   make && bench/identity.sh                 # ~7 min
+#   TOKENS=2000 BASIC_USERS=500 RUNS=5 DURATION=10s bench/identity.sh
 # Other settings: WORKERS (1), CONNS (50), THREADS (1), WARMUP (3s), PIN=0,
 # TURNPIKE_BIN, KEEP=0.
 set -euo pipefail
@@ -35,8 +38,9 @@ THREADS=${THREADS:-1}
 WARMUP=${WARMUP:-3s}
 REWARM=${REWARM:-2s}
 TOKENS=${TOKENS:-1000}
+BASIC_USERS=${BASIC_USERS:-200}
 
-for v in WORKERS CONNS RUNS THREADS TOKENS; do
+for v in WORKERS CONNS RUNS THREADS TOKENS BASIC_USERS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ -n "$WRK_BIN" ] || die "wrk not found (apt-get install wrk)"
@@ -51,9 +55,9 @@ trap 'exit 130' INT TERM
 bench_cpu_plan "$WORKERS"
 read -r UPORT NPORT TPORT RPORT < <(bench_free_ports 4)
 SECRET=bench-secret
-TARGETS=(nginx keyless auth hs256 rs256 es256)
+TARGETS=(nginx keyless auth hs256 rs256 es256 basic)
 
-echo "== JWT authentication: Turnpike HS256 / RS256 / ES256 vs token auth vs keyless vs nginx =="
+echo "== JWT and basic authentication: Turnpike HS256 / RS256 / ES256 / basic vs token auth vs keyless vs nginx =="
 bench_machine
 echo "turnpike: $TURNPIKE_BIN ($("$TURNPIKE_BIN" --version | head -1)); $("$NGINX_BIN" -v 2>&1); $(redis-server --version | cut -d' ' -f1-3)"
 echo "load: wrk -t$THREADS -c$CONNS -d$DURATION --latency -s auth.lua ($TOKENS credentials per target, cycling),"
@@ -82,7 +86,7 @@ conf.update({"secret": secret, "hash_keys": True,
              "storage": {"type": "redis", "host": "127.0.0.1", "port": rport},
              "policies": {"policy_source": "file", "policy_record_name": d + "/policies.json"}})
 json.dump(conf, open(d + "/tyk.conf", "w"), indent=2)
-apis = ["auth", "hs256", "rs256", "es256"]
+apis = ["auth", "hs256", "rs256", "es256", "basic"]
 json.dump({"bench-policy": {"id": "bench-policy", "name": "bench", "org_id": "default", "active": True,
                             "rate": 1000000, "per": 1, "quota_max": -1,
                             "access_rights": {a: {"api_id": a, "api_name": a, "versions": ["Default"]}
@@ -97,6 +101,8 @@ for a in apis:
            "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
            "proxy": {"listen_path": "/%s/" % a, "target_url": "http://127.0.0.1:%d/" % uport,
                      "strip_listen_path": True}, "active": True}
+    if a == "basic":
+        api.update({"use_basic_auth": True, "basic_auth": {"cache_ttl": 600}})
     if a in src:
         api.update({"enable_jwt": True, "jwt_signing_method": src[a][0],
                     "jwt_source": base64.b64encode(src[a][1]).decode(),
@@ -134,7 +140,7 @@ for a, alg in (("hs256", "HS256"), ("rs256", "RS256"), ("es256", "ES256")):
     open("%s/%s.txt" % (tmp, a), "w").write("\n".join(lines) + "\n")
 PY
 bench_spawn turnpike "$PROXY_CPUS" "$TURNPIKE_BIN" --conf "$BENCH_TMP/turnpike/tyk.conf"
-for t in keyless auth hs256 rs256 es256; do SERVER[$t]=$SPAWNED_PID; done
+for t in keyless auth hs256 rs256 es256 basic; do SERVER[$t]=$SPAWNED_PID; done
 bench_wait_port "$TPORT" "$SPAWNED_PID" turnpike
 
 "$PYTHON" - "$TPORT" "$SECRET" "$TOKENS" "$BENCH_TMP/auth.txt" <<'PY'
@@ -152,13 +158,34 @@ for _ in range(n):
     keys.append(json.loads(data)["key"])
 open(out, "w").write("\n".join(keys) + "\n")
 PY
+say "making $BASIC_USERS basic-auth users (bcrypt)"
+"$PYTHON" - "$TPORT" "$SECRET" "$BASIC_USERS" "$BENCH_TMP/basic.txt" <<'PY'
+import base64, http.client, json, sys
+port, secret, n, out = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+lines = []
+for i in range(n):
+    # org + user is a multiple of 4 bytes: Tyk's default murmur32 ignores
+    # the bytes after the last whole 4 (TykTechnologies/murmur3), so names
+    # that differ only there would be one key, in Tyk as here
+    user, pw = "bu%07d" % i, "password-%d" % i
+    body = json.dumps({"org_id": "default", "apply_policies": ["bench-policy"], "access_rights": {},
+                       "basic_auth_data": {"password": pw}})
+    c.request("POST", "/tyk/keys/" + user, body, {"X-Tyk-Authorization": secret})
+    r = c.getresponse()
+    data = r.read()
+    if r.status != 200:
+        sys.exit("POST /tyk/keys/%s: %d %s" % (user, r.status, data[:200]))
+    lines.append("Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode())
+open(out, "w").write("\n".join(lines) + "\n")
+PY
 head -1 "$BENCH_TMP/auth.txt" >"$BENCH_TMP/keyless.txt"
 cp "$BENCH_TMP/keyless.txt" "$BENCH_TMP/nginx.txt"
 
 declare -A URL=([nginx]="http://127.0.0.1:$NPORT/bench/" [keyless]="http://127.0.0.1:$TPORT/bench/")
-for t in auth hs256 rs256 es256; do URL[$t]="http://127.0.0.1:$TPORT/$t/"; done
+for t in auth hs256 rs256 es256 basic; do URL[$t]="http://127.0.0.1:$TPORT/$t/"; done
 for t in nginx keyless; do bench_expect_200 "${URL[$t]}" "$t"; done
-for t in auth hs256 rs256 es256; do
+for t in auth hs256 rs256 es256 basic; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: $(head -1 "$BENCH_TMP/$t.txt")" "${URL[$t]}")
     [ "$code" = 200 ] || die "$t with a credential answered $code, not 200 (log: $BENCH_TMP/turnpike.log)"
     code=$(curl -s -o /dev/null -w '%{http_code}' "${URL[$t]}")
@@ -191,8 +218,8 @@ done
 bench_check_survived nginx keyless
 
 echo
-"$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" hs256/auth rs256/auth es256/auth auth/keyless \
-    hs256/nginx keyless/nginx | tee "$BENCH_TMP/summary.txt"
+"$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" hs256/auth rs256/auth es256/auth basic/auth \
+    auth/keyless hs256/nginx keyless/nginx | tee "$BENCH_TMP/summary.txt"
 bench_cleanup
 echo
 [ "${KEEP:-1}" = 0 ] || echo "raw outputs and logs: $BENCH_TMP"
