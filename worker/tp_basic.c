@@ -9,10 +9,11 @@
  * the loop.
  *
  * bcrypt results are remembered per worker by the stored hash, as Tyk's
- * cache does (unless basic_auth.disable_caching): a password that matched
- * skips bcrypt for basic_auth.cache_ttl seconds (60 by default) when the
- * same password comes again. Failures are remembered too, so a guesser
- * cannot make the worker burn bcrypt CPU on every request:
+ * cache does (a result is kept even when the requests that asked went
+ * away; identical checks under way share one bcrypt) (unless basic_auth.disable_caching): a
+ * password that matched skips bcrypt for basic_auth.cache_ttl seconds (60 by default) when the same
+ * password comes again. Failures are remembered too, so a guesser cannot make the worker burn
+ * bcrypt CPU on every request:
  *  - the same wrong password for the same user is refused without bcrypt
  *    for 10 s;
  *  - after any failed bcrypt for a user, other passwords for that user
@@ -54,12 +55,24 @@ typedef struct tp_basic_cache_s {
     bentry_t v[CACHE_SLOTS];
 } tp_basic_cache_t;
 
-/* A bcrypt under way: the check stage's state points at it. */
-typedef struct pending_s {
-    tp_req_t *req;
-    tp_crypt_job_t *job;
+/* A bcrypt under way for one stored hash and password digest. It belongs
+ * to the worker, not to a request: a result whose requests went away
+ * (timed out) is still remembered, and identical checks that come
+ * meanwhile wait for it instead of starting their own. */
+typedef struct bjob_s {
+    tp_list_t link; /* in w->basic_jobs */
+    tp_worker_t *w;
     char *stored;
     uint64_t digest;
+    int cache;
+    int64_t cache_ms;
+    tp_list_t waiters; /* pending_t */
+} bjob_t;
+
+/* A request waiting for a bcrypt: the check stage's state points at it. */
+typedef struct pending_s {
+    tp_list_t link; /* in its bjob's waiters */
+    tp_req_t *req;
 } pending_t;
 
 /* ---- compiling ------------------------------------------------------------------------- */
@@ -169,25 +182,66 @@ static bentry_t *bentry(tp_worker_t *w, const char *stored, int make)
 static void bcrypt_done(void *arg, int ok, const char *out)
 {
     (void)out;
-    pending_t *p = arg;
-    tp_req_t *req = p->req;
-    tp_worker_t *w = req->conn->w;
-    const tp_basic_api_t *b = basic_of(req);
-    p->job = NULL;
+    bjob_t *j = arg;
+    tp_worker_t *w = j->w;
     int64_t now = tp_time_mono_ms();
-    bentry_t *e = bentry(w, p->stored, 1);
-    if (ok) {
-        if (b != NULL && b->cache) {
-            e->good = p->digest;
-            e->good_until = now + b->cache_ms;
-        }
-        tp_chain_resume(req, TP_STAGE_NEXT);
-        return;
+    bentry_t *e = bentry(w, j->stored, 1);
+    if (ok && j->cache) {
+        e->good = j->digest;
+        e->good_until = now + j->cache_ms;
+    } else if (!ok) {
+        e->bad = j->digest;
+        e->bad_until = now + BAD_MS;
+        e->throttle_until = now + THROTTLE_MS;
     }
-    e->bad = p->digest;
-    e->bad_until = now + BAD_MS;
-    e->throttle_until = now + THROTTLE_MS;
-    tp_respond_auth_error(req, TP_AUTH_BASIC_UNAUTHORISED);
+    tp_list_remove(&j->link);
+    while (!tp_list_empty(&j->waiters)) {
+        pending_t *p = tp_container_of(j->waiters.next, pending_t, link);
+        tp_list_remove(&p->link);
+        if (ok)
+            tp_chain_resume(p->req, TP_STAGE_NEXT);
+        else
+            tp_respond_auth_error(p->req, TP_AUTH_BASIC_UNAUTHORISED);
+    }
+    free(j->stored);
+    free(j);
+}
+
+/* Queues <req> behind the bcrypt of <stored> and <pass>, started unless
+ * one for the same pair runs. 0, or -1 when none could be started. */
+static int bcrypt_wait(tp_req_t *req, const tp_basic_api_t *b, const char *stored, const char *pass,
+                       uint64_t d)
+{
+    tp_worker_t *w = req->conn->w;
+    if (w->basic_jobs.next == NULL)
+        tp_list_init(&w->basic_jobs);
+    bjob_t *j = NULL;
+    for (tp_list_t *l = w->basic_jobs.next; l != &w->basic_jobs && j == NULL; l = l->next) {
+        bjob_t *c = tp_container_of(l, bjob_t, link);
+        if (c->digest == d && strcmp(c->stored, stored) == 0)
+            j = c;
+    }
+    if (j == NULL) {
+        j = tp_calloc(1, sizeof(*j));
+        j->w = w;
+        j->stored = tp_strdup(stored);
+        j->digest = d;
+        j->cache = b->cache;
+        j->cache_ms = b->cache_ms;
+        tp_list_init(&j->waiters);
+        if (tp_crypt_check(&w->loop, stored, pass, bcrypt_done, j) == NULL) {
+            free(j->stored);
+            free(j);
+            return -1;
+        }
+        tp_list_insert_tail(&w->basic_jobs, &j->link);
+    }
+    pending_t **pp = tp_chain_state(req);
+    pending_t *p = *pp = tp_req_alloc(req, sizeof(*p));
+    p->req = req;
+    tp_list_insert_tail(&j->waiters, &p->link);
+    tp_req_save(req, req->rp); /* the head must outlive the read buffer */
+    return 0;
 }
 
 /* ---- the stages ------------------------------------------------------------------------ */
@@ -235,25 +289,15 @@ static tp_stage_rc_t check_run(tp_req_t *req)
         ok = tp_ct_equal(hex, n, stored, strlen(stored));
     }
     if (ok < 0) {
-        tp_worker_t *w = req->conn->w;
         int64_t now = tp_time_mono_ms();
         uint64_t d = digest(pass);
-        bentry_t *e = bentry(w, stored, 0);
+        bentry_t *e = bentry(req->conn->w, stored, 0);
         if (e != NULL && e->good == d && now < e->good_until)
             ok = 1;
         else if (e != NULL && ((e->bad == d && now < e->bad_until) || now < e->throttle_until))
             ok = 0;
-        if (ok < 0) {
-            pending_t **pp = tp_chain_state(req);
-            pending_t *p = *pp = tp_req_alloc(req, sizeof(*p));
-            char *copy = tp_req_alloc(req, strlen(stored) + 1);
-            memcpy(copy, stored, strlen(stored) + 1);
-            *p = (pending_t){req, NULL, copy, d};
-            p->job = tp_crypt_check(&w->loop, stored, pass, bcrypt_done, p);
-            rc = p->job != NULL ? TP_STAGE_LATER : TP_STAGE_ERROR;
-            if (rc == TP_STAGE_LATER) /* the head must outlive the read buffer */
-                tp_req_save(req, req->rp);
-        }
+        if (ok < 0)
+            rc = bcrypt_wait(req, b, stored, pass, d) == 0 ? TP_STAGE_LATER : TP_STAGE_ERROR;
     }
     if (ok == 0) {
         tp_respond_auth_error(req, TP_AUTH_BASIC_UNAUTHORISED);
@@ -267,8 +311,8 @@ static void check_cancel(tp_req_t *req)
 {
     pending_t **pp = tp_chain_state_peek(req);
     if (pp != NULL && *pp != NULL) {
-        tp_crypt_drop((*pp)->job);
-        (*pp)->job = NULL;
+        if (tp_list_linked(&(*pp)->link)) /* the bcrypt goes on, for the cache */
+            tp_list_remove(&(*pp)->link);
         *pp = NULL;
     }
 }

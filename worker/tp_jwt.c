@@ -52,6 +52,7 @@ struct tp_jwt_api_s {
     cJSON *defaults;  /* jwt_default_policies, an array of strings */
     cJSON *scope_map; /* scope -> policy ID */
     int skip_kid;
+    int client_mapping; /* !idp_client_id_mapping_disabled: oauth_client_id from the claims */
     int64_t exp_skew, iat_skew, nbf_skew;
 };
 
@@ -146,6 +147,7 @@ tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet)
     j->identity_field = str_dup_of(def, "jwt_identity_base_field", "");
     j->policy_field = str_dup_of(def, "jwt_policy_field_name", "");
     j->skip_kid = cJSON_IsTrue(tp_json_get(def, "jwt_skip_kid"));
+    j->client_mapping = !cJSON_IsTrue(tp_json_get(def, "idp_client_id_mapping_disabled"));
     j->exp_skew = uint_of(def, "jwt_expires_at_validation_skew");
     j->iat_skew = uint_of(def, "jwt_issued_at_validation_skew");
     j->nbf_skew = uint_of(def, "jwt_not_before_validation_skew");
@@ -390,9 +392,12 @@ static int central_policies(tp_worker_t *w, const tp_snapshot_t *snap, const cha
  * session ID in meta_data, the token's expiry (the policies add the rest
  * when applied). */
 static char *central_session(const char *org, const char *identity, const char *sid,
-                             const tp_buf_t *pols, int64_t exp, int64_t key_expires)
+                             const tp_buf_t *pols, int64_t exp, int64_t key_expires,
+                             const char *client)
 {
     cJSON *s = cJSON_CreateObject();
+    if (client != NULL)
+        cJSON_AddStringToObject(s, "oauth_client_id", client);
     cJSON_AddStringToObject(s, "org_id", org);
     cJSON *a = cJSON_AddArrayToObject(s, "apply_policies");
     for (size_t at = 0; at + 1 < pols->len; at += strlen(pols->data + at) + 1)
@@ -599,8 +604,13 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
     v->keyh = keyh;
     v->identity = tp_strdup(identity);
     v->sid = tp_strdup(tp_buf_cstr(&sid));
+    /* the IdP's client: the first of clientId (Keycloak), cid (Okta), client_id */
+    const char *client = NULL;
+    static const char *const cids[] = {"clientId", "cid", "client_id"};
+    for (int i = 0; j->client_mapping && client == NULL && i < 3; i++)
+        client = claim_str(jt.claims, cids[i]);
     v->json = central_session(org, identity, v->sid, &pols, t.has_exp == 1 ? t.exp : 0,
-                              policy_expiry(w, req->snap, org, &pols));
+                              policy_expiry(w, req->snap, org, &pols), client);
     v->pols = tp_malloc(pols.len);
     memcpy(v->pols, pols.data, pols.len);
     v->pols_len = pols.len;

@@ -93,6 +93,7 @@ struct tp_worker_s {
     struct tp_jwt_cache_s *jwt_cache;     /* verified tokens (tp_jwt.c), made on first use */
     struct tp_jwks_s *jwks;               /* key sets behind jwt_source URLs (tp_jwks.c) */
     struct tp_basic_cache_s *basic_cache; /* bcrypt results (tp_basic.c), made on first use */
+    tp_list_t basic_jobs;                 /* ... and the bcrypts under way (tp_basic.c) */
     tp_sess_t **l1;                       /* this worker's parsed sessions (tp_session.c) */
     uint32_t *l1_hash;                    /* beside them, their keys' hashes */
     uint64_t l1_tick;

@@ -213,6 +213,12 @@ def test_virtual_session_is_stored_as_tyk_stores_it(gw):
     assert s["meta_data"]["TykJWTSessionID"] == sid_of(user)
     assert s["expires"] == exp
     assert "hs" in s["access_rights"]
+    assert "oauth_client_id" not in s
+    # the IdP's client id claim (Okta's cid) becomes the session's oauth_client_id
+    user2 = "carl-" + uuid.uuid4().hex[:6]
+    assert call(gw, "/hs/get", sign("HS256", claims(sub=user2, cid="okta-app"),
+                                    secret=SECRET)).status == 200
+    assert json.loads(rc.get("apikey-" + hash_key(sid_of(user2))))["oauth_client_id"] == "okta-app"
     # the policy claim changes: the session's policies follow
     tok = sign("HS256", claims(sub=user, exp=exp + 60, pol="gold"), secret=SECRET)
     assert call(gw, "/hs/get", tok).status == 200
