@@ -34,9 +34,10 @@
 #include "tp_time.h"
 #include "tp_worker.h"
 
-#define CACHE_SLOTS 4096 /* bcrypt results per worker (a power of two) */
-#define BAD_MS 10000     /* a wrong password is remembered this long */
-#define THROTTLE_MS 250  /* after a failure, no new bcrypt for that user this long */
+#define CACHE_SETS 1024 /* bcrypt results per worker: sets (a power of two) ... */
+#define CACHE_WAYS 4    /* ... of this many, the least recently used replaced */
+#define BAD_MS 10000    /* a wrong password is remembered this long */
+#define THROTTLE_MS 250 /* after a failure, no new bcrypt for that user this long */
 
 struct tp_basic_api_s {
     tp_authloc_t loc;
@@ -49,10 +50,12 @@ typedef struct bentry_s {
     char *stored; /* the bcrypt hash, NULL: empty */
     uint64_t good, bad;
     int64_t good_until, bad_until, throttle_until; /* monotonic ms */
+    uint64_t used;                                 /* the cache's tick when last used */
 } bentry_t;
 
 typedef struct tp_basic_cache_s {
-    bentry_t v[CACHE_SLOTS];
+    uint64_t tick;
+    bentry_t v[CACHE_SETS * CACHE_WAYS];
 } tp_basic_cache_t;
 
 /* A bcrypt under way for one stored hash and password digest. It belongs
@@ -168,15 +171,23 @@ static bentry_t *bentry(tp_worker_t *w, const char *stored, int make)
             return NULL;
         w->basic_cache = tp_calloc(1, sizeof(*w->basic_cache));
     }
-    bentry_t *e = &w->basic_cache->v[digest(stored) & (CACHE_SLOTS - 1)];
-    if (e->stored != NULL && strcmp(e->stored, stored) == 0)
-        return e;
+    tp_basic_cache_t *c = w->basic_cache;
+    bentry_t *set = &c->v[(digest(stored) & (CACHE_SETS - 1)) * CACHE_WAYS], *old = set;
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        if (set[i].stored != NULL && strcmp(set[i].stored, stored) == 0) {
+            set[i].used = ++c->tick;
+            return &set[i];
+        }
+        if (set[i].stored == NULL || (old->stored != NULL && set[i].used < old->used))
+            old = &set[i];
+    }
     if (!make)
         return NULL;
-    free(e->stored);
-    memset(e, 0, sizeof(*e));
-    e->stored = tp_strdup(stored);
-    return e;
+    free(old->stored); /* an empty place, else the set's least recently used */
+    memset(old, 0, sizeof(*old));
+    old->stored = tp_strdup(stored);
+    old->used = ++c->tick;
+    return old;
 }
 
 static void bcrypt_done(void *arg, int ok, const char *out)
