@@ -24,21 +24,6 @@
 
 /* ---- base64url ------------------------------------------------------------------------ */
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 long tp_b64url_decode(const char *s, size_t n, unsigned char *dst)
 {
     size_t o = 0;
@@ -47,7 +32,7 @@ long tp_b64url_decode(const char *s, size_t n, unsigned char *dst)
     if (n % 4 == 1) /* no whole byte in the last symbol */
         return -1;
     for (size_t i = 0; i < n; i++) {
-        int v = b64url_value((unsigned char)s[i]);
+        int v = tp_b64_symbol((unsigned char)s[i], '-', '_');
         if (v < 0)
             return -1;
         acc = acc << 6 | (uint32_t)v;

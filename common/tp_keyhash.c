@@ -186,7 +186,7 @@ size_t tp_keyhash_hex(const char *alg, const void *data, size_t len, char out[TP
 
 /* ---- base64.StdEncoding.DecodeString -------------------------------------- */
 
-static int b64_value(unsigned char c)
+int tp_b64_symbol(unsigned char c, char s62, char s63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -194,9 +194,9 @@ static int b64_value(unsigned char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    if (c == '+')
+    if (c == (unsigned char)s62)
         return 62;
-    if (c == '/')
+    if (c == (unsigned char)s63)
         return 63;
     return -1;
 }
@@ -223,7 +223,7 @@ ptrdiff_t tp_b64_std_decode(const char *s, size_t n, unsigned char *dst)
             if (i == n)
                 return j == 0 ? (ptrdiff_t)o : -1;
             unsigned char c = (unsigned char)s[i++];
-            int v = b64_value(c);
+            int v = tp_b64_symbol(c, '+', '/');
             if (v >= 0) {
                 acc = acc << 6 | (uint32_t)v;
                 j++;

@@ -59,6 +59,10 @@ void tp_murmur3_128(const void *data, size_t len, uint32_t seed, uint64_t out[2]
  * Returns the number of hex characters: 8, 16, 32 or 64. */
 size_t tp_keyhash_hex(const char *alg, const void *data, size_t len, char out[TP_KEYHASH_HEX_MAX]);
 
+/* The value (0-63) of base64 symbol <c> in the alphabet whose last two
+ * symbols are <s62> and <s63> ('+' '/' standard, '-' '_' URL), or -1. */
+int tp_b64_symbol(unsigned char c, char s62, char s63);
+
 /* Go's base64.StdEncoding.DecodeString of <n> bytes of <s> into <dst>
  * (room for n / 4 * 3 bytes): padding required, '\r' and '\n' skipped.
  * Returns the decoded length, or -1 where Go returns an error. */
