@@ -411,7 +411,10 @@ class JwksServer:
                            check=True, capture_output=True)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(crt), str(key))
-            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+            # the handshake runs in each connection's thread, not in accept():
+            # one stalled client cannot hold up the others
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True,
+                                              do_handshake_on_connect=False)
         self.url = "%s://127.0.0.1:%d/.well-known/jwks.json" % ("https" if tls else "http",
                                                                self.port)
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
