@@ -109,6 +109,10 @@ def test_counts_match_requests_across_workers_and_reloads(make_gateway, upstream
                if l.startswith("worker.")]
     assert len(workers) == 2 and all(int(w[5]) > 0 for w in workers), workers
 
+    # counted once each response is written (the log stage): a scrape right
+    # after the client read the last one may come first
+    wait_for(lambda: value(scrape(port)[0], "tyk_http_status", code="401", api="paid") == 3, 5,
+             what="the last request counted")
     s, types = scrape(port)
     assert types["tyk_http_status"] == "counter" and types["tyk_latency"] == "histogram"
     assert types["tyk_http_status_per_path"] == "counter"
@@ -181,6 +185,9 @@ def test_the_key_family_is_capped_with_10000_keys(make_gateway, upstream, make_r
     with g.conn() as c:
         for t in tokens:
             assert c.request("GET", "/k/x", [("Authorization", t)]).status == 200
+    wait_for(lambda: sum(v for k, v in scrape(port)[0].items()
+                         if k[0] == "tyk_http_status_per_key") == 10000, 5,
+             what="the last request counted")
     s, _ = scrape(port)
     per_key = {dict(k[1])["key"]: v for k, v in s.items() if k[0] == "tyk_http_status_per_key"}
     assert len(per_key) == 501, len(per_key)
@@ -246,6 +253,8 @@ def test_off_by_default_and_from_the_environment(make_gateway, upstream, make_re
                       apis=[api_def("a", "/a/", upstream.url("/"))], workers=1,
                       env={"TYK_GW_TURNPIKE_METRICSPORT": str(port)})
     assert g2.get("/a/x").status == 200
+    wait_for(lambda: value(scrape(port)[0], "tyk_http_status", code="200", api="a") == 1, 5,
+             what="the request counted")
     s, _ = scrape(port)
     assert value(s, "tyk_http_status", code="200", api="a") == 1
     g2.stop()
@@ -347,8 +356,8 @@ def test_the_seed_monitoring_snippet_turns_metrics_on(make_gateway, upstream, ma
                            "turnpike": {"metrics_port": port}},
                      apis=[api_def("a", "/a/", upstream.url("/"))], workers=1)
     assert g.get("/a/x").status == 200
-    s, _ = scrape(port)
-    assert value(s, "tyk_http_status", code="200", api="a") == 1
+    wait_for(lambda: value(scrape(port)[0], "tyk_http_status", code="200", api="a") == 1, 5,
+             what="the request counted")
     r = run_turnpike(["--dump-config", "--conf", str(g.conf_path)])
     assert '"metrics_port":\t%d' % port in r.stdout
     del g.conf["turnpike"]["metrics_port"]
