@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "tp_api_mw.h"
 #include "tp_api_rules.h"
 #include "tp_buf.h"
 #include "tp_err.h"
@@ -281,6 +282,8 @@ static int read_hdrmap(build_t *B, const cJSON *map, tp_hdrset_t *h, const char 
                         "expected a header name and a string value without line breaks");
         }
         hdrset_add(h, &lines, it->string, it->valuestring);
+        h->dynamic |=
+            strstr(it->valuestring, "$tyk_") != NULL || strstr(it->valuestring, "$secret_") != NULL;
     }
     h->lines = lines.data; /* NULL when empty */
     return 0;
@@ -444,12 +447,12 @@ static int mock_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *p
                         tp_json_get(e, "headers"), sub);
 }
 
-/* transform_headers */
-static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
-                        const char *sub)
+/* transform_headers and transform_response_headers */
+static int hdr_rule(build_t *B, tp_hdrrule_t **rules, size_t *n, const cJSON *e,
+                    const char *pattern, const char *sub)
 {
-    v->hdr_rules = tp_realloc(v->hdr_rules, (v->nhdr_rules + 1) * sizeof(*v->hdr_rules));
-    tp_hdrrule_t *r = &v->hdr_rules[v->nhdr_rules];
+    *rules = tp_realloc(*rules, (*n + 1) * sizeof(**rules));
+    tp_hdrrule_t *r = &(*rules)[*n];
     memset(r, 0, sizeof(*r));
     char why[256];
     const tp_conf_t *c = B->conf;
@@ -459,7 +462,7 @@ static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char 
                                 c->http_server_options.enable_path_suffix_matching, B->ignore_case,
                                 why, sizeof(why)) < 0)
         return fail(B, sub, "%s", why);
-    v->nhdr_rules++;
+    (*n)++;
     char sub2[560];
     snprintf(sub2, sizeof(sub2), "%s.add_headers", sub);
     const cJSON *add = tp_json_get(e, "add_headers");
@@ -470,6 +473,18 @@ static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char 
     if (del != NULL && cJSON_IsArray(del) && read_names(B, del, &r->del, &r->ndel, sub2) < 0)
         return -1;
     return 0;
+}
+
+static int header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                        const char *sub)
+{
+    return hdr_rule(B, &v->hdr_rules, &v->nhdr_rules, e, pattern, sub);
+}
+
+static int resp_header_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
+                             const char *sub)
+{
+    return hdr_rule(B, &v->resp_rules, &v->nresp_rules, e, pattern, sub);
 }
 
 /* Tyk's rate-limit-<HashKey(name)> for an API-wide limit named <name>. */
@@ -556,6 +571,10 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
         snprintf(sub, sizeof(sub), "%s.extended_paths.transform_headers", path);
         if (path_entries(B, v, tp_json_get(ext, "transform_headers"), sub, header_entry) < 0)
             return -1;
+        snprintf(sub, sizeof(sub), "%s.extended_paths.transform_response_headers", path);
+        if (path_entries(B, v, tp_json_get(ext, "transform_response_headers"), sub,
+                         resp_header_entry) < 0)
+            return -1;
         snprintf(sub, sizeof(sub), "%s.extended_paths.rate_limit", path);
         if (path_entries(B, v, tp_json_get(ext, "rate_limit"), sub, rate_entry) < 0)
             return -1;
@@ -586,7 +605,18 @@ static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *in
             read_names(B, gr, &v->global_del, &v->nglobal_del, sub) < 0)
             return -1;
     }
-    return 0;
+    if (!bool_of(info, "global_response_headers_disabled")) {
+        const cJSON *grh = tp_json_get(info, "global_response_headers");
+        snprintf(sub, sizeof(sub), "%s.global_response_headers", path);
+        if (grh != NULL && cJSON_IsObject(grh) && read_hdrmap(B, grh, &v->gresp_add, sub) < 0)
+            return -1;
+        const cJSON *grr = tp_json_get(info, "global_response_headers_remove");
+        snprintf(sub, sizeof(sub), "%s.global_response_headers_remove", path);
+        if (grr != NULL && cJSON_IsArray(grr) &&
+            read_names(B, grr, &v->gresp_del, &v->ngresp_del, sub) < 0)
+            return -1;
+    }
+    return tp_api_mw_build(info, B->conf, B->ignore_case, path, &v->mw, B->err, B->errlen);
 }
 
 static void pick_only(tp_api_rules_t *r)
@@ -660,10 +690,13 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     const char *org_id = str_of(def, "org_id"), *api_id = str_of(def, "api_id");
     B.org_id = org_id != NULL ? org_id : "";
     B.api_id = api_id != NULL ? api_id : "";
-    tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
     *out = NULL;
+    if (tp_api_mw_check_api(def, err, errlen) < 0)
+        return -1;
+    tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
 
     tp_authloc_read(def, "authToken", &r->auth);
+    r->context_vars = bool_of(def, "enable_context_vars");
     static const char *const idnames[] = {"", "auth_token", "basic_auth_user", "hmac_key",
                                           "jwt_claim"};
     const char *bi = str_of(def, "base_identity_provided_by");
@@ -787,6 +820,15 @@ void tp_api_rules_free(tp_api_rules_t *r)
             free_names(v->hdr_rules[j].del, v->hdr_rules[j].ndel);
         }
         free(v->hdr_rules);
+        for (size_t j = 0; j < v->nresp_rules; j++) {
+            regfree(&v->resp_rules[j].re);
+            free_hdrset(&v->resp_rules[j].add);
+            free_names(v->resp_rules[j].del, v->resp_rules[j].ndel);
+        }
+        free(v->resp_rules);
+        free_hdrset(&v->gresp_add);
+        free_names(v->gresp_del, v->ngresp_del);
+        tp_api_mw_free(v->mw);
         for (size_t j = 0; j < v->nrl_rules; j++) {
             regfree(&v->rl_rules[j].re);
             free(v->rl_rules[j].key);

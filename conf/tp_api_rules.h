@@ -39,6 +39,7 @@ typedef struct tp_hdrset_s {
     char *lines;
     char **names;
     size_t nnames;
+    int dynamic; /* a value names $tyk_context, $tyk_meta or $secret_ variables */
 } tp_hdrset_t;
 
 typedef struct tp_pathrule_s {
@@ -83,6 +84,13 @@ typedef struct tp_version_s {
     size_t nhdr_rules;
     tp_rlrule_t *rl_rules; /* extended_paths.rate_limit, in order */
     size_t nrl_rules;
+    /* the response's: transform_response_headers, then the global ones */
+    tp_hdrrule_t *resp_rules;
+    size_t nresp_rules;
+    tp_hdrset_t gresp_add; /* global_response_headers */
+    char **gresp_del;      /* global_response_headers_remove */
+    size_t ngresp_del;
+    struct tp_api_mw_s *mw; /* rewrites, method transforms, size limits...; NULL: none */
 } tp_version_t;
 
 /* Where a credential is in a request (Tyk's AuthConfig, TYK-COMPAT 3.2):
@@ -108,6 +116,7 @@ typedef struct tp_api_rules_s {
     tp_authloc_t auth;   /* token auth: auth_configs.authToken, else auth */
     int base_identity;   /* TP_ID_*; TP_ID_ANY when unset: each method's replaces the last */
     int strip_auth_data; /* StripAuth: header and parameter (not the cookie) */
+    int context_vars;    /* enable_context_vars: $tyk_context.* has the request's data */
 
     /* versioning */
     int not_versioned;

@@ -34,6 +34,7 @@ static const store_t stores[] = {
     S("control_api_port", TP_CK_INT, control_api_port),
     S("secret", TP_CK_STRING, secret),
     S("node_secret", TP_CK_STRING, node_secret),
+    S("secrets", TP_CK_STRMAP, secrets),
     S("allow_insecure_configs", TP_CK_BOOL, allow_insecure_configs),
     S("use_db_app_configs", TP_CK_BOOL, use_db_app_configs),
     S("policies.policy_source", TP_CK_STRING, policy_source),

@@ -103,6 +103,7 @@ typedef struct tp_conf_s {
     int64_t jwks_cache_timeout;         /* seconds a JWKS is kept (0: Tyk's 240) */
     int jwt_ssl_insecure_skip_verify;   /* JWKS over https: do not verify the server */
     tp_strlist_t hash_key_function_fallback;
+    tp_strlist_t secrets; /* "name:value": $secret_conf.<name> */
     int enable_hashed_keys_listing;
     int64_t min_token_length;
     int allow_master_keys;

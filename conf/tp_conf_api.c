@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <mbedtls/md5.h>
+
 #include "tp_api_rules.h"
 #include "tp_conf.h"
 #include "tp_err.h"
@@ -200,6 +202,51 @@ static int parse_mtls(tp_api_t *api, const cJSON *def, char *err, size_t errlen)
     return rc;
 }
 
+/* Tyk's KV reference in a target URL: "env://<name>" is the environment's
+ * TYK_SECRET_<NAME> (gw.kvStore). Returns the URL to use (<raw>, or one in
+ * <buf>), or NULL with the reason in <err>. */
+static const char *target_value(const char *path, const char *raw, char *buf, size_t cap, char *err,
+                                size_t errlen)
+{
+    if (strncmp(raw, "env://", 6) == 0) {
+        char var[200] = "TYK_SECRET_";
+        size_t at = strlen(var);
+        for (const char *p = raw + 6; *p && at < sizeof(var) - 1; p++)
+            var[at++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        var[at] = '\0';
+        const char *v = getenv(var);
+        if (v == NULL || v[0] == '\0') {
+            snprintf(err, errlen, "%s: \"%s\": %s is not set", path, raw, var);
+            return NULL;
+        }
+        snprintf(buf, cap, "%s", v);
+        return buf;
+    }
+    static const char *const kv[] = {"secrets://", "consul://", "vault://"};
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (strncmp(raw, kv[i], strlen(kv[i])) == 0) {
+            snprintf(err, errlen,
+                     "%s: \"%s\": %s references are not supported for target URLs (env:// is)",
+                     path, raw, kv[i]);
+            return NULL;
+        }
+    return raw;
+}
+
+/* A definition without an api_id is served under one made from its file
+ * name: the same on every reload and every node with the same files. */
+static char *generated_id(const char *file)
+{
+    const char *base = strrchr(file, '/');
+    base = base != NULL ? base + 1 : file;
+    unsigned char d[16];
+    mbedtls_md5_ret((const unsigned char *)base, strlen(base), d);
+    char *id = tp_malloc(33);
+    for (int i = 0; i < 16; i++)
+        snprintf(id + 2 * i, 3, "%02x", d[i]);
+    return id;
+}
+
 int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen)
 {
     tp_api_t *api = tp_calloc(1, sizeof(*api));
@@ -224,9 +271,12 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         tp_conf__get_bool(def, "active", "$", &active, err, errlen) < 0 ||
         tp_conf__get_int(def, "listen_port", "$", &port, err, errlen) < 0)
         goto err;
-    if (api->api_id == NULL || api->api_id[0] == '\0') {
-        snprintf(err, errlen, "$.api_id: required, got nothing");
-        goto err;
+    int made_id = api->api_id == NULL || api->api_id[0] == '\0';
+    if (made_id) {
+        free(api->api_id);
+        api->api_id = generated_id(file);
+        tp_log_warn("%s: no api_id: the API is served as api_id \"%s\" (made from its file name)",
+                    file, api->api_id);
     }
     if (protocol != NULL && protocol[0] != '\0' && strcmp(protocol, "http") != 0) {
         snprintf(err, errlen, "$.protocol: \"%s\" APIs are not supported by this Turnpike version",
@@ -283,7 +333,9 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         for (size_t i = 0; i < list.n; i++) {
             char path[64];
             snprintf(path, sizeof(path), "$.proxy.target_list[%zu]", i);
-            if (add_target(api, path, list.v[i], err, errlen) < 0) {
+            char tbuf[2048];
+            const char *t = target_value(path, list.v[i], tbuf, sizeof(tbuf), err, errlen);
+            if (t == NULL || add_target(api, path, t, err, errlen) < 0) {
                 free(target_url);
                 goto err;
             }
@@ -294,7 +346,10 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
             free(target_url);
             goto err;
         }
-        if (add_target(api, "$.proxy.target_url", target_url, err, errlen) < 0) {
+        char tbuf[2048];
+        const char *t =
+            target_value("$.proxy.target_url", target_url, tbuf, sizeof(tbuf), err, errlen);
+        if (t == NULL || add_target(api, "$.proxy.target_url", t, err, errlen) < 0) {
             free(target_url);
             goto err;
         }
@@ -316,7 +371,16 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
     if (tp_api_rules_build(def, &defaults, &rules, err, errlen) < 0)
         goto err;
     tp_api_rules_free(rules);
-    api->def_json = cJSON_PrintUnformatted(def);
+    if (made_id) {
+        /* the rules and the REST API see the id it is served under */
+        cJSON *copy = cJSON_Duplicate(def, 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, "api_id");
+        cJSON_AddStringToObject(copy, "api_id", api->api_id);
+        api->def_json = cJSON_PrintUnformatted(copy);
+        cJSON_Delete(copy);
+    } else {
+        api->def_json = cJSON_PrintUnformatted(def);
+    }
     *out = api;
     return 0;
 err:

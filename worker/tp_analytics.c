@@ -271,23 +271,6 @@ static char *arena_dup(tp_req_t *req, tp_str_t s)
     return p;
 }
 
-/* request.RealIP (TYK-COMPAT 12.3): X-Real-IP, else the first
- * X-Forwarded-For entry, else the peer. */
-static tp_str_t real_ip(const tp_req_t *req)
-{
-    tp_str_t v = tp_req_header(req, "X-Real-IP");
-    if (v.n > 0)
-        return v;
-    v = tp_req_header(req, "X-Forwarded-For");
-    if (v.n > 0) {
-        const char *comma = memchr(v.p, ',', v.n);
-        if (comma != NULL)
-            v.n = (size_t)(comma - v.p);
-        return tp_str_trim(v);
-    }
-    return (tp_str_t){req->conn->ip, strlen(req->conn->ip)};
-}
-
 /* Detailed recording (TYK-COMPAT 8.5) may be asked for by the API, the
  * global setting, or the key's session, which is not known yet: keep the
  * wire bytes when any of them can ask, starting with the client's head;
@@ -325,7 +308,7 @@ static void tap_start(tp_req_t *req)
 static tp_stage_rc_t track_run(tp_req_t *req)
 {
     const tp_conf_t *conf = req->conn->w->conf;
-    tp_str_t ip = real_ip(req);
+    tp_str_t ip = tp_req_real_ip(req);
     const tp_strlist_t *ignored = &conf->analytics_config.ignored_ips;
     for (size_t i = 0; i < ignored->n; i++)
         if (strlen(ignored->v[i]) == ip.n && memcmp(ignored->v[i], ip.p, ip.n) == 0)

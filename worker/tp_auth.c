@@ -24,6 +24,7 @@
 #include "tp_log.h"
 #include "tp_time.h"
 #include "tp_url.h"
+#include "tp_api_mw.h"
 #include "tp_worker.h"
 
 /* ---- request parts ------------------------------------------------------------------ */
@@ -138,53 +139,6 @@ static void reply_mock(tp_req_t *req, const tp_pathrule_t *rule)
     tp_buf_free(&h);
 }
 
-/* Removes the lines already planned for header <name>: Tyk Set()s each
- * header, so an endpoint's add_headers replace a global header's value. */
-static void hdrplan_unadd(tp_hdrplan_t *hp, const char *name)
-{
-    size_t n = strlen(name), r = 0, w = 0;
-    char *d = hp->add.data;
-    while (r < hp->add.len) {
-        char *eol = memchr(d + r, '\n', hp->add.len - r);
-        size_t len = eol != NULL ? (size_t)(eol - (d + r)) + 1 : hp->add.len - r;
-        int same = len > n && d[r + n] == ':' && strncasecmp(d + r, name, n) == 0;
-        if (!same) {
-            memmove(d + w, d + r, len);
-            w += len;
-        }
-        r += len;
-    }
-    hp->add.len = w;
-}
-
-/* Collects the header changes of <v> for this request into req->hdr_plan. */
-static void plan_headers(tp_req_t *req, const tp_version_t *v, const char *method,
-                         const tp_rulepaths_t *ps)
-{
-    tp_hdrplan_t *hp = &req->hdr_plan;
-    for (size_t i = 0; i < v->nglobal_del; i++)
-        tp_hdrplan_drop(hp, v->global_del[i]);
-    for (size_t i = 0; i < v->global_add.nnames; i++)
-        tp_hdrplan_drop(hp, v->global_add.names[i]);
-    if (v->global_add.lines != NULL)
-        tp_buf_puts(&hp->add, v->global_add.lines);
-    for (size_t i = 0; i < v->nhdr_rules; i++) {
-        const tp_hdrrule_t *hr = &v->hdr_rules[i];
-        if (!tp_hdrrule_match(hr, method, ps->p, 3))
-            continue;
-        for (size_t j = 0; j < hr->ndel; j++) {
-            tp_hdrplan_drop(hp, hr->del[j]);
-            hdrplan_unadd(hp, hr->del[j]);
-        }
-        for (size_t j = 0; j < hr->add.nnames; j++) {
-            tp_hdrplan_drop(hp, hr->add.names[j]);
-            hdrplan_unadd(hp, hr->add.names[j]);
-        }
-        if (hr->add.lines != NULL)
-            tp_buf_puts(&hp->add, hr->add.lines);
-    }
-}
-
 /* "X-Tyk-Api-Expires: <RFC1123>" when the request's version (or
  * non-versioned API) has an expiry: Tyk sets it in VersionCheck, so every
  * response after that check carries it. */
@@ -271,7 +225,13 @@ static tp_stage_rc_t paths_run(tp_req_t *req)
         reply_mock(req, hit);
         return TP_STAGE_DONE;
     }
-    if ((hit != NULL && hit->kind == TP_RULE_BLACK) || (hit == NULL && v->has_white)) {
+    /* extended_paths.internal: reachable only from an internal loop, which
+     * a client's request never is */
+    int internal = 0;
+    const tp_api_mw_t *mw = v->mw;
+    for (size_t i = 0; hit == NULL && mw != NULL && i < mw->ninternal && !internal; i++)
+        internal = tp_epmatch(&mw->internal[i], method, ps->p, 3);
+    if ((hit != NULL && hit->kind == TP_RULE_BLACK) || (hit == NULL && v->has_white) || internal) {
         tp_respond_error(req, 403, "Requested endpoint is forbidden");
         return TP_STAGE_DONE;
     }
@@ -280,16 +240,6 @@ static tp_stage_rc_t paths_run(tp_req_t *req)
 }
 
 const tp_stage_t tp_stage_paths = {.name = "paths", .run = paths_run};
-
-/* TransformHeaders: planned here (on the paths the path stage built, with
- * nothing waited for in between), applied by the proxy. */
-static tp_stage_rc_t headers_run(tp_req_t *req)
-{
-    plan_headers(req, req->version, llhttp_method_name(req->method), &req->conn->w->rulepaths);
-    return TP_STAGE_NEXT;
-}
-
-const tp_stage_t tp_stage_headers = {.name = "headers", .run = headers_run};
 
 /* AuthKey: the key from the request, then its session (tp_session.c). */
 static tp_stage_rc_t key_run(tp_req_t *req)

@@ -26,22 +26,26 @@ extern const tp_stage_t tp_stage_version;     /* tp_auth.c: VersionCheck, expiry
 extern const tp_stage_t tp_stage_paths;       /* tp_auth.c: ignored/white/black lists, mocks */
 extern const tp_stage_t tp_stage_cors;        /* tp_cors.c: CORS pre-flights */
 extern const tp_stage_t tp_stage_mtls;        /* tp_mtls.c: CertificateCheckMW */
-extern const tp_stage_t tp_stage_headers;     /* tp_auth.c: global_headers, transform_headers */
-extern const tp_stage_t tp_stage_basic;       /* tp_basic.c: basic auth, the user's session */
-extern const tp_stage_t tp_stage_basic_check; /* tp_basic.c: the user's password */
-extern const tp_stage_t tp_stage_hmac;        /* tp_hmac.c: HMAC signatures, the key's session */
-extern const tp_stage_t tp_stage_hmac_check;  /* tp_hmac.c: the signature and its date */
-extern const tp_stage_t tp_stage_jwt;         /* tp_jwt.c: JWT, its (virtual) session */
-extern const tp_stage_t tp_stage_jwt_check;   /* tp_jwt.c: one-to-one JWT signatures */
-extern const tp_stage_t tp_stage_key;         /* tp_auth.c: the key and its session */
+extern const tp_stage_t tp_stage_size_limit;  /* tp_rewrite.c: RequestSizeLimit */
+extern const tp_stage_t tp_stage_headers;     /* tp_headers.c: global_headers, transform_headers */
+extern const tp_stage_t tp_stage_url_rewrite; /* tp_rewrite.c: url_rewrites */
+extern const tp_stage_t tp_stage_method_transform; /* tp_rewrite.c: method_transforms */
+extern const tp_stage_t tp_stage_basic;            /* tp_basic.c: basic auth, the user's session */
+extern const tp_stage_t tp_stage_basic_check;      /* tp_basic.c: the user's password */
+extern const tp_stage_t tp_stage_hmac;       /* tp_hmac.c: HMAC signatures, the key's session */
+extern const tp_stage_t tp_stage_hmac_check; /* tp_hmac.c: the signature and its date */
+extern const tp_stage_t tp_stage_jwt;        /* tp_jwt.c: JWT, its (virtual) session */
+extern const tp_stage_t tp_stage_jwt_check;  /* tp_jwt.c: one-to-one JWT signatures */
+extern const tp_stage_t tp_stage_key;        /* tp_auth.c: the key and its session */
 extern const tp_stage_t tp_stage_access;     /* tp_session.c: expiry, access rights, allowed_urls */
 extern const tp_stage_t tp_stage_key_limit;  /* tp_limit.c: the key's rate limit and quota */
 extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limits */
 extern const tp_stage_t tp_stage_timeouts;   /* tp_timeouts.c: hard timeouts */
 extern const tp_stage_t tp_stage_breaker;    /* tp_breaker.c: circuit breakers (and log) */
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
-extern const tp_stage_t tp_stage_expires;    /* tp_auth.c: X-Tyk-Api-Expires */
-extern const tp_stage_t tp_stage_rl_headers; /* tp_limit.c: X-RateLimit-* */
+extern const tp_stage_t tp_stage_resp_headers; /* tp_headers.c: transform_response_headers */
+extern const tp_stage_t tp_stage_expires;      /* tp_auth.c: X-Tyk-Api-Expires */
+extern const tp_stage_t tp_stage_rl_headers;   /* tp_limit.c: X-RateLimit-* */
 extern const tp_stage_t tp_stage_cors_headers; /* tp_cors.c: Access-Control-* */
 extern const tp_stage_t tp_stage_stats;        /* tp_stats.c: "show stat" counters */
 extern const tp_stage_t tp_stage_metrics;      /* tp_metrics.c: Prometheus counters (log) */
@@ -54,19 +58,22 @@ static const tp_stage_t *const front_stages[] = {
     &tp_stage_route,
 };
 
-/* An API's, in Tyk's order (TYK-COMPAT 12.1). Header changes are planned early but
- * only applied by the proxy, so where they are planned is not visible. */
+/* An API's, in Tyk's order (TYK-COMPAT 12.1, 21.0). Header changes, the
+ * rewritten path and the new method are decided here and applied by the
+ * proxy, so every stage sees the request as the client sent it. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,       &tp_stage_version,  &tp_stage_notrack,    &tp_stage_paths,
-    &tp_stage_cors,        &tp_stage_mtls,     &tp_stage_headers,    &tp_stage_basic,
-    &tp_stage_basic_check, &tp_stage_hmac,     &tp_stage_hmac_check, &tp_stage_jwt,
-    &tp_stage_jwt_check,   &tp_stage_key,      &tp_stage_access,     &tp_stage_key_limit,
-    &tp_stage_api_limit,   &tp_stage_timeouts, &tp_stage_breaker,    &tp_stage_proxy,
+    &tp_stage_track,       &tp_stage_version, &tp_stage_notrack,     &tp_stage_paths,
+    &tp_stage_cors,        &tp_stage_mtls,    &tp_stage_size_limit,  &tp_stage_basic,
+    &tp_stage_basic_check, &tp_stage_hmac,    &tp_stage_hmac_check,  &tp_stage_jwt,
+    &tp_stage_jwt_check,   &tp_stage_key,     &tp_stage_access,      &tp_stage_key_limit,
+    &tp_stage_api_limit,   &tp_stage_headers, &tp_stage_url_rewrite, &tp_stage_method_transform,
+    &tp_stage_timeouts,    &tp_stage_breaker, &tp_stage_proxy,
 };
 
-/* Added to every response that carries them, in this order. */
-static const tp_stage_t *const response_stages[] = {&tp_stage_expires, &tp_stage_rl_headers,
-                                                    &tp_stage_cors_headers};
+/* Added to every response that carries them, in this order: the
+ * upstream's changed first, then the gateway's own. */
+static const tp_stage_t *const response_stages[] = {&tp_stage_resp_headers, &tp_stage_expires,
+                                                    &tp_stage_rl_headers, &tp_stage_cors_headers};
 
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tp_api_mw.h"
 #include "tp_err.h"
 #include "tp_json.h"
 #include "tp_log.h"
@@ -42,6 +43,21 @@ static int token_auth(const cJSON *def)
         if (cJSON_IsTrue(tp_json_get(def, others[i])))
             return 0;
     return 1;
+}
+
+/* Which of the extended_paths stages some version of the API needs. */
+static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
+{
+    for (size_t i = 0; i < r->nversions; i++) {
+        const tp_version_t *v = &r->versions[i];
+        a->headers |= v->nglobal_del > 0 || v->global_add.lines != NULL || v->nhdr_rules > 0;
+        a->resp_headers |= v->nresp_rules > 0 || v->ngresp_del > 0 || v->gresp_add.lines != NULL;
+        if (v->mw == NULL)
+            continue;
+        a->rewrites |= v->mw->nrw > 0;
+        a->mtransforms |= v->mw->nmt > 0;
+        a->size_limits |= v->mw->nsl > 0 || v->mw->global_size > 0;
+    }
 }
 
 static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf,
@@ -77,6 +93,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .basic = out->basic != NULL,
                             .hmac = out->hmac != NULL,
                             .no_token = !token_auth(def)};
+        mw_wanted(out->rules, &a);
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();
             const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";

@@ -635,6 +635,27 @@ static const char *own_identity(const tp_jwt_api_t *j, const tp_jwt_t *jt)
     return id;
 }
 
+/* enable_context_vars: each header field and claim of the token as
+ * jwt_claims_<name> (Tyk sets them before it verifies; a token that fails
+ * ends the request, so nothing reads them then). */
+static void claims_context(tp_req_t *req, tp_str_t tok)
+{
+    tp_jwt_t jt;
+    if (tp_jwt_parse(&jt, tok.p, tok.n) < 0)
+        return;
+    const cJSON *objs[2] = {jt.header, jt.claims}, *c;
+    for (int i = 0; i < 2; i++) {
+        cJSON_ArrayForEach(c, objs[i])
+        {
+            char name[256];
+            int n = snprintf(name, sizeof(name), "jwt_claims_%s", c->string);
+            if (n > 0 && (size_t)n < sizeof(name))
+                tp_ctx_set_json(req, name, (size_t)n, c);
+        }
+    }
+    tp_jwt_free(&jt);
+}
+
 static tp_stage_rc_t jwt_run(tp_req_t *req)
 {
     if (req->ignored)
@@ -651,6 +672,8 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
     if (tok.n == 0) {
         rc = refuse(req, 400, "Authorization field missing");
     } else {
+        if (req->rules->context_vars)
+            claims_context(req, tok);
         uint64_t h = token_hash(tok.p, tok.n);
         verdict_t *v = cache_find(req->conn->w, j, tok, h);
         if (v != NULL && j->mode == MODE_JWKS) {

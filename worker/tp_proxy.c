@@ -62,14 +62,28 @@ static void put_upstream_path(tp_req_t *req, const tp_reqpath_t *rp, tp_buf_t *b
     const tp_api_t *api = route->api;
     const tp_target_t *t = req->target;
     tp_buf_t esc = {0};
+    tp_reqpath_t rw;
+    int rewritten = req->up_target.n > 0;
+    if (rewritten) {
+        /* url_rewrites: the new path and query, as written (escaped) */
+        tp_str_t ut = req->up_target;
+        const char *q = memchr(ut.p, '?', ut.n);
+        rw.raw = (tp_str_t){ut.p, q != NULL ? (size_t)(q - ut.p) : ut.n};
+        rw.path = rw.raw;
+        rw.query = q != NULL ? (tp_str_t){q + 1, ut.n - rw.raw.n - 1} : (tp_str_t){"", 0};
+        rw.matched = req->up_target_strip;
+        rp = &rw;
+    }
     tp_str_t rest = rp->raw;
 
     size_t strip = 0;
-    if (route->by_api_id)
+    if (rewritten)
+        strip = rp->matched;
+    else if (route->by_api_id)
         strip = rp->matched - 1; /* "/<api_id>", keeping the slash */
     else if (api->strip_listen_path)
         strip = rp->matched;
-    if (req->strip_seg > 0) {
+    if (req->strip_seg > 0 && !rewritten) {
         /* strip_versioning_data with the version in the URL: that segment
          * goes too (and the listen path, if it is kept, stays) */
         size_t at = rp->matched;
@@ -155,7 +169,7 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
     tp_buf_t *b = &req->up_head;
     b->len = 0;
 
-    tp_buf_puts(b, llhttp_method_name(req->method));
+    tp_buf_puts(b, req->up_method != NULL ? req->up_method : llhttp_method_name(req->method));
     tp_buf_putc(b, ' ');
     put_upstream_path(req, rp, b);
     tp_buf_puts(b, " HTTP/1.1\r\nHost: ");

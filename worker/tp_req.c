@@ -195,3 +195,20 @@ void tp_req_tap(tp_req_t *req, tp_tap_t *t, const void *p, size_t n)
     memcpy(t->p + t->len, p, n);
     t->len += (uint32_t)n;
 }
+
+/* request.RealIP (TYK-COMPAT 12.3): X-Real-IP, else the first
+ * X-Forwarded-For entry, else the peer. */
+tp_str_t tp_req_real_ip(const tp_req_t *req)
+{
+    tp_str_t v = tp_req_header(req, "X-Real-IP");
+    if (v.n > 0)
+        return v;
+    v = tp_req_header(req, "X-Forwarded-For");
+    if (v.n > 0) {
+        const char *comma = memchr(v.p, ',', v.n);
+        if (comma != NULL)
+            v.n = (size_t)(comma - v.p);
+        return tp_str_trim(v);
+    }
+    return (tp_str_t){req->conn->ip, strlen(req->conn->ip)};
+}

@@ -72,6 +72,7 @@ typedef struct tp_rulepaths_s {
 } tp_rulepaths_t;
 
 typedef struct tp_sess_s tp_sess_t;
+typedef struct tp_ctxkv_s tp_ctxkv_t;
 
 struct tp_req_s {
     tp_conn_t *conn;
@@ -154,6 +155,10 @@ struct tp_req_s {
     struct tp_track_s *track;  /* what the analytics record needs of the request (the
                                  track stage, for the analytics log stage); NULL: none */
     unsigned not_recorded : 1; /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    tp_ctxkv_t *ctx_kv;        /* context variables stages set (tp_ctxvars.c), in the arena */
+    tp_str_t up_target;        /* url_rewrites: the new path and query for the upstream ... */
+    size_t up_target_strip;    /* ... and the bytes of it the listen path covers */
+    const char *up_method;     /* method_transforms: the upstream's method; NULL: the client's */
     uint32_t hosts_tried;      /* other target_list hosts tried after connect failures */
     uint64_t hard_timeout_ms;  /* the "timeouts" stage: a hard timeout applies (0: none) */
     uint64_t hard_deadline;    /* ... and when it ends (loop ms), set by the proxy */
@@ -173,6 +178,10 @@ struct tp_req_s {
 
 /* The value of header <name> (case-insensitive), trimmed; {NULL, 0} when absent. */
 tp_str_t tp_req_header(const tp_req_t *req, const char *name);
+
+/* request.RealIP (TYK-COMPAT 12.3): X-Real-IP, else the first
+ * X-Forwarded-For entry, else the peer. */
+tp_str_t tp_req_real_ip(const tp_req_t *req);
 
 /* Keeps up to req->tap_max bytes of <n> at <p> in <t> (nothing when off). */
 void tp_req_tap(tp_req_t *req, tp_tap_t *t, const void *p, size_t n);

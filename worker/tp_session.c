@@ -1045,6 +1045,11 @@ const cJSON *tp_session_json(const tp_sess_t *s)
     return s->session;
 }
 
+const char *tp_session_key(const tp_sess_t *s)
+{
+    return s->ident + strlen(s->ident) + 1; /* after the org and its NUL */
+}
+
 const char *tp_session_key_hash(const tp_sess_t *s)
 {
     return s->rkey + 7; /* after "apikey-" */

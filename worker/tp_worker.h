@@ -218,6 +218,20 @@ typedef struct tp_cors_s tp_cors_t;
 tp_cors_t *tp_cors_compile(const cJSON *def);
 void tp_cors_free(tp_cors_t *c);
 
+/* tp_ctxvars.c: Tyk's $tyk_context, $tyk_meta and $secret_ variables */
+enum {
+    TP_CTX_ESCAPE = 1, /* query-escape context and meta values (rewrite targets) */
+    TP_CTX_HEADER = 2, /* a header value: line breaks in values become spaces */
+};
+/* <in> (<n> bytes) with its variables replaced, appended to <out>. */
+void tp_ctx_expand(tp_req_t *req, const char *in, size_t n, int flags, tp_buf_t *out);
+/* The value of $tyk_context.<name> onto <out>: 1, or 0 when unset. */
+int tp_ctx_get(tp_req_t *req, const char *name, size_t n, tp_buf_t *out);
+/* $tyk_context.<name> is <val> for the rest of the request (copied). */
+void tp_ctx_set(tp_req_t *req, const char *name, size_t nlen, const char *val, size_t vlen);
+/* ... <v> written as Tyk's valToStr writes it (string, number, list). */
+void tp_ctx_set_json(tp_req_t *req, const char *name, size_t nlen, const cJSON *v);
+
 /* tp_session.c: sessions of API keys */
 void tp_session_init(tp_worker_t *w);
 void tp_session_generation(tp_worker_t *w, const tp_snapshot_t *snap);
@@ -263,6 +277,8 @@ void tp_session_release(tp_req_t *req);
  * hash after "apikey-" (the key itself without hash_keys). */
 const cJSON *tp_session_json(const tp_sess_t *s);
 const char *tp_session_key_hash(const tp_sess_t *s);
+/* The key the client presented for it (Tyk's "token" context variable). */
+const char *tp_session_key(const tp_sess_t *s);
 
 /* tp_analytics.c: Tyk's analytics records, buffered and pushed to Redis */
 typedef struct tp_analytics_api_s tp_analytics_api_t;

@@ -302,6 +302,28 @@ def test_token_from_param_and_cookie(make_gateway, upstream, polfile):
            "Authorization field missing")
 
 
+def test_claims_are_context_variables(make_gateway, upstream, polfile):
+    """enable_context_vars: each claim and header field as
+    $tyk_context.jwt_claims_<name> (Tyk's valToStr: strings as they are,
+    numbers as float32, lists joined), for header transforms and rewrites;
+    $tyk_context.token is the virtual session's key."""
+    c = conf(policies={"policy_source": "file", "policy_record_name": str(polfile)})
+    api = jwt_api("hs", upstream.url("/"), "hmac", source(SECRET), enable_context_vars=True)
+    api["version_data"] = {"not_versioned": True, "versions": {"Default": {
+        "name": "Default", "global_headers": {
+            "X-Sub": "$tyk_context.jwt_claims_sub", "X-Roles": "$tyk_context.jwt_claims_roles",
+            "X-Level": "$tyk_context.jwt_claims_level", "X-Typ": "$tyk_context.jwt_claims_typ"}}}}
+    g = make_gateway(conf=c, apis=[api])
+    tok = sign("HS256", claims(sub="ann", roles=["admin", "a b"], level=3), secret=SECRET)
+    r = call(g, "/hs/echo", tok)
+    assert r.status == 200, r
+    h = {k.lower(): v for k, v in r.json()["headers"]}
+    assert (h["x-sub"], h["x-roles"], h["x-level"], h["x-typ"]) == ("ann", "admin,a+b", "3", "JWT")
+    # a second request with the same token (its verdict remembered) has them too
+    h = {k.lower(): v for k, v in call(g, "/hs/echo", tok).json()["headers"]}
+    assert h["x-sub"] == "ann"
+
+
 def test_one_to_one_mode_uses_the_keys_secret(make_gateway, upstream, keys):
     rc = session_redis().client()
     api = jwt_api("own", upstream.url("/"), "hmac", "")

@@ -162,30 +162,45 @@ TP_TEST(test_chain_gateway_order)
 {
     char b[256];
     tp_chain_api_t keyless = {.keyless = 1};
-    CHECK_STR(names(&keyless, b, sizeof(b)), "version paths headers proxy");
+    CHECK_STR(names(&keyless, b, sizeof(b)), "version paths proxy");
     tp_chain_api_t keyless_limited = {.keyless = 1, .api_limits = 1};
-    CHECK_STR(names(&keyless_limited, b, sizeof(b)), "version paths headers api_limit proxy");
+    CHECK_STR(names(&keyless_limited, b, sizeof(b)), "version paths api_limit proxy");
     tp_chain_api_t keyed = {0};
-    CHECK_STR(names(&keyed, b, sizeof(b)), "version paths headers key access key_limit proxy");
+    CHECK_STR(names(&keyed, b, sizeof(b)), "version paths key access key_limit proxy");
     tp_chain_api_t keyed_limited = {.api_limits = 1};
     CHECK_STR(names(&keyed_limited, b, sizeof(b)),
-              "version paths headers key access key_limit api_limit proxy");
+              "version paths key access key_limit api_limit proxy");
     tp_chain_api_t jwt = {.jwt = 1, .no_token = 1};
-    CHECK_STR(names(&jwt, b, sizeof(b)),
-              "version paths headers jwt jwt_check access key_limit proxy");
+    CHECK_STR(names(&jwt, b, sizeof(b)), "version paths jwt jwt_check access key_limit proxy");
     tp_chain_api_t jwt_and_key = {.jwt = 1};
     CHECK_STR(names(&jwt_and_key, b, sizeof(b)),
-              "version paths headers jwt jwt_check key access key_limit proxy");
+              "version paths jwt jwt_check key access key_limit proxy");
     tp_chain_api_t cors = {.keyless = 1, .cors = 1};
-    CHECK_STR(names(&cors, b, sizeof(b)), "version paths cors headers proxy");
+    CHECK_STR(names(&cors, b, sizeof(b)), "version paths cors proxy");
     tp_chain_api_t timed = {.keyless = 1, .timeouts = 1};
-    CHECK_STR(names(&timed, b, sizeof(b)), "version paths headers timeouts proxy");
+    CHECK_STR(names(&timed, b, sizeof(b)), "version paths timeouts proxy");
+    /* Tyk's processSpec: the size limit before auth; header transforms,
+     * the rewrite and the method change after every limit */
+    tp_chain_api_t mw = {.headers = 1,
+                         .rewrites = 1,
+                         .mtransforms = 1,
+                         .size_limits = 1,
+                         .api_limits = 1,
+                         .timeouts = 1};
+    CHECK_STR(names(&mw, b, sizeof(b)),
+              "version paths size_limit key access key_limit api_limit headers url_rewrite "
+              "method_transform timeouts proxy");
     /* every API's responses carry the expiry and X-RateLimit-* when set */
     tp_chain_t c;
     CHECK_INT(tp_chain_build_api(&c, &keyless, failed), 0);
     CHECK_INT(c.nresp, 2);
     CHECK_STR(c.resp[0]->name, "expires");
     CHECK_STR(c.resp[1]->name, "rl_headers");
+    /* the upstream's headers are changed before the gateway adds its own */
+    tp_chain_api_t rh = {.keyless = 1, .resp_headers = 1};
+    CHECK_INT(tp_chain_build_api(&c, &rh, failed), 0);
+    CHECK_INT(c.nresp, 3);
+    CHECK_STR(c.resp[0]->name, "resp_headers");
 }
 
 /* ---- entering another chain, a chain that runs out --------------------------------- */

@@ -698,17 +698,46 @@ TP_TEST(api_target_errors)
               "$.proxy.target_url: expected string, got array");
 }
 
+/* Tyk loads a definition without an api_id: it is served under one made
+ * from its file name (md5 of "test.json"), the same on every load. */
+TP_TEST(api_without_id_gets_one_from_its_file)
+{
+    char err[512] = "";
+    const char *defs[] = {"{\"proxy\": {\"listen_path\": \"/a/\", \"target_url\": \"http://b/\"}}",
+                          "{\"api_id\": \"\", \"proxy\": {\"listen_path\": \"/a/\", "
+                          "\"target_url\": \"http://b/\"}}"};
+    for (int i = 0; i < 2; i++) {
+        tp_api_t *api = api_from(defs[i], err, sizeof(err));
+        CHECK(api != NULL);
+        CHECK_STR(api->api_id, "29f2371dad30835b344a6ca05b473eae");
+        CHECK(strstr(api->def_json, "\"api_id\":\"29f2371dad30835b344a6ca05b473eae\"") != NULL);
+        tp_api_free(api);
+    }
+}
+
+/* target_url "env://<name>": TYK_SECRET_<NAME>, as Tyk's KV lookup. */
+TP_TEST(api_target_from_the_environment)
+{
+    char err[512] = "";
+    setenv("TYK_SECRET_ORDERS_URL", "http://orders.internal:8080/v2", 1);
+    tp_api_t *api = api_from(
+        PROXY("\"listen_path\": \"/a/\", \"target_url\": \"env://orders_url\""), err, sizeof(err));
+    CHECK(api != NULL);
+    CHECK_STR(api->targets[0].url.host, "orders.internal");
+    tp_api_free(api);
+    unsetenv("TYK_SECRET_ORDERS_URL");
+    CHECK_STR(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"env://orders_url\"")),
+              "$.proxy.target_url: \"env://orders_url\": TYK_SECRET_ORDERS_URL is not set");
+    CHECK(strstr(api_err(PROXY("\"listen_path\": \"/a/\", \"target_url\": \"vault://x\"")),
+                 "not supported") != NULL);
+}
+
 TP_TEST(api_required_fields_and_types)
 {
     CHECK_STR(api_err("{\"api_id\": \"a\"}"), "$.proxy: required, got nothing");
     CHECK_STR(api_err("{\"api_id\": \"a\", \"proxy\": null}"), "$.proxy: required, got nothing");
     CHECK_STR(api_err("{\"api_id\": \"a\", \"proxy\": \"http://b/\"}"),
               "$.proxy: expected object, got string");
-    CHECK_STR(api_err("{\"proxy\": {\"listen_path\": \"/a/\", \"target_url\": \"http://b/\"}}"),
-              "$.api_id: required, got nothing");
-    CHECK_STR(api_err("{\"api_id\": \"\", \"proxy\": {\"listen_path\": \"/a/\", \"target_url\": "
-                      "\"http://b/\"}}"),
-              "$.api_id: required, got nothing");
     CHECK_STR(api_err("{\"api_id\": 7, \"proxy\": {}}"), "$.api_id: expected string, got number");
     CHECK_STR(api_err("{\"api_id\": \"a\", \"use_keyless\": \"yes\", \"proxy\": {\"listen_path\": "
                       "\"/a/\", \"target_url\": \"http://b/\"}}"),
@@ -906,6 +935,8 @@ void test_conf_suite(void)
     TP_RUN(api_listen_path_errors);
     TP_RUN(api_target_errors);
     TP_RUN(api_required_fields_and_types);
+    TP_RUN(api_without_id_gets_one_from_its_file);
+    TP_RUN(api_target_from_the_environment);
     TP_RUN(load_balancing_target_list);
     TP_RUN(target_list_ignored_without_load_balancing);
     TP_RUN(load_balancing_target_list_errors);

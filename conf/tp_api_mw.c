@@ -1,0 +1,469 @@
+/*
+ * conf/tp_api_mw.c: see tp_api_mw.h. Sources in Tyk: apidef/api_definitions.go
+ * (URLRewriteMeta, RoutingTrigger, MethodTransformMeta, RequestSizeMeta),
+ * gateway/api_definition.go (getExtendedPathSpecs), gateway/mw_url_rewrite.go.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_api_mw.h"
+#include "tp_api_rules.h"
+#include "tp_buf.h"
+#include "tp_err.h"
+#include "tp_json.h"
+
+typedef struct mwb_s {
+    const tp_conf_t *conf;
+    int icase;
+    char *err;
+    size_t errlen;
+} mwb_t;
+
+static int mfail(mwb_t *B, const char *path, const char *why)
+{
+    snprintf(B->err, B->errlen, "%s: %s", path, why);
+    return -1;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = tp_json_get(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* ---- regular expressions with Go's group numbers ------------------------------------- */
+
+int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t errlen)
+{
+    memset(rx, 0, sizeof(*rx));
+    if (strncmp(pattern, "(?i)", 4) == 0) {
+        icase = 1;
+        pattern += 4;
+    }
+    /* which POSIX group each RE2 capturing group becomes: (?:...) is a
+     * group to POSIX as well, after the translation */
+    int posix = 0, re2 = 0, in_class = 0;
+    for (const char *p = pattern; *p; p++) {
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+            continue;
+        }
+        if (in_class) {
+            in_class = *p != ']';
+            continue;
+        }
+        if (*p == '[') {
+            in_class = 1;
+            if (p[1] == '^')
+                p++;
+            if (p[1] == ']')
+                p++;
+            continue;
+        }
+        if (*p != '(')
+            continue;
+        posix++;
+        if (p[1] == '?')
+            continue;
+        if (++re2 >= TP_RW_GROUPS) {
+            snprintf(err, errlen, "more than %d groups in \"%s\"", TP_RW_GROUPS - 1, pattern);
+            return -1;
+        }
+        rx->gmap[re2] = (uint8_t)posix;
+    }
+    tp_buf_t out = {0};
+    if (tp_re2_to_posix(pattern, &out, err, errlen) < 0) {
+        tp_buf_free(&out);
+        return -1;
+    }
+    int rc = regcomp(&rx->re, tp_buf_cstr(&out), REG_EXTENDED | (icase ? REG_ICASE : 0));
+    tp_buf_free(&out);
+    if (rc != 0) {
+        snprintf(err, errlen, "\"%s\" is not a regular expression this gateway can run", pattern);
+        return -1;
+    }
+    rx->ngroups = re2 + 1;
+    rx->nposix = (size_t)posix + 1; /* set once compiled: rx_free looks at it */
+    return 0;
+}
+
+int tp_rx_exec(const tp_rx_t *rx, const char *s, regmatch_t g[TP_RW_GROUPS])
+{
+    regmatch_t all[64];
+    size_t n = rx->nposix < 64 ? rx->nposix : 64;
+    if (regexec(&rx->re, s, n, all, 0) != 0)
+        return 0;
+    for (int i = 0; i < TP_RW_GROUPS; i++)
+        g[i].rm_so = g[i].rm_eo = -1;
+    g[0] = all[0];
+    for (int i = 1; i < rx->ngroups; i++)
+        if (rx->gmap[i] < n)
+            g[i] = all[rx->gmap[i]];
+    return 1;
+}
+
+static void rx_free(tp_rx_t *rx)
+{
+    if (rx->nposix > 0)
+        regfree(&rx->re);
+}
+
+/* ---- entries --------------------------------------------------------------------------- */
+
+int tp_epmatch(const tp_epmatch_t *m, const char *method, const char *const *paths, size_t n)
+{
+    if (strcmp(m->method, method) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (regexec(&m->re, paths[i], 0, NULL, 0) == 0)
+            return 1;
+    return 0;
+}
+
+/* The path and method of entry <e> into <m>; 1 when the entry is used,
+ * 0 when it is disabled. */
+static int epmatch_of(mwb_t *B, tp_epmatch_t *m, const cJSON *e, const char *path)
+{
+    const char *pattern = jstr(e, "path"), *method = jstr(e, "method");
+    if (pattern == NULL)
+        return mfail(B, path, "expected a \"path\"");
+    if (method == NULL)
+        method = "";
+    if (strlen(method) >= sizeof(m->method))
+        return mfail(B, path, "the \"method\" is too long");
+    snprintf(m->method, sizeof(m->method), "%s", method);
+    char why[256];
+    const tp_conf_t *c = B->conf;
+    if (tp_path_pattern_compile(&m->re, pattern, c->http_server_options.enable_path_prefix_matching,
+                                c->http_server_options.enable_path_suffix_matching, B->icase, why,
+                                sizeof(why)) < 0)
+        return mfail(B, path, why);
+    return 1;
+}
+
+static void grow(void **arr, size_t *n, size_t size)
+{
+    *arr = tp_realloc(*arr, (*n + 1) * size);
+    memset((char *)*arr + *n * size, 0, size);
+}
+
+/* Go's textproto.CanonicalMIMEHeaderKey, for names made of token bytes. */
+static char *canonical_header(const char *s)
+{
+    char *out = tp_strdup(s);
+    int up = 1;
+    for (char *p = out; *p; p++) {
+        *p = (char)(up ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+        up = *p == '-';
+    }
+    return out;
+}
+
+static int trigger_opts(mwb_t *B, tp_trigger_t *t, int kind, const cJSON *map, const char *path)
+{
+    if (map == NULL || cJSON_IsNull(map))
+        return 0;
+    if (!cJSON_IsObject(map))
+        return mfail(B, path, "expected an object of {\"match_rx\", \"reverse\"}");
+    const cJSON *o;
+    cJSON_ArrayForEach(o, map)
+    {
+        char sub[640];
+        snprintf(sub, sizeof(sub), "%.560s", path);
+        tp_json_path_push(sub, sizeof(sub), o->string, 0);
+        const char *rx = jstr(o, "match_rx");
+        if (rx == NULL)
+            return mfail(B, sub, "expected a \"match_rx\"");
+        grow((void **)&t->opts, &t->nopts, sizeof(*t->opts));
+        tp_trigopt_t *opt = &t->opts[t->nopts];
+        opt->kind = kind;
+        opt->name = kind == TP_TRIG_HEADER ? canonical_header(o->string) : tp_strdup(o->string);
+        opt->reverse = cJSON_IsTrue(tp_json_get(o, "reverse"));
+        char why[256];
+        if (tp_rx_compile(&opt->rx, rx, 0, why, sizeof(why)) < 0) {
+            free(opt->name);
+            return mfail(B, sub, why);
+        }
+        t->nopts++;
+    }
+    if (cJSON_GetArraySize(map) > 0)
+        t->kinds[kind] = cJSON_GetArraySize(map);
+    return 0;
+}
+
+/* A rewrite target this gateway can follow: a path (and query) under the
+ * API's own target. Another host or an internal tyk:// loop is refused. */
+static int target_ok(mwb_t *B, const char *to, const char *path)
+{
+    if (strncasecmp(to, "tyk://", 6) == 0)
+        return mfail(B, path,
+                     "internal \"tyk://\" loops are not supported by this gateway yet; the API is "
+                     "not loaded rather than served without its rewrite");
+    if (strstr(to, "://") != NULL)
+        return mfail(B, path,
+                     "a rewrite to another host is not supported by this gateway yet; the API is "
+                     "not loaded rather than served without its rewrite");
+    return 0;
+}
+
+static int rewrite_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    grow((void **)&mw->rw, &mw->nrw, sizeof(*mw->rw));
+    tp_rewrite_t *r = &mw->rw[mw->nrw];
+    int rc = epmatch_of(B, &r->m, e, path);
+    if (rc <= 0)
+        return rc;
+    mw->nrw++; /* from here on it is freed with the others */
+    char sub[640], why[256];
+    const char *mp = jstr(e, "match_pattern"), *to = jstr(e, "rewrite_to");
+    snprintf(sub, sizeof(sub), "%.560s.match_pattern", path);
+    if (mp == NULL)
+        return mfail(B, sub, "expected a regular expression");
+    if (tp_rx_compile(&r->rx, mp, 0, why, sizeof(why)) < 0)
+        return mfail(B, sub, why);
+    snprintf(sub, sizeof(sub), "%.560s.rewrite_to", path);
+    if (to == NULL)
+        return mfail(B, sub, "expected a string");
+    if (target_ok(B, to, sub) < 0)
+        return -1;
+    r->rewrite_to = tp_strdup(to);
+    const cJSON *trigs = tp_json_get(e, "triggers"), *t;
+    int i = 0;
+    cJSON_ArrayForEach(t, (cJSON_IsArray(trigs) ? trigs : NULL))
+    {
+        char tp[600];
+        snprintf(tp, sizeof(tp), "%.500s.triggers", path);
+        tp_json_path_push(tp, sizeof(tp), NULL, i++);
+        grow((void **)&r->trig, &r->ntrig, sizeof(*r->trig));
+        tp_trigger_t *tr = &r->trig[r->ntrig++];
+        const char *on = jstr(t, "on");
+        tr->all = on != NULL && strcmp(on, "all") == 0;
+        const char *tto = jstr(t, "rewrite_to");
+        snprintf(sub, sizeof(sub), "%.560s.rewrite_to", tp);
+        if (tto == NULL)
+            return mfail(B, sub, "expected a string");
+        if (target_ok(B, tto, sub) < 0)
+            return -1;
+        tr->rewrite_to = tp_strdup(tto);
+        const cJSON *opts = tp_json_get(t, "options");
+        static const struct {
+            const char *key;
+            int kind;
+        } kinds[] = {{"header_matches", TP_TRIG_HEADER},
+                     {"query_val_matches", TP_TRIG_QUERY},
+                     {"path_part_matches", TP_TRIG_PATH_PART},
+                     {"session_meta_matches", TP_TRIG_SESSION_META},
+                     {"request_context_matches", TP_TRIG_CONTEXT}};
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+            snprintf(sub, sizeof(sub), "%.560s.options.%s", tp, kinds[k].key);
+            if (trigger_opts(B, tr, kinds[k].kind, tp_json_get(opts, kinds[k].key), sub) < 0)
+                return -1;
+        }
+        const char *pm = jstr(tp_json_get(opts, "payload_matches"), "match_rx");
+        if (pm != NULL && pm[0] != '\0') {
+            snprintf(sub, sizeof(sub), "%.560s.options.payload_matches", tp);
+            return mfail(B, sub,
+                         "triggers on the request body are not supported by this gateway yet");
+        }
+    }
+    return 0;
+}
+
+static int mtrans_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    grow((void **)&mw->mt, &mw->nmt, sizeof(*mw->mt));
+    tp_mtrans_t *m = &mw->mt[mw->nmt];
+    int rc = epmatch_of(B, &m->m, e, path);
+    if (rc <= 0)
+        return rc;
+    mw->nmt++;
+    const char *to = jstr(e, "to_method");
+    char sub[640];
+    snprintf(sub, sizeof(sub), "%.560s.to_method", path);
+    if (to == NULL || strlen(to) >= sizeof(m->to))
+        return mfail(B, sub, "expected an HTTP method");
+    for (size_t i = 0; to[i]; i++)
+        m->to[i] = (char)toupper((unsigned char)to[i]);
+    return 0;
+}
+
+static int size_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    grow((void **)&mw->sl, &mw->nsl, sizeof(*mw->sl));
+    tp_sizelim_t *s = &mw->sl[mw->nsl];
+    int rc = epmatch_of(B, &s->m, e, path);
+    if (rc <= 0)
+        return rc;
+    mw->nsl++;
+    const cJSON *lim = tp_json_get(e, "size_limit");
+    if (lim != NULL && (!cJSON_IsNumber(lim) || lim->valuedouble < 0)) {
+        char sub[640];
+        snprintf(sub, sizeof(sub), "%.560s.size_limit", path);
+        return mfail(B, sub, "expected a number of bytes");
+    }
+    s->limit = lim != NULL ? (int64_t)lim->valuedouble : 0;
+    return 0;
+}
+
+static int plain_entry(mwb_t *B, tp_epmatch_t **arr, size_t *n, const cJSON *e, const char *path)
+{
+    grow((void **)arr, n, sizeof(**arr));
+    int rc = epmatch_of(B, &(*arr)[*n], e, path);
+    if (rc > 0)
+        (*n)++;
+    return rc;
+}
+
+static int internal_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    return plain_entry(B, &mw->internal, &mw->ninternal, e, path);
+}
+
+static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    return plain_entry(B, &mw->track, &mw->ntrack, e, path);
+}
+
+/* extended_paths sections Tyk runs and this gateway does not yet: an API
+ * with an enabled entry in one is refused, not served without it. */
+static const struct {
+    const char *key, *what;
+} refused[] = {
+    {"transform", "body transforms"},
+    {"transform_response", "response body transforms"},
+    {"transform_jq", "jq transforms"},
+    {"transform_jq_response", "jq response transforms"},
+    {"validate_json", "JSON schema validation"},
+    {"cache", "the response cache"},
+    {"advance_cache_config", "the response cache"},
+    {"virtual", "virtual endpoints (JavaScript)"},
+    {"go_plugin", "Go plugins"},
+    {"persist_graphql", "persisted GraphQL queries"},
+};
+
+static int entry_enabled(const cJSON *e)
+{
+    if (cJSON_IsString(e))
+        return 1;
+    return cJSON_IsObject(e) && !cJSON_IsTrue(tp_json_get(e, "disabled"));
+}
+
+int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, const char *path,
+                    tp_api_mw_t **out, char *err, size_t errlen)
+{
+    mwb_t B = {conf, ignore_case, err, errlen};
+    *out = NULL;
+    const cJSON *ext = tp_json_get(info, "extended_paths");
+    if (!cJSON_IsTrue(tp_json_get(info, "use_extended_paths")) || !cJSON_IsObject(ext))
+        ext = NULL;
+    char sub[600];
+    for (size_t i = 0; ext != NULL && i < sizeof(refused) / sizeof(refused[0]); i++) {
+        const cJSON *list = tp_json_get(ext, refused[i].key), *e;
+        int at = 0;
+        cJSON_ArrayForEach(e, (cJSON_IsArray(list) ? list : NULL))
+        {
+            if (entry_enabled(e)) {
+                snprintf(sub, sizeof(sub), "%.500s.extended_paths.%s[%d]", path, refused[i].key,
+                         at);
+                char why[256];
+                snprintf(why, sizeof(why),
+                         "%s are not supported by this gateway yet; the API is not loaded rather "
+                         "than served without them",
+                         refused[i].what);
+                return mfail(&B, sub, why);
+            }
+            at++;
+        }
+    }
+    tp_api_mw_t *mw = tp_calloc(1, sizeof(*mw));
+    const cJSON *gl = tp_json_get(info, "global_size_limit");
+    if (cJSON_IsNumber(gl) && gl->valuedouble > 0 &&
+        !cJSON_IsTrue(tp_json_get(info, "global_size_limit_disabled")))
+        mw->global_size = (int64_t)gl->valuedouble;
+    static const struct {
+        const char *key;
+        int (*fn)(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path);
+    } sections[] = {{"url_rewrites", rewrite_entry},
+                    {"method_transforms", mtrans_entry},
+                    {"size_limits", size_entry},
+                    {"internal", internal_entry},
+                    {"track_endpoints", track_entry}};
+    for (size_t s = 0; ext != NULL && s < sizeof(sections) / sizeof(sections[0]); s++) {
+        const cJSON *list = tp_json_get(ext, sections[s].key), *e;
+        int at = 0;
+        cJSON_ArrayForEach(e, (cJSON_IsArray(list) ? list : NULL))
+        {
+            snprintf(sub, sizeof(sub), "%.500s.extended_paths.%s[%d]", path, sections[s].key, at++);
+            if (!entry_enabled(e))
+                continue;
+            if (!cJSON_IsObject(e) || sections[s].fn(&B, mw, e, sub) < 0) {
+                if (!cJSON_IsObject(e))
+                    mfail(&B, sub, "expected an object");
+                tp_api_mw_free(mw);
+                return -1;
+            }
+        }
+    }
+    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack == 0 && mw->global_size == 0) {
+        free(mw);
+        return 0;
+    }
+    *out = mw;
+    return 0;
+}
+
+void tp_api_mw_free(tp_api_mw_t *mw)
+{
+    if (mw == NULL)
+        return;
+    for (size_t i = 0; i < mw->nrw; i++) {
+        tp_rewrite_t *r = &mw->rw[i];
+        regfree(&r->m.re);
+        rx_free(&r->rx);
+        free(r->rewrite_to);
+        for (size_t j = 0; j < r->ntrig; j++) {
+            tp_trigger_t *t = &r->trig[j];
+            for (size_t k = 0; k < t->nopts; k++) {
+                rx_free(&t->opts[k].rx);
+                free(t->opts[k].name);
+            }
+            free(t->opts);
+            free(t->rewrite_to);
+        }
+        free(r->trig);
+    }
+    free(mw->rw);
+    for (size_t i = 0; i < mw->nmt; i++)
+        regfree(&mw->mt[i].m.re);
+    free(mw->mt);
+    for (size_t i = 0; i < mw->nsl; i++)
+        regfree(&mw->sl[i].m.re);
+    free(mw->sl);
+    for (size_t i = 0; i < mw->ninternal; i++)
+        regfree(&mw->internal[i].re);
+    free(mw->internal);
+    for (size_t i = 0; i < mw->ntrack; i++)
+        regfree(&mw->track[i].re);
+    free(mw->track);
+    free(mw);
+}
+
+int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen)
+{
+    if (cJSON_IsTrue(tp_json_get(tp_json_get(def, "cache_options"), "enable_cache"))) {
+        snprintf(err, errlen,
+                 "$.cache_options.enable_cache: the response cache is not supported by this "
+                 "gateway yet; the API is not loaded rather than served uncached");
+        return -1;
+    }
+    if (cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))) {
+        snprintf(err, errlen,
+                 "$.enable_batch_request_support: batch requests (/tyk/batch/) are not supported "
+                 "by this gateway yet; the API is not loaded rather than served without them");
+        return -1;
+    }
+    return 0;
+}

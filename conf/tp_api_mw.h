@@ -1,0 +1,122 @@
+/*
+ * conf/tp_api_mw.h: the extended_paths middleware of a version, ready to
+ * evaluate: url_rewrites (with triggers), method_transforms, size_limits
+ * (and the version's global_size_limit), internal and track_endpoints; and
+ * the load-time refusal of the entries this gateway does not run yet, so
+ * an API that relies on one is not served as if it did not.
+ *
+ * Used by: tp_api_rules.c builds one per version (master to validate,
+ * workers per generation to run: compiled regexes are process memory);
+ * the worker stages read it through req->version->mw. Read-only once built.
+ *
+ * Matching: each entry has a path (Tyk's path patterns, tp_path_pattern_
+ * compile) and a method compared exactly, as Tyk's URLSpec matching does;
+ * an entry without a method matches no request, as in Tyk.
+ */
+#ifndef TP_API_MW_H
+#define TP_API_MW_H
+
+#include <regex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "tp_conf.h"
+
+typedef struct tp_epmatch_s {
+    char method[16];
+    regex_t re;
+} tp_epmatch_t;
+
+/* Does <m> match <method> and one of the <n> candidate paths? */
+int tp_epmatch(const tp_epmatch_t *m, const char *method, const char *const *paths, size_t n);
+
+#define TP_RW_GROUPS 10 /* $0..$9 */
+
+enum {
+    TP_TRIG_HEADER,       /* header_matches */
+    TP_TRIG_QUERY,        /* query_val_matches */
+    TP_TRIG_PATH_PART,    /* path_part_matches */
+    TP_TRIG_SESSION_META, /* session_meta_matches */
+    TP_TRIG_CONTEXT,      /* request_context_matches */
+    TP_TRIG_KINDS
+};
+
+/* A regular expression with Go's group numbers: gmap[i] is the POSIX
+ * group of RE2 group i (non-capturing groups become POSIX groups too). */
+typedef struct tp_rx_s {
+    regex_t re;
+    int ngroups; /* RE2 groups, $0 included, at most TP_RW_GROUPS */
+    uint8_t gmap[TP_RW_GROUPS];
+    size_t nposix; /* POSIX groups + 1 (regmatch_t entries to ask for) */
+} tp_rx_t;
+
+typedef struct tp_trigopt_s {
+    int kind;
+    char *name; /* header (canonical), parameter, meta or context key; path parts: the option's name
+                 */
+    tp_rx_t rx;
+    int reverse;
+} tp_trigopt_t;
+
+typedef struct tp_trigger_s {
+    int all; /* on: "all" (every configured kind must match), else "any" */
+    tp_trigopt_t *opts;
+    size_t nopts;
+    int kinds[TP_TRIG_KINDS]; /* options of each kind */
+    char *rewrite_to;
+} tp_trigger_t;
+
+typedef struct tp_rewrite_s {
+    tp_epmatch_t m;
+    tp_rx_t rx; /* match_pattern, on the path and query as received */
+    char *rewrite_to;
+    tp_trigger_t *trig;
+    size_t ntrig;
+} tp_rewrite_t;
+
+typedef struct tp_mtrans_s {
+    tp_epmatch_t m;
+    char to[16]; /* upper-cased; Tyk answers 405 for one it does not allow */
+} tp_mtrans_t;
+
+typedef struct tp_sizelim_s {
+    tp_epmatch_t m;
+    int64_t limit;
+} tp_sizelim_t;
+
+typedef struct tp_api_mw_s {
+    tp_rewrite_t *rw;
+    size_t nrw;
+    tp_mtrans_t *mt;
+    size_t nmt;
+    tp_sizelim_t *sl;
+    size_t nsl;
+    int64_t global_size; /* global_size_limit, 0: none */
+    tp_epmatch_t *internal;
+    size_t ninternal;
+    tp_epmatch_t *track; /* track_endpoints */
+    size_t ntrack;
+} tp_api_mw_t;
+
+/* Builds the middleware of version <info> (its JSON path <path>) under
+ * <conf>; <ignore_case> is the version's endpoint case rule. Returns 0
+ * with *out NULL when the version has none, or -1 with the JSON path and
+ * the reason in <err> (a pattern that does not compile, an entry this
+ * gateway does not support). */
+int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, const char *path,
+                    tp_api_mw_t **out, char *err, size_t errlen);
+void tp_api_mw_free(tp_api_mw_t *mw);
+
+/* The API-wide settings this gateway does not run yet (cache_options,
+ * batch requests): -1 with the JSON path and the reason in <err>. */
+int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen);
+
+/* Compiles Go regular expression <pattern> with its group numbers kept. */
+int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t errlen);
+/* Matches <s>: 1 with the RE2 groups in <g> (rm_so -1 for a group that
+ * took no part), 0 for no match. */
+int tp_rx_exec(const tp_rx_t *rx, const char *s, regmatch_t g[TP_RW_GROUPS]);
+
+#endif

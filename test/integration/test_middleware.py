@@ -1,0 +1,290 @@
+"""The extended_paths middleware of classic definitions (TYK-COMPAT 12.1,
+21.2, 21.4, 21.6): header transforms with Tyk's variables on the request
+and the response, size limits, method transforms, URL rewrites with
+triggers, internal endpoints; and the entries this gateway cannot run yet
+refused at load with their JSON path, never ignored."""
+import json
+
+import pytest
+
+from conftest import api_def, run_turnpike, session_redis
+from test_access import (ORG, assert_denied, conf, echo, get, key_with, keyed, not_versioned,
+                         upstream_header)
+
+
+def ext(d, extended=None, **info):
+    return not_versioned(d, use_extended_paths=True, extended_paths=extended or {}, **info)
+
+
+@pytest.fixture
+def rc():
+    c = session_redis().client()
+    yield c
+    c.close()
+
+
+def headers_of(r):
+    return {k.lower(): v for k, v in echo(r)["headers"]}
+
+
+# ---- header transforms and variables --------------------------------------------------------
+
+def test_header_transforms_with_context_and_meta_variables(upstream, make_gateway, rc):
+    globals_ = {"X-Path": "$tyk_context.path", "X-Ip": "$tyk_context.remote_addr",
+                "X-Client": "$tyk_context.headers_X_Client_Id", "X-Q": "$tyk_context.request_data_q",
+                "X-Tier": "$tyk_meta.tier", "X-Cookie": "$tyk_context.cookies_sid",
+                "X-Parts": "$tyk_context.path_parts", "X-Token": "$tyk_context.token",
+                "X-Conf": "db=$secret_conf.db", "X-Env": "$secret_env.upstream_pass",
+                "X-Missing": "[$tyk_context.nothing_here][$tyk_meta.nope]",
+                "X-Num": "$tyk_meta.limit", "X-Replaced": "global", "X-Host": "$tyk_context.headers_Host"}
+    ctx = ext(keyed("ctx", "/ctx/", upstream.url("/"), enable_context_vars=True),
+              {"transform_headers": [
+                  {"path": "/echo/special", "method": "GET", "delete_headers": ["X-Drop-Me", "X-Replaced"],
+                   "add_headers": {"X-Special": "yes $tyk_context.request_data_q",
+                                   "X-Replaced": "endpoint"}}]},
+              global_headers=globals_, global_headers_remove=["X-Secret-Client"])
+    off = ext(keyed("off", "/off/", upstream.url("/")),
+              global_headers={"X-Path": "[$tyk_context.path]", "X-Tier": "$tyk_meta.tier"})
+    g = make_gateway(conf=conf(secrets={"db": "postgres-1"}), apis=[ctx, off],
+                     env={"TYK_SECRET_UPSTREAM_PASS": "hunter2"})
+    tok = key_with(rc, ["ctx", "off"], meta_data={"tier": "gold", "limit": 2.5})
+    r = get(g, "/ctx/echo/a/b?q=hello%20world&z=1", tok,
+            headers=[("X-Client-Id", "c-42"), ("Cookie", "a=1; sid=abc-9"),
+                     ("X-Secret-Client", "leak"), ("X-Drop-Me", "x")])
+    h = headers_of(r)
+    assert h["x-path"] == "/ctx/echo/a/b"
+    assert h["x-ip"] == "127.0.0.1"
+    assert h["x-client"] == "c-42"
+    assert h["x-q"] == "hello world"  # header values are not escaped
+    assert h["x-tier"] == "gold"
+    assert h["x-cookie"] == "abc-9"
+    assert h["x-parts"] == "ctx,echo,a,b"
+    assert h["x-token"] == tok
+    assert h["x-conf"] == "db=postgres-1"
+    assert h["x-env"] == "hunter2"
+    assert h["x-missing"] == "[][]"
+    assert h["x-num"] == "2.5"
+    assert h["x-host"].startswith("127.0.0.1:")
+    assert "x-secret-client" not in h  # global_headers_remove
+    assert "x-special" not in h and h["x-drop-me"] == "x" and h["x-replaced"] == "global"
+    # the endpoint's entry: its deletes and adds after the globals
+    h = headers_of(get(g, "/ctx/echo/special?q=1", tok, headers=[("X-Drop-Me", "x")]))
+    assert h["x-special"] == "yes 1"
+    assert h["x-replaced"] == "endpoint"
+    assert "x-drop-me" not in h
+    # a client's value for a header the gateway sets never reaches the upstream
+    r = get(g, "/ctx/echo", tok, headers=[("X-Tier", "platinum")])
+    assert [v for k, v in echo(r)["headers"] if k.lower() == "x-tier"] == ["gold"]
+    # without enable_context_vars the context is empty; meta still resolves
+    h = headers_of(get(g, "/off/echo/x", tok))
+    assert h["x-path"] == "[]" and h["x-tier"] == "gold"
+
+
+def test_response_header_transforms(upstream, make_gateway, rc):
+    d = ext(keyed("rh", "/rh/", upstream.url("/")),
+            {"transform_response_headers": [
+                {"path": "/headers/{n}", "method": "GET", "delete_headers": ["X-H1"],
+                 "add_headers": {"X-Added": "tier-$tyk_meta.tier", "X-H0": "replaced"}}]},
+            global_response_headers={"X-Global": "g"}, global_response_headers_remove=["X-H2"])
+    g = make_gateway(conf=conf(), apis=[d])
+    tok = key_with(rc, ["rh"], meta_data={"tier": "gold"})
+    r = get(g, "/rh/headers/4", tok)
+    assert r.status == 200 and r.body == b"ok"
+    assert r.header("X-H0") == "replaced" and r.header_all("X-H0") == ["replaced"]
+    assert r.header("X-H1") is None and r.header("X-H2") is None
+    assert r.header("X-H3") == "v3"
+    assert r.header("X-Added") == "tier-gold" and r.header("X-Global") == "g"
+    # a gateway-made error is not an upstream response: untouched
+    r = get(g, "/rh/headers/4", "no-such-key")
+    assert r.status == 403 and r.header("X-Global") is None
+
+
+# ---- size limits and method transforms -----------------------------------------------------
+
+def test_size_limits(upstream, make_gateway):
+    d = ext(api_def("sz", "/sz/", upstream.url("/")),
+            {"size_limits": [{"path": "/echo/small", "method": "POST", "size_limit": 3}]},
+            global_size_limit=10)
+    g = make_gateway(conf=conf(), apis=[d])
+    ok = g.request("POST", "/sz/echo/x", [("Content-Type", "text/plain")], b"0123456789")
+    assert echo(ok)["body_len"] == 10
+    assert_denied(g.request("POST", "/sz/echo/x", [], b"0123456789a"), 400, "Request is too large")
+    assert_denied(g.request("POST", "/sz/echo/small", [], b"abcd"), 400, "Request is too large")
+    assert echo(g.request("POST", "/sz/echo/small", [], b"abc"))["body_len"] == 3
+    # a chunked body states no length: Tyk wants one
+    r = g.request("POST", "/sz/echo/x", [("Transfer-Encoding", "chunked")], b"3\r\nabc\r\n0\r\n\r\n")
+    assert_denied(r, 411, "Content length is required for this request")
+    # methods without a body are not limited (Tyk 5.8)
+    assert g.get("/sz/echo/x").status == 200
+    assert g.request("DELETE", "/sz/echo/x").status == 200
+
+
+def test_method_transforms(upstream, make_gateway):
+    d = ext(api_def("mt", "/mt/", upstream.url("/")),
+            {"method_transforms": [{"path": "/echo/post", "method": "GET", "to_method": "post"},
+                                   {"path": "/echo/bad", "method": "GET", "to_method": "CONNECT"}]})
+    g = make_gateway(conf=conf(), apis=[d])
+    assert echo(g.get("/mt/echo/post"))["method"] == "POST"
+    assert echo(g.request("PUT", "/mt/echo/post", [], b"x"))["method"] == "PUT"  # method must match
+    assert_denied(g.get("/mt/echo/bad"), 405, "Method not allowed")
+
+
+# ---- URL rewrites -------------------------------------------------------------------------------
+
+def rewrite_api(upstream, rules, **kw):
+    return ext(keyed("rw", "/rw/", upstream.url("/base/"), **kw), {"url_rewrites": rules})
+
+
+def test_url_rewrite_groups_listen_path_and_query(upstream, make_gateway, rc):
+    rules = [
+        {"path": "/old/{id}", "method": "GET", "match_pattern": "/rw/old/(\\d+)(\\?.*)?",
+         "rewrite_to": "/rw/echo/new/$1$2"},
+        {"path": "/flat/{id}", "method": "GET", "match_pattern": "flat/([a-z]+)",
+         "rewrite_to": "/echo/flat?item=$1&who=$tyk_meta.name"},
+        {"path": "/nomatch", "method": "GET", "match_pattern": "^/will-not-match",
+         "rewrite_to": "/echo/never"},
+        {"path": "/post-only", "method": "POST", "match_pattern": "post-only",
+         "rewrite_to": "/echo/posted"},
+    ]
+    g = make_gateway(conf=conf(), apis=[rewrite_api(upstream, rules)])
+    tok = key_with(rc, ["rw"], meta_data={"name": "Ann & Bob"})
+    # the listen path in the new path is stripped as the original's would be
+    e = echo(get(g, "/rw/old/42?x=1", tok))
+    assert (e["path"], e["query"]) == ("/base/echo/new/42", "x=1")
+    # a new path without the listen path, a new query, variables query-escaped
+    e = echo(get(g, "/rw/flat/abc?dropped=1", tok))
+    assert (e["path"], e["query"]) == ("/base/echo/flat", "item=abc&who=Ann+%26+Bob")
+    # match_pattern not matching: no rewrite; another method: no rewrite
+    assert echo(get(g, "/rw/echo/nomatch", tok))["path"] == "/base/echo/nomatch"
+    assert get(g, "/rw/post-only", tok).status == 200  # GET: not rewritten, plain upstream answer
+    assert echo(get(g, "/rw/post-only", tok, method="POST"))["path"] == "/base/echo/posted"
+
+
+def test_url_rewrite_triggers(upstream, make_gateway, rc):
+    rules = [{
+        "path": "/route", "method": "GET", "match_pattern": "/route",
+        "rewrite_to": "/echo/default",
+        "triggers": [
+            {"on": "any", "options": {"header_matches": {"x-beta": {"match_rx": "^yes-(\\w+)$"}}},
+             "rewrite_to": "/echo/beta/$tyk_context.trigger-0-X-Beta-0-0"},
+            {"on": "all", "options": {"query_val_matches": {"plan": {"match_rx": "^pro$"}},
+                                      "session_meta_matches": {"tier": {"match_rx": "gold"}}},
+             "rewrite_to": "/echo/pro-gold"},
+            {"on": "any", "options": {"path_part_matches": {"pp": {"match_rx": "^route$"}},
+                                      "query_val_matches": {"never": {"match_rx": "x"}}},
+             "rewrite_to": "/echo/by-part"},
+        ]}, {
+        "path": "/rev", "method": "GET", "match_pattern": "/rev", "rewrite_to": "/echo/rev-default",
+        "triggers": [{"on": "any", "options": {"header_matches": {"X-Keep": {"match_rx": "^keep$",
+                                                                               "reverse": True}}},
+                      "rewrite_to": "/echo/not-keep"}]}]
+    g = make_gateway(conf=conf(), apis=[rewrite_api(upstream, rules)])
+    gold = key_with(rc, ["rw"], meta_data={"tier": "gold"})
+    silver = key_with(rc, ["rw"], meta_data={"tier": "silver"})
+    # the first "any" trigger that fires wins; its capture is a context variable
+    r = get(g, "/rw/route", gold, headers=[("X-Beta", "yes-canary")])
+    assert echo(r)["path"] == "/base/echo/beta/canary"
+    # "all": the query and the session meta must both match; then a later
+    # "any" trigger (a path part) still replaces it
+    assert echo(get(g, "/rw/route?plan=pro", gold))["path"] == "/base/echo/by-part"
+    # reverse: fires for a value that does not match; an absent header is
+    # not looked at (Tyk checks only the values a request has)
+    assert echo(get(g, "/rw/rev", gold, headers=[("X-Keep", "drop")]))["path"] == \
+        "/base/echo/not-keep"
+    assert echo(get(g, "/rw/rev", gold, headers=[("X-Keep", "keep")]))["path"] == \
+        "/base/echo/rev-default"
+    assert echo(get(g, "/rw/rev", gold))["path"] == "/base/echo/rev-default"
+    assert echo(get(g, "/rw/route?plan=pro", silver))["path"] == "/base/echo/by-part"
+
+
+def test_url_rewrite_all_trigger_alone(upstream, make_gateway, rc):
+    rules = [{"path": "/r", "method": "GET", "match_pattern": "^/rw/r(\\?|$)", "rewrite_to": "/echo/default",
+              "triggers": [{"on": "all",
+                            "options": {"query_val_matches": {"plan": {"match_rx": "^pro$"}},
+                                        "session_meta_matches": {"tier": {"match_rx": "gold"}}},
+                            "rewrite_to": "/echo/pro-gold"}]}]
+    g = make_gateway(conf=conf(), apis=[rewrite_api(upstream, rules)])
+    gold = key_with(rc, ["rw"], meta_data={"tier": "gold"})
+    silver = key_with(rc, ["rw"], meta_data={"tier": "silver"})
+    assert echo(get(g, "/rw/r?plan=pro", gold))["path"] == "/base/echo/pro-gold"
+    assert echo(get(g, "/rw/r?plan=pro", silver))["path"] == "/base/echo/default"
+    assert echo(get(g, "/rw/r?plan=free", gold))["path"] == "/base/echo/default"
+
+
+def test_rules_see_the_path_the_client_sent(upstream, make_gateway, rc):
+    """Path lists and auth run on the original path; the rewrite, the
+    method change and the header transforms only reach the upstream."""
+    d = ext(keyed("rw", "/rw/", upstream.url("/")), {
+        "black_list": [{"path": "/echo/secret", "method": "GET"}],
+        "url_rewrites": [{"path": "/public", "method": "GET", "match_pattern": "public",
+                          "rewrite_to": "/echo/secret"}],
+        "method_transforms": [{"path": "/public", "method": "GET", "to_method": "DELETE"}],
+        "internal": [{"path": "/echo/internal", "method": "GET"}]})
+    g = make_gateway(conf=conf(), apis=[d])
+    tok = key_with(rc, ["rw"])
+    e = echo(get(g, "/rw/public", tok))
+    assert (e["path"], e["method"]) == ("/echo/secret", "DELETE")
+    assert_denied(get(g, "/rw/echo/secret", tok), 403, "Requested endpoint is forbidden")
+    # internal endpoints: only an internal loop may call them, never a client
+    assert_denied(get(g, "/rw/echo/internal", tok), 403, "Requested endpoint is forbidden")
+    assert get(g, "/rw/echo/internal", tok, method="POST").status == 200
+    # auth still comes first
+    assert get(g, "/rw/public", "nope").status == 403
+
+
+# ---- refused at load ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extended,info,where,what", [
+    ({"transform": [{"path": "/x", "method": "POST", "template_data": {}}]}, {},
+     "$.version_data.versions.Default.extended_paths.transform[0]", "body transforms"),
+    ({"validate_json": [{"path": "/x", "method": "POST", "schema": {}}]}, {},
+     "extended_paths.validate_json[0]", "not supported"),
+    ({"virtual": [{"path": "/x", "method": "GET"}]}, {},
+     "extended_paths.virtual[0]", "virtual endpoints"),
+    ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
+                        "rewrite_to": "tyk://other-api/x"}]}, {},
+     "extended_paths.url_rewrites[0].rewrite_to", "tyk://"),
+    ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "(unclosed",
+                        "rewrite_to": "/y"}]}, {},
+     "extended_paths.url_rewrites[0].match_pattern", "(unclosed"),
+    ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x", "rewrite_to": "/y",
+                        "triggers": [{"on": "any", "options": {"payload_matches": {"match_rx": "a"}},
+                                      "rewrite_to": "/z"}]}]}, {},
+     "url_rewrites[0].triggers[0].options.payload_matches", "request body"),
+    ({"size_limits": [{"path": "/x", "method": "POST", "size_limit": "big"}]}, {},
+     "extended_paths.size_limits[0].size_limit", "number"),
+    ({}, {"cache_options": {"enable_cache": True}}, "$.cache_options.enable_cache", "cache"),
+])
+def test_unsupported_entries_are_refused_at_load(make_gateway, upstream, extended, info, where,
+                                                 what):
+    d = ext(api_def("bad", "/bad/", upstream.url("/")), extended)
+    top = {k: v for k, v in info.items()}
+    d.update(top)
+    g = make_gateway(conf=conf(), apis=[d], start=False)
+    r = run_turnpike(["-t", "--conf", str(g.conf_path)])
+    assert r.returncode == 1, r.stderr
+    assert where in r.stderr and what in r.stderr, r.stderr
+
+
+def test_disabled_and_empty_unsupported_entries_load(make_gateway, upstream):
+    d = ext(api_def("ok", "/ok/", upstream.url("/")),
+            {"transform": [{"path": "/x", "method": "POST", "disabled": True}], "cache": [],
+             "validate_json": []})
+    d["cache_options"] = {"enable_cache": False, "cache_timeout": 60}
+    g = make_gateway(conf=conf(), apis=[d])
+    assert g.get("/ok/echo").status == 200
+
+
+def test_loader_parity_missing_api_id_and_env_target(make_gateway, upstream):
+    """Tyk loads a definition without an api_id (served under an id made
+    from its file name, logged) and resolves an env:// target from
+    TYK_SECRET_<NAME>."""
+    d = api_def("x", "/noid/", "env://orders_upstream")
+    del d["api_id"]
+    g = make_gateway(conf=conf(), env={"TYK_SECRET_ORDERS_UPSTREAM": upstream.url("/")},
+                     start=False)
+    g.add_api(d, filename="orders.json")
+    g.start()
+    assert echo(g.get("/noid/echo/1"))["path"] == "/echo/1"
+    m = g.wait_log(r'no api_id: the API is served as api_id \\"([0-9a-f]{32})')
+    assert g.get("/%s/echo/2" % m.group(1)).status == 200  # reachable by its id too

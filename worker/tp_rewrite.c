@@ -1,0 +1,319 @@
+/*
+ * worker/tp_rewrite.c: the stages that change what the upstream is asked
+ * for, as Tyk's URLRewrite and TransformMethod (TYK-COMPAT 21.2, 21.6).
+ * Both only decide: the proxy applies the new path (req->up_target) and
+ * method (req->up_method), so every stage before the proxy sees the
+ * request as the client sent it, as in Tyk.
+ *
+ * url_rewrites: the first entry matching the request's method and path;
+ * its triggers, in order, may choose another rewrite_to (an "any" trigger
+ * that fires ends the search, an "all" trigger that fires is replaced by a
+ * later one that does); then match_pattern runs on the path and query as
+ * received, listen path included, and without a match nothing changes.
+ * $N are its groups, then Tyk's variables are replaced (query-escaped).
+ * Trigger matches are context variables: trigger-<n>-<name>[-<i>] and, per
+ * group, -<g>.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tp_api_mw.h"
+#include "tp_json.h"
+#include "tp_url.h"
+#include "tp_worker.h"
+
+/* The entry of <v> (n of them) that matches the request, or NULL. */
+static const void *first_match(tp_req_t *req, const void *arr, size_t n, size_t size)
+{
+    if (n == 0)
+        return NULL;
+    tp_worker_t *w = req->conn->w;
+    tp_rulepaths_t *ps = &w->rulepaths;
+    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    for (size_t i = 0; i < n; i++) {
+        const tp_epmatch_t *m = (const tp_epmatch_t *)((const char *)arr + i * size);
+        if (tp_epmatch(m, method, ps->p, 3))
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- triggers ---------------------------------------------------------------------------- */
+
+/* Tyk's addMatchToContextData: trigger-<tn>-<name>[-<idx>] = the match,
+ * and -<g> per group (from 0). */
+static void add_match(tp_req_t *req, const char *s, const regmatch_t *g, int ngroups, int tn,
+                      const char *name, int idx)
+{
+    char key[320];
+    int kn = idx >= 0 ? snprintf(key, sizeof(key), "trigger-%d-%.200s-%d", tn, name, idx)
+                      : snprintf(key, sizeof(key), "trigger-%d-%.200s", tn, name);
+    if (kn < 0 || (size_t)kn >= sizeof(key) - 8)
+        return;
+    tp_ctx_set(req, key, (size_t)kn, s + g[0].rm_so, (size_t)(g[0].rm_eo - g[0].rm_so));
+    for (int i = 1; i < ngroups; i++) {
+        int n2 = snprintf(key + kn, sizeof(key) - (size_t)kn, "-%d", i - 1);
+        const char *v = g[i].rm_so >= 0 ? s + g[i].rm_so : "";
+        size_t vn = g[i].rm_so >= 0 ? (size_t)(g[i].rm_eo - g[i].rm_so) : 0;
+        tp_ctx_set(req, key, (size_t)kn + (size_t)n2, v, vn);
+    }
+}
+
+/* StringRegexMap.FindStringSubmatch: does <s> match (or, reversed, not)?
+ * A match is remembered as context data. */
+static int opt_check(tp_req_t *req, const tp_trigopt_t *o, const char *s, int tn, int idx)
+{
+    regmatch_t g[TP_RW_GROUPS];
+    int m = tp_rx_exec(&o->rx, s, g);
+    if (m && !o->reverse)
+        add_match(req, s, g, o->rx.ngroups, tn, o->name, idx);
+    return o->reverse ? !m : m;
+}
+
+/* The values a trigger option looks at, one by one: NUL-terminated copies. */
+static int kind_check(tp_req_t *req, const tp_trigger_t *t, int kind, int tn)
+{
+    int count = 0;
+    tp_buf_t val = {0};
+    for (size_t k = 0; k < t->nopts; k++) {
+        const tp_trigopt_t *o = &t->opts[k];
+        if (o->kind != kind)
+            continue;
+        if (kind == TP_TRIG_HEADER) {
+            int i = 0;
+            for (uint32_t h = 0; h < req->nhdrs; h++) {
+                const tp_hdr_t *hd = &req->hdrs[h];
+                if (hd->name_len != strlen(o->name) ||
+                    strncasecmp(req->head_base + hd->name_off, o->name, hd->name_len) != 0)
+                    continue;
+                val.len = 0;
+                tp_buf_put_str(&val, tp_str_trim(tp_req_str(req, hd->val_off, hd->val_len)));
+                count += opt_check(req, o, tp_buf_cstr(&val), tn, i++);
+            }
+        } else if (kind == TP_TRIG_QUERY) {
+            tp_str_t q = req->rp->query;
+            int i = 0;
+            while (q.n > 0) {
+                const char *amp = memchr(q.p, '&', q.n);
+                tp_str_t pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
+                q = amp ? (tp_str_t){amp + 1, q.n - pair.n - 1} : (tp_str_t){"", 0};
+                const char *eq = memchr(pair.p, '=', pair.n);
+                size_t kn = eq ? (size_t)(eq - pair.p) : pair.n;
+                if (kn != strlen(o->name) || memcmp(pair.p, o->name, kn) != 0)
+                    continue;
+                val.len = 0;
+                tp_query_get((tp_str_t){pair.p, pair.n}, o->name, &val);
+                count += opt_check(req, o, tp_buf_cstr(&val), tn, i++);
+            }
+        } else if (kind == TP_TRIG_PATH_PART) {
+            /* strings.Split(r.URL.Path, "/"): the empty part before the first
+             * slash included; the index counts matches of the whole kind */
+            tp_str_t p = req->rp->path;
+            size_t at = 0;
+            for (;;) {
+                const char *slash = memchr(p.p + at, '/', p.n - at);
+                size_t end = slash ? (size_t)(slash - p.p) : p.n;
+                val.len = 0;
+                tp_buf_append(&val, p.p + at, end - at);
+                count += opt_check(req, o, tp_buf_cstr(&val), tn, count);
+                if (slash == NULL)
+                    break;
+                at = end + 1;
+            }
+        } else if (kind == TP_TRIG_SESSION_META) {
+            const cJSON *meta =
+                req->sess != NULL ? tp_json_get(tp_session_json(req->sess), "meta_data") : NULL;
+            const cJSON *v = tp_json_get(meta, o->name);
+            if (cJSON_IsString(v))
+                count += opt_check(req, o, v->valuestring, tn, -1);
+        } else {
+            val.len = 0;
+            if (tp_ctx_get(req, o->name, strlen(o->name), &val))
+                count += opt_check(req, o, tp_buf_cstr(&val), tn, -1);
+        }
+    }
+    tp_buf_free(&val);
+    return count;
+}
+
+/* The rewrite_to the triggers of <r> choose, else its own. */
+static const char *choose(tp_req_t *req, const tp_rewrite_t *r)
+{
+    const char *to = r->rewrite_to;
+    for (size_t tn = 0; tn < r->ntrig; tn++) {
+        const tp_trigger_t *t = &r->trig[tn];
+        int set = 0, total = 0;
+        for (int kind = 0; kind < TP_TRIG_KINDS; kind++) {
+            if (t->kinds[kind] == 0)
+                continue;
+            if (kind == TP_TRIG_SESSION_META && req->sess == NULL)
+                continue; /* Tyk looks at session options only with a session */
+            total++;
+            int count = kind_check(req, t, kind, (int)tn);
+            int fired = count > 0 && (!t->all || t->kinds[kind] <= count);
+            if (fired && !t->all)
+                return t->rewrite_to;
+            set += fired;
+        }
+        if (t->all) {
+            if (req->sess == NULL && t->kinds[TP_TRIG_SESSION_META] > 0)
+                total++; /* counted by Tyk, never matched without a session */
+            if (total == set)
+                to = t->rewrite_to;
+        }
+    }
+    return to;
+}
+
+/* ---- the stages ---------------------------------------------------------------------------- */
+
+static tp_stage_rc_t rewrite_run(tp_req_t *req)
+{
+    const tp_api_mw_t *mw = req->version->mw;
+    if (mw == NULL)
+        return TP_STAGE_NEXT;
+    const tp_rewrite_t *r = first_match(req, mw->rw, mw->nrw, sizeof(*mw->rw));
+    if (r == NULL)
+        return TP_STAGE_NEXT;
+    const char *to = choose(req, r);
+    /* r.URL.String(): the path as received and the query */
+    const tp_reqpath_t *rp = req->rp;
+    tp_buf_t url = {0}, out = {0}, exp = {0};
+    regmatch_t g[TP_RW_GROUPS];
+    int matched = 0;
+    for (int pass = 0; pass < 2 && !matched; pass++) {
+        url.len = 0;
+        tp_buf_put_str(&url, pass == 0 ? rp->raw : rp->path);
+        if (rp->query.n > 0) {
+            tp_buf_putc(&url, '?');
+            tp_buf_put_str(&url, rp->query);
+        }
+        matched = tp_rx_exec(&r->rx, tp_buf_cstr(&url), g);
+        if (pass == 0 && rp->raw.p == rp->path.p)
+            break; /* nothing was escaped: the same string */
+    }
+    if (!matched) {
+        tp_buf_free(&url);
+        return TP_STAGE_NEXT;
+    }
+    /* $N: the first match's groups ("" past the last one, as Tyk's map) */
+    for (const char *p = to; *p;) {
+        if (p[0] == '$' && p[1] >= '0' && p[1] <= '9') {
+            int n = 0;
+            const char *q = p + 1;
+            while (*q >= '0' && *q <= '9' && n < 1000)
+                n = n * 10 + (*q++ - '0');
+            if (n < r->rx.ngroups && g[n].rm_so >= 0)
+                tp_buf_append(&out, url.data + g[n].rm_so, (size_t)(g[n].rm_eo - g[n].rm_so));
+            p = q;
+            continue;
+        }
+        tp_buf_putc(&out, *p++);
+    }
+    tp_ctx_expand(req, out.data != NULL ? out.data : "", out.len, TP_CTX_ESCAPE, &exp);
+    /* the request line cannot carry control bytes or spaces: escape them */
+    char *dst = tp_arena_alloc(&req->arena, exp.len * 3 + 2);
+    size_t n = 0;
+    if (exp.len == 0 || exp.data[0] != '/')
+        dst[n++] = '/';
+    for (size_t i = 0; i < exp.len; i++) {
+        unsigned char c = (unsigned char)exp.data[i];
+        if (c <= ' ' || c == 0x7f) {
+            n += (size_t)snprintf(dst + n, 4, "%%%02X", c);
+        } else {
+            dst[n++] = (char)c;
+        }
+    }
+    dst[n] = '\0';
+    req->up_target = (tp_str_t){dst, n};
+    /* the listen path is stripped when the new path starts with it */
+    const tp_api_t *api = req->route->api;
+    size_t lp = strlen(api->listen_path);
+    req->up_target_strip = api->strip_listen_path && !req->route->by_api_id && lp > 0 && n >= lp &&
+                                   memcmp(dst, api->listen_path, lp) == 0
+                               ? lp
+                               : 0;
+    tp_buf_free(&url);
+    tp_buf_free(&out);
+    tp_buf_free(&exp);
+    return TP_STAGE_NEXT;
+}
+
+static int rewrite_wanted(const tp_chain_api_t *a)
+{
+    return a->rewrites;
+}
+
+const tp_stage_t tp_stage_url_rewrite = {
+    .name = "url_rewrite", .wanted = rewrite_wanted, .run = rewrite_run};
+
+static tp_stage_rc_t method_run(tp_req_t *req)
+{
+    const tp_api_mw_t *mw = req->version->mw;
+    if (mw == NULL)
+        return TP_STAGE_NEXT;
+    const tp_mtrans_t *m = first_match(req, mw->mt, mw->nmt, sizeof(*mw->mt));
+    if (m == NULL)
+        return TP_STAGE_NEXT;
+    static const char *const allowed[] = {"GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (strcmp(m->to, allowed[i]) == 0) {
+            req->up_method = allowed[i];
+            return TP_STAGE_NEXT;
+        }
+    tp_respond_error(req, 405, "Method not allowed");
+    return TP_STAGE_DONE;
+}
+
+static int method_wanted(const tp_chain_api_t *a)
+{
+    return a->mtransforms;
+}
+
+const tp_stage_t tp_stage_method_transform = {
+    .name = "method_transform", .wanted = method_wanted, .run = method_run};
+
+/* ---- size limits, internal and tracked endpoints ------------------------------------------- */
+
+/* Tyk's checkRequestLimit: the stated Content-Length against <limit>. */
+static int size_check(tp_req_t *req, int64_t limit)
+{
+    tp_str_t cl = tp_req_header(req, "Content-Length");
+    if (cl.n == 0) {
+        tp_respond_error(req, 411, "Content length is required for this request");
+        return -1;
+    }
+    if ((int64_t)req->content_length > limit) {
+        tp_respond_error(req, 400, "Request is too large");
+        return -1;
+    }
+    return 0;
+}
+
+static tp_stage_rc_t size_run(tp_req_t *req)
+{
+    const tp_api_mw_t *mw = req->version->mw;
+    if (mw == NULL)
+        return TP_STAGE_NEXT;
+    /* Tyk 5.8: requests of these methods carry no body to limit */
+    int m = req->method;
+    if (m == HTTP_GET || m == HTTP_DELETE || m == HTTP_TRACE || m == HTTP_OPTIONS || m == HTTP_HEAD)
+        return TP_STAGE_NEXT;
+    if (mw->global_size > 0 && size_check(req, mw->global_size) < 0)
+        return TP_STAGE_DONE;
+    const tp_sizelim_t *s = first_match(req, mw->sl, mw->nsl, sizeof(*mw->sl));
+    if (s != NULL && size_check(req, s->limit) < 0)
+        return TP_STAGE_DONE;
+    return TP_STAGE_NEXT;
+}
+
+static int size_wanted(const tp_chain_api_t *a)
+{
+    return a->size_limits;
+}
+
+const tp_stage_t tp_stage_size_limit = {
+    .name = "size_limit", .wanted = size_wanted, .run = size_run};
