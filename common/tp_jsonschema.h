@@ -16,12 +16,14 @@
  * (draft 7). A "$schema" naming draft-04, -06 or -07 limits it to that draft.
  *
  * Refused at compile (gojsonschema would load or follow them): "$ref" to
- * anything but a local JSON pointer ("#", "#/definitions/x"), a pattern that
+ * anything but a local JSON pointer ("#", "#/definitions/x"; also the draft
+ * meta-schemas gojsonschema has built in), a pattern that
  * cannot be translated exactly from Go RE2 to POSIX ERE (see
  * tp_jsonschema_re.c), and a cycle of "$ref"/allOf/anyOf/oneOf/not that never
  * descends into the document (gojsonschema overflows its stack on those).
  * "format" is accepted and ignored (gojsonschema checks email, date-time,
- * ipv4, ...; a body that fails only a format check passes here).
+ * ipv4, ... and, in v1.2.0, fails any number or boolean given a known format;
+ * a body that fails only a format check passes here).
  * Numbers are doubles: beyond 2^53 and in comparisons against 17+ digit
  * bounds they can differ from gojsonschema's big.Rat; multipleOf is exact for
  * decimal literals ("0.3" is a multiple of "0.1").
