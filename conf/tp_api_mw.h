@@ -86,6 +86,13 @@ typedef struct tp_sizelim_s {
     int64_t limit;
 } tp_sizelim_t;
 
+/* validate_json: the body against a JSON schema (draft 4, as gojsonschema). */
+typedef struct tp_jsonvalid_s {
+    tp_epmatch_t m;
+    struct tp_jschema_s *schema;
+    int error_code; /* error_response_code, Tyk's 422 when unset */
+} tp_jsonvalid_t;
+
 typedef struct tp_api_mw_s {
     tp_rewrite_t *rw;
     size_t nrw;
@@ -98,6 +105,8 @@ typedef struct tp_api_mw_s {
     size_t ninternal;
     tp_epmatch_t *track; /* track_endpoints */
     size_t ntrack;
+    tp_jsonvalid_t *vj; /* validate_json */
+    size_t nvj;
 } tp_api_mw_t;
 
 /* Builds the middleware of version <info> (its JSON path <path>) under

@@ -195,6 +195,10 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         case TP_H_HOST:
         case TP_H_EXPECT:
             continue;
+        case TP_H_CONTENT_LENGTH:
+            if (req->body_buffered)
+                continue; /* the buffered body's own length goes below */
+            break;
         case TP_H_TE:
             /* Go keeps "Te: trailers" and drops every other TE */
             if (tp_str_list_has(val, "trailers"))
@@ -235,7 +239,9 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         tp_buf_puts(b, "User-Agent: Turnpike/" TP_VERSION "\r\n");
     if (req->hdr_plan.add.len > 0)
         tp_buf_append(b, req->hdr_plan.add.data, req->hdr_plan.add.len);
-    if (req->chunked)
+    if (req->body_buffered)
+        tp_buf_printf(b, "Content-Length: %zu\r\n", req->rbody.len);
+    else if (req->chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     tp_str_t up =
         w->conf->http_server_options.enable_websockets ? upgrade_asked(req) : (tp_str_t){"", 0};
@@ -332,7 +338,11 @@ int tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     if (req->hard_timeout_ms > 0)
         req->hard_deadline = req->up_start_ms + req->hard_timeout_ms;
 
-    if (req->has_body) {
+    if (req->body_buffered) {
+        /* read by the body stage: sent whole from rbody */
+        req->body = req->rbody.data;
+        req->body_len = req->rbody.len;
+    } else if (req->has_body) {
         req->body = tp_block_get(w);
         req->body_len = 0;
         if (req->expect_continue && req->body_seen == 0 && c->in.len == 0) {

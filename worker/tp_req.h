@@ -118,8 +118,11 @@ struct tp_req_s {
     unsigned sending_continue : 1; /* "100 Continue" is being written */
     unsigned in_send : 1;
     unsigned retried : 1;
-    unsigned buffering : 1; /* the body is for the gateway (REST API), kept in rbody */
-    unsigned upgrade : 1;   /* asked the upstream to switch protocols (enable_websockets) */
+    unsigned buffering : 1;     /* the body is for the gateway (REST API), kept in rbody */
+    unsigned upgrade : 1;       /* asked the upstream to switch protocols (enable_websockets) */
+    unsigned body_wait : 1;     /* the "body" stage waits for the whole body (tp_body.c) */
+    unsigned body_in_run : 1;   /* ... and is still in its run() */
+    unsigned body_buffered : 1; /* the whole body is in rbody: the proxy sends it from there */
     uint64_t content_length;
     uint64_t body_seen; /* decoded request body bytes */
     int status;

@@ -85,7 +85,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     tp_session_release(req);
     tp_rest_keys_release(req);
     tp_arena_reset(&req->arena);
-    if (req->body != NULL) {
+    if (req->body != NULL && !req->body_buffered) {
         tp_block_put(w, req->body);
         req->body = NULL;
     }
@@ -303,7 +303,7 @@ static const tp_conn_events_t conn_events = {
     .req_new = tp_req_get,
     .head = tp_req_dispatch,
     .body = tp_proxy_body_ready,
-    .rest_body = tp_rest_body_done,
+    .rest_body = tp_body_in,
     .written = tp_proxy_client_written,
     .stop = tp_proxy_abort,
     .drop = req_drop,

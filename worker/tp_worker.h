@@ -321,6 +321,9 @@ void tp_health_ready(tp_req_t *req);
 
 /* tp_rest.c: Tyk's Gateway REST API (/tyk/...) */
 void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query);
+/* tp_body.c: a body the gateway asked for is in req->rbody: the body
+ * stage goes on, or the REST API answers. */
+void tp_body_in(tp_req_t *req);
 /* The body of a REST request arrived (req->rbody). */
 void tp_rest_body_done(tp_req_t *req);
 /* Shared by the REST files (tp_rest.c, tp_rest_keys.c). */

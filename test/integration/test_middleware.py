@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import api_def, run_turnpike, session_redis
-from test_access import (ORG, assert_denied, conf, echo, get, key_with, keyed, not_versioned,
+from test_access import (ORG, assert_denied, tyk_error, conf, echo, get, key_with, keyed, not_versioned,
                          upstream_header)
 
 
@@ -232,13 +232,61 @@ def test_rules_see_the_path_the_client_sent(upstream, make_gateway, rc):
     assert get(g, "/rw/public", "nope").status == 403
 
 
+# ---- validate_json ------------------------------------------------------------------------
+
+SCHEMA = {"type": "object", "required": ["name", "age"],
+          "properties": {"name": {"type": "string", "minLength": 2},
+                         "age": {"type": "integer", "minimum": 18}}}
+
+
+def test_validate_json(upstream, make_gateway, rc):
+    import base64
+    import hashlib
+    d = ext(keyed("vj", "/vj/", upstream.url("/")), {"validate_json": [
+        {"path": "/echo/people", "method": "POST", "schema": SCHEMA},
+        {"path": "/echo/strict", "method": "PUT", "error_response_code": 400,
+         "schema_b64": base64.b64encode(json.dumps(SCHEMA).encode()).decode()},
+        {"path": "/echo/none", "method": "POST"}]})
+    g = make_gateway(conf=conf(), apis=[d])
+    tok = key_with(rc, ["vj"])
+    auth = [("Authorization", tok), ("Content-Type", "application/json")]
+    good = json.dumps({"name": "Ann", "age": 30}).encode()
+    e = echo(g.request("POST", "/vj/echo/people", auth, good))
+    assert (e["body_len"], e["body_sha256"]) == (len(good), hashlib.sha256(good).hexdigest())
+    assert_denied(g.request("POST", "/vj/echo/people", auth, b'{"name": "A", "age": 12}'), 422,
+                  "name: String length must be greater than or equal to 2; "
+                  "age: Must be greater than or equal to 18")
+    assert_denied(g.request("POST", "/vj/echo/people", auth, b'{"age": 40}'), 422,
+                  "(root): name is required")
+    assert_denied(g.request("PUT", "/vj/echo/strict", auth, b'[1]'), 400,
+                  "(root): Invalid type. Expected: object, given: array")
+    r = g.request("POST", "/vj/echo/people", auth, b"xyz")
+    # Tyk's error template escapes quotes as html/template does in a JS string
+    assert (r.status, r.body) == (400, tyk_error(
+        "JSON parsing error: invalid character \\'x\\' looking for beginning of value")), r
+    assert_denied(g.request("POST", "/vj/echo/none", auth, b"{}"), 500,
+                  "no schemas to validate against")
+    # a chunked body is read whole, validated, and sent on with its length
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(good), good)
+    r = g.request("POST", "/vj/echo/people", auth + [("Transfer-Encoding", "chunked")], chunked)
+    e = echo(r)
+    assert e["body_len"] == len(good)
+    assert dict((k.lower(), v) for k, v in e["headers"])["content-length"] == str(len(good))
+    # other paths and methods stream as before; the key is checked first
+    assert echo(g.request("PUT", "/vj/echo/people", auth, b"anything"))["body_len"] == 8
+    assert g.request("POST", "/vj/echo/people", [("Authorization", "nope")], good).status == 403
+
+
 # ---- refused at load ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extended,info,where,what", [
     ({"transform": [{"path": "/x", "method": "POST", "template_data": {}}]}, {},
      "$.version_data.versions.Default.extended_paths.transform[0]", "body transforms"),
-    ({"validate_json": [{"path": "/x", "method": "POST", "schema": {}}]}, {},
-     "extended_paths.validate_json[0]", "not supported"),
+    ({"validate_json": [{"path": "/x", "method": "POST",
+                         "schema": {"$ref": "http://example.com/schema.json"}}]}, {},
+     "extended_paths.validate_json[0].schema", "$ref"),
+    ({"transform_response": [{"path": "/x", "method": "GET", "template_data": {}}]}, {},
+     "extended_paths.transform_response[0]", "not supported"),
     ({"virtual": [{"path": "/x", "method": "GET"}]}, {},
      "extended_paths.virtual[0]", "virtual endpoints"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
