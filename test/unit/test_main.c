@@ -45,6 +45,7 @@ void test_shm_suite(void);
 void test_keyhash_suite(void);
 void test_policy_apply_suite(void);
 void test_jwt_suite(void);
+void test_tmpl_suite(void);
 
 int main(void)
 {
@@ -60,6 +61,7 @@ int main(void)
     test_keyhash_suite();
     test_policy_apply_suite();
     test_jwt_suite();
+    test_tmpl_suite();
     test_chain_suite();
     test_analytics_suite();
     test_metrics_suite();
