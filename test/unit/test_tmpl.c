@@ -287,6 +287,86 @@ TP_TEST(tmpl_limits)
     CHECK_CONTAINS(run(deep, "{}"), "nesting deeper than 100");
 }
 
+TP_TEST(tmpl_tyk_array_body)
+{
+    /* Tyk puts a top-level JSON array under "array" */
+    CHECK_STR(
+        run("{{range .array}}{{.id}},{{end}}{{len .array}}", "{\"array\":[{\"id\":1},{\"id\":2}]}"),
+        "1,2,2");
+}
+
+TP_TEST(tmpl_duplicate_keys_last_wins)
+{
+    CHECK_STR(run("{{.a}} {{len .}} {{.}}", "{\"a\":1,\"b\":2,\"a\":3}"), "3 2 map[a:3 b:2]");
+}
+
+TP_TEST(tmpl_field_of_non_map)
+{
+    CHECK_STR(run("{{.s.x}}", "{\"s\":\"str\"}"),
+              "ERR: line 1: can't evaluate field x in type interface {}");
+    CHECK_STR(run("{{.n.x}}", "{\"n\":null}"),
+              "ERR: line 1: nil pointer evaluating interface {}.x");
+}
+
+TP_TEST(tmpl_parenthesized_chain)
+{
+    CHECK_STR(run("{{(index .l 0).name}}", "{\"l\":[{\"name\":\"n0\"}]}"), "n0");
+    CHECK_STR(run("{{len}}", "{}"), "ERR: line 1: wrong number of args for len: want 1 got 0");
+}
+
+TP_TEST(tmpl_wrong_literal_types)
+{
+    CHECK_STR(run("{{repeat \"2\" \"a\"}}", "{}"), "ERR: line 1: expected integer; found \"2\"");
+    CHECK_STR(run("{{upper 5}}", "{}"), "ERR: line 1: expected string; found 5");
+    CHECK_STR(run("{{repeat 2.5 \"a\"}}", "{}"), "ERR: line 1: expected integer; found 2.5");
+}
+
+TP_TEST(tmpl_string_escapes_refused)
+{
+    CHECK_STR(run("{{\"\\q\"}}", "{}"), "ERR: line 1: invalid syntax in string \"\\q\"");
+    CHECK_STR(run("{{`a\r\nb`}}", "{}"), "a\nb");
+}
+
+TP_TEST(tmpl_quote_and_printf_q)
+{
+    CHECK_STR(run("{{printf \"%q\" .s}} {{quote .s}}", "{\"s\":\"a\\n\\u0001\\u00e9\"}"),
+              "\"a\\n\\x01\xc3\xa9\" \"a\\n\\x01\xc3\xa9\"");
+}
+
+TP_TEST(tmpl_json_numbers)
+{
+    CHECK_STR(run("{{jsonMarshal .}}", "{\"a\":100000000,\"b\":0.000001,\"c\":-0.0,\"d\":12.5e-9}"),
+              "{\"a\":100000000,\"b\":0.000001,\"c\":-0,\"d\":1.25e-8}");
+}
+
+TP_TEST(tmpl_output_appends_and_partial)
+{
+    char why[256];
+    tp_tmpl_t *t = tp_tmpl_compile("ok {{index .l 1}}", 17, why, sizeof(why));
+    CHECK(t != NULL);
+    cJSON *d = cJSON_Parse("{\"l\":[]}");
+    tp_buf_t out = {0};
+    tp_buf_puts(&out, "pre:");
+    int rc = tp_tmpl_exec(t, d, &out, why, sizeof(why));
+    char got[64];
+    snprintf(got, sizeof(got), "%s", tp_buf_cstr(&out));
+    tp_buf_free(&out);
+    cJSON_Delete(d);
+    tp_tmpl_free(t);
+    CHECK_INT(rc, -1);
+    /* what ran before the error stays, as with Go's writer */
+    CHECK_STR(got, "pre:ok ");
+    CHECK_STR(why, "line 1: error calling index: index out of range: 1");
+}
+
+TP_TEST(tmpl_output_limit)
+{
+    CHECK_CONTAINS(run("{{range .l}}{{range $.l}}{{repeat 10000 \"x\"}}{{end}}{{end}}",
+                       "{\"l\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,"
+                       "25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42]}"),
+                   "ERR: line 1: the output is larger than");
+}
+
 /* XML as mxj.NewMapXml gives it, then through a template */
 static const char *xrun(const char *src, const char *xml)
 {
@@ -328,6 +408,17 @@ TP_TEST(xml_attributes_repeated_text)
     CHECK_STR(xrun("{{jsonMarshal .}}", "<a><b>x</b>tail</a>"),
               "{\"a\":{\"#text\":\"tail\",\"b\":\"x\"}}");
     CHECK_STR(xrun("{{jsonMarshal .}}", "<_/>"), "{\"_\":\"\"}");
+}
+
+TP_TEST(xml_template_over_soap)
+{
+    const char *x =
+        "<Envelope><Body><GetUser id=\"42\"><Name>Ann</Name></GetUser></Body></Envelope>";
+    /* "-id" is no Go field name: templates reach attributes with index */
+    CHECK_STR(xrun("{\"id\": {{index .Envelope.Body.GetUser \"-id\"}}, \"name\": "
+                   "{{.Envelope.Body.GetUser.Name | quote}}}",
+                   x),
+              "{\"id\": 42, \"name\": \"Ann\"}");
 }
 
 TP_TEST(xml_refusals_and_errors)
@@ -376,6 +467,17 @@ void test_tmpl_suite(void)
     TP_RUN(tmpl_sprig_lists_defaults_math);
     TP_RUN(tmpl_refused_constructs);
     TP_RUN(tmpl_limits);
+    TP_RUN(tmpl_tyk_array_body);
+    TP_RUN(tmpl_duplicate_keys_last_wins);
+    TP_RUN(tmpl_field_of_non_map);
+    TP_RUN(tmpl_parenthesized_chain);
+    TP_RUN(tmpl_wrong_literal_types);
+    TP_RUN(tmpl_string_escapes_refused);
+    TP_RUN(tmpl_quote_and_printf_q);
+    TP_RUN(tmpl_json_numbers);
+    TP_RUN(tmpl_output_appends_and_partial);
+    TP_RUN(tmpl_output_limit);
     TP_RUN(xml_attributes_repeated_text);
+    TP_RUN(xml_template_over_soap);
     TP_RUN(xml_refusals_and_errors);
 }
