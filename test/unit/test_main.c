@@ -46,6 +46,7 @@ void test_keyhash_suite(void);
 void test_policy_apply_suite(void);
 void test_jwt_suite(void);
 void test_jsonschema_suite(void);
+void test_tmpl_suite(void);
 
 int main(void)
 {
@@ -62,6 +63,7 @@ int main(void)
     test_policy_apply_suite();
     test_jwt_suite();
     test_jsonschema_suite();
+    test_tmpl_suite();
     test_chain_suite();
     test_analytics_suite();
     test_metrics_suite();
