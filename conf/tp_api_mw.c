@@ -4,6 +4,7 @@
  * gateway/api_definition.go (getExtendedPathSpecs), gateway/mw_url_rewrite.go.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "tp_json.h"
 #include "tp_jsonschema.h"
 #include "tp_keyhash.h"
+#include "tp_tmpl.h"
 
 typedef struct mwb_s {
     const tp_conf_t *conf;
@@ -354,6 +356,62 @@ static int validate_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char 
     return 0;
 }
 
+/* transform: template_data {input_type, template_mode "blob" (base64 of
+ * the template) or "file" (its path), template_source, enable_session}. A
+ * template this gateway cannot run exactly refuses the API (Tyk would drop
+ * an entry whose template does not load; one that loads runs as Go runs it). */
+static int transform_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    grow((void **)&mw->tf, &mw->ntf, sizeof(*mw->tf));
+    tp_transform_t *t = &mw->tf[mw->ntf];
+    int rc = epmatch_of(B, &t->m, e, path);
+    if (rc <= 0)
+        return rc;
+    mw->ntf++;
+    const cJSON *td = tp_json_get(e, "template_data");
+    char sub[640], why[512];
+    snprintf(sub, sizeof(sub), "%.560s.template_data", path);
+    if (!cJSON_IsObject(td))
+        return mfail(B, sub, "expected an object");
+    const char *in = jstr(td, "input_type"), *mode = jstr(td, "template_mode"),
+               *src = jstr(td, "template_source");
+    t->xml = in != NULL && strcmp(in, "xml") == 0;
+    t->session = cJSON_IsTrue(tp_json_get(td, "enable_session"));
+    if (in != NULL && in[0] != '\0' && strcmp(in, "json") != 0 && !t->xml) {
+        snprintf(sub, sizeof(sub), "%.540s.template_data.input_type", path);
+        return mfail(B, sub, "expected \"json\" or \"xml\"");
+    }
+    snprintf(sub, sizeof(sub), "%.540s.template_data.template_source", path);
+    if (src == NULL)
+        return mfail(B, sub, "expected a string");
+    tp_buf_t text = {0};
+    if (mode != NULL && strcmp(mode, "file") == 0) {
+        if (tp_buf_read_file(&text, src) < 0) {
+            snprintf(why, sizeof(why), "\"%s\": %s", src, strerror(errno));
+            tp_buf_free(&text);
+            return mfail(B, sub, why);
+        }
+    } else {
+        size_t n = strlen(src);
+        unsigned char *raw = tp_malloc(n + 1);
+        ptrdiff_t dn = tp_b64_std_decode(src, n, raw);
+        if (dn < 0) {
+            free(raw);
+            return mfail(B, sub, "a \"blob\" template is base64: this is not");
+        }
+        tp_buf_append(&text, raw, (size_t)dn);
+        free(raw);
+    }
+    char twhy[400];
+    t->tmpl = tp_tmpl_compile(text.data != NULL ? text.data : "", text.len, twhy, sizeof(twhy));
+    tp_buf_free(&text);
+    if (t->tmpl == NULL) {
+        snprintf(why, sizeof(why), "the template cannot run here: %s", twhy);
+        return mfail(B, sub, why);
+    }
+    return 0;
+}
+
 static int plain_entry(mwb_t *B, tp_epmatch_t **arr, size_t *n, const cJSON *e, const char *path)
 {
     grow((void **)arr, n, sizeof(**arr));
@@ -378,7 +436,6 @@ static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
 static const struct {
     const char *key, *what;
 } refused[] = {
-    {"transform", "body transforms"},
     {"transform_response", "response body transforms"},
     {"transform_jq", "jq transforms"},
     {"transform_jq_response", "jq response transforms"},
@@ -433,7 +490,8 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
         int (*fn)(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path);
     } sections[] = {{"url_rewrites", rewrite_entry},  {"method_transforms", mtrans_entry},
                     {"size_limits", size_entry},      {"internal", internal_entry},
-                    {"track_endpoints", track_entry}, {"validate_json", validate_entry}};
+                    {"track_endpoints", track_entry}, {"validate_json", validate_entry},
+                    {"transform", transform_entry}};
     for (size_t s = 0; ext != NULL && s < sizeof(sections) / sizeof(sections[0]); s++) {
         const cJSON *list = tp_json_get(ext, sections[s].key), *e;
         int at = 0;
@@ -450,7 +508,7 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
             }
         }
     }
-    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj == 0 &&
+    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf == 0 &&
         mw->global_size == 0) {
         free(mw);
         return 0;
@@ -497,6 +555,11 @@ void tp_api_mw_free(tp_api_mw_t *mw)
         tp_jschema_free(mw->vj[i].schema);
     }
     free(mw->vj);
+    for (size_t i = 0; i < mw->ntf; i++) {
+        regfree(&mw->tf[i].m.re);
+        tp_tmpl_free(mw->tf[i].tmpl);
+    }
+    free(mw->tf);
     free(mw);
 }
 

@@ -93,6 +93,14 @@ typedef struct tp_jsonvalid_s {
     int error_code; /* error_response_code, Tyk's 422 when unset */
 } tp_jsonvalid_t;
 
+/* transform: the request body through a Go template (tp_tmpl.h). */
+typedef struct tp_transform_s {
+    tp_epmatch_t m;
+    struct tp_tmpl_s *tmpl;
+    int xml;     /* input_type "xml": the body is read as mxj reads XML */
+    int session; /* enable_session: ._tyk_meta is the session's meta_data */
+} tp_transform_t;
+
 typedef struct tp_api_mw_s {
     tp_rewrite_t *rw;
     size_t nrw;
@@ -107,6 +115,8 @@ typedef struct tp_api_mw_s {
     size_t ntrack;
     tp_jsonvalid_t *vj; /* validate_json */
     size_t nvj;
+    tp_transform_t *tf; /* transform */
+    size_t ntf;
 } tp_api_mw_t;
 
 /* Builds the middleware of version <info> (its JSON path <path>) under

@@ -11,6 +11,13 @@
  *    error: ..." when it is not JSON, the entry's error_response_code (422)
  *    with gojsonschema's errors joined by "; " when it does not validate,
  *    500 "no schemas to validate against" without a schema.
+ *  - "transform" (Tyk's TransformMiddleware, TYK-COMPAT 21.3): the body of
+ *    a matching request, read as JSON (an array under "array", an empty
+ *    body as {}) or XML (as mxj reads it), with ._tyk_meta (enable_session)
+ *    and ._tyk_context (enable_context_vars), through the entry's template;
+ *    Tyk's variables in the output are replaced (query-escaped) and that is
+ *    the body the upstream gets. A body that does not parse or a template
+ *    that fails is logged and the request goes on with its body unchanged.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +26,10 @@
 #include "tp_io.h"
 #include "tp_json.h"
 #include "tp_jsonschema.h"
+#include "tp_log.h"
+#include "tp_tmpl.h"
 #include "tp_worker.h"
+#include "tp_xml.h"
 
 static tp_stage_rc_t body_run(tp_req_t *req)
 {
@@ -54,7 +64,7 @@ static void body_cancel(tp_req_t *req)
 
 static int body_wanted(const tp_chain_api_t *a)
 {
-    return a->validate;
+    return a->validate || a->transform;
 }
 
 const tp_stage_t tp_stage_body = {
@@ -142,3 +152,91 @@ static int validate_wanted(const tp_chain_api_t *a)
 
 const tp_stage_t tp_stage_validate_json = {
     .name = "validate_json", .wanted = validate_wanted, .run = validate_run};
+
+static const tp_transform_t *transform_of(tp_req_t *req)
+{
+    const tp_api_mw_t *mw = req->version->mw;
+    if (mw == NULL || mw->ntf == 0)
+        return NULL;
+    tp_worker_t *w = req->conn->w;
+    tp_rulepaths_t *ps = &w->rulepaths;
+    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    for (size_t i = 0; i < mw->ntf; i++)
+        if (tp_epmatch(&mw->tf[i].m, method, ps->p, 3))
+            return &mw->tf[i];
+    return NULL;
+}
+
+/* The template's data: the body as Tyk decodes it, or NULL with <why>. */
+static cJSON *transform_data(tp_req_t *req, const tp_transform_t *t, char *why, size_t cap)
+{
+    const tp_buf_t *b = &req->rbody;
+    const char *text = b->len > 0 ? b->data : (t->xml ? "<_/>" : "{}");
+    size_t n = b->len > 0 ? b->len : strlen(text);
+    cJSON *data;
+    if (t->xml) {
+        data = tp_xml_to_json(text, n, why, cap);
+    } else {
+        cJSON *v = tp_json_parse(text, n, why, cap);
+        if (v == NULL)
+            return NULL;
+        if (cJSON_IsObject(v)) {
+            data = v;
+        } else {
+            data = cJSON_CreateObject();
+            if (cJSON_IsArray(v))
+                cJSON_AddItemToObject(data, "array", v);
+            else
+                cJSON_Delete(v); /* a scalar: Tyk's map stays empty */
+        }
+    }
+    if (data == NULL)
+        return NULL;
+    if (t->session && req->sess != NULL) {
+        const cJSON *meta = tp_json_get(tp_session_json(req->sess), "meta_data");
+        cJSON_AddItemToObject(data, "_tyk_meta",
+                              meta != NULL ? cJSON_Duplicate(meta, 1) : cJSON_CreateObject());
+    }
+    if (req->rules->context_vars)
+        cJSON_AddItemToObject(data, "_tyk_context", tp_ctx_object(req));
+    return data;
+}
+
+static tp_stage_rc_t transform_run(tp_req_t *req)
+{
+    const tp_transform_t *t = transform_of(req);
+    if (t == NULL)
+        return TP_STAGE_NEXT;
+    char why[512];
+    cJSON *data = transform_data(req, t, why, sizeof(why));
+    if (data == NULL) {
+        tp_log_warn("api %s: body transform of %s: the body is not %s: %s", req->route->api->api_id,
+                    req->route->api->listen_path, t->xml ? "XML" : "JSON", why);
+        return TP_STAGE_NEXT;
+    }
+    tp_buf_t out = {0}, body = {0};
+    int rc = tp_tmpl_exec(t->tmpl, data, &out, why, sizeof(why));
+    cJSON_Delete(data);
+    if (rc < 0) {
+        tp_log_warn("api %s: body transform: failed to apply template to request: %s",
+                    req->route->api->api_id, why);
+    } else {
+        tp_ctx_expand(req, out.data != NULL ? out.data : "", out.len, TP_CTX_ESCAPE, &body);
+        tp_buf_free(&req->rbody);
+        req->rbody = body; /* the proxy sends it, with its length */
+        req->body_buffered = 1;
+        body = (tp_buf_t){0};
+    }
+    tp_buf_free(&out);
+    tp_buf_free(&body);
+    return TP_STAGE_NEXT;
+}
+
+static int transform_wanted(const tp_chain_api_t *a)
+{
+    return a->transform;
+}
+
+const tp_stage_t tp_stage_transform = {
+    .name = "transform", .wanted = transform_wanted, .run = transform_run};

@@ -66,6 +66,7 @@ typedef struct tp_chain_api_s {
     unsigned mtransforms : 1;  /* method_transforms */
     unsigned size_limits : 1;  /* global_size_limit or size_limits */
     unsigned validate : 1;     /* validate_json */
+    unsigned transform : 1;    /* transform (request bodies) */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

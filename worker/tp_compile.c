@@ -58,6 +58,7 @@ static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
         a->mtransforms |= v->mw->nmt > 0;
         a->size_limits |= v->mw->nsl > 0 || v->mw->global_size > 0;
         a->validate |= v->mw->nvj > 0;
+        a->transform |= v->mw->ntf > 0;
     }
 }
 

@@ -257,6 +257,86 @@ int tp_ctx_get(tp_req_t *req, const char *name, size_t n, tp_buf_t *out)
     return context_var(req, (tp_str_t){name, n}, out);
 }
 
+/* The header, cookie or parameter name <n> as a context key: <prefix>,
+ * then the name with '-' as '_' (canonical for headers). */
+static void ctx_key(tp_buf_t *k, const char *prefix, tp_str_t n, int canonical)
+{
+    k->len = 0;
+    tp_buf_puts(k, prefix);
+    int up = 1;
+    for (size_t i = 0; i < n.n; i++) {
+        char c = n.p[i];
+        if (canonical)
+            c = (char)(up ? toupper((unsigned char)c) : tolower((unsigned char)c));
+        up = c == '-';
+        tp_buf_putc(k, c == '-' ? '_' : c);
+    }
+}
+
+cJSON *tp_ctx_object(tp_req_t *req)
+{
+    cJSON *o = cJSON_CreateObject();
+    tp_buf_t k = {0}, v = {0};
+    const tp_reqpath_t *rp = req->rp;
+    v.len = 0;
+    tp_buf_put_str(&v, rp->path);
+    cJSON_AddStringToObject(o, "path", tp_buf_cstr(&v));
+    cJSON *parts = cJSON_AddArrayToObject(o, "path_parts");
+    for (size_t at = 0, i = 0; i <= rp->path.n; i++) {
+        if (i == rp->path.n || rp->path.p[i] == '/') {
+            v.len = 0;
+            tp_buf_append(&v, rp->path.p + at, i - at);
+            cJSON_AddItemToArray(parts, cJSON_CreateString(tp_buf_cstr(&v)));
+            at = i + 1;
+        }
+    }
+    v.len = 0;
+    tp_buf_put_str(&v, tp_req_real_ip(req));
+    cJSON_AddStringToObject(o, "remote_addr", tp_buf_cstr(&v));
+    v.len = 0;
+    context_var(req, (tp_str_t){"request_id", 10}, &v);
+    cJSON_AddStringToObject(o, "request_id", tp_buf_cstr(&v));
+    v.len = 0;
+    tp_buf_put_str(&v, req->host);
+    cJSON_AddStringToObject(o, "headers_Host", tp_buf_cstr(&v));
+    for (uint32_t i = 0; i < req->nhdrs; i++) {
+        const tp_hdr_t *h = &req->hdrs[i];
+        ctx_key(&k, "headers_", (tp_str_t){req->head_base + h->name_off, h->name_len}, 1);
+        if (tp_json_get(o, tp_buf_cstr(&k)) != NULL)
+            continue; /* the first value, as Tyk's vals[0] */
+        v.len = 0;
+        tp_buf_put_str(&v, tp_str_trim(tp_req_str(req, h->val_off, h->val_len)));
+        cJSON_AddStringToObject(o, tp_buf_cstr(&k), tp_buf_cstr(&v));
+    }
+    tp_str_t q = rp->query;
+    while (q.n > 0) {
+        const char *amp = memchr(q.p, '&', q.n);
+        tp_str_t pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
+        q = amp ? (tp_str_t){amp + 1, q.n - pair.n - 1} : (tp_str_t){"", 0};
+        const char *eq = memchr(pair.p, '=', pair.n);
+        tp_str_t name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.n};
+        if (name.n == 0)
+            continue;
+        tp_buf_t dn = {0};
+        query_unescape(&dn, name.p, name.n);
+        ctx_key(&k, "request_data_", (tp_str_t){dn.data, dn.len}, 0);
+        tp_buf_free(&dn);
+        if (tp_json_get(o, tp_buf_cstr(&k)) != NULL)
+            continue;
+        v.len = 0;
+        if (eq != NULL)
+            query_unescape(&v, eq + 1, pair.n - name.n - 1);
+        cJSON_AddStringToObject(o, tp_buf_cstr(&k), tp_buf_cstr(&v));
+    }
+    /* what stages set (triggers, claims), the newest winning */
+    for (const tp_ctxkv_t *kv = req->ctx_kv; kv != NULL; kv = kv->next)
+        if (tp_json_get(o, kv->name.p) == NULL)
+            cJSON_AddStringToObject(o, kv->name.p, kv->value.p);
+    tp_buf_free(&k);
+    tp_buf_free(&v);
+    return o;
+}
+
 /* Tyk's valToStr of a session meta_data value. */
 static void meta_value(const cJSON *v, tp_buf_t *out)
 {

@@ -227,6 +227,9 @@ enum {
 void tp_ctx_expand(tp_req_t *req, const char *in, size_t n, int flags, tp_buf_t *out);
 /* The value of $tyk_context.<name> onto <out>: 1, or 0 when unset. */
 int tp_ctx_get(tp_req_t *req, const char *name, size_t n, tp_buf_t *out);
+/* The context data as an object (._tyk_context of body templates); the
+ * caller frees it with cJSON_Delete. */
+cJSON *tp_ctx_object(tp_req_t *req);
 /* $tyk_context.<name> is <val> for the rest of the request (copied). */
 void tp_ctx_set(tp_req_t *req, const char *name, size_t nlen, const char *val, size_t vlen);
 /* ... <v> written as Tyk's valToStr writes it (string, number, list). */

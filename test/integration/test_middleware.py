@@ -277,16 +277,77 @@ def test_validate_json(upstream, make_gateway, rc):
     assert g.request("POST", "/vj/echo/people", [("Authorization", "nope")], good).status == 403
 
 
+# ---- body transforms ------------------------------------------------------------------------
+
+def blob(text):
+    import base64
+    return base64.b64encode(text.encode()).decode()
+
+
+def transform(path, method, template, **td):
+    d = {"input_type": "json", "template_mode": "blob", "template_source": blob(template)}
+    d.update(td)
+    if d["template_mode"] == "file":
+        d["template_source"] = template  # the template's path
+    return {"path": path, "method": method, "template_data": d}
+
+
+def test_request_body_transforms(upstream, make_gateway, rc, tmp_path):
+    import hashlib
+    tfile = tmp_path / "people.tmpl"
+    tfile.write_text('{"count": {{len .array}}, "names": [{{range $i, $p := .array}}'
+                     '{{if $i}}, {{end}}"{{$p.name | upper}}"{{end}}]}')
+    d = ext(keyed("tf", "/tf/", upstream.url("/"), enable_context_vars=True), {"transform": [
+        transform("/echo/obj", "POST",
+                  '{"user": "{{.user.first}} {{.user.last}}", "tier": "{{._tyk_meta.tier}}", '
+                  '"path": "{{._tyk_context.path}}", "n": {{.n}}, "q": "$tyk_meta.note"}',
+                  enable_session=True),
+        transform("/echo/list", "POST", str(tfile), template_mode="file"),
+        transform("/echo/xml", "POST",
+                  '{{range .order.item}}{{index . "-sku"}}={{index . "#text"}};{{end}}',
+                  input_type="xml"),
+        transform("/echo/empty", "GET", 'made from {{len .}} fields')]})
+    g = make_gateway(conf=conf(), apis=[d])
+    tok = key_with(rc, ["tf"], meta_data={"tier": "gold", "note": "a&b"})
+    auth = [("Authorization", tok), ("Content-Type", "application/json")]
+
+    def sent(r):
+        e = echo(r)
+        return e["body_len"], e["body_sha256"]
+
+    def want(text):
+        return len(text.encode()), hashlib.sha256(text.encode()).hexdigest()
+
+    body = json.dumps({"user": {"first": "Ann", "last": "Lee"}, "n": 1.5}).encode()
+    assert sent(g.request("POST", "/tf/echo/obj", auth, body)) == want(
+        '{"user": "Ann Lee", "tier": "gold", "path": "/tf/echo/obj", "n": 1.5, "q": "a%26b"}')
+    body = json.dumps([{"name": "ann"}, {"name": "bo"}]).encode()
+    assert sent(g.request("POST", "/tf/echo/list", auth, body)) == \
+        want('{"count": 2, "names": ["ANN", "BO"]}')
+    xml = b'<order><item sku="A1">2</item><item sku="B7">5</item></order>'
+    assert sent(g.request("POST", "/tf/echo/xml", auth, xml)) == want("A1=2;B7=5;")
+    # no body at all: the template sees {} (plus the context)
+    assert sent(g.request("GET", "/tf/echo/empty", [("Authorization", tok)])) == \
+        want("made from 1 fields")
+    # a body that is not JSON goes on unchanged (Tyk logs the failure)
+    assert sent(g.request("POST", "/tf/echo/obj", auth, b"not json")) == want("not json")
+    g.wait_log("body transform .*the body is not JSON")
+
+
 # ---- refused at load ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extended,info,where,what", [
-    ({"transform": [{"path": "/x", "method": "POST", "template_data": {}}]}, {},
-     "$.version_data.versions.Default.extended_paths.transform[0]", "body transforms"),
+    ({"transform_jq": [{"path": "/x", "method": "POST", "filter": "."}]}, {},
+     "$.version_data.versions.Default.extended_paths.transform_jq[0]", "jq transforms"),
     ({"validate_json": [{"path": "/x", "method": "POST",
                          "schema": {"$ref": "http://example.com/schema.json"}}]}, {},
      "extended_paths.validate_json[0].schema", "$ref"),
     ({"transform_response": [{"path": "/x", "method": "GET", "template_data": {}}]}, {},
      "extended_paths.transform_response[0]", "not supported"),
+    ({"transform": [{"path": "/x", "method": "POST", "template_data": {
+        "input_type": "json", "template_mode": "blob",
+        "template_source": "e3tkZWZpbmUgIngifX17e2VuZH19"}}]}, {},  # {{define "x"}}{{end}}
+     "extended_paths.transform[0].template_data.template_source", "define"),
     ({"virtual": [{"path": "/x", "method": "GET"}]}, {},
      "extended_paths.virtual[0]", "virtual endpoints"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
