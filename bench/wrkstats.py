@@ -141,7 +141,7 @@ def main():
               "local50": "local-50%", "exact50": "exact-50%",
               "direct": "upstream*", "alone": "upstream**",
               "hs256": "jwt-hs256", "rs256": "jwt-rs256", "es256": "jwt-es256",
-              "basic": "basic"}
+              "basic": "basic", "mw10": "mw10"}
     for t in labels:
         if t not in med:
             continue

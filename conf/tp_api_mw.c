@@ -428,7 +428,13 @@ static int internal_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char 
 
 static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
 {
-    return plain_entry(B, &mw->track, &mw->ntrack, e, path);
+    size_t n = mw->ntrack;
+    int rc = plain_entry(B, &mw->track, &mw->ntrack, e, path);
+    if (mw->ntrack > n) {
+        mw->track_paths = tp_realloc(mw->track_paths, mw->ntrack * sizeof(char *));
+        mw->track_paths[n] = tp_strdup(jstr(e, "path"));
+    }
+    return rc;
 }
 
 /* extended_paths sections Tyk runs and this gateway does not yet: an API
@@ -547,9 +553,12 @@ void tp_api_mw_free(tp_api_mw_t *mw)
     for (size_t i = 0; i < mw->ninternal; i++)
         regfree(&mw->internal[i].re);
     free(mw->internal);
-    for (size_t i = 0; i < mw->ntrack; i++)
+    for (size_t i = 0; i < mw->ntrack; i++) {
         regfree(&mw->track[i].re);
+        free(mw->track_paths[i]);
+    }
     free(mw->track);
+    free(mw->track_paths);
     for (size_t i = 0; i < mw->nvj; i++) {
         regfree(&mw->vj[i].m.re);
         tp_jschema_free(mw->vj[i].schema);

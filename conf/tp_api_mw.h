@@ -111,7 +111,8 @@ typedef struct tp_api_mw_s {
     int64_t global_size; /* global_size_limit, 0: none */
     tp_epmatch_t *internal;
     size_t ninternal;
-    tp_epmatch_t *track; /* track_endpoints */
+    tp_epmatch_t *track; /* track_endpoints ... */
+    char **track_paths;  /* ... and their "path", what the analytics record names */
     size_t ntrack;
     tp_jsonvalid_t *vj; /* validate_json */
     size_t nvj;

@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "tp_api_mw.h"
 #include "tp_counter.h"
 #include "tp_endpoints.h"
 #include "tp_err.h"
@@ -259,6 +260,7 @@ typedef struct tp_track_s {
     char *ip;
     char *path; /* r.URL.Path as Tyk records it: without the listen path if stripped */
     size_t path_len;
+    const char *tracked; /* track_endpoints: the entry's path, the record's Path; NULL: none */
     int64_t content_length;
 } tp_track_t;
 
@@ -315,6 +317,7 @@ static tp_stage_rc_t track_run(tp_req_t *req)
             return TP_STAGE_NEXT; /* exact strings, as Tyk */
     tp_track_t *t = tp_req_alloc(req, sizeof(*t));
     t->method = llhttp_method_name(req->method);
+    t->tracked = NULL;
     t->ua = arena_dup(req, tp_req_header(req, "User-Agent"));
     t->ip = arena_dup(req, ip);
     tp_str_t path = req->rp->path;
@@ -364,14 +367,28 @@ static tp_stage_rc_t notrack_run(tp_req_t *req)
     const tp_compiled_t *c = tp_compiled(w, req);
     if (req->track == NULL || c == NULL || c->analytics == NULL || req->version == NULL)
         return TP_STAGE_NEXT;
-    if (tp_endpoints_match(&c->analytics->nt, req) >= 0)
+    if (tp_endpoints_match(&c->analytics->nt, req) >= 0) {
         req->track = NULL;
+        return TP_STAGE_NEXT;
+    }
+    /* track_endpoints: Tyk's TrackPath, and the entry's path as Path */
+    const tp_api_mw_t *mw = req->version->mw;
+    if (mw == NULL || mw->ntrack == 0)
+        return TP_STAGE_NEXT;
+    tp_rulepaths_t *ps = &w->rulepaths;
+    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    for (size_t i = 0; i < mw->ntrack; i++)
+        if (tp_epmatch(&mw->track[i], method, ps->p, 3)) {
+            req->track->tracked = mw->track_paths[i];
+            break;
+        }
     return TP_STAGE_NEXT;
 }
 
 static int notrack_wanted(const tp_chain_api_t *a)
 {
-    return a->analytics && a->notrack;
+    return a->analytics && (a->notrack || a->tracked);
 }
 
 const tp_stage_t tp_stage_notrack = {
@@ -512,7 +529,11 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
         tp_buf_puts(tmp, target->url.authority);
     tp_mp_cstr(b, "Host");
     tp_mp_str(b, tmp->data != NULL ? tmp->data : "", tmp->len);
-    tp_analytics_normalise(w->analytics, conf, t->path, t->path_len, &w->analytics->scratch);
+    if (t->tracked != NULL)
+        tp_analytics_normalise(w->analytics, conf, t->tracked, strlen(t->tracked),
+                               &w->analytics->scratch);
+    else
+        tp_analytics_normalise(w->analytics, conf, t->path, t->path_len, &w->analytics->scratch);
     tp_mp_cstr(b, "Path");
     tp_mp_str(b, w->analytics->scratch.data, w->analytics->scratch.len);
     tp_mp_cstr(b, "RawPath");
@@ -550,7 +571,7 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_int(b, "Gateway", total - upstream);
     put_tags(b, a, sess, keyhash, api);
     kv_str(b, "Alias", json_str(sess, "alias"));
-    kv_bool(b, "TrackPath", 0);
+    kv_bool(b, "TrackPath", t->tracked != NULL);
     int64_t expire = a->expire_after > 0 ? a->expire_after : 36500LL * 86400;
     tp_mp_cstr(b, "ExpireAt");
     tp_mp_time(b, wall_us / 1000000 + expire, (wall_us % 1000000) * 1000);

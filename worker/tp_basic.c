@@ -32,6 +32,7 @@
 #include "tp_keyhash.h"
 #include "tp_log.h"
 #include "tp_time.h"
+#include "tp_api_mw.h"
 #include "tp_worker.h"
 
 #define CACHE_SETS 1024 /* bcrypt results per worker: sets (a power of two) ... */
@@ -43,6 +44,8 @@ struct tp_basic_api_s {
     tp_authloc_t loc;
     int cache;
     int64_t cache_ms;
+    int extract;              /* extract_from_body: the credentials may be in the body ... */
+    tp_rx_t user_rx, pass_rx; /* ... group 1 of these */
 };
 
 /* What bcrypt said about a user's stored hash. */
@@ -91,10 +94,25 @@ tp_basic_api_t *tp_basic_compile(const cJSON *def, const tp_api_t *api, int quie
     const cJSON *ttl = tp_json_get(o, "cache_ttl");
     b->cache_ms =
         (cJSON_IsNumber(ttl) && ttl->valuedouble > 0 ? (int64_t)ttl->valuedouble : 60) * 1000;
-    if (cJSON_IsTrue(tp_json_get(o, "extract_from_body")) && !quiet)
-        tp_log_warn("API %s (%s): $.basic_auth.extract_from_body is not supported by this "
-                    "Turnpike version: credentials are read from the %s header only",
-                    api->api_id, api->file, b->loc.header);
+    if (cJSON_IsTrue(tp_json_get(o, "extract_from_body"))) {
+        const cJSON *ur = tp_json_get(o, "body_user_regexp"),
+                    *pr = tp_json_get(o, "body_password_regexp");
+        char why[256] = "an empty regular expression";
+        int ok = cJSON_IsString(ur) && cJSON_IsString(pr) && ur->valuestring[0] != '\0' &&
+                 pr->valuestring[0] != '\0';
+        if (ok && tp_rx_compile(&b->user_rx, ur->valuestring, 0, why, sizeof(why)) < 0)
+            ok = 0;
+        else if (ok && tp_rx_compile(&b->pass_rx, pr->valuestring, 0, why, sizeof(why)) < 0) {
+            regfree(&b->user_rx.re);
+            ok = 0;
+        }
+        if (ok)
+            b->extract = 1;
+        else if (!quiet)
+            tp_log_error("API %s (%s): $.basic_auth: extract_from_body with %s: credentials are "
+                         "read from the %s header only",
+                         api->api_id, api->file, why, b->loc.header);
+    }
     return b;
 }
 
@@ -103,6 +121,10 @@ void tp_basic_api_free(tp_basic_api_t *b)
     if (b == NULL)
         return;
     tp_authloc_free(&b->loc);
+    if (b->extract) {
+        regfree(&b->user_rx.re);
+        regfree(&b->pass_rx.re);
+    }
     free(b);
 }
 
@@ -116,16 +138,77 @@ static const tp_basic_api_t *basic_of(const tp_req_t *req)
 
 static void refuse(tp_req_t *req, int status, const char *msg)
 {
-    tp_respond_auth_failure(req, status, msg);
+    if (!req->quiet_refusal)
+        tp_respond_auth_failure(req, status, msg);
+}
+
+int tp_basic_extracts(const tp_basic_api_t *b)
+{
+    return b != NULL && b->extract;
+}
+
+/* extract_from_body: group 1 of the first match of <rx> in the body into
+ * <out> (<cap> bytes, NUL-terminated); -1 with Tyk's answer. */
+static int body_field(tp_req_t *req, const tp_rx_t *rx, const char *what, char *out, size_t cap)
+{
+    char msg[64];
+    regmatch_t g[TP_RW_GROUPS];
+    const char *body = tp_buf_cstr(&req->rbody);
+    if (!tp_rx_exec(rx, body, g)) {
+        snprintf(msg, sizeof(msg), "Body do not contain %s", what);
+        refuse(req, 400, msg);
+        return -1;
+    }
+    if (rx->ngroups < 2 || g[1].rm_so < 0) {
+        snprintf(msg, sizeof(msg), "%s should be inside regexp match group", what);
+        refuse(req, 400, msg);
+        return -1;
+    }
+    size_t n = (size_t)(g[1].rm_eo - g[1].rm_so);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, body + g[1].rm_so, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* The credentials from the body, after the header had none in good form. */
+static int body_credentials(tp_req_t *req, const tp_basic_api_t *b, char *buf, size_t cap,
+                            const char **user, const char **pass)
+{
+    size_t half = cap / 2;
+    if (body_field(req, &b->user_rx, "username", buf, half) < 0 ||
+        body_field(req, &b->pass_rx, "password", buf + half, cap - half) < 0)
+        return -1;
+    *user = buf;
+    *pass = buf + half;
+    return 0;
 }
 
 /* The user and password of the header, split into <buf> (NUL-separated),
  * or -1 with the request answered as Tyk answers it. */
+static int header_credentials(tp_req_t *req, const tp_basic_api_t *b, char *buf, size_t cap,
+                              const char **user, const char **pass);
+
 static int credentials(tp_req_t *req, const tp_basic_api_t *b, char *buf, size_t cap,
                        const char **user, const char **pass)
 {
+    if (!b->extract)
+        return header_credentials(req, b, buf, cap, user, pass);
+    /* any header error sends Tyk to the body, with no answer yet */
+    req->quiet_refusal = 1;
+    int rc = header_credentials(req, b, buf, cap, user, pass);
+    req->quiet_refusal = 0;
+    return rc == 0 ? 0 : body_credentials(req, b, buf, cap, user, pass);
+}
+
+static int header_credentials(tp_req_t *req, const tp_basic_api_t *b, char *buf, size_t cap,
+                              const char **user, const char **pass)
+{
     tp_str_t v = tp_req_header(req, b->loc.header);
     if (v.n == 0) {
+        if (req->quiet_refusal)
+            return -1;
         tp_respond_auth_error(req, TP_AUTH_BASIC_MISSING);
         return -1;
     }

@@ -70,6 +70,15 @@ static int body_wanted(const tp_chain_api_t *a)
 const tp_stage_t tp_stage_body = {
     .name = "body", .wanted = body_wanted, .run = body_run, .cancel = body_cancel};
 
+/* The same, before auth, for basic auth that reads credentials from it. */
+static int body_auth_wanted(const tp_chain_api_t *a)
+{
+    return a->basic_body && !a->keyless;
+}
+
+const tp_stage_t tp_stage_body_auth = {
+    .name = "body_auth", .wanted = body_auth_wanted, .run = body_run, .cancel = body_cancel};
+
 void tp_body_in(tp_req_t *req)
 {
     if (!req->body_wait) {

@@ -67,6 +67,8 @@ typedef struct tp_chain_api_s {
     unsigned size_limits : 1;  /* global_size_limit or size_limits */
     unsigned validate : 1;     /* validate_json */
     unsigned transform : 1;    /* transform (request bodies) */
+    unsigned tracked : 1;      /* track_endpoints */
+    unsigned basic_body : 1;   /* basic_auth.extract_from_body */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

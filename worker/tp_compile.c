@@ -59,6 +59,7 @@ static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
         a->size_limits |= v->mw->nsl > 0 || v->mw->global_size > 0;
         a->validate |= v->mw->nvj > 0;
         a->transform |= v->mw->ntf > 0;
+        a->tracked |= v->mw->ntrack > 0;
     }
 }
 
@@ -81,6 +82,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         out->basic = tp_basic_compile(def, api, quiet);
         out->hmac = tp_hmac_compile(def);
         /* the chain of stages this API uses */
+        int basic_body = tp_basic_extracts(out->basic);
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
                             .api_limits = out->rules->has_api_limits != 0,
                             .analytics = out->analytics != NULL,
@@ -96,6 +98,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .hmac = out->hmac != NULL,
                             .no_token = !token_auth(def)};
         mw_wanted(out->rules, &a);
+        a.basic_body = basic_body != 0;
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();
             const char *pem = api->mtls_pem != NULL ? api->mtls_pem : "";

@@ -123,6 +123,7 @@ struct tp_req_s {
     unsigned body_wait : 1;     /* the "body" stage waits for the whole body (tp_body.c) */
     unsigned body_in_run : 1;   /* ... and is still in its run() */
     unsigned body_buffered : 1; /* the whole body is in rbody: the proxy sends it from there */
+    unsigned quiet_refusal : 1; /* basic auth tries the header before the body: no answer yet */
     uint64_t content_length;
     uint64_t body_seen; /* decoded request body bytes */
     int status;

@@ -207,6 +207,8 @@ const cJSON *tp_jwks_key(const cJSON *set, const char *kid);
 typedef struct tp_basic_api_s tp_basic_api_t;
 tp_basic_api_t *tp_basic_compile(const cJSON *def, const tp_api_t *api, int quiet);
 void tp_basic_api_free(tp_basic_api_t *b);
+/* extract_from_body: the credentials may be in the request body. */
+int tp_basic_extracts(const tp_basic_api_t *b);
 
 /* tp_hmac.c: HMAC request signing; NULL unless enable_signature_checking */
 typedef struct tp_hmac_api_s tp_hmac_api_t;

@@ -193,6 +193,23 @@ def test_do_not_track_and_ignored_ips(make_gateway, upstream, make_redis):
         ("POST", "/health", HOST), ("GET", "/z", "198.51.100.8")]
 
 
+def test_track_endpoints_name_the_path(make_gateway, upstream, make_redis):
+    """extended_paths.track_endpoints: the record's Path is the entry's path
+    and TrackPath is true (Tyk's TrackEndpointMiddleware); others are
+    recorded with their own path and TrackPath false."""
+    red = make_redis()
+    d = api_def("tr", "/tr/", upstream.url("/"))
+    d["version_data"] = {"not_versioned": True, "versions": {"Default": {
+        "name": "Default", "use_extended_paths": True,
+        "extended_paths": {"track_endpoints": [{"path": "/users/{id}", "method": "GET"}]}}}}
+    g = analytics_gw(make_gateway, red, [d])
+    assert g.get("/tr/users/42").status == 200
+    assert g.get("/tr/other").status == 200
+    recs = sorted(records(rconn(red), 2), key=lambda x: x["RawPath"])
+    assert [(x["Path"], x["RawPath"], x["TrackPath"]) for x in recs] == [
+        ("/other", "/other", False), ("/users/{id}", "/users/42", True)]
+
+
 def test_seed_conf_normalises_paths(make_gateway, upstream, make_redis, tmp_path):
     """The seed's analytics_config (normalise_urls with uuids and numbers,
     detailed recording) as written there."""

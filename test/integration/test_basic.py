@@ -167,3 +167,31 @@ def test_many_bcrypt_checks_do_not_stall_the_worker(make_gateway, upstream):
     assert r.status == 200
     assert [s for s, _ in done] == [200] * 8
     assert t_open < max(t for _, t in done)
+
+
+def test_credentials_from_the_body(make_gateway, upstream):
+    """basic_auth.extract_from_body: when the header is missing or malformed,
+    group 1 of body_user_regexp / body_password_regexp (TYK-COMPAT 18.2 step
+    3); Tyk's 400s when the body has no such match; the body still reaches
+    the upstream whole."""
+    d = basic_api("bb", upstream.url("/"), basic_auth={
+        "extract_from_body": True, "body_user_regexp": "<User>(\\w+)</User>",
+        "body_password_regexp": "<Password>([^<]+)</Password>"})
+    g = make_gateway(conf=conf(), apis=[d])
+    user = "carol" + uuid.uuid4().hex[:6]
+    make_user(g, "bb", user, "pw-body")
+    body = ("<Login><User>%s</User><Password>pw-body</Password></Login>" % user).encode()
+    r = g.request("POST", "/bb/echo", [("Content-Type", "application/xml")], body)
+    assert r.status == 200, r
+    assert r.json()["body_len"] == len(body)
+    # the header still works and wins when well formed
+    assert call(g, "/bb/echo", creds(user, "pw-body")).status == 200
+    bad = ("<Login><User>%s</User><Password>wrong</Password></Login>" % user).encode()
+    unauthorised(g.request("POST", "/bb/echo", [], bad), "bb")
+    r = g.request("POST", "/bb/echo", [], b"<Login><Password>x</Password></Login>")
+    assert (r.status, r.body) == (400, tyk_error("Body do not contain username")), r
+    r = g.request("POST", "/bb/echo", [], ("<User>%s</User>" % user).encode())
+    assert (r.status, r.body) == (400, tyk_error("Body do not contain password")), r
+    # a malformed header falls back to the body too
+    r = g.request("POST", "/bb/echo", [("Authorization", "Basic !!!")], body)
+    assert r.status == 200, r
