@@ -375,14 +375,9 @@ static tp_stage_rc_t notrack_run(tp_req_t *req)
     const tp_api_mw_t *mw = req->version->mw;
     if (mw == NULL || mw->ntrack == 0)
         return TP_STAGE_NEXT;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-    const char *method = llhttp_method_name(req->method);
-    for (size_t i = 0; i < mw->ntrack; i++)
-        if (tp_epmatch(&mw->track[i], method, ps->p, 3)) {
-            req->track->tracked = mw->track_paths[i];
-            break;
-        }
+    const tp_epmatch_t *m = tp_epmatch_first(req, mw->track, mw->ntrack, sizeof(*mw->track));
+    if (m != NULL)
+        req->track->tracked = mw->track_paths[m - mw->track];
     return TP_STAGE_NEXT;
 }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "tp_api_mw.h"
+#include "tp_endpoints.h"
 #include "tp_io.h"
 #include "tp_json.h"
 #include "tp_jsonschema.h"
@@ -114,16 +115,7 @@ static void json_error(const tp_buf_t *b, tp_buf_t *out)
 static const tp_jsonvalid_t *validator_of(tp_req_t *req)
 {
     const tp_api_mw_t *mw = req->version->mw;
-    if (mw == NULL || mw->nvj == 0)
-        return NULL;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-    const char *method = llhttp_method_name(req->method);
-    for (size_t i = 0; i < mw->nvj; i++)
-        if (tp_epmatch(&mw->vj[i].m, method, ps->p, 3))
-            return &mw->vj[i];
-    return NULL;
+    return mw != NULL ? tp_epmatch_first(req, mw->vj, mw->nvj, sizeof(*mw->vj)) : NULL;
 }
 
 static tp_stage_rc_t validate_run(tp_req_t *req)
@@ -165,16 +157,7 @@ const tp_stage_t tp_stage_validate_json = {
 static const tp_transform_t *transform_of(tp_req_t *req)
 {
     const tp_api_mw_t *mw = req->version->mw;
-    if (mw == NULL || mw->ntf == 0)
-        return NULL;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-    const char *method = llhttp_method_name(req->method);
-    for (size_t i = 0; i < mw->ntf; i++)
-        if (tp_epmatch(&mw->tf[i].m, method, ps->p, 3))
-            return &mw->tf[i];
-    return NULL;
+    return mw != NULL ? tp_epmatch_first(req, mw->tf, mw->ntf, sizeof(*mw->tf)) : NULL;
 }
 
 /* The template's data: the body as Tyk decodes it, or NULL with <why>. */

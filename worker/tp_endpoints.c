@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tp_api_mw.h"
 #include "tp_endpoints.h"
 #include "tp_err.h"
 #include "tp_log.h"
@@ -69,6 +70,22 @@ int tp_endpoints_match(const tp_endpoints_t *l, tp_req_t *req)
                 return (int)i;
     }
     return -1;
+}
+
+const void *tp_epmatch_first(tp_req_t *req, const void *arr, size_t n, size_t size)
+{
+    if (n == 0 || req->version == NULL)
+        return NULL;
+    tp_worker_t *w = req->conn->w;
+    tp_rulepaths_t *ps = &w->rulepaths;
+    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *method = llhttp_method_name(req->method);
+    for (size_t i = 0; i < n; i++) {
+        const tp_epmatch_t *m = (const tp_epmatch_t *)((const char *)arr + i * size);
+        if (tp_epmatch(m, method, ps->p, 3))
+            return m;
+    }
+    return NULL;
 }
 
 void tp_endpoints_free(tp_endpoints_t *l)

@@ -44,4 +44,9 @@ int tp_endpoints_match(const tp_endpoints_t *l, tp_req_t *req);
 
 void tp_endpoints_free(tp_endpoints_t *l);
 
+/* The first of the <n> entries at <arr> (each <size> bytes, starting with
+ * a tp_epmatch_t: conf/tp_api_mw.h) that matches the request's method and
+ * its three rule paths, or NULL. */
+const void *tp_epmatch_first(tp_req_t *req, const void *arr, size_t n, size_t size);
+
 #endif

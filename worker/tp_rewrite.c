@@ -20,26 +20,10 @@
 #include <strings.h>
 
 #include "tp_api_mw.h"
+#include "tp_endpoints.h"
 #include "tp_json.h"
 #include "tp_url.h"
 #include "tp_worker.h"
-
-/* The entry of <v> (n of them) that matches the request, or NULL. */
-static const void *first_match(tp_req_t *req, const void *arr, size_t n, size_t size)
-{
-    if (n == 0)
-        return NULL;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
-    const char *method = llhttp_method_name(req->method);
-    for (size_t i = 0; i < n; i++) {
-        const tp_epmatch_t *m = (const tp_epmatch_t *)((const char *)arr + i * size);
-        if (tp_epmatch(m, method, ps->p, 3))
-            return m;
-    }
-    return NULL;
-}
 
 /* ---- triggers ---------------------------------------------------------------------------- */
 
@@ -175,7 +159,7 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
     const tp_api_mw_t *mw = req->version->mw;
     if (mw == NULL)
         return TP_STAGE_NEXT;
-    const tp_rewrite_t *r = first_match(req, mw->rw, mw->nrw, sizeof(*mw->rw));
+    const tp_rewrite_t *r = tp_epmatch_first(req, mw->rw, mw->nrw, sizeof(*mw->rw));
     if (r == NULL)
         return TP_STAGE_NEXT;
     const char *to = choose(req, r);
@@ -255,7 +239,7 @@ static tp_stage_rc_t method_run(tp_req_t *req)
     const tp_api_mw_t *mw = req->version->mw;
     if (mw == NULL)
         return TP_STAGE_NEXT;
-    const tp_mtrans_t *m = first_match(req, mw->mt, mw->nmt, sizeof(*mw->mt));
+    const tp_mtrans_t *m = tp_epmatch_first(req, mw->mt, mw->nmt, sizeof(*mw->mt));
     if (m == NULL)
         return TP_STAGE_NEXT;
     static const char *const allowed[] = {"GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
@@ -304,7 +288,7 @@ static tp_stage_rc_t size_run(tp_req_t *req)
         return TP_STAGE_NEXT;
     if (mw->global_size > 0 && size_check(req, mw->global_size) < 0)
         return TP_STAGE_DONE;
-    const tp_sizelim_t *s = first_match(req, mw->sl, mw->nsl, sizeof(*mw->sl));
+    const tp_sizelim_t *s = tp_epmatch_first(req, mw->sl, mw->nsl, sizeof(*mw->sl));
     if (s != NULL && size_check(req, s->limit) < 0)
         return TP_STAGE_DONE;
     return TP_STAGE_NEXT;
