@@ -360,14 +360,15 @@ static int validate_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char 
  * the template) or "file" (its path), template_source, enable_session}. A
  * template this gateway cannot run exactly refuses the API (Tyk would drop
  * an entry whose template does not load; one that loads runs as Go runs it). */
-static int transform_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+static int template_entry(mwb_t *B, tp_transform_t **arr, size_t *count, const cJSON *e,
+                          const char *path)
 {
-    grow((void **)&mw->tf, &mw->ntf, sizeof(*mw->tf));
-    tp_transform_t *t = &mw->tf[mw->ntf];
+    grow((void **)arr, count, sizeof(**arr));
+    tp_transform_t *t = &(*arr)[*count];
     int rc = epmatch_of(B, &t->m, e, path);
     if (rc <= 0)
         return rc;
-    mw->ntf++;
+    (*count)++;
     const cJSON *td = tp_json_get(e, "template_data");
     char sub[640], why[512];
     snprintf(sub, sizeof(sub), "%.560s.template_data", path);
@@ -412,6 +413,16 @@ static int transform_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char
     return 0;
 }
 
+static int transform_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    return template_entry(B, &mw->tf, &mw->ntf, e, path);
+}
+
+static int transform_response_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    return template_entry(B, &mw->rtf, &mw->nrtf, e, path);
+}
+
 static int plain_entry(mwb_t *B, tp_epmatch_t **arr, size_t *n, const cJSON *e, const char *path)
 {
     grow((void **)arr, n, sizeof(**arr));
@@ -442,7 +453,6 @@ static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
 static const struct {
     const char *key, *what;
 } refused[] = {
-    {"transform_response", "response body transforms"},
     {"transform_jq", "jq transforms"},
     {"transform_jq_response", "jq response transforms"},
     {"cache", "the response cache"},
@@ -494,10 +504,11 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
     static const struct {
         const char *key;
         int (*fn)(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path);
-    } sections[] = {{"url_rewrites", rewrite_entry},  {"method_transforms", mtrans_entry},
-                    {"size_limits", size_entry},      {"internal", internal_entry},
-                    {"track_endpoints", track_entry}, {"validate_json", validate_entry},
-                    {"transform", transform_entry}};
+    } sections[] = {
+        {"url_rewrites", rewrite_entry},  {"method_transforms", mtrans_entry},
+        {"size_limits", size_entry},      {"internal", internal_entry},
+        {"track_endpoints", track_entry}, {"validate_json", validate_entry},
+        {"transform", transform_entry},   {"transform_response", transform_response_entry}};
     for (size_t s = 0; ext != NULL && s < sizeof(sections) / sizeof(sections[0]); s++) {
         const cJSON *list = tp_json_get(ext, sections[s].key), *e;
         int at = 0;
@@ -514,7 +525,8 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
             }
         }
     }
-    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf == 0 &&
+    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf + mw->nrtf ==
+            0 &&
         mw->global_size == 0) {
         free(mw);
         return 0;
@@ -569,6 +581,11 @@ void tp_api_mw_free(tp_api_mw_t *mw)
         tp_tmpl_free(mw->tf[i].tmpl);
     }
     free(mw->tf);
+    for (size_t i = 0; i < mw->nrtf; i++) {
+        regfree(&mw->rtf[i].m.re);
+        tp_tmpl_free(mw->rtf[i].tmpl);
+    }
+    free(mw->rtf);
     free(mw);
 }
 

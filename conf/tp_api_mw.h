@@ -118,6 +118,8 @@ typedef struct tp_api_mw_s {
     size_t nvj;
     tp_transform_t *tf; /* transform */
     size_t ntf;
+    tp_transform_t *rtf; /* transform_response */
+    size_t nrtf;
 } tp_api_mw_t;
 
 /* Builds the middleware of version <info> (its JSON path <path>) under

@@ -161,9 +161,9 @@ static const tp_transform_t *transform_of(tp_req_t *req)
 }
 
 /* The template's data: the body as Tyk decodes it, or NULL with <why>. */
-static cJSON *transform_data(tp_req_t *req, const tp_transform_t *t, char *why, size_t cap)
+static cJSON *transform_data(tp_req_t *req, const tp_transform_t *t, const tp_buf_t *b, char *why,
+                             size_t cap)
 {
-    const tp_buf_t *b = &req->rbody;
     const char *text = b->len > 0 ? b->data : (t->xml ? "<_/>" : "{}");
     size_t n = b->len > 0 ? b->len : strlen(text);
     cJSON *data;
@@ -201,7 +201,7 @@ static tp_stage_rc_t transform_run(tp_req_t *req)
     if (t == NULL)
         return TP_STAGE_NEXT;
     char why[512];
-    cJSON *data = transform_data(req, t, why, sizeof(why));
+    cJSON *data = transform_data(req, t, &req->rbody, why, sizeof(why));
     if (data == NULL) {
         tp_log_warn("api %s: body transform of %s: the body is not %s: %s", req->route->api->api_id,
                     req->route->api->listen_path, t->xml ? "XML" : "JSON", why);
@@ -232,3 +232,38 @@ static int transform_wanted(const tp_chain_api_t *a)
 
 const tp_stage_t tp_stage_transform = {
     .name = "transform", .wanted = transform_wanted, .run = transform_run};
+
+/* transform_response: which entry applies is known before the proxy asks
+ * (Tyk matches the request); the proxy gathers the body for it. */
+static tp_stage_rc_t resp_transform_run(tp_req_t *req)
+{
+    const tp_api_mw_t *mw = req->version->mw;
+    req->resp_tf = mw != NULL ? tp_epmatch_first(req, mw->rtf, mw->nrtf, sizeof(*mw->rtf)) : NULL;
+    return TP_STAGE_NEXT;
+}
+
+static int resp_transform_wanted(const tp_chain_api_t *a)
+{
+    return a->resp_transform;
+}
+
+const tp_stage_t tp_stage_transform_response = {
+    .name = "transform_response", .wanted = resp_transform_wanted, .run = resp_transform_run};
+
+int tp_body_transform_response(tp_req_t *req, const tp_buf_t *in, tp_buf_t *out)
+{
+    const tp_transform_t *t = req->resp_tf;
+    char why[512];
+    cJSON *data = transform_data(req, t, in, why, sizeof(why));
+    if (data == NULL) {
+        tp_log_warn("api %s: response body transform: the body is not %s: %s",
+                    req->route->api->api_id, t->xml ? "XML" : "JSON", why);
+        return -1;
+    }
+    int rc = tp_tmpl_exec(t->tmpl, data, out, why, sizeof(why));
+    cJSON_Delete(data);
+    if (rc < 0)
+        tp_log_warn("api %s: response body transform: failed to apply template: %s",
+                    req->route->api->api_id, why);
+    return rc;
+}

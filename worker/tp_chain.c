@@ -30,6 +30,7 @@ extern const tp_stage_t tp_stage_size_limit;    /* tp_rewrite.c: RequestSizeLimi
 extern const tp_stage_t tp_stage_body;          /* tp_body.c: the whole request body */
 extern const tp_stage_t tp_stage_validate_json; /* tp_body.c: validate_json */
 extern const tp_stage_t tp_stage_transform;     /* tp_body.c: transform */
+extern const tp_stage_t tp_stage_transform_response; /* tp_body.c: transform_response */
 extern const tp_stage_t tp_stage_headers;     /* tp_headers.c: global_headers, transform_headers */
 extern const tp_stage_t tp_stage_url_rewrite; /* tp_rewrite.c: url_rewrites */
 extern const tp_stage_t tp_stage_method_transform; /* tp_rewrite.c: method_transforms */
@@ -66,13 +67,34 @@ static const tp_stage_t *const front_stages[] = {
  * rewritten path and the new method are decided here and applied by the
  * proxy, so every stage sees the request as the client sent it. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_track,     &tp_stage_version,     &tp_stage_notrack,     &tp_stage_paths,
-    &tp_stage_cors,      &tp_stage_mtls,        &tp_stage_size_limit,  &tp_stage_body_auth,
-    &tp_stage_basic,     &tp_stage_basic_check, &tp_stage_hmac,        &tp_stage_hmac_check,
-    &tp_stage_jwt,       &tp_stage_jwt_check,   &tp_stage_key,         &tp_stage_access,
-    &tp_stage_key_limit, &tp_stage_api_limit,   &tp_stage_body,        &tp_stage_validate_json,
-    &tp_stage_transform, &tp_stage_headers,     &tp_stage_url_rewrite, &tp_stage_method_transform,
-    &tp_stage_timeouts,  &tp_stage_breaker,     &tp_stage_proxy,
+    &tp_stage_track,
+    &tp_stage_version,
+    &tp_stage_notrack,
+    &tp_stage_paths,
+    &tp_stage_cors,
+    &tp_stage_mtls,
+    &tp_stage_size_limit,
+    &tp_stage_body_auth,
+    &tp_stage_basic,
+    &tp_stage_basic_check,
+    &tp_stage_hmac,
+    &tp_stage_hmac_check,
+    &tp_stage_jwt,
+    &tp_stage_jwt_check,
+    &tp_stage_key,
+    &tp_stage_access,
+    &tp_stage_key_limit,
+    &tp_stage_api_limit,
+    &tp_stage_body,
+    &tp_stage_validate_json,
+    &tp_stage_transform,
+    &tp_stage_transform_response,
+    &tp_stage_headers,
+    &tp_stage_url_rewrite,
+    &tp_stage_method_transform,
+    &tp_stage_timeouts,
+    &tp_stage_breaker,
+    &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order: the

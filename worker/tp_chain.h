@@ -46,29 +46,30 @@ typedef enum {
 
 /* What the chain builder knows of an API. */
 typedef struct tp_chain_api_s {
-    unsigned keyless : 1;      /* use_keyless: no key stages */
-    unsigned api_limits : 1;   /* global_rate_limit or per-endpoint API limits */
-    unsigned analytics : 1;    /* tracked: records or metrics on, and the API not do_not_track */
-    unsigned notrack : 1;      /* ... with extended_paths.do_not_track_endpoints */
-    unsigned records : 1;      /* enable_analytics: analytics records */
-    unsigned metrics : 1;      /* turnpike.metrics_port: Prometheus counters */
-    unsigned mtls : 1;         /* use_mutual_tls_auth */
-    unsigned timeouts : 1;     /* hard_timeouts or global_enforce_timeout */
-    unsigned breakers : 1;     /* extended_paths.circuit_breakers */
-    unsigned jwt : 1;          /* enable_jwt */
-    unsigned cors : 1;         /* CORS.enable */
-    unsigned basic : 1;        /* use_basic_auth */
-    unsigned hmac : 1;         /* enable_signature_checking */
-    unsigned no_token : 1;     /* no AuthKey: another auth method, no use_standard_auth */
-    unsigned headers : 1;      /* global_headers(_remove) or transform_headers */
-    unsigned resp_headers : 1; /* transform_response_headers or global_response_headers */
-    unsigned rewrites : 1;     /* url_rewrites */
-    unsigned mtransforms : 1;  /* method_transforms */
-    unsigned size_limits : 1;  /* global_size_limit or size_limits */
-    unsigned validate : 1;     /* validate_json */
-    unsigned transform : 1;    /* transform (request bodies) */
-    unsigned tracked : 1;      /* track_endpoints */
-    unsigned basic_body : 1;   /* basic_auth.extract_from_body */
+    unsigned keyless : 1;        /* use_keyless: no key stages */
+    unsigned api_limits : 1;     /* global_rate_limit or per-endpoint API limits */
+    unsigned analytics : 1;      /* tracked: records or metrics on, and the API not do_not_track */
+    unsigned notrack : 1;        /* ... with extended_paths.do_not_track_endpoints */
+    unsigned records : 1;        /* enable_analytics: analytics records */
+    unsigned metrics : 1;        /* turnpike.metrics_port: Prometheus counters */
+    unsigned mtls : 1;           /* use_mutual_tls_auth */
+    unsigned timeouts : 1;       /* hard_timeouts or global_enforce_timeout */
+    unsigned breakers : 1;       /* extended_paths.circuit_breakers */
+    unsigned jwt : 1;            /* enable_jwt */
+    unsigned cors : 1;           /* CORS.enable */
+    unsigned basic : 1;          /* use_basic_auth */
+    unsigned hmac : 1;           /* enable_signature_checking */
+    unsigned no_token : 1;       /* no AuthKey: another auth method, no use_standard_auth */
+    unsigned headers : 1;        /* global_headers(_remove) or transform_headers */
+    unsigned resp_headers : 1;   /* transform_response_headers or global_response_headers */
+    unsigned rewrites : 1;       /* url_rewrites */
+    unsigned mtransforms : 1;    /* method_transforms */
+    unsigned size_limits : 1;    /* global_size_limit or size_limits */
+    unsigned validate : 1;       /* validate_json */
+    unsigned transform : 1;      /* transform (request bodies) */
+    unsigned tracked : 1;        /* track_endpoints */
+    unsigned basic_body : 1;     /* basic_auth.extract_from_body */
+    unsigned resp_transform : 1; /* transform_response */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -60,6 +60,7 @@ static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
         a->validate |= v->mw->nvj > 0;
         a->transform |= v->mw->ntf > 0;
         a->tracked |= v->mw->ntrack > 0;
+        a->resp_transform |= v->mw->nrtf > 0;
     }
 }
 

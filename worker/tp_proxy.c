@@ -588,6 +588,19 @@ static int rl_header(const char *name, size_t len)
     return 0;
 }
 
+/* Did the upstream compress the body (a Content-Encoding other than identity)? */
+static int upstream_encoded(const tp_upconn_t *up)
+{
+    for (uint32_t i = 0; i < up->nhdrs; i++) {
+        const tp_hdr_t *h = &up->hdrs[i];
+        if (h->name_len == 16 && strncasecmp(up->rbuf + h->name_off, "Content-Encoding", 16) == 0) {
+            tp_str_t v = tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len});
+            return v.n > 0 && !tp_str_ieq(v, "identity");
+        }
+    }
+    return 0;
+}
+
 /* Decides how the response body travels and writes the client's head. */
 static void resp_head(tp_req_t *req, tp_upconn_t *up)
 {
@@ -600,7 +613,12 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
     req->up_ms = uv_now(&c->w->loop) - req->up_start_ms;
     req->resp_nobody = req->method == HTTP_HEAD || status == 204 || status == 304 ||
                        (has_cl && p->content_length == 0);
-    if (!req->resp_nobody) {
+    /* transform_response: the body is gathered and sent with its new
+     * length; not a compressed one (this gateway does not decompress) nor
+     * one that ends when the upstream closes */
+    req->resp_collect = req->resp_tf != NULL && !req->resp_nobody &&
+                        (has_cl || (p->flags & F_CHUNKED)) && !upstream_encoded(up);
+    if (!req->resp_nobody && !req->resp_collect) {
         if (p->flags & F_CHUNKED) {
             if (req->http_minor >= 1)
                 req->resp_chunked = 1;
@@ -638,6 +656,8 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
             continue;
         if (strip_rl && rl_header(name, h->name_len))
             continue;
+        if (req->resp_collect && tp_http_header_kind(name, h->name_len) == TP_H_CONTENT_LENGTH)
+            continue; /* the transformed body's goes last */
         if (has_conn) {
             int named = 0;
             for (uint32_t j = 0; j < up->nhdrs && !named; j++) {
@@ -666,7 +686,23 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_puts(b, "Connection: close\r\n");
     else if (req->http_minor == 0)
         tp_buf_puts(b, "Connection: keep-alive\r\n");
-    tp_buf_puts(b, "\r\n");
+    if (!req->resp_collect)
+        tp_buf_puts(b, "\r\n");
+}
+
+/* The whole body of a transform_response is in: the new one (or the
+ * same, when the transform fails) goes out with its length. */
+static void resp_collected(tp_req_t *req, tp_upconn_t *up)
+{
+    tp_buf_t out = {0};
+    if (tp_body_transform_response(req, &req->resp_body, &out) == 0) {
+        tp_buf_free(&req->resp_body);
+        req->resp_body = out;
+    } else {
+        tp_buf_free(&out);
+    }
+    tp_buf_printf(&req->out, "Content-Length: %zu\r\n\r\n", req->resp_body.len);
+    resp_forward(req, up, req->resp_body.data, req->resp_body.len);
 }
 
 static void resp_error(tp_req_t *req, tp_upconn_t *up, const char *why)
@@ -760,6 +796,17 @@ static void resp_parse(tp_req_t *req, tp_upconn_t *up)
                 up->extra = 1;
             break;
         }
+    }
+    if (req->resp_collect) {
+        if (req->resp_body.len > TP_REST_BODY_MAX) {
+            resp_error(req, up, "a body over 16 MiB for transform_response");
+            return;
+        }
+        if (up->msg_done)
+            resp_collected(req, up);
+        else
+            up->rlen = up->rparsed = 0; /* gathered: the block is free for more */
+        return;
     }
     if (req->resp_dechunk)
         resp_forward(req, up, body, (size_t)(up->dechunk_w - body));
@@ -949,6 +996,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         memmove(up->dechunk_w, at, len);
         up->dechunk_w += len;
     }
+    if (up->req != NULL && up->req->resp_collect && up->req->resp_body.len <= TP_REST_BODY_MAX)
+        tp_buf_append(&up->req->resp_body, at, len);
     return 0;
 }
 

@@ -124,6 +124,9 @@ struct tp_req_s {
     unsigned body_in_run : 1;   /* ... and is still in its run() */
     unsigned body_buffered : 1; /* the whole body is in rbody: the proxy sends it from there */
     unsigned quiet_refusal : 1; /* basic auth tries the header before the body: no answer yet */
+    unsigned resp_collect : 1;  /* the response body is gathered in resp_body for resp_tf */
+    const struct tp_transform_s *resp_tf; /* transform_response that applies, or NULL */
+    tp_buf_t resp_body;                   /* ... the upstream's body, then the new one */
     uint64_t content_length;
     uint64_t body_seen; /* decoded request body bytes */
     int status;

@@ -85,6 +85,7 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     tp_session_release(req);
     tp_rest_keys_release(req);
     tp_arena_reset(&req->arena);
+    tp_buf_free(&req->resp_body);
     if (req->body != NULL && !req->body_buffered) {
         tp_block_put(w, req->body);
         req->body = NULL;

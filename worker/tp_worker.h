@@ -329,6 +329,10 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query);
 /* tp_body.c: a body the gateway asked for is in req->rbody: the body
  * stage goes on, or the REST API answers. */
 void tp_body_in(tp_req_t *req);
+/* transform_response: the response body <in> (all of it) through
+ * req->resp_tf into <out>; -1 (logged) when it does not parse or the
+ * template fails: the body goes out unchanged. */
+int tp_body_transform_response(tp_req_t *req, const tp_buf_t *in, tp_buf_t *out);
 /* The body of a REST request arrived (req->rbody). */
 void tp_rest_body_done(tp_req_t *req);
 /* Shared by the REST files (tp_rest.c, tp_rest_keys.c). */
