@@ -42,17 +42,6 @@ void tp_ctx_set(tp_req_t *req, const char *name, size_t nlen, const char *val, s
     req->ctx_kv = kv;
 }
 
-/* A query parameter's bytes decoded as Go's url.ParseQuery does (an
- * undecodable one is kept as it is). */
-static void query_unescape(tp_buf_t *out, const char *s, size_t n)
-{
-    char *dst = tp_buf_reserve(out, n + 1);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = s[i] == '+' ? ' ' : s[i];
-    long dn = tp_url_decode(dst, n, dst);
-    out->len += dn < 0 ? n : (size_t)dn;
-}
-
 /* A random (version 4) UUID, as Tyk's request_id. */
 static void uuid4(char out[37])
 {
@@ -156,17 +145,10 @@ static int query_var(const tp_req_t *req, tp_str_t want, int all, tp_buf_t *out)
     tp_str_t q = req->rp != NULL ? req->rp->query : (tp_str_t){"", 0};
     tp_buf_t tmp = {0};
     int found = 0;
-    while (q.n > 0) {
-        const char *amp = memchr(q.p, '&', q.n);
-        tp_str_t pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
-        q = amp ? (tp_str_t){amp + 1, q.n - pair.n - 1} : (tp_str_t){"", 0};
-        if (pair.n == 0)
-            continue;
-        const char *eq = memchr(pair.p, '=', pair.n);
-        tp_str_t name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.n};
-        tp_str_t val = eq ? (tp_str_t){eq + 1, pair.n - name.n - 1} : (tp_str_t){"", 0};
+    tp_str_t name, val;
+    while (tp_query_next(&q, &name, &val)) {
         tmp.len = 0;
-        query_unescape(&tmp, val.p, val.n);
+        tp_query_unescape(&tmp, val.p, val.n);
         if (all) {
             if (found)
                 tp_buf_putc(out, ';');
@@ -176,7 +158,7 @@ static int query_var(const tp_req_t *req, tp_str_t want, int all, tp_buf_t *out)
             found = 1;
         } else {
             tp_buf_t dn = {0};
-            query_unescape(&dn, name.p, name.n);
+            tp_query_unescape(&dn, name.p, name.n);
             int same = same_name((tp_str_t){dn.data ? dn.data : "", dn.len}, want, 0);
             tp_buf_free(&dn);
             if (same) {
@@ -309,23 +291,18 @@ cJSON *tp_ctx_object(tp_req_t *req)
         cJSON_AddStringToObject(o, tp_buf_cstr(&k), tp_buf_cstr(&v));
     }
     tp_str_t q = rp->query;
-    while (q.n > 0) {
-        const char *amp = memchr(q.p, '&', q.n);
-        tp_str_t pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
-        q = amp ? (tp_str_t){amp + 1, q.n - pair.n - 1} : (tp_str_t){"", 0};
-        const char *eq = memchr(pair.p, '=', pair.n);
-        tp_str_t name = {pair.p, eq ? (size_t)(eq - pair.p) : pair.n};
+    tp_str_t name, val;
+    while (tp_query_next(&q, &name, &val)) {
         if (name.n == 0)
             continue;
         tp_buf_t dn = {0};
-        query_unescape(&dn, name.p, name.n);
+        tp_query_unescape(&dn, name.p, name.n);
         ctx_key(&k, "request_data_", (tp_str_t){dn.data, dn.len}, 0);
         tp_buf_free(&dn);
         if (tp_json_get(o, tp_buf_cstr(&k)) != NULL)
             continue;
         v.len = 0;
-        if (eq != NULL)
-            query_unescape(&v, eq + 1, pair.n - name.n - 1);
+        tp_query_unescape(&v, val.p, val.n);
         cJSON_AddStringToObject(o, tp_buf_cstr(&k), tp_buf_cstr(&v));
     }
     /* what stages set (triggers, claims), the newest winning */

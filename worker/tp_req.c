@@ -49,6 +49,33 @@ int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out)
     return -1;
 }
 
+/* A query parameter's bytes decoded as Go's url.ParseQuery does (an
+ * undecodable one is kept as it is). */
+void tp_query_unescape(tp_buf_t *out, const char *s, size_t n)
+{
+    char *dst = tp_buf_reserve(out, n + 1);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = s[i] == '+' ? ' ' : s[i];
+    long dn = tp_url_decode(dst, n, dst);
+    out->len += dn < 0 ? n : (size_t)dn;
+}
+
+int tp_query_next(tp_str_t *q, tp_str_t *name, tp_str_t *val)
+{
+    while (q->n > 0) {
+        const char *amp = memchr(q->p, '&', q->n);
+        tp_str_t pair = {q->p, amp ? (size_t)(amp - q->p) : q->n};
+        *q = amp ? (tp_str_t){amp + 1, q->n - pair.n - 1} : (tp_str_t){"", 0};
+        if (pair.n == 0)
+            continue;
+        const char *eq = memchr(pair.p, '=', pair.n);
+        *name = (tp_str_t){pair.p, eq ? (size_t)(eq - pair.p) : pair.n};
+        *val = eq ? (tp_str_t){eq + 1, pair.n - name->n - 1} : (tp_str_t){"", 0};
+        return 1;
+    }
+    return 0;
+}
+
 void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out)
 {
     size_t n = strlen(name);

@@ -204,6 +204,12 @@ static inline tp_str_t tp_req_str(const tp_req_t *req, uint32_t off, uint32_t le
 /* Query parameter <name> of <q>, decoded ('+' as space) into <out>
  * (NUL-terminated); -1 when absent. */
 int tp_query_get(tp_str_t q, const char *name, tp_buf_t *out);
+/* Appends <n> bytes of a query name or value, decoded as Go's
+ * url.ParseQuery does ('+' is a space; an undecodable one is kept). */
+void tp_query_unescape(tp_buf_t *out, const char *s, size_t n);
+/* The next "name=value" of query <q> (undecoded; <q> moves past it):
+ * 1, or 0 when there is none left. Empty pieces ("a&&b") are skipped. */
+int tp_query_next(tp_str_t *q, tp_str_t *name, tp_str_t *val);
 /* <q> without parameter <name> (strip_versioning_data). */
 void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out);
 /* Copies the request's head and paths out of the read buffer, into

@@ -78,18 +78,13 @@ static int kind_check(tp_req_t *req, const tp_trigger_t *t, int kind, int tn)
                 count += opt_check(req, o, tp_buf_cstr(&val), tn, i++);
             }
         } else if (kind == TP_TRIG_QUERY) {
-            tp_str_t q = req->rp->query;
+            tp_str_t q = req->rp->query, name, raw;
             int i = 0;
-            while (q.n > 0) {
-                const char *amp = memchr(q.p, '&', q.n);
-                tp_str_t pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
-                q = amp ? (tp_str_t){amp + 1, q.n - pair.n - 1} : (tp_str_t){"", 0};
-                const char *eq = memchr(pair.p, '=', pair.n);
-                size_t kn = eq ? (size_t)(eq - pair.p) : pair.n;
-                if (kn != strlen(o->name) || memcmp(pair.p, o->name, kn) != 0)
+            while (tp_query_next(&q, &name, &raw)) {
+                if (name.n != strlen(o->name) || memcmp(name.p, o->name, name.n) != 0)
                     continue;
                 val.len = 0;
-                tp_query_get((tp_str_t){pair.p, pair.n}, o->name, &val);
+                tp_query_unescape(&val, raw.p, raw.n);
                 count += opt_check(req, o, tp_buf_cstr(&val), tn, i++);
             }
         } else if (kind == TP_TRIG_PATH_PART) {
