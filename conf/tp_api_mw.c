@@ -206,10 +206,10 @@ static int target_ok(mwb_t *B, const char *to, const char *path)
         return mfail(B, path,
                      "internal \"tyk://\" loops are not supported by this gateway yet; the API is "
                      "not loaded rather than served without its rewrite");
-    if (strstr(to, "://") != NULL)
+    if (strstr(to, "://") != NULL && strncasecmp(to, "http://", 7) != 0)
         return mfail(B, path,
-                     "a rewrite to another host is not supported by this gateway yet; the API is "
-                     "not loaded rather than served without its rewrite");
+                     "a rewrite to another host is supported over http:// only; the API is not "
+                     "loaded rather than served without its rewrite");
     return 0;
 }
 

@@ -292,8 +292,8 @@ static long up_target(const tp_req_t *req, size_t at)
 static int next_host(tp_req_t *req)
 {
     const tp_api_t *api = req->route->api;
-    if (api->ntargets < 2 || !replayable(req) || req->rp != &req->saved_rp || req->resp_started ||
-        req->hosts_tried + 1 >= api->ntargets)
+    if (api->ntargets < 2 || req->rw_host != NULL || !replayable(req) ||
+        req->rp != &req->saved_rp || req->resp_started || req->hosts_tried + 1 >= api->ntargets)
         return 0;
     tp_worker_t *w = req->conn->w;
     size_t at = (size_t)(req->target - api->targets);
@@ -328,7 +328,11 @@ int tp_proxy_start(tp_req_t *req, const tp_reqpath_t *rp)
     }
     req->target = &api->targets[idx];
     req->pool = w->target_pool[slot][req->target->idx];
-    if (api->ntargets > 1 && replayable(req)) {
+    if (req->rw_host != NULL) {
+        req->target = req->rw_host; /* url_rewrites named another host */
+        req->pool = req->rw_pool;
+    }
+    if (api->ntargets > 1 && replayable(req) && req->rw_host == NULL) {
         /* a connect failure may send it to the next host: keep its head */
         tp_req_save(req, req->rp);
         rp = req->rp;

@@ -159,16 +159,18 @@ struct tp_req_s {
     unsigned jwks_refetched : 1; /* a kid its JWKS lacked made it fetch the set again */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
-    struct tp_track_s *track;  /* what the analytics record needs of the request (the
-                                 track stage, for the analytics log stage); NULL: none */
-    unsigned not_recorded : 1; /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
-    tp_ctxkv_t *ctx_kv;        /* context variables stages set (tp_ctxvars.c), in the arena */
-    tp_str_t up_target;        /* url_rewrites: the new path and query for the upstream ... */
-    size_t up_target_strip;    /* ... and the bytes of it the listen path covers */
-    const char *up_method;     /* method_transforms: the upstream's method; NULL: the client's */
-    uint32_t hosts_tried;      /* other target_list hosts tried after connect failures */
-    uint64_t hard_timeout_ms;  /* the "timeouts" stage: a hard timeout applies (0: none) */
-    uint64_t hard_deadline;    /* ... and when it ends (loop ms), set by the proxy */
+    struct tp_track_s *track;   /* what the analytics record needs of the request (the
+                                  track stage, for the analytics log stage); NULL: none */
+    unsigned not_recorded : 1;  /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    tp_ctxkv_t *ctx_kv;         /* context variables stages set (tp_ctxvars.c), in the arena */
+    tp_str_t up_target;         /* url_rewrites: the new path and query for the upstream ... */
+    size_t up_target_strip;     /* ... and the bytes of it the listen path covers */
+    const char *up_method;      /* method_transforms: the upstream's method; NULL: the client's */
+    const tp_target_t *rw_host; /* url_rewrites to another host: it, and its pool */
+    tp_pool_t *rw_pool;
+    uint32_t hosts_tried;     /* other target_list hosts tried after connect failures */
+    uint64_t hard_timeout_ms; /* the "timeouts" stage: a hard timeout applies (0: none) */
+    uint64_t hard_deadline;   /* ... and when it ends (loop ms), set by the proxy */
     const struct tp_breaker_entry_s *breaker; /* the "breaker" stage let it through ... */
     unsigned breaker_trial : 1;               /* ... as the half-open trial */
     uint64_t up_start_ms;                     /* the proxy asked the upstream (loop ms) ... */

@@ -21,7 +21,9 @@
 
 #include "tp_api_mw.h"
 #include "tp_endpoints.h"
+#include "tp_err.h"
 #include "tp_json.h"
+#include "tp_log.h"
 #include "tp_url.h"
 #include "tp_worker.h"
 
@@ -147,6 +149,51 @@ static const char *choose(tp_req_t *req, const tp_rewrite_t *r)
     return to;
 }
 
+/* ---- another host --------------------------------------------------------------------------- */
+
+#define RW_HOSTS_MAX 256 /* hosts rewrites may name, per worker (each keeps a pool) */
+
+/* <url> ("http://host[:port][/path][?query]", <n> bytes) names another
+ * host: req->rw_host and rw_pool are set, *rest is the path and query.
+ * -1 when it cannot be followed (logged). */
+static int other_host(tp_req_t *req, const char *url, size_t n, tp_str_t *rest)
+{
+    tp_worker_t *w = req->conn->w;
+    const char *a = url + 7, *end = url + n, *p = a;
+    while (p < end && *p != '/' && *p != '?')
+        p++;
+    char auth[300];
+    if (p == a || (size_t)(p - a) >= sizeof(auth) - 16)
+        return -1;
+    snprintf(auth, sizeof(auth), "%.*s", (int)(p - a), a);
+    uint32_t *at = tp_strmap_get(&w->rw_map, auth);
+    if (at == NULL) {
+        if (w->nrw_hosts >= RW_HOSTS_MAX) {
+            tp_log_warn("api %s: url_rewrites: more than %d hosts named, %s not followed",
+                        req->route->api->api_id, RW_HOSTS_MAX, auth);
+            return -1;
+        }
+        char u[320], why[256];
+        snprintf(u, sizeof(u), "http://%s/", auth);
+        tp_target_t *t = tp_calloc(1, sizeof(*t));
+        if (tp_url_parse(u, &t->url, why, sizeof(why)) < 0) {
+            tp_log_warn("api %s: url_rewrites: \"%s\": %s", req->route->api->api_id, auth, why);
+            free(t);
+            return -1;
+        }
+        t->raw = tp_strdup(u);
+        t->idx = UINT32_MAX; /* in no generation's tables */
+        w->rw_hosts = tp_realloc(w->rw_hosts, (w->nrw_hosts + 1) * sizeof(*w->rw_hosts));
+        w->rw_hosts[w->nrw_hosts] = t;
+        int added;
+        at = tp_strmap_put(&w->rw_map, auth, (uint32_t)w->nrw_hosts++, &added);
+    }
+    req->rw_host = w->rw_hosts[*at];
+    req->rw_pool = tp_upstream_pool(w, req->rw_host);
+    *rest = p < end ? (tp_str_t){p, (size_t)(end - p)} : (tp_str_t){"/", 1};
+    return 0;
+}
+
 /* ---- the stages ---------------------------------------------------------------------------- */
 
 static tp_stage_rc_t rewrite_run(tp_req_t *req)
@@ -193,13 +240,34 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
         tp_buf_putc(&out, *p++);
     }
     tp_ctx_expand(req, out.data != NULL ? out.data : "", out.len, TP_CTX_ESCAPE, &exp);
+    /* an absolute URL: another host (Tyk's RetainHost), the path as written */
+    tp_str_t whole = {exp.data != NULL ? exp.data : "", exp.len}, rest = whole;
+    int other = 0;
+    if (whole.n > 7 && strncasecmp(whole.p, "http://", 7) == 0) {
+        if (other_host(req, whole.p, whole.n, &rest) < 0) {
+            tp_buf_free(&url);
+            tp_buf_free(&out);
+            tp_buf_free(&exp);
+            tp_respond_error(req, 500, "There was a problem proxying the request");
+            return TP_STAGE_DONE;
+        }
+        other = 1;
+    } else if (memmem(whole.p, whole.n, "://", 3) != NULL) {
+        tp_log_warn("api %s: url_rewrites: \"%.*s\" is not followed (http:// only)",
+                    req->route->api->api_id, (int)(whole.n < 200 ? whole.n : 200), whole.p);
+        tp_buf_free(&url);
+        tp_buf_free(&out);
+        tp_buf_free(&exp);
+        tp_respond_error(req, 500, "There was a problem proxying the request");
+        return TP_STAGE_DONE;
+    }
     /* the request line cannot carry control bytes or spaces: escape them */
-    char *dst = tp_arena_alloc(&req->arena, exp.len * 3 + 2);
+    char *dst = tp_arena_alloc(&req->arena, rest.n * 3 + 2);
     size_t n = 0;
-    if (exp.len == 0 || exp.data[0] != '/')
+    if (rest.n == 0 || rest.p[0] != '/')
         dst[n++] = '/';
-    for (size_t i = 0; i < exp.len; i++) {
-        unsigned char c = (unsigned char)exp.data[i];
+    for (size_t i = 0; i < rest.n; i++) {
+        unsigned char c = (unsigned char)rest.p[i];
         if (c <= ' ' || c == 0x7f) {
             n += (size_t)snprintf(dst + n, 4, "%%%02X", c);
         } else {
@@ -211,8 +279,8 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
     /* the listen path is stripped when the new path starts with it */
     const tp_api_t *api = req->route->api;
     size_t lp = strlen(api->listen_path);
-    req->up_target_strip = api->strip_listen_path && !req->route->by_api_id && lp > 0 && n >= lp &&
-                                   memcmp(dst, api->listen_path, lp) == 0
+    req->up_target_strip = !other && api->strip_listen_path && !req->route->by_api_id && lp > 0 &&
+                                   n >= lp && memcmp(dst, api->listen_path, lp) == 0
                                ? lp
                                : 0;
     tp_buf_free(&url);

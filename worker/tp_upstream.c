@@ -116,6 +116,11 @@ static tp_pool_t *pool_for(tp_worker_t *w, const tp_target_t *t)
     return p;
 }
 
+tp_pool_t *tp_upstream_pool(tp_worker_t *w, const tp_target_t *t)
+{
+    return pool_for(w, t);
+}
+
 void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap)
 {
     /* which pool each target of this generation uses */

@@ -99,6 +99,9 @@ void tp_proxy_up_timeout(tp_upconn_t *up);
 /* tp_upstream.c: per-host pools of upstream connections */
 /* Maps the targets of a new generation to pools (made as needed). */
 void tp_upstream_generation(tp_worker_t *w, const tp_snapshot_t *snap);
+/* The pool of plain-HTTP host <t> (url_rewrites to another host): made
+ * on first use, kept for the worker's life like every pool. */
+tp_pool_t *tp_upstream_pool(tp_worker_t *w, const tp_target_t *t);
 /* Finds or opens a connection for <req>; calls tp_proxy_connected or
  * tp_proxy_failed (possibly before returning). */
 void tp_upstream_acquire(tp_req_t *req);

@@ -128,6 +128,9 @@ struct tp_worker_s {
     tp_pool_t **pools;
     size_t npools;
     tp_strmap_t pool_map; /* "host:port" -> index in pools */
+    tp_strmap_t rw_map;   /* url_rewrites to other hosts: "host:port" -> index in rw_hosts */
+    tp_target_t **rw_hosts;
+    size_t nrw_hosts;
     llhttp_settings_t req_settings;
     llhttp_settings_t resp_settings;
     uint64_t header_timeout_ms;

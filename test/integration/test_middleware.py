@@ -160,6 +160,21 @@ def test_url_rewrite_groups_listen_path_and_query(upstream, make_gateway, rc):
     assert echo(get(g, "/rw/post-only", tok, method="POST"))["path"] == "/base/echo/posted"
 
 
+def test_url_rewrite_to_another_host(upstream, make_gateway, rc):
+    """An absolute rewrite_to names another host: the request goes there,
+    path and query as written, Host that host's (Tyk's RetainHost)."""
+    port = int(upstream.url("/").split(":")[2].split("/")[0])
+    rules = [{"path": "/away/{x}", "method": "GET", "match_pattern": "/rw/away/(\\w+)",
+              "rewrite_to": "http://localhost:%d/echo/elsewhere?via=$1&t=$tyk_meta.t" % port}]
+    g = make_gateway(conf=conf(), apis=[rewrite_api(upstream, rules)])
+    tok = key_with(rc, ["rw"], meta_data={"t": "a b"})
+    for _ in range(2):  # the second on a kept connection of that host's pool
+        e = echo(get(g, "/rw/away/abc", tok))
+        assert (e["path"], e["query"]) == ("/echo/elsewhere", "via=abc&t=a+b")
+        assert dict((k.lower(), v) for k, v in e["headers"])["host"] == "localhost:%d" % port
+    assert echo(get(g, "/rw/echo/stay", tok))["path"] == "/base/echo/stay"
+
+
 def test_url_rewrite_triggers(upstream, make_gateway, rc):
     rules = [{
         "path": "/route", "method": "GET", "match_pattern": "/route",
@@ -379,6 +394,9 @@ def test_response_body_transforms(upstream, make_gateway, rc):
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
                         "rewrite_to": "tyk://other-api/x"}]}, {},
      "extended_paths.url_rewrites[0].rewrite_to", "tyk://"),
+    ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
+                        "rewrite_to": "https://other.example/x"}]}, {},
+     "extended_paths.url_rewrites[0].rewrite_to", "http:// only"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "(unclosed",
                         "rewrite_to": "/y"}]}, {},
      "extended_paths.url_rewrites[0].match_pattern", "(unclosed"),
