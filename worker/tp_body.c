@@ -247,8 +247,10 @@ static int resp_transform_wanted(const tp_chain_api_t *a)
     return a->resp_transform;
 }
 
-const tp_stage_t tp_stage_transform_response = {
-    .name = "transform_response", .wanted = resp_transform_wanted, .run = resp_transform_run};
+const tp_stage_t tp_stage_transform_response = {.name = "transform_response",
+                                                .wanted = resp_transform_wanted,
+                                                .run = resp_transform_run,
+                                                .reads_request_late = 1}; /* ._tyk_context */
 
 int tp_body_transform_response(tp_req_t *req, const tp_buf_t *in, tp_buf_t *out)
 {

@@ -113,7 +113,7 @@ static const tp_stage_t *const api_log_stages[] = {&tp_stage_breaker, &tp_stage_
 int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, const tp_chain_api_t *a,
                    void (*fail)(tp_req_t *req))
 {
-    c->n = c->nresp = c->nlog = 0;
+    c->n = c->nresp = c->nlog = c->keep_request = 0;
     c->fail = fail;
     for (size_t i = 0; i < n; i++) {
         if (table[i]->wanted != NULL && !table[i]->wanted(a))
@@ -121,6 +121,7 @@ int tp_chain_build(tp_chain_t *c, const tp_stage_t *const *table, size_t n, cons
         if (c->n == TP_CHAIN_MAX)
             return -1;
         c->stage[c->n++] = table[i];
+        c->keep_request |= table[i]->reads_request_late;
     }
     return 0;
 }
@@ -131,8 +132,10 @@ int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_r
         return -1;
     c->nresp = c->nlog = 0;
     for (size_t i = 0; i < COUNT(response_stages); i++)
-        if (response_stages[i]->wanted == NULL || response_stages[i]->wanted(a))
+        if (response_stages[i]->wanted == NULL || response_stages[i]->wanted(a)) {
             c->resp[c->nresp++] = response_stages[i];
+            c->keep_request |= response_stages[i]->reads_request_late;
+        }
     for (size_t i = 0; i < COUNT(api_log_stages); i++)
         if (api_log_stages[i]->wanted == NULL || api_log_stages[i]->wanted(a))
             c->log[c->nlog++] = api_log_stages[i];

@@ -87,12 +87,17 @@ typedef struct tp_stage_s {
     void (*log)(tp_req_t *req);
     /* Bytes of per-request state it wants (tp_chain_state), 0 for none. */
     size_t state;
+    /* It reads the request's head or paths once the upstream answers:
+     * they are copied out of the shared read buffer (tp_req_save) before
+     * the proxy asks, for the APIs whose chain has such a stage. */
+    unsigned reads_request_late : 1;
 } tp_stage_t;
 
 #define TP_CHAIN_MAX 32
 
 typedef struct tp_chain_s {
     uint8_t n, nresp, nlog;
+    uint8_t keep_request; /* a stage has reads_request_late: the proxy saves the head first */
     const tp_stage_t *stage[TP_CHAIN_MAX];
     const tp_stage_t *resp[TP_CHAIN_MAX]; /* response stages */
     const tp_stage_t *log[TP_CHAIN_MAX];  /* the API's own log stages */

@@ -277,5 +277,7 @@ static int cors_wanted(const tp_chain_api_t *a)
 }
 
 const tp_stage_t tp_stage_cors = {.name = "cors", .wanted = cors_wanted, .run = cors_run};
-const tp_stage_t tp_stage_cors_headers = {
-    .name = "cors_headers", .wanted = cors_wanted, .headers = cors_headers};
+const tp_stage_t tp_stage_cors_headers = {.name = "cors_headers",
+                                          .wanted = cors_wanted,
+                                          .headers = cors_headers,
+                                          .reads_request_late = 1}; /* Origin */

@@ -123,5 +123,7 @@ static int resp_headers_wanted(const tp_chain_api_t *a)
     return a->resp_headers;
 }
 
-const tp_stage_t tp_stage_resp_headers = {
-    .name = "resp_headers", .wanted = resp_headers_wanted, .headers = resp_headers};
+const tp_stage_t tp_stage_resp_headers = {.name = "resp_headers",
+                                          .wanted = resp_headers_wanted,
+                                          .headers = resp_headers,
+                                          .reads_request_late = 1};

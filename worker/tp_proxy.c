@@ -370,6 +370,11 @@ static tp_stage_rc_t proxy_run(tp_req_t *req)
 {
     tp_conn_t *c = req->conn;
     int waited = req->rp == &req->saved_rp;
+    /* the head is in the worker's shared read buffer and the paths on the
+     * dispatcher's stack: a stage that reads them with the response needs
+     * its own copy */
+    if (req->run.chain->keep_request)
+        tp_req_save(req, req->rp);
     if (tp_proxy_start(req, req->rp) < 0)
         return TP_STAGE_DONE; /* answered: every host is down */
     /* a request that waited (for its session, a limit) left its body unread */

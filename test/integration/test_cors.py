@@ -127,3 +127,36 @@ def test_options_passthrough_reaches_the_upstream_without_auth(gw):
     assert r.header("Access-Control-Allow-Methods") is None
     # other methods still need the key
     assert gw.request("GET", "/pass/echo", [("Origin", ORIGIN)]).status == 401
+
+
+def test_the_origin_is_read_from_the_request_that_is_answered(make_gateway, upstream):
+    """The allow-origin of a slow response comes from its own request, not
+    from whatever the worker read meanwhile: the response stages read the
+    request after the upstream answers, so its head is kept for them."""
+    import http.client
+    import threading
+    g = make_gateway(conf=conf(), apis=[cors_api("open", upstream.url("/"), keyless=True)],
+                     workers=1)
+    other = "https://evl.example.com"  # as long as ORIGIN: the same bytes at the same offsets
+    assert len(other) == len(ORIGIN)
+    got = {}
+
+    def slow():
+        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+        c.request("GET", "/open/delay/400", headers={"Origin": ORIGIN})
+        r = c.getresponse()
+        r.read()
+        got["acao"] = r.getheader("Access-Control-Allow-Origin")
+        c.close()
+
+    t = threading.Thread(target=slow)
+    t.start()
+    import time
+    time.sleep(0.1)  # the slow request is at the upstream
+    for _ in range(5):
+        c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+        c.request("GET", "/open/delay/001", headers={"Origin": other})
+        c.getresponse().read()
+        c.close()
+    t.join()
+    assert got["acao"] == ORIGIN
