@@ -448,6 +448,152 @@ static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
     return rc;
 }
 
+/* ---- the response cache (TYK-COMPAT 21.8) -------------------------------------------- */
+
+static int is_safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
+int tp_cachepath_match(const tp_cachepath_t *c, const char *method, const char *const *paths,
+                       size_t n)
+{
+    if (c->safe ? !is_safe_method(method) : strcmp(c->m.method, method) != 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (regexec(&c->m.re, paths[i], 0, NULL, 0) == 0)
+            return 1;
+    return 0;
+}
+
+/* A list of HTTP status codes at <path> into <codes>. */
+static int status_codes(mwb_t *B, const cJSON *list, const char *path, int **codes, size_t *n)
+{
+    *codes = NULL;
+    *n = 0;
+    if (list == NULL || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list))
+        return mfail(B, path, "expected a list of HTTP status codes");
+    const cJSON *c;
+    cJSON_ArrayForEach(c, list)
+    {
+        if (!cJSON_IsNumber(c) || c->valuedouble < 100 || c->valuedouble > 999 ||
+            c->valuedouble != (double)(int)c->valuedouble) {
+            free(*codes);
+            *codes = NULL;
+            *n = 0;
+            return mfail(B, path, "expected a list of HTTP status codes");
+        }
+        *codes = tp_realloc(*codes, (*n + 1) * sizeof(int));
+        (*codes)[(*n)++] = (int)c->valuedouble;
+    }
+    return 0;
+}
+
+/* A legacy extended_paths.cache entry: a path string, safe methods. */
+static int cache_legacy(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    if (!cJSON_IsString(e))
+        return mfail(B, path, "expected a path string");
+    grow((void **)&mw->cache, &mw->ncache, sizeof(*mw->cache));
+    tp_cachepath_t *c = &mw->cache[mw->ncache];
+    char why[256];
+    const tp_conf_t *conf = B->conf;
+    if (tp_path_pattern_compile(
+            &c->m.re, e->valuestring, conf->http_server_options.enable_path_prefix_matching,
+            conf->http_server_options.enable_path_suffix_matching, B->icase, why, sizeof(why)) < 0)
+        return mfail(B, path, why);
+    c->safe = 1;
+    mw->ncache++;
+    return 0;
+}
+
+/* advance_cache_config {path, method, cache_key_regex, cache_response_codes, timeout}. */
+static int cache_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    grow((void **)&mw->cache, &mw->ncache, sizeof(*mw->cache));
+    tp_cachepath_t *c = &mw->cache[mw->ncache];
+    int rc = epmatch_of(B, &c->m, e, path);
+    if (rc <= 0)
+        return rc;
+    mw->ncache++;
+    char sub[640], why[256];
+    const char *rx = jstr(e, "cache_key_regex");
+    if (rx != NULL && rx[0] != '\0') {
+        snprintf(sub, sizeof(sub), "%.560s.cache_key_regex", path);
+        if (tp_rx_compile(&c->key_rx, rx, 0, why, sizeof(why)) < 0)
+            return mfail(B, sub, why);
+        c->has_key_rx = 1;
+    }
+    snprintf(sub, sizeof(sub), "%.560s.cache_response_codes", path);
+    if (status_codes(B, tp_json_get(e, "cache_response_codes"), sub, &c->codes, &c->ncodes) < 0)
+        return -1;
+    const cJSON *t = tp_json_get(e, "timeout");
+    if (t != NULL && !cJSON_IsNull(t)) {
+        snprintf(sub, sizeof(sub), "%.560s.timeout", path);
+        if (!cJSON_IsNumber(t) || t->valuedouble < 0)
+            return mfail(B, sub, "expected a number of seconds");
+        c->timeout = (int64_t)t->valuedouble;
+    }
+    return 0;
+}
+
+int tp_api_mw_cache_build(const cJSON *def, tp_cacheopts_t **out, char *err, size_t errlen)
+{
+    mwb_t B = {NULL, 0, err, errlen};
+    *out = NULL;
+    const cJSON *o = tp_json_get(def, "cache_options");
+    if (!cJSON_IsTrue(tp_json_get(o, "enable_cache")))
+        return 0;
+    tp_cacheopts_t *c = tp_calloc(1, sizeof(*c));
+    const cJSON *t = tp_json_get(o, "cache_timeout");
+    if (t != NULL && !cJSON_IsNull(t)) {
+        if (!cJSON_IsNumber(t) || t->valuedouble < 0) {
+            tp_api_mw_cache_free(c);
+            return mfail(&B, "$.cache_options.cache_timeout", "expected a number of seconds");
+        }
+        c->timeout = (int64_t)t->valuedouble;
+    }
+    c->all_safe = cJSON_IsTrue(tp_json_get(o, "cache_all_safe_requests"));
+    c->upstream_control = cJSON_IsTrue(tp_json_get(o, "enable_upstream_cache_control"));
+    if (status_codes(&B, tp_json_get(o, "cache_response_codes"),
+                     "$.cache_options.cache_response_codes", &c->codes, &c->ncodes) < 0) {
+        tp_api_mw_cache_free(c);
+        return -1;
+    }
+    const char *th = jstr(o, "cache_control_ttl_header");
+    c->ttl_header = tp_strdup(th != NULL && th[0] != '\0' ? th : "x-tyk-cache-action-set-ttl");
+    const cJSON *bh = tp_json_get(o, "cache_by_headers"), *h;
+    if (bh != NULL && !cJSON_IsNull(bh) && !cJSON_IsArray(bh)) {
+        tp_api_mw_cache_free(c);
+        return mfail(&B, "$.cache_options.cache_by_headers", "expected a list of header names");
+    }
+    cJSON_ArrayForEach(h, (cJSON_IsArray(bh) ? bh : NULL))
+    {
+        if (!cJSON_IsString(h)) {
+            tp_api_mw_cache_free(c);
+            return mfail(&B, "$.cache_options.cache_by_headers", "expected a list of header names");
+        }
+        c->by_headers = tp_realloc(c->by_headers, (c->nby_headers + 1) * sizeof(char *));
+        c->by_headers[c->nby_headers++] = tp_strdup(h->valuestring);
+    }
+    *out = c;
+    return 0;
+}
+
+void tp_api_mw_cache_free(tp_cacheopts_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->codes);
+    free(c->ttl_header);
+    for (size_t i = 0; i < c->nby_headers; i++)
+        free(c->by_headers[i]);
+    free(c->by_headers);
+    free(c);
+}
+
 /* extended_paths sections Tyk runs and this gateway does not yet: an API
  * with an enabled entry in one is refused, not served without it. */
 static const struct {
@@ -455,8 +601,6 @@ static const struct {
 } refused[] = {
     {"transform_jq", "jq transforms"},
     {"transform_jq_response", "jq response transforms"},
-    {"cache", "the response cache"},
-    {"advance_cache_config", "the response cache"},
     {"virtual", "virtual endpoints (JavaScript)"},
     {"go_plugin", "Go plugins"},
     {"persist_graphql", "persisted GraphQL queries"},
@@ -505,10 +649,23 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
         const char *key;
         int (*fn)(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path);
     } sections[] = {
-        {"url_rewrites", rewrite_entry},  {"method_transforms", mtrans_entry},
-        {"size_limits", size_entry},      {"internal", internal_entry},
-        {"track_endpoints", track_entry}, {"validate_json", validate_entry},
-        {"transform", transform_entry},   {"transform_response", transform_response_entry}};
+        {"url_rewrites", rewrite_entry},      {"method_transforms", mtrans_entry},
+        {"size_limits", size_entry},          {"internal", internal_entry},
+        {"track_endpoints", track_entry},     {"validate_json", validate_entry},
+        {"transform", transform_entry},       {"transform_response", transform_response_entry},
+        {"advance_cache_config", cache_entry}};
+    {
+        const cJSON *list = tp_json_get(ext, "cache"), *e;
+        int at = 0;
+        cJSON_ArrayForEach(e, (cJSON_IsArray(list) ? list : NULL))
+        {
+            snprintf(sub, sizeof(sub), "%.500s.extended_paths.cache[%d]", path, at++);
+            if (cache_legacy(&B, mw, e, sub) < 0) {
+                tp_api_mw_free(mw);
+                return -1;
+            }
+        }
+    }
     for (size_t s = 0; ext != NULL && s < sizeof(sections) / sizeof(sections[0]); s++) {
         const cJSON *list = tp_json_get(ext, sections[s].key), *e;
         int at = 0;
@@ -525,7 +682,8 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
             }
         }
     }
-    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf + mw->nrtf ==
+    if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf + mw->nrtf +
+                mw->ncache ==
             0 &&
         mw->global_size == 0) {
         free(mw);
@@ -586,17 +744,18 @@ void tp_api_mw_free(tp_api_mw_t *mw)
         tp_tmpl_free(mw->rtf[i].tmpl);
     }
     free(mw->rtf);
+    for (size_t i = 0; i < mw->ncache; i++) {
+        regfree(&mw->cache[i].m.re);
+        if (mw->cache[i].has_key_rx)
+            rx_free(&mw->cache[i].key_rx);
+        free(mw->cache[i].codes);
+    }
+    free(mw->cache);
     free(mw);
 }
 
 int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen)
 {
-    if (cJSON_IsTrue(tp_json_get(tp_json_get(def, "cache_options"), "enable_cache"))) {
-        snprintf(err, errlen,
-                 "$.cache_options.enable_cache: the response cache is not supported by this "
-                 "gateway yet; the API is not loaded rather than served uncached");
-        return -1;
-    }
     if (cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))) {
         snprintf(err, errlen,
                  "$.enable_batch_request_support: batch requests (/tyk/batch/) are not supported "

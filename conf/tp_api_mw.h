@@ -101,6 +101,40 @@ typedef struct tp_transform_s {
     int session; /* enable_session: ._tyk_meta is the session's meta_data */
 } tp_transform_t;
 
+/* A response cache endpoint: a legacy extended_paths.cache path (safe
+ * methods, the API's settings) or an advance_cache_config entry. */
+typedef struct tp_cachepath_s {
+    tp_epmatch_t m;
+    int safe;       /* a legacy path: GET, HEAD and OPTIONS (Tyk's SAFE_METHODS) */
+    int has_key_rx; /* cache_key_regex: the body's first match is hashed, not the body */
+    tp_rx_t key_rx;
+    int *codes; /* cache_response_codes; none: the API's */
+    size_t ncodes;
+    int64_t timeout; /* seconds; 0: the API's cache_timeout */
+} tp_cachepath_t;
+
+/* cache_options of an API that has enable_cache (TYK-COMPAT 21.8). */
+typedef struct tp_cacheopts_s {
+    int64_t timeout; /* cache_timeout, seconds */
+    int all_safe;    /* cache_all_safe_requests */
+    int *codes;      /* cache_response_codes; none: every code */
+    size_t ncodes;
+    int upstream_control; /* enable_upstream_cache_control */
+    char *ttl_header;     /* cache_control_ttl_header, Tyk's default when unset */
+    char **by_headers;    /* cache_by_headers, as written */
+    size_t nby_headers;
+    int body_hash; /* some endpoint caches POST, PUT or PATCH: the body is read first */
+} tp_cacheopts_t;
+
+/* Does cache endpoint <c> take <method> (and one of the <n> paths)? */
+int tp_cachepath_match(const tp_cachepath_t *c, const char *method, const char *const *paths,
+                       size_t n);
+
+/* The cache_options of <def>: NULL when enable_cache is off, or on -1 a
+ * JSON path and the reason in <err>. */
+int tp_api_mw_cache_build(const cJSON *def, tp_cacheopts_t **out, char *err, size_t errlen);
+void tp_api_mw_cache_free(tp_cacheopts_t *c);
+
 typedef struct tp_api_mw_s {
     tp_rewrite_t *rw;
     size_t nrw;
@@ -120,6 +154,8 @@ typedef struct tp_api_mw_s {
     size_t ntf;
     tp_transform_t *rtf; /* transform_response */
     size_t nrtf;
+    tp_cachepath_t *cache; /* extended_paths.cache, then advance_cache_config */
+    size_t ncache;
 } tp_api_mw_t;
 
 /* Builds the middleware of version <info> (its JSON path <path>) under
@@ -131,8 +167,8 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
                     tp_api_mw_t **out, char *err, size_t errlen);
 void tp_api_mw_free(tp_api_mw_t *mw);
 
-/* The API-wide settings this gateway does not run yet (cache_options,
- * batch requests): -1 with the JSON path and the reason in <err>. */
+/* The API-wide settings this gateway does not run yet (batch requests): -1 with the JSON path and
+ * the reason in <err>. */
 int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen);
 
 /* Compiles Go regular expression <pattern> with its group numbers kept. */

@@ -782,6 +782,17 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     }
     r->has_api_limits = !r->disable_rate_limit && (r->global.rate > 0 || B.endpoint_limits);
     r->strip_auth_data = bool_of(def, "strip_auth_data");
+    if (tp_api_mw_cache_build(def, &r->cache, err, errlen) < 0)
+        goto err;
+    for (size_t i = 0; r->cache != NULL && i < r->nversions; i++) {
+        const tp_api_mw_t *mw = r->versions[i].mw;
+        for (size_t j = 0; mw != NULL && j < mw->ncache; j++) {
+            const char *m = mw->cache[j].m.method;
+            r->cache->body_hash |=
+                !mw->cache[j].safe &&
+                (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0);
+        }
+    }
     *out = r;
     return 0;
 err:
@@ -806,6 +817,7 @@ void tp_api_rules_free(tp_api_rules_t *r)
 {
     if (r == NULL)
         return;
+    tp_api_mw_cache_free(r->cache);
     for (size_t i = 0; i < r->nversions; i++) {
         tp_version_t *v = &r->versions[i];
         for (size_t j = 0; j < v->nrules; j++) {

@@ -143,6 +143,8 @@ typedef struct tp_api_rules_s {
     int disable_rate_limit;
     int has_api_limits; /* a global limit or endpoint limits (RateLimitForAPI enabled) */
     tp_rlrule_t global; /* rate 0: none */
+
+    struct tp_cacheopts_s *cache; /* cache_options with enable_cache, else NULL */
 } tp_api_rules_t;
 
 /* Builds the rules of definition <def> (a classic API definition) under

@@ -178,6 +178,8 @@ static const store_t stores[] = {
     S("turnpike.redis_ready_grace", TP_CK_FLOAT, tp.redis_ready_grace),
     S("turnpike.session_cache_size", TP_CK_INT, tp.session_cache_size),
     S("turnpike.session_cache_entry", TP_CK_INT, tp.session_cache_entry),
+    S("turnpike.response_cache_size", TP_CK_INT, tp.response_cache_size),
+    S("turnpike.response_cache_entry", TP_CK_INT, tp.response_cache_entry),
     S("turnpike.limits_fail_open", TP_CK_BOOL, tp.limits_fail_open),
     S("turnpike.rate_limiter", TP_CK_STRING, tp.rate_limiter),
     S("turnpike.limit_counters", TP_CK_INT, tp.limit_counters),
@@ -781,6 +783,10 @@ static void apply_defaults(tp_conf_t *c)
         t->session_cache_size = 64LL << 20;
     if (t->session_cache_entry <= 0)
         t->session_cache_entry = 4096;
+    if (t->response_cache_size == -1) /* unset (0 turns the front off) */
+        t->response_cache_size = 32LL << 20;
+    if (t->response_cache_entry <= 0)
+        t->response_cache_entry = 16384;
     if (c->min_token_length <= 0)
         c->min_token_length = 3;
     if (c->local_session_cache.cached_session_timeout <= 0)
@@ -884,6 +890,9 @@ static void validate(load_t *L)
     if (c->analytics_config.records_buffer_size > 10000000)
         add_error(L, "%s: $.analytics_config.records_buffer_size: expected at most 10000000",
                   L->file);
+    if (c->tp.response_cache_size < 0)
+        add_error(L, "%s: $.turnpike.response_cache_size: expected 0 (no front) or a size in bytes",
+                  L->file);
     if (c->tp.max_header_count > 10000)
         add_error(L, "%s: $.turnpike.max_header_count: expected at most 10000", L->file);
     if (c->tp.max_request_line > (1 << 20) || c->tp.max_header_bytes > (1 << 20))
@@ -909,6 +918,7 @@ int tp_conf_load(const char *path, tp_conf_t *conf, char *err, size_t errlen)
     load_t L = {.conf = conf, .file = path ? path : "(environment)"};
     memset(conf, 0, sizeof(*conf));
     conf->file = tp_strdup(L.file);
+    conf->tp.response_cache_size = -1;
 
     /* Tyk's FillEnv: only the word "true" (any case) omits the file */
     const char *omit = getenv("TYK_GW_OMITCONFIGFILE");

@@ -49,6 +49,8 @@ typedef struct tp_conf_tp_s {
     double redis_ready_grace;      /* s Redis may be unreachable before /ready fails */
     int64_t session_cache_size;    /* bytes of the shared session cache */
     int64_t session_cache_entry;   /* bytes per cached session (larger ones are not cached) */
+    int64_t response_cache_size;   /* bytes of the shared response cache front; 0: none */
+    int64_t response_cache_entry;  /* bytes per cached response (larger ones: Redis only) */
     int limits_fail_open;          /* rate limits and quotas let requests through while Redis is
                                     * unreachable */
     char *rate_limiter;            /* "local" (node counters, Tyk's DRL role) or "exact" (Redis) */

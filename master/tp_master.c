@@ -907,11 +907,21 @@ int tp_master_run(const char *conf_path, tp_gen_t *gen)
         tp_log_error("%s", err);
         return 1;
     }
-    m->shm->scache = tp_scache_create((size_t)gen->conf.tp.session_cache_size,
-                                      (size_t)gen->conf.tp.session_cache_entry, err, sizeof(err));
+    m->shm->scache =
+        tp_scache_create((size_t)gen->conf.tp.session_cache_size,
+                         (size_t)gen->conf.tp.session_cache_entry, "session", err, sizeof(err));
     if (m->shm->scache == NULL) {
         tp_log_error("%s", err);
         return 1;
+    }
+    if (gen->conf.tp.response_cache_size > 0) {
+        m->shm->rcache = tp_scache_create((size_t)gen->conf.tp.response_cache_size,
+                                          (size_t)gen->conf.tp.response_cache_entry, "response",
+                                          err, sizeof(err));
+        if (m->shm->rcache == NULL) {
+            tp_log_error("%s", err);
+            return 1;
+        }
     }
     m->shm->limits = tp_limits_create((size_t)gen->conf.tp.limit_counters, err, sizeof(err));
     if (m->shm->limits == NULL) {

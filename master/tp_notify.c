@@ -15,6 +15,7 @@
 #include "tp_log.h"
 #include "tp_master.h"
 #include "tp_notice.h"
+#include "tp_redis_purge.h"
 #include "tp_shm_session.h"
 
 void tp_sd_notify(const char *state)
@@ -45,6 +46,15 @@ static int signature_ok(const char *cmd, const char *payload, const char *secret
     char hex[65];
     tp_notice_signature(cmd, payload, secret, hex);
     return strcmp(sig, hex) == 0; /* exact, lower-case hex, as Tyk compares */
+}
+
+static void on_cache_purged(void *arg, long deleted, const char *err)
+{
+    (void)arg;
+    if (err != NULL)
+        tp_log_warn("DeleteAPICache: the cached responses could not all be deleted: %s", err);
+    else
+        tp_log_debug("DeleteAPICache: %ld cached responses deleted from Redis", deleted);
 }
 
 void tp_master_notification(tp_master_t *m, const char *text, size_t len)
@@ -105,6 +115,25 @@ void tp_master_notification(tp_master_t *m, const char *text, size_t len)
         tp_log_debug("tyk.cluster.notifications: KeySpaceUpdateNotification for %d keys: %d "
                      "cached sessions evicted",
                      names, evicted);
+        goto out;
+    }
+    if (strcmp(c, "DeleteAPICache") == 0) {
+        /* payload: an api_id; its responses leave the node's front now
+         * and Redis (cache-<api_id>*) as every Tyk node deletes them */
+        int evicted = 0;
+        if (m->shm->rcache != NULL && p[0] != '\0') {
+            uint8_t d[32];
+            tp_scache_digest(p, strlen(p), NULL, 0, d);
+            evicted = tp_scache_evict_store(m->shm->rcache, d);
+        }
+        if (p[0] != '\0') {
+            char pattern[600];
+            snprintf(pattern, sizeof(pattern), "cache-%.500s*", p);
+            tp_redis_purge(m->redis, pattern, on_cache_purged, NULL);
+        }
+        tp_log_info("tyk.cluster.notifications: DeleteAPICache for API %s: %d cached responses "
+                    "left this node's front",
+                    p, evicted);
         goto out;
     }
     if (strcmp(c, "NoticeGatewayDRLNotification") != 0)

@@ -128,6 +128,7 @@ typedef struct tp_shm_s {
     _Atomic(tp_snapshot_t *) current;        /* its snapshot */
     _Atomic uint64_t slot_gen[TP_SHM_SLOTS]; /* generation in each slot, 0 if free */
     struct tp_scache_s *scache;              /* the session cache, its own mapping */
+    struct tp_scache_s *rcache;              /* the response cache's front, or NULL */
     struct tp_limits_s *limits;              /* rate-limit counters, their own mapping */
     struct tp_metrics_s *metrics;            /* Prometheus counters, their own mapping, or NULL */
     struct tp_breakers_s *breakers;          /* circuit breakers, their own mapping */

@@ -45,21 +45,24 @@ static entry_t *entry_at(tp_scache_t *c, uint32_t i)
     return (entry_t *)(c->entries + (size_t)i * c->entry_bytes);
 }
 
-tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, char *err, size_t errlen)
+tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, const char *name, char *err,
+                              size_t errlen)
 {
     entry_bytes = (entry_bytes + 63) & ~(size_t)63;
     if (entry_bytes < sizeof(entry_t) + 256) {
-        snprintf(err, errlen, "turnpike.session_cache_entry: at least %zu bytes",
+        snprintf(err, errlen, "turnpike.%s_cache_entry: at least %zu bytes", name,
                  sizeof(entry_t) + 256);
         return NULL;
     }
     size_t n = bytes / entry_bytes;
     if (n < PROBE) {
-        snprintf(err, errlen, "turnpike.session_cache_size: room for %d entries at least", PROBE);
+        snprintf(err, errlen, "turnpike.%s_cache_size: room for %d entries at least", name, PROBE);
         return NULL;
     }
     size_t size = sizeof(tp_scache_t) + n * entry_bytes;
-    void *p = tp_shm_map(size, "the session cache", err, errlen);
+    char what[64];
+    snprintf(what, sizeof(what), "the %s cache", name);
+    void *p = tp_shm_map(size, what, err, errlen);
     if (p == NULL)
         return NULL;
     tp_scache_t *c = p;

@@ -34,9 +34,16 @@
 
 typedef struct tp_scache_s tp_scache_t;
 
-/* Maps the cache: <bytes> in all, <entry_bytes> per entry. NULL with a
- * reason in <err>. Master, before fork. */
-tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, char *err, size_t errlen);
+/* Maps the cache: <bytes> in all, <entry_bytes> per entry; <name> names
+ * its settings in errors (turnpike.<name>_cache_size). NULL with a reason
+ * in <err>. Master, before fork.
+ *
+ * The response cache's shared-memory front (worker/tp_cache.c) is another
+ * table of the same kind: id the digest of the Redis key, store the digest
+ * of the API id (a purge evicts an API's entries), the Redis key, and the
+ * response as stored. */
+tp_scache_t *tp_scache_create(size_t bytes, size_t entry_bytes, const char *name, char *err,
+                              size_t errlen);
 
 /* Looks up <id>. On a hit (1), copies the Redis key name into <rkey> and
  * the session JSON into <json> (both NUL-terminated), and sets *slot and

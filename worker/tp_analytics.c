@@ -417,13 +417,13 @@ static const char *json_str(const cJSON *o, const char *k)
 
 /* Tags in Tyk's order (TYK-COMPAT 8.3, 15.3). */
 static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess,
-                     const char *keyhash, const tp_api_t *api)
+                     const char *keyhash, const tp_api_t *api, int cached)
 {
     const cJSON *pols = tp_json_get(sess, "apply_policies");
     const cJSON *stags = tp_json_get(sess, "tags");
     const char *dev = jstr(tp_json_get(sess, "meta_data"), "tyk_developer_id");
     uint32_t n = (uint32_t)a->ntags + (dev != NULL ? 1 : 0) + (keyhash[0] ? 1 : 0) +
-                 (api->org_id != NULL && api->org_id[0] ? 1 : 0) + 1;
+                 (api->org_id != NULL && api->org_id[0] ? 1 : 0) + 1 + (cached != 0);
     const cJSON *e;
     cJSON_ArrayForEach(e, pols) n += cJSON_IsString(e);
     cJSON_ArrayForEach(e, stags) n += cJSON_IsString(e);
@@ -439,6 +439,8 @@ static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess
     cJSON_ArrayForEach(e, stags) if (cJSON_IsString(e)) tp_mp_cstr(b, e->valuestring);
     for (size_t i = 0; i < a->ntags; i++)
         tp_mp_cstr(b, a->tags[i]);
+    if (cached)
+        tp_mp_cstr(b, "cached-response");
     if (keyhash[0]) {
         tp_mp_str2(b, "key-", keyhash);
     }
@@ -564,7 +566,7 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_int(b, "Total", total);
     kv_int(b, "Upstream", upstream);
     kv_int(b, "Gateway", total - upstream);
-    put_tags(b, a, sess, keyhash, api);
+    put_tags(b, a, sess, keyhash, api, req->cached);
     kv_str(b, "Alias", json_str(sess, "alias"));
     kv_bool(b, "TrackPath", t->tracked != NULL);
     int64_t expire = a->expire_after > 0 ? a->expire_after : 36500LL * 86400;

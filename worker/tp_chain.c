@@ -48,12 +48,15 @@ extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limit
 extern const tp_stage_t tp_stage_timeouts;   /* tp_timeouts.c: hard timeouts */
 extern const tp_stage_t tp_stage_breaker;    /* tp_breaker.c: circuit breakers (and log) */
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
-extern const tp_stage_t tp_stage_resp_headers; /* tp_headers.c: transform_response_headers */
-extern const tp_stage_t tp_stage_expires;      /* tp_auth.c: X-Tyk-Api-Expires */
-extern const tp_stage_t tp_stage_rl_headers;   /* tp_limit.c: X-RateLimit-* */
-extern const tp_stage_t tp_stage_cors_headers; /* tp_cors.c: Access-Control-* */
-extern const tp_stage_t tp_stage_stats;        /* tp_stats.c: "show stat" counters */
-extern const tp_stage_t tp_stage_metrics;      /* tp_metrics.c: Prometheus counters (log) */
+extern const tp_stage_t tp_stage_resp_headers;  /* tp_headers.c: transform_response_headers */
+extern const tp_stage_t tp_stage_cache;         /* tp_cache.c: answers from the response cache */
+extern const tp_stage_t tp_stage_cache_capture; /* tp_cache.c: the response head to store */
+extern const tp_stage_t tp_stage_cache_store;   /* tp_cache.c: stores the response */
+extern const tp_stage_t tp_stage_expires;       /* tp_auth.c: X-Tyk-Api-Expires */
+extern const tp_stage_t tp_stage_rl_headers;    /* tp_limit.c: X-RateLimit-* */
+extern const tp_stage_t tp_stage_cors_headers;  /* tp_cors.c: Access-Control-* */
+extern const tp_stage_t tp_stage_stats;         /* tp_stats.c: "show stat" counters */
+extern const tp_stage_t tp_stage_metrics;       /* tp_metrics.c: Prometheus counters (log) */
 
 /* Every request, before it has an API. */
 static const tp_stage_t *const front_stages[] = {
@@ -92,6 +95,7 @@ static const tp_stage_t *const request_stages[] = {
     &tp_stage_headers,
     &tp_stage_url_rewrite,
     &tp_stage_method_transform,
+    &tp_stage_cache,
     &tp_stage_timeouts,
     &tp_stage_breaker,
     &tp_stage_proxy,
@@ -99,14 +103,15 @@ static const tp_stage_t *const request_stages[] = {
 
 /* Added to every response that carries them, in this order: the
  * upstream's changed first, then the gateway's own. */
-static const tp_stage_t *const response_stages[] = {&tp_stage_resp_headers, &tp_stage_expires,
-                                                    &tp_stage_rl_headers, &tp_stage_cors_headers};
+static const tp_stage_t *const response_stages[] = {&tp_stage_resp_headers, &tp_stage_cache_capture,
+                                                    &tp_stage_expires, &tp_stage_rl_headers,
+                                                    &tp_stage_cors_headers};
 
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
 /* ... and for those of an API that wants them. */
-static const tp_stage_t *const api_log_stages[] = {&tp_stage_breaker, &tp_stage_analytics,
-                                                   &tp_stage_metrics};
+static const tp_stage_t *const api_log_stages[] = {&tp_stage_cache_store, &tp_stage_breaker,
+                                                   &tp_stage_analytics, &tp_stage_metrics};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

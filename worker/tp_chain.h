@@ -70,6 +70,8 @@ typedef struct tp_chain_api_s {
     unsigned tracked : 1;        /* track_endpoints */
     unsigned basic_body : 1;     /* basic_auth.extract_from_body */
     unsigned resp_transform : 1; /* transform_response */
+    unsigned cache : 1;          /* cache_options.enable_cache */
+    unsigned cache_body : 1;     /* ... with an endpoint for POST, PUT or PATCH (body hashed) */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {
@@ -81,7 +83,9 @@ typedef struct tp_stage_s {
      * NULL); it may be called after the stage answered: idempotent. */
     void (*cancel)(tp_req_t *req);
     /* A response stage: appends its header lines to a response head, one
-     * from the upstream (<gateway> 0) or an error the gateway made (1). */
+     * from the upstream (<gateway> TP_RESP_UPSTREAM), one the gateway made
+     * (TP_RESP_GATEWAY) or an upstream's the response cache kept, whose
+     * upstream-side changes were made when it was stored (TP_RESP_CACHED). */
     void (*headers)(const tp_req_t *req, tp_buf_t *head, int gateway);
     /* A log stage: the request was answered (counters; analytics). */
     void (*log)(tp_req_t *req);
@@ -92,6 +96,8 @@ typedef struct tp_stage_s {
      * the proxy asks, for the APIs whose chain has such a stage. */
     unsigned reads_request_late : 1;
 } tp_stage_t;
+
+enum { TP_RESP_UPSTREAM = 0, TP_RESP_GATEWAY = 1, TP_RESP_CACHED = 2 };
 
 #define TP_CHAIN_MAX 32
 

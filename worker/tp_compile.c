@@ -99,6 +99,8 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .hmac = out->hmac != NULL,
                             .no_token = !token_auth(def)};
         mw_wanted(out->rules, &a);
+        a.cache = out->rules->cache != NULL;
+        a.cache_body = a.cache && out->rules->cache->body_hash;
         a.basic_body = basic_body != 0;
         if (api->use_mtls) {
             out->mtls = tp_tls_certset_new();

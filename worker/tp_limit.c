@@ -244,8 +244,8 @@ static void rate_headers(tp_req_t *req, double rate, const tp_limit_res_t *res, 
  * a rate limit (rate_limit_response_headers "rate_limits"). */
 static void rl_headers(const tp_req_t *req, tp_buf_t *b, int gateway)
 {
-    if (gateway && !req->rl_early)
-        return;
+    if (gateway == TP_RESP_GATEWAY && !req->rl_early)
+        return; /* (a cached response carries the session's, as Tyk's) */
     if (req->rl_set)
         tp_buf_printf(b,
                       "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"

@@ -688,7 +688,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         tp_buf_put_str(b, tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len}));
         tp_buf_puts(b, "\r\n");
     }
-    tp_chain_headers(req->run.chain, req, b, 0);
+    tp_chain_headers(req->run.chain, req, b, TP_RESP_UPSTREAM);
     if (req->resp_chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     if (close)
@@ -1001,12 +1001,26 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     tp_upconn_t *up = p->data;
-    if (up->req != NULL && up->req->resp_dechunk) {
+    tp_req_t *req = up->req;
+    if (req == NULL)
+        return 0;
+    if (req->resp_dechunk) {
         memmove(up->dechunk_w, at, len);
+        at = up->dechunk_w;
         up->dechunk_w += len;
     }
-    if (up->req != NULL && up->req->resp_collect && up->req->resp_body.len <= TP_REST_BODY_MAX)
-        tp_buf_append(&up->req->resp_body, at, len);
+    if (req->resp_collect) {
+        if (req->resp_body.len <= TP_REST_BODY_MAX)
+            tp_buf_append(&req->resp_body, at, len);
+    } else if (req->resp_keep) {
+        /* a copy for the response cache, while it goes to the client */
+        if (req->resp_body.len + len <= TP_KEEP_BODY_MAX) {
+            tp_buf_append(&req->resp_body, at, len);
+        } else {
+            req->resp_keep = 0;
+            tp_buf_free(&req->resp_body);
+        }
+    }
     return 0;
 }
 

@@ -23,6 +23,7 @@
 
 #define TP_BLOCK_SIZE (64 * 1024)
 #define TP_REST_BODY_MAX (16 * 1024 * 1024) /* an API definition or policy, at most */
+#define TP_KEEP_BODY_MAX (8 * 1024 * 1024)  /* a response the cache keeps, at most */
 
 typedef struct tp_worker_s tp_worker_t;
 typedef struct tp_conn_s tp_conn_t;
@@ -85,10 +86,11 @@ struct tp_req_s {
     const tp_route_t *route;
     const tp_target_t *target;
     tp_pool_t *pool;
-    uint32_t token;    /* blocking /tyk/reload: the answer it waits for */
-    uint8_t rest_op;   /* a REST write waiting for its body */
-    char rest_id[256]; /* the id in its path */
-    void *rest_job;    /* a /tyk/keys operation in progress (tp_rest_keys.c) */
+    uint32_t token;                      /* blocking /tyk/reload: the answer it waits for */
+    uint8_t rest_op;                     /* a REST write waiting for its body */
+    char rest_id[256];                   /* the id in its path */
+    void *rest_job;                      /* a /tyk/keys operation in progress (tp_rest_keys.c) */
+    struct tp_redis_purge_s *rest_purge; /* DELETE /tyk/cache/{api_id} in progress */
 
     /* the parsed head: offsets from head_base, which moves if the head is
      * copied out of the shared read buffer */
@@ -125,6 +127,9 @@ struct tp_req_s {
     unsigned body_buffered : 1; /* the whole body is in rbody: the proxy sends it from there */
     unsigned quiet_refusal : 1; /* basic auth tries the header before the body: no answer yet */
     unsigned resp_collect : 1;  /* the response body is gathered in resp_body for resp_tf */
+    unsigned resp_keep : 1;     /* ... or copied there as it goes out (the response cache);
+                                   cleared when it is over TP_KEEP_BODY_MAX */
+    unsigned cached : 1;        /* answered from the response cache */
     const struct tp_transform_s *resp_tf; /* transform_response that applies, or NULL */
     tp_buf_t resp_body;                   /* ... the upstream's body, then the new one */
     uint64_t content_length;
@@ -159,14 +164,15 @@ struct tp_req_s {
     unsigned jwks_refetched : 1; /* a kid its JWKS lacked made it fetch the set again */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
-    struct tp_track_s *track;   /* what the analytics record needs of the request (the
-                                  track stage, for the analytics log stage); NULL: none */
-    unsigned not_recorded : 1;  /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
-    tp_ctxkv_t *ctx_kv;         /* context variables stages set (tp_ctxvars.c), in the arena */
-    tp_str_t up_target;         /* url_rewrites: the new path and query for the upstream ... */
-    size_t up_target_strip;     /* ... and the bytes of it the listen path covers */
-    const char *up_method;      /* method_transforms: the upstream's method; NULL: the client's */
-    const tp_target_t *rw_host; /* url_rewrites to another host: it, and its pool */
+    struct tp_cache_req_s *cache; /* the response cache's key and plan (tp_cache.c), or NULL */
+    struct tp_track_s *track;     /* what the analytics record needs of the request (the
+                                    track stage, for the analytics log stage); NULL: none */
+    unsigned not_recorded : 1;    /* answered by a mock reply: no record (TYK-COMPAT 15.6) */
+    tp_ctxkv_t *ctx_kv;           /* context variables stages set (tp_ctxvars.c), in the arena */
+    tp_str_t up_target;           /* url_rewrites: the new path and query for the upstream ... */
+    size_t up_target_strip;       /* ... and the bytes of it the listen path covers */
+    const char *up_method;        /* method_transforms: the upstream's method; NULL: the client's */
+    const tp_target_t *rw_host;   /* url_rewrites to another host: it, and its pool */
     tp_pool_t *rw_pool;
     uint32_t hosts_tried;     /* other target_list hosts tried after connect failures */
     uint64_t hard_timeout_ms; /* the "timeouts" stage: a hard timeout applies (0: none) */

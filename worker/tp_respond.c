@@ -25,7 +25,6 @@ int tp_req_will_close(const tp_req_t *req)
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
                 size_t body_len, const char *extra_headers)
 {
-    tp_conn_t *c = req->conn;
     tp_buf_t *out = &req->out;
     int close = tp_req_will_close(req);
     out->len = 0;
@@ -44,13 +43,18 @@ void tp_respond(tp_req_t *req, int status, const char *content_type, const char 
     tp_buf_puts(out, "\r\n");
     if (req->method != HTTP_HEAD)
         tp_buf_append(out, body, body_len);
+    tp_respond_send(req, status, close);
+}
 
+void tp_respond_send(tp_req_t *req, int status, int close)
+{
+    tp_conn_t *c = req->conn;
     req->status = status;
     req->resp_started = 1;
     req->resp_done = 1;
     if (close)
         c->want_close = 1;
-    uv_buf_t buf = uv_buf_init(out->data, (unsigned)out->len);
+    uv_buf_t buf = uv_buf_init(req->out.data, (unsigned)req->out.len);
     if (tp_conn_write(c, &buf, 1) == 1)
         tp_conn_response_done(c);
 }
@@ -243,7 +247,7 @@ void tp_respond_error_with(tp_req_t *req, int status, const char *message, const
         tp_buf_puts(&extra, "X-Generator: tyk.io\r\n");
     if (headers != NULL)
         tp_buf_puts(&extra, headers);
-    tp_chain_headers(req->run.chain, req, &extra, 1);
+    tp_chain_headers(req->run.chain, req, &extra, TP_RESP_GATEWAY);
     tp_respond(req, status, xml ? xtype : "application/json", body.data, body.len,
                extra.len > 0 ? tp_buf_cstr(&extra) : NULL);
     tp_buf_free(&extra);

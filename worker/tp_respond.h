@@ -12,6 +12,10 @@
 /* tp_respond.c: responses made by the gateway itself */
 void tp_respond(tp_req_t *req, int status, const char *content_type, const char *body,
                 size_t body_len, const char *extra_headers);
+/* Sends the whole response the caller wrote into req->out (head and
+ * body), with status <status>; <close>: the connection closes after it
+ * (decided with tp_req_will_close before the head was written). */
+void tp_respond_send(tp_req_t *req, int status, int close);
 /* Tyk's error body (templates/error.json, or error.xml when the request is
  * XML; error_<status>.* in template_path override them). */
 void tp_respond_error(tp_req_t *req, int status, const char *message);

@@ -22,6 +22,8 @@
 #include "tp_json.h"
 #include "tp_log.h"
 #include "tp_notice.h"
+#include "tp_redis_purge.h"
+#include "tp_shm_session.h"
 #include "tp_worker.h"
 
 enum { OP_API_CREATE = 1, OP_API_UPDATE, OP_POLICY_CREATE, OP_POLICY_UPDATE };
@@ -453,6 +455,53 @@ static void reload_group(tp_req_t *req)
     reply_status(req, 200, "ok", "");
 }
 
+/* ---- DELETE /tyk/cache/{api_id} (invalidateCacheHandler) ------------------------------ */
+
+static void on_cache_purged(void *arg, long deleted, const char *err)
+{
+    tp_req_t *req = arg;
+    req->rest_purge = NULL;
+    if (err != NULL) {
+        tp_log_error("REST: cache invalidation for API %s failed: %s", req->rest_id, err);
+        reply_error(req, 500, "Cache invalidation failed");
+        return;
+    }
+    tp_log_info("REST: cache invalidated for API %s (%ld responses)", req->rest_id, deleted);
+    reply_status(req, 200, "ok", "cache invalidated");
+}
+
+/* Tyk deletes cache-<api_id>* (for any id, known or not). This node's
+ * front drops the API's entries now, and the other nodes' on the
+ * DeleteAPICache notification published here (Tyk nodes delete again). */
+static void cache_purge(tp_req_t *req, tp_str_t id)
+{
+    tp_worker_t *w = req->conn->w;
+    if (id.n == 0 || id.n >= 250 || memchr(id.p, '/', id.n) != NULL) {
+        tp_rest__not_found(req);
+        return;
+    }
+    if (req->method != HTTP_DELETE) {
+        tp_rest__bad_method(req);
+        return;
+    }
+    snprintf(req->rest_id, sizeof(req->rest_id), "%.*s", (int)id.n, id.p);
+    if (w->redis == NULL) {
+        reply_error(req, 500, "Cache invalidation failed");
+        return;
+    }
+    if (w->rcache != NULL) {
+        uint8_t d[32];
+        tp_scache_digest(req->rest_id, strlen(req->rest_id), NULL, 0, d);
+        tp_scache_evict_store(w->rcache, d);
+    }
+    char *msg = tp_notice_format("DeleteAPICache", req->rest_id, w->conf->node_secret);
+    tp_redis_cmd(w->redis, NULL, NULL, "PUBLISH tyk.cluster.notifications %s", msg);
+    free(msg);
+    char pattern[300];
+    snprintf(pattern, sizeof(pattern), "cache-%s*", req->rest_id);
+    req->rest_purge = tp_redis_purge(w->redis, pattern, on_cache_purged, req);
+}
+
 /* ---- dispatch ------------------------------------------------------------------------ */
 
 /* POST and PUT carry a body: remember what to do with it once it is in. */
@@ -608,6 +657,11 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query)
     }
     if (seg_is(first, "health") && rest.n == 0) {
         tp_rest_health(req, query);
+        return;
+    }
+    if (seg_is(first, "cache") && !seg_is(rest, "jwks") &&
+        !(rest.n > 5 && strncmp(rest.p, "jwks/", 5) == 0)) {
+        cache_purge(req, rest);
         return;
     }
     if (seg_is(first, "org") || seg_is(first, "oauth") || seg_is(first, "cache") ||

@@ -15,6 +15,7 @@
 
 #include "tp_err.h"
 #include "tp_log.h"
+#include "tp_redis_purge.h"
 #include "tp_worker.h"
 
 #define TP_FREE_REQS_MAX 256
@@ -84,6 +85,8 @@ void tp_req_put(tp_worker_t *w, tp_req_t *req)
     tp_chain_cancel(req);
     tp_session_release(req);
     tp_rest_keys_release(req);
+    if (req->rest_purge != NULL)
+        tp_redis_purge_detach(req->rest_purge); /* it goes on; nobody to answer */
     tp_arena_reset(&req->arena);
     tp_buf_free(&req->resp_body);
     if (req->body != NULL && !req->body_buffered) {
@@ -341,6 +344,7 @@ _Noreturn void tp_worker_run(int id, int listen_fd, int control_fd, int master_f
     w->stats = tp_shm_stats(shm, id);
     w->me = &shm->workers[id];
     w->scache = shm->scache;
+    w->rcache = shm->rcache;
     w->master_fd = master_fd;
     w->header_timeout_ms = (uint64_t)(conf->tp.header_timeout * 1000);
     w->body_timeout_ms = (uint64_t)(conf->tp.body_timeout * 1000);

@@ -80,11 +80,13 @@ struct tp_worker_s {
     tp_chain_t front;               /* the chain every request starts with */
     cJSON **policies[TP_SHM_SLOTS]; /* per slot: parsed policies, built on first use */
     size_t npolicies[TP_SHM_SLOTS];
-    tp_rulepaths_t rulepaths;   /* scratch for rule matching */
-    struct tp_scache_s *scache; /* the node's session cache (shared memory) */
-    struct tp_limits_s *limits; /* the node's rate-limit counters (shared memory) */
-    uv_timer_t announce_timer;  /* this node's announcements (tp_limit.c) */
-    struct tp_wb_s *wb;         /* quota values to write back into sessions (tp_limit_wb.c) */
+    tp_rulepaths_t rulepaths;       /* scratch for rule matching */
+    struct tp_scache_s *scache;     /* the node's session cache (shared memory) */
+    struct tp_scache_s *rcache;     /* the node's response cache front, or NULL (tp_cache.c) */
+    tp_buf_t cache_rkey, cache_val; /* ... what a lookup copies out of it */
+    struct tp_limits_s *limits;     /* the node's rate-limit counters (shared memory) */
+    uv_timer_t announce_timer;      /* this node's announcements (tp_limit.c) */
+    struct tp_wb_s *wb;             /* quota values to write back into sessions (tp_limit_wb.c) */
     size_t wb_n;
     tp_strmap_t wb_map;
     struct tp_wb_s *wbf; /* ... and those being written back */

@@ -406,7 +406,7 @@ def test_response_body_transforms(upstream, make_gateway, rc):
      "url_rewrites[0].triggers[0].options.payload_matches", "request body"),
     ({"size_limits": [{"path": "/x", "method": "POST", "size_limit": "big"}]}, {},
      "extended_paths.size_limits[0].size_limit", "number"),
-    ({}, {"cache_options": {"enable_cache": True}}, "$.cache_options.enable_cache", "cache"),
+    ({}, {"enable_batch_request_support": True}, "$.enable_batch_request_support", "batch"),
 ])
 def test_unsupported_entries_are_refused_at_load(make_gateway, upstream, extended, info, where,
                                                  what):

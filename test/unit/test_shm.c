@@ -167,7 +167,7 @@ static void ids(const char *key, const char *hash, uint8_t id[32], uint8_t store
 TP_TEST(scache_put_get_refresh_evict)
 {
     char err[256];
-    tp_scache_t *c = tp_scache_create(64 * 1024, 1024, err, sizeof(err));
+    tp_scache_t *c = tp_scache_create(64 * 1024, 1024, "session", err, sizeof(err));
     CHECK(c != NULL);
     uint8_t id[32], store[32];
     ids("k1", "h1", id, store);
