@@ -361,7 +361,8 @@ EOF
 }
 
 # nginx_proxy_conf DIR PORT UPORT WORKERS WORKER_CONNECTIONS [RLIMIT_NOFILE]:
-# nginx as a plain reverse proxy, /bench/ -> upstream /, keepalive pool.
+# nginx as a plain reverse proxy, /bench/ -> upstream /, keepalive pool;
+# with CACHE=1 also /cache/, the same through proxy_cache (200s kept 1 h).
 # keepalive_requests matches Turnpike's default (10000) so both recycle
 # client connections equally often.
 nginx_proxy_conf() {
@@ -390,9 +391,20 @@ http {
         keepalive 500;
         keepalive_requests 1000000;
     }
+    $( [ "${CACHE:-}" = 1 ] && echo "proxy_cache_path $dir/cache levels=1:2 keys_zone=bench_cache:10m inactive=1h;" )
     server {
         listen 127.0.0.1:$port backlog=4096$( [ -n "${TLS_CERT:-}" ] && echo " ssl");
         $(bench_nginx_tls)
+        $( [ "${CACHE:-}" = 1 ] && cat <<CACHED
+location /cache/ {
+            proxy_pass http://bench_up/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench_cache;
+            proxy_cache_valid 200 1h;
+        }
+CACHED
+        )
         location /bench/ {
             proxy_pass http$( [ "${UPSTREAM_TLS:-}" = 1 ] && echo s)://bench_up/;
             proxy_http_version 1.1;

@@ -82,6 +82,12 @@ def decode_entry(raw):
     return base64.b64decode(b64), int(ts)
 
 
+def stored(rc, api_id, n):
+    """Waits until <n> entries of <api_id> are in Redis (they are written
+    once the response went out)."""
+    wait_for(lambda: len(rc.keys("cache-%s*" % api_id)) >= n, 3, what="%d entries of %s" % (n, api_id))
+
+
 def n_of(r):
     assert r.status in (200, 201, 500), r
     return r.json()["n"]
@@ -141,6 +147,7 @@ def test_hit_miss_and_expiry_across_workers(make_gateway, red, counting):
     time.sleep(2.3)
     r = get(g, "/c1/item?x=1")
     assert r.header("X-Tyk-Cached-Response") is None and n_of(r) == 6
+    wait_for(lambda: rc.exists(key), 3, what="the new entry")
     r = get(g, "/c1/item?x=1")
     assert r.header("X-Tyk-Cached-Response") == "1" and n_of(r) == 6
 
@@ -153,6 +160,7 @@ def test_only_listed_paths_and_codes(make_gateway, red, counting):
         cached_api("c2", "/c2/", ok.url("/"), ext),
         cached_api("c3", "/c3/", err.url("/"), {"cache": ["/boom"]}, cache_response_codes=[200])])
     assert n_of(get(g, "/c2/listed")) == 1
+    stored(rc, "c2", 1)
     assert n_of(get(g, "/c2/listed")) == 1  # cached
     assert n_of(get(g, "/c2/other")) == 2
     assert n_of(get(g, "/c2/other")) == 3  # not a cached path
@@ -227,6 +235,7 @@ def test_key_per_token_headers_and_body(make_gateway, red, counting):
     t1, t2 = key_with(rc, ["kb"]), key_with(rc, ["kb"])
     hdr = [("X-Tenant", "acme")]
     assert n_of(get(g, "/kb/short", t1, headers=hdr)) == 1
+    stored(rc, "kb", 1)
     assert n_of(get(g, "/kb/short", t1, headers=hdr)) == 1
     assert n_of(get(g, "/kb/short", t2, headers=hdr)) == 2  # each key its own entry
     assert n_of(get(g, "/kb/short", t1, headers=[("X-Tenant", "other")])) == 3
@@ -235,9 +244,11 @@ def test_key_per_token_headers_and_body(make_gateway, red, counting):
     # POST: the body's hash is part of the key, or only what cache_key_regex finds
     post = lambda path, body: g.request("POST", path, [("Authorization", t1)] + hdr, body=body)
     assert n_of(post("/kb/body", b'{"a":1}')) == 4
+    stored(rc, "kb", 4)
     assert n_of(post("/kb/body", b'{"a":1}')) == 4
     assert n_of(post("/kb/body", b'{"a":2}')) == 5
     assert n_of(post("/kb/search", b'{"q":"cats","page":1}')) == 6
+    stored(rc, "kb", 6)
     assert n_of(post("/kb/search", b'{"page":2,"q":"cats"}')) == 6  # the same match
     assert n_of(post("/kb/search", b'{"q":"dogs"}')) == 7
     ttls = [rc.ttl(k) for k in rc.keys("cache-kb*")]
@@ -252,6 +263,7 @@ def test_keyed_hit_carries_the_sessions_rate_limit_headers(make_gateway, red, co
     tok = key_with(rc, ["rl"], quota_max=100, quota_remaining=100, quota_renewal_rate=3600)
     first = get(g, "/rl/q", tok)
     assert n_of(first) == 1
+    stored(rc, "rl", 1)
     r = get(g, "/rl/q", tok)
     assert r.header("X-Tyk-Cached-Response") == "1" and n_of(r) == 1
     assert r.header("X-RateLimit-Limit") == "100"
@@ -269,6 +281,7 @@ def test_upstream_cache_control(make_gateway, red, counting):
                                              cache_response_codes=[200], enable_upstream_cache_control=True,
                                              cache_control_ttl_header="x-ttl", cache_timeout=100)])
     assert get(g, "/uc/x").status == 500
+    stored(rc, "uc", 1)
     r = get(g, "/uc/x")
     assert r.status == 500 and r.header("X-Tyk-Cached-Response") == "1"
     assert forced.n == 1
@@ -297,6 +310,7 @@ def test_two_nodes_share_entries_and_purge_reaches_both(make_gateway, red, count
     assert rc.keys("cache-tn*") == []
     wait_for(lambda: "DeleteAPICache" in gb.log(), 3, what="node b's notification")
     assert n_of(get(gb, "/tn/a")) == 2
+    wait_for(lambda: rc.keys("cache-tn*"), 3, what="the new entry")  # stored once answered
     assert n_of(get(ga, "/tn/a")) == 2
     # any id is fine (Tyk does not check it); other methods are not
     r = ga.request("DELETE", "/tyk/cache/no-such-api", [("X-Tyk-Authorization", SECRET)])
@@ -327,10 +341,10 @@ def test_hits_are_recorded_with_the_cached_response_tag(make_gateway, red, count
     raw = srv.client(decode_responses=False)
     recs = records(raw, 2, key="analytics-tyk-system-analytics")
     raw.close()
-    tags = sorted((r["Tags"] for r in recs), key=len)
-    assert "cached-response" not in tags[0]
-    assert tags[1].index("cached-response") < tags[1].index("api-an")
-    assert recs[1]["ResponseCode"] == 200 and recs[1]["Latency"]["Upstream"] == 0
+    hit = [r for r in recs if "cached-response" in r["Tags"]]
+    assert len(hit) == 1  # the proxied one has no such tag
+    assert hit[0]["Tags"].index("cached-response") < hit[0]["Tags"].index("api-an")
+    assert hit[0]["ResponseCode"] == 200 and hit[0]["Latency"]["Upstream"] == 0
 
 
 @pytest.mark.parametrize("field,value,where", [
@@ -358,3 +372,30 @@ def test_bad_cache_settings_are_refused_with_their_path(tmp_path, field, value, 
     r = run_turnpike(["-t", "--conf", str(c)])
     assert r.returncode != 0
     assert "bad.json" in r.stderr and where in r.stderr, r.stderr
+
+
+def test_hot_entries_are_served_from_the_nodes_front(make_gateway, red, counting):
+    """Once a worker stored or read an entry, hits on the node cost no Redis GET."""
+    srv, rc = red
+    up = counting()
+    g = gw_of(make_gateway, srv, [cached_api("fr", "/fr/", up.url("/"), cache_all_safe_requests=True)])
+    assert n_of(get(g, "/fr/hot")) == 1
+    wait_for(lambda: rc.keys("cache-fr*"), 3, what="the entry")
+    time.sleep(0.2)
+
+    def gets():
+        return int(rc.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+    before = gets()
+    for _ in range(30):  # new connections: both workers
+        r = get(g, "/fr/hot")
+        assert r.header("X-Tyk-Cached-Response") == "1" and n_of(r) == 1
+    assert gets() - before == 0
+    # turnpike.response_cache_size 0: no front, every hit reads Redis
+    g2 = gw_of(make_gateway, srv, [cached_api("fr", "/fr/", up.url("/"), cache_all_safe_requests=True)],
+               turnpike={"response_cache_size": 0})
+    before = gets()
+    for _ in range(10):
+        r = g2.get("/fr/hot")
+        assert r.header("X-Tyk-Cached-Response") == "1" and n_of(r) == 1
+    assert gets() - before >= 10
