@@ -172,10 +172,13 @@ bench_mkcert() {
 # bench_children PID: the child pids of PID (the worker processes of an
 # nginx or Turnpike master).
 bench_children() {
-    local f
+    local f p
     for f in /proc/"$1"/task/*/children; do
         cat "$f" 2>/dev/null
-    done | tr ' ' '\n' | sed '/^$/d'
+    done | tr ' ' '\n' | sed '/^$/d' | while read -r p; do
+        # nginx's proxy_cache helpers come and go by design: not workers
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'cache \(loader\|manager\)' || echo "$p"
+    done
 }
 
 # bench_cpu_ns PID...: on-CPU time in ns of the PIDs, their children and all

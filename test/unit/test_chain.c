@@ -201,6 +201,21 @@ TP_TEST(test_chain_gateway_order)
     CHECK_INT(tp_chain_build_api(&c, &rh, failed), 0);
     CHECK_INT(c.nresp, 3);
     CHECK_STR(c.resp[0]->name, "resp_headers");
+    /* the response cache: after the rewrites (Tyk's RedisCacheMiddleware),
+     * it takes the stored head after the upstream-side header changes and
+     * before the gateway's own, and stores once the response went out; a
+     * body is read first only when an endpoint hashes one */
+    tp_chain_api_t cached = {.keyless = 1, .cache = 1, .rewrites = 1, .resp_headers = 1};
+    CHECK_STR(names(&cached, b, sizeof(b)), "version paths url_rewrite cache proxy");
+    CHECK_INT(tp_chain_build_api(&c, &cached, failed), 0);
+    CHECK_INT(c.nresp, 4);
+    CHECK_STR(c.resp[0]->name, "resp_headers");
+    CHECK_STR(c.resp[1]->name, "cache_capture");
+    CHECK_STR(c.resp[2]->name, "expires");
+    CHECK_INT(c.nlog >= 1, 1);
+    CHECK_STR(c.log[0]->name, "cache_store");
+    tp_chain_api_t cached_body = {.keyless = 1, .cache = 1, .cache_body = 1};
+    CHECK_STR(names(&cached_body, b, sizeof(b)), "version paths body cache proxy");
 }
 
 /* ---- entering another chain, a chain that runs out --------------------------------- */
