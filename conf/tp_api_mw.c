@@ -24,6 +24,8 @@ typedef struct mwb_s {
     int icase;
     char *err;
     size_t errlen;
+    int payload; /* a rewrite trigger reads the request body */
+    int loops;   /* a rewrite goes to tyk:// */
 } mwb_t;
 
 static int mfail(mwb_t *B, const char *path, const char *why)
@@ -96,9 +98,14 @@ int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t
 
 int tp_rx_exec(const tp_rx_t *rx, const char *s, regmatch_t g[TP_RW_GROUPS])
 {
+    return tp_rx_exec_at(rx, s, 0, g);
+}
+
+int tp_rx_exec_at(const tp_rx_t *rx, const char *s, int notbol, regmatch_t g[TP_RW_GROUPS])
+{
     regmatch_t all[64];
     size_t n = rx->nposix < 64 ? rx->nposix : 64;
-    if (regexec(&rx->re, s, n, all, 0) != 0)
+    if (regexec(&rx->re, s, n, all, notbol ? REG_NOTBOL : 0) != 0)
         return 0;
     for (int i = 0; i < TP_RW_GROUPS; i++)
         g[i].rm_so = g[i].rm_eo = -1;
@@ -199,13 +206,14 @@ static int trigger_opts(mwb_t *B, tp_trigger_t *t, int kind, const cJSON *map, c
 }
 
 /* A rewrite target this gateway can follow: a path (and query) under the
- * API's own target. Another host or an internal tyk:// loop is refused. */
+ * API's own target, another host over http://, or an internal tyk:// loop
+ * (its target is looked up when a request takes it, as Tyk does). */
 static int target_ok(mwb_t *B, const char *to, const char *path)
 {
-    if (strncasecmp(to, "tyk://", 6) == 0)
-        return mfail(B, path,
-                     "internal \"tyk://\" loops are not supported by this gateway yet; the API is "
-                     "not loaded rather than served without its rewrite");
+    if (strncasecmp(to, "tyk://", 6) == 0) {
+        B->loops = 1;
+        return 0;
+    }
     if (strstr(to, "://") != NULL && strncasecmp(to, "http://", 7) != 0)
         return mfail(B, path,
                      "a rewrite to another host is supported over http:// only; the API is not "
@@ -266,11 +274,22 @@ static int rewrite_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *
             if (trigger_opts(B, tr, kinds[k].kind, tp_json_get(opts, kinds[k].key), sub) < 0)
                 return -1;
         }
-        const char *pm = jstr(tp_json_get(opts, "payload_matches"), "match_rx");
-        if (pm != NULL && pm[0] != '\0') {
-            snprintf(sub, sizeof(sub), "%.560s.options.payload_matches", tp);
-            return mfail(B, sub,
-                         "triggers on the request body are not supported by this gateway yet");
+        /* payload_matches: one {match_rx, reverse} on the request body */
+        const cJSON *pm = tp_json_get(opts, "payload_matches");
+        const char *prx = jstr(pm, "match_rx");
+        if (prx != NULL && prx[0] != '\0') {
+            snprintf(sub, sizeof(sub), "%.560s.options.payload_matches.match_rx", tp);
+            grow((void **)&tr->opts, &tr->nopts, sizeof(*tr->opts));
+            tp_trigopt_t *opt = &tr->opts[tr->nopts];
+            char rwhy[256];
+            if (tp_rx_compile(&opt->rx, prx, 0, rwhy, sizeof(rwhy)) < 0)
+                return mfail(B, sub, rwhy);
+            opt->kind = TP_TRIG_PAYLOAD;
+            opt->name = tp_strdup("payload");
+            opt->reverse = cJSON_IsTrue(tp_json_get(pm, "reverse"));
+            tr->nopts++;
+            tr->kinds[TP_TRIG_PAYLOAD] = 1;
+            B->payload = 1;
         }
     }
     return 0;
@@ -541,7 +560,7 @@ static int cache_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
 
 int tp_api_mw_cache_build(const cJSON *def, tp_cacheopts_t **out, char *err, size_t errlen)
 {
-    mwb_t B = {NULL, 0, err, errlen};
+    mwb_t B = {NULL, 0, err, errlen, 0, 0};
     *out = NULL;
     const cJSON *o = tp_json_get(def, "cache_options");
     if (!cJSON_IsTrue(tp_json_get(o, "enable_cache")))
@@ -616,7 +635,7 @@ static int entry_enabled(const cJSON *e)
 int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, const char *path,
                     tp_api_mw_t **out, char *err, size_t errlen)
 {
-    mwb_t B = {conf, ignore_case, err, errlen};
+    mwb_t B = {conf, ignore_case, err, errlen, 0, 0};
     *out = NULL;
     const cJSON *ext = tp_json_get(info, "extended_paths");
     if (!cJSON_IsTrue(tp_json_get(info, "use_extended_paths")) || !cJSON_IsObject(ext))
@@ -689,6 +708,8 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
         free(mw);
         return 0;
     }
+    mw->payload_triggers = B.payload;
+    mw->loops = B.loops;
     *out = mw;
     return 0;
 }

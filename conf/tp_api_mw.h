@@ -40,6 +40,7 @@ enum {
     TP_TRIG_PATH_PART,    /* path_part_matches */
     TP_TRIG_SESSION_META, /* session_meta_matches */
     TP_TRIG_CONTEXT,      /* request_context_matches */
+    TP_TRIG_PAYLOAD,      /* payload_matches: the request body */
     TP_TRIG_KINDS
 };
 
@@ -156,6 +157,8 @@ typedef struct tp_api_mw_s {
     size_t nrtf;
     tp_cachepath_t *cache; /* extended_paths.cache, then advance_cache_config */
     size_t ncache;
+    int payload_triggers; /* a url_rewrites trigger has payload_matches: the body is read */
+    int loops;            /* a url_rewrites target is tyk:// (an internal loop) */
 } tp_api_mw_t;
 
 /* Builds the middleware of version <info> (its JSON path <path>) under
@@ -176,5 +179,8 @@ int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t
 /* Matches <s>: 1 with the RE2 groups in <g> (rm_so -1 for a group that
  * took no part), 0 for no match. */
 int tp_rx_exec(const tp_rx_t *rx, const char *s, regmatch_t g[TP_RW_GROUPS]);
+/* The same where <s> is not the start of the text (<notbol>: ^ does not
+ * match there), for the matches after the first. */
+int tp_rx_exec_at(const tp_rx_t *rx, const char *s, int notbol, regmatch_t g[TP_RW_GROUPS]);
 
 #endif

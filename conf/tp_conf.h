@@ -284,6 +284,7 @@ typedef struct tp_api_s {
     char *domain;
     char *listen_path;
     int use_keyless;
+    int internal; /* reachable only through tyk:// loops: no public route */
     int strip_listen_path;
     int preserve_host_header;
     int disable_strip_slash;

@@ -268,6 +268,7 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         tp_conf__get_str(def, "domain", "$", &api->domain, err, errlen) < 0 ||
         tp_conf__get_str(def, "protocol", "$", &protocol, err, errlen) < 0 ||
         tp_conf__get_bool(def, "use_keyless", "$", &api->use_keyless, err, errlen) < 0 ||
+        tp_conf__get_bool(def, "internal", "$", &api->internal, err, errlen) < 0 ||
         tp_conf__get_bool(def, "active", "$", &active, err, errlen) < 0 ||
         tp_conf__get_int(def, "listen_port", "$", &port, err, errlen) < 0)
         goto err;

@@ -213,6 +213,8 @@ const tp_route_t *tp_router_match(const tp_router_t *r, tp_str_t host, tp_str_t 
 {
     for (size_t i = 0; i < r->n; i++) {
         const tp_route_t *rt = &r->v[i];
+        if (rt->api->internal)
+            continue; /* only tyk:// loops reach it (tp_loop.c) */
         if (rt->domain != NULL && !host_match(rt->domain, host))
             continue;
         long m = tp_route_prefix_match(rt->prefix, rt->len, path, rt->templated, r->strict);

@@ -225,11 +225,11 @@ static tp_stage_rc_t paths_run(tp_req_t *req)
         reply_mock(req, hit);
         return TP_STAGE_DONE;
     }
-    /* extended_paths.internal: reachable only from an internal loop, which
-     * a client's request never is */
+    /* extended_paths.internal: reachable only from an internal loop */
     int internal = 0;
     const tp_api_mw_t *mw = v->mw;
-    for (size_t i = 0; hit == NULL && mw != NULL && i < mw->ninternal && !internal; i++)
+    for (size_t i = 0;
+         hit == NULL && mw != NULL && req->loop_level == 0 && i < mw->ninternal && !internal; i++)
         internal = tp_epmatch(&mw->internal[i], method, ps->p, 3);
     if ((hit != NULL && hit->kind == TP_RULE_BLACK) || (hit == NULL && v->has_white) || internal) {
         tp_respond_error(req, 403, "Requested endpoint is forbidden");

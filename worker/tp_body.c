@@ -65,7 +65,7 @@ static void body_cancel(tp_req_t *req)
 
 static int body_wanted(const tp_chain_api_t *a)
 {
-    return a->validate || a->transform || a->cache_body;
+    return a->validate || a->transform || a->cache_body || a->rewrite_body;
 }
 
 const tp_stage_t tp_stage_body = {

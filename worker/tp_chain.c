@@ -52,6 +52,7 @@ extern const tp_stage_t tp_stage_resp_headers;  /* tp_headers.c: transform_respo
 extern const tp_stage_t tp_stage_cache;         /* tp_cache.c: answers from the response cache */
 extern const tp_stage_t tp_stage_cache_capture; /* tp_cache.c: the response head to store */
 extern const tp_stage_t tp_stage_cache_store;   /* tp_cache.c: stores the response */
+extern const tp_stage_t tp_stage_loop;          /* tp_loop.c: tyk:// internal loops */
 extern const tp_stage_t tp_stage_expires;       /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers;    /* tp_limit.c: X-RateLimit-* */
 extern const tp_stage_t tp_stage_cors_headers;  /* tp_cors.c: Access-Control-* */
@@ -96,6 +97,7 @@ static const tp_stage_t *const request_stages[] = {
     &tp_stage_url_rewrite,
     &tp_stage_method_transform,
     &tp_stage_cache,
+    &tp_stage_loop,
     &tp_stage_timeouts,
     &tp_stage_breaker,
     &tp_stage_proxy,

@@ -72,6 +72,8 @@ typedef struct tp_chain_api_s {
     unsigned resp_transform : 1; /* transform_response */
     unsigned cache : 1;          /* cache_options.enable_cache */
     unsigned cache_body : 1;     /* ... with an endpoint for POST, PUT or PATCH (body hashed) */
+    unsigned rewrite_body : 1;   /* a url_rewrites trigger with payload_matches */
+    unsigned loops : 1;          /* a url_rewrites target is tyk:// */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -55,6 +55,8 @@ static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
         if (v->mw == NULL)
             continue;
         a->rewrites |= v->mw->nrw > 0;
+        a->rewrite_body |= v->mw->payload_triggers != 0;
+        a->loops |= v->mw->loops != 0;
         a->mtransforms |= v->mw->nmt > 0;
         a->size_limits |= v->mw->nsl > 0 || v->mw->global_size > 0;
         a->validate |= v->mw->nvj > 0;

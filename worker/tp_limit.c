@@ -812,9 +812,16 @@ static void op_init(limop_t *op, tp_req_t *req, int stage, int last)
 }
 
 /* RateLimitAndQuotaCheck, on the limits the access stage picked. */
+/* An internal loop counts once, unless it asked for check_limits (Tyk's
+ * ctxCheckLimits). */
+static int loop_exempt(const tp_req_t *req)
+{
+    return req->loop_level > 0 && !req->loop_check;
+}
+
 static tp_stage_rc_t key_limit_run(tp_req_t *req)
 {
-    if (req->sess == NULL) /* an ignored path */
+    if (req->sess == NULL || loop_exempt(req)) /* an ignored path; a loop */
         return TP_STAGE_NEXT;
     const tp_keyctx_t *k = &req->keyctx;
     const tp_keylimit_t *q = k->lim;
@@ -863,7 +870,7 @@ const tp_stage_t tp_stage_key_limit = {.name = "key_limit",
 /* RateLimitForAPI: on every request of the API, keyed or not. */
 static tp_stage_rc_t api_limit_run(tp_req_t *req)
 {
-    if (!req->rules->has_api_limits)
+    if (!req->rules->has_api_limits || loop_exempt(req))
         return TP_STAGE_NEXT;
     limop_t *op = tp_chain_state(req);
     op_init(op, req, ST_API_RATE, ST_API_RATE);

@@ -172,6 +172,10 @@ struct tp_req_s {
     tp_str_t up_target;           /* url_rewrites: the new path and query for the upstream ... */
     size_t up_target_strip;       /* ... and the bytes of it the listen path covers */
     const char *up_method;        /* method_transforms: the upstream's method; NULL: the client's */
+    const char *loop_url;         /* url_rewrites to tyk://: where the "loop" stage goes next */
+    uint8_t loop_level;           /* internal loops taken so far (Tyk's loop level) ... */
+    uint8_t loop_limit;           /* ... the last one's loop_limit (0: Tyk's 5) ... */
+    unsigned loop_check : 1;      /* ... and its check_limits: limits apply again */
     const tp_target_t *rw_host;   /* url_rewrites to another host: it, and its pool */
     tp_pool_t *rw_pool;
     uint32_t hosts_tried;     /* other target_list hosts tried after connect failures */

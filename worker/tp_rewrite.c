@@ -59,6 +59,33 @@ static int opt_check(tp_req_t *req, const tp_trigopt_t *o, const char *s, int tn
     return o->reverse ? !m : m;
 }
 
+/* checkPayload: every match in the body (read by the "body" stage), as
+ * Go's FindAllStringSubmatch; trigger-<tn>-payload is the first, and
+ * trigger-<tn>-payload-<i>[-<g>] each. Reversed: no match fires. */
+static int payload_check(tp_req_t *req, const tp_trigopt_t *o, int tn)
+{
+    const char *body = req->body_buffered ? tp_buf_cstr(&req->rbody) : "";
+    const char *end = body + strlen(body);
+    regmatch_t g[TP_RW_GROUPS];
+    int i = 0;
+    for (const char *p = body; p < end || p == body;) {
+        if (!tp_rx_exec_at(&o->rx, p, p != body, g))
+            break;
+        if (o->reverse)
+            return 0;
+        if (i == 0) {
+            static const char base[] = "trigger-%d-payload";
+            char key[64];
+            int kn = snprintf(key, sizeof(key), base, tn);
+            tp_ctx_set(req, key, (size_t)kn, p + g[0].rm_so, (size_t)(g[0].rm_eo - g[0].rm_so));
+        }
+        add_match(req, p, g, o->rx.ngroups, tn, "payload", i++);
+        /* on past the match; an empty one moves a byte */
+        p += g[0].rm_eo > g[0].rm_so ? g[0].rm_eo : g[0].rm_eo + 1;
+    }
+    return o->reverse ? 1 : i > 0;
+}
+
 /* The values a trigger option looks at, one by one: NUL-terminated copies. */
 static int kind_check(tp_req_t *req, const tp_trigger_t *t, int kind, int tn)
 {
@@ -110,6 +137,8 @@ static int kind_check(tp_req_t *req, const tp_trigger_t *t, int kind, int tn)
             const cJSON *v = tp_json_get(meta, o->name);
             if (cJSON_IsString(v))
                 count += opt_check(req, o, v->valuestring, tn, -1);
+        } else if (kind == TP_TRIG_PAYLOAD) {
+            count += payload_check(req, o, tn);
         } else {
             val.len = 0;
             if (tp_ctx_get(req, o->name, strlen(o->name), &val))
@@ -243,6 +272,17 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
     /* an absolute URL: another host (Tyk's RetainHost), the path as written */
     tp_str_t whole = {exp.data != NULL ? exp.data : "", exp.len}, rest = whole;
     int other = 0;
+    if (whole.n > 6 && strncasecmp(whole.p, "tyk://", 6) == 0) {
+        /* an internal loop: the "loop" stage takes the request there */
+        char *loop = tp_req_alloc(req, whole.n + 1);
+        memcpy(loop, whole.p, whole.n);
+        loop[whole.n] = '\0';
+        req->loop_url = loop;
+        tp_buf_free(&url);
+        tp_buf_free(&out);
+        tp_buf_free(&exp);
+        return TP_STAGE_NEXT;
+    }
     if (whole.n > 7 && strncasecmp(whole.p, "http://", 7) == 0) {
         if (other_host(req, whole.p, whole.n, &rest) < 0) {
             tp_buf_free(&url);

@@ -207,6 +207,10 @@ TP_TEST(test_chain_gateway_order)
      * body is read first only when an endpoint hashes one */
     tp_chain_api_t cached = {.keyless = 1, .cache = 1, .rewrites = 1, .resp_headers = 1};
     CHECK_STR(names(&cached, b, sizeof(b)), "version paths url_rewrite cache proxy");
+    /* an internal loop leaves after the cache, before this API's timeouts
+     * and breakers (the target's apply) */
+    tp_chain_api_t loops = {.keyless = 1, .cache = 1, .rewrites = 1, .loops = 1, .timeouts = 1};
+    CHECK_STR(names(&loops, b, sizeof(b)), "version paths url_rewrite cache loop timeouts proxy");
     CHECK_INT(tp_chain_build_api(&c, &cached, failed), 0);
     CHECK_INT(c.nresp, 4);
     CHECK_STR(c.resp[0]->name, "resp_headers");
