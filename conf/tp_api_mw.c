@@ -774,14 +774,3 @@ void tp_api_mw_free(tp_api_mw_t *mw)
     free(mw->cache);
     free(mw);
 }
-
-int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen)
-{
-    if (cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))) {
-        snprintf(err, errlen,
-                 "$.enable_batch_request_support: batch requests (/tyk/batch/) are not supported "
-                 "by this gateway yet; the API is not loaded rather than served without them");
-        return -1;
-    }
-    return 0;
-}

@@ -170,10 +170,6 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
                     tp_api_mw_t **out, char *err, size_t errlen);
 void tp_api_mw_free(tp_api_mw_t *mw);
 
-/* The API-wide settings this gateway does not run yet (batch requests): -1 with the JSON path and
- * the reason in <err>. */
-int tp_api_mw_check_api(const cJSON *def, char *err, size_t errlen);
-
 /* Compiles Go regular expression <pattern> with its group numbers kept. */
 int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t errlen);
 /* Matches <s>: 1 with the RE2 groups in <g> (rm_so -1 for a group that

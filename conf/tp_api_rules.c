@@ -691,8 +691,6 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     B.org_id = org_id != NULL ? org_id : "";
     B.api_id = api_id != NULL ? api_id : "";
     *out = NULL;
-    if (tp_api_mw_check_api(def, err, errlen) < 0)
-        return -1;
     tp_api_rules_t *r = tp_calloc(1, sizeof(*r));
 
     tp_authloc_read(def, "authToken", &r->auth);

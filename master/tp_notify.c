@@ -48,13 +48,29 @@ static int signature_ok(const char *cmd, const char *payload, const char *secret
     return strcmp(sig, hex) == 0; /* exact, lower-case hex, as Tyk compares */
 }
 
+typedef struct purge_s {
+    tp_master_t *m;
+    char api[256];
+    int evicted;
+} purge_t;
+
+/* Redis is purged: the front drops what was stored meanwhile too, so it
+ * never holds an entry Redis lost. */
 static void on_cache_purged(void *arg, long deleted, const char *err)
 {
-    (void)arg;
+    purge_t *p = arg;
+    uint8_t d[32];
+    tp_scache_digest(p->api, strlen(p->api), NULL, 0, d);
+    if (p->m->shm->rcache != NULL)
+        p->evicted += tp_scache_evict_store(p->m->shm->rcache, d);
     if (err != NULL)
-        tp_log_warn("DeleteAPICache: the cached responses could not all be deleted: %s", err);
+        tp_log_warn("DeleteAPICache for API %s: the cached responses could not all be deleted: %s",
+                    p->api, err);
     else
-        tp_log_debug("DeleteAPICache: %ld cached responses deleted from Redis", deleted);
+        tp_log_info("DeleteAPICache for API %s: %ld cached responses deleted from Redis, %d from "
+                    "this node's front",
+                    p->api, deleted, p->evicted);
+    free(p);
 }
 
 void tp_master_notification(tp_master_t *m, const char *text, size_t len)
@@ -120,20 +136,20 @@ void tp_master_notification(tp_master_t *m, const char *text, size_t len)
     if (strcmp(c, "DeleteAPICache") == 0) {
         /* payload: an api_id; its responses leave the node's front now
          * and Redis (cache-<api_id>*) as every Tyk node deletes them */
-        int evicted = 0;
-        if (m->shm->rcache != NULL && p[0] != '\0') {
-            uint8_t d[32];
-            tp_scache_digest(p, strlen(p), NULL, 0, d);
-            evicted = tp_scache_evict_store(m->shm->rcache, d);
+        if (p[0] == '\0' || strlen(p) >= sizeof(((purge_t *)0)->api)) {
+            tp_log_warn("tyk.cluster.notifications: DeleteAPICache without a usable api_id");
+            goto out;
         }
-        if (p[0] != '\0') {
-            char pattern[600];
-            snprintf(pattern, sizeof(pattern), "cache-%.500s*", p);
-            tp_redis_purge(m->redis, pattern, on_cache_purged, NULL);
-        }
-        tp_log_info("tyk.cluster.notifications: DeleteAPICache for API %s: %d cached responses "
-                    "left this node's front",
-                    p, evicted);
+        purge_t *pg = tp_calloc(1, sizeof(*pg));
+        pg->m = m;
+        snprintf(pg->api, sizeof(pg->api), "%s", p);
+        uint8_t d[32];
+        tp_scache_digest(p, strlen(p), NULL, 0, d);
+        if (m->shm->rcache != NULL)
+            pg->evicted = tp_scache_evict_store(m->shm->rcache, d);
+        char pattern[600];
+        snprintf(pattern, sizeof(pattern), "cache-%.500s*", p);
+        tp_redis_purge(m->redis, pattern, on_cache_purged, pg);
         goto out;
     }
     if (strcmp(c, "NoticeGatewayDRLNotification") != 0)

@@ -32,7 +32,7 @@
 #include "tp_worker.h"
 #include "tp_xml.h"
 
-static tp_stage_rc_t body_run(tp_req_t *req)
+tp_stage_rc_t tp_body_read(tp_req_t *req)
 {
     if (!req->has_body || req->body_buffered)
         return TP_STAGE_NEXT;
@@ -69,7 +69,7 @@ static int body_wanted(const tp_chain_api_t *a)
 }
 
 const tp_stage_t tp_stage_body = {
-    .name = "body", .wanted = body_wanted, .run = body_run, .cancel = body_cancel};
+    .name = "body", .wanted = body_wanted, .run = tp_body_read, .cancel = body_cancel};
 
 /* The same, before auth, for basic auth that reads credentials from it. */
 static int body_auth_wanted(const tp_chain_api_t *a)
@@ -78,7 +78,7 @@ static int body_auth_wanted(const tp_chain_api_t *a)
 }
 
 const tp_stage_t tp_stage_body_auth = {
-    .name = "body_auth", .wanted = body_auth_wanted, .run = body_run, .cancel = body_cancel};
+    .name = "body_auth", .wanted = body_auth_wanted, .run = tp_body_read, .cancel = body_cancel};
 
 void tp_body_in(tp_req_t *req)
 {

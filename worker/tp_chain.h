@@ -74,6 +74,7 @@ typedef struct tp_chain_api_s {
     unsigned cache_body : 1;     /* ... with an endpoint for POST, PUT or PATCH (body hashed) */
     unsigned rewrite_body : 1;   /* a url_rewrites trigger with payload_matches */
     unsigned loops : 1;          /* a url_rewrites target is tyk:// */
+    unsigned batch : 1;          /* enable_batch_request_support */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -99,7 +99,9 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .cors = out->cors != NULL,
                             .basic = out->basic != NULL,
                             .hmac = out->hmac != NULL,
-                            .no_token = !token_auth(def)};
+                            .no_token = !token_auth(def),
+                            .batch =
+                                cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))};
         mw_wanted(out->rules, &a);
         a.cache = out->rules->cache != NULL;
         a.cache_body = a.cache && out->rules->cache->body_hash;

@@ -1,5 +1,5 @@
 /*
- * worker/tp_fetch.c: an HTTP(S) GET on the worker's loop (see tp_fetch.h),
+ * worker/tp_fetch.c: an HTTP(S) request on the worker's loop (tp_fetch.h),
  * on a tp_io_t so TLS is the same code the upstreams use; the response is
  * parsed by llhttp (Content-Length, chunked or until close).
  */
@@ -27,7 +27,9 @@ struct tp_fetch_s {
     uv_getaddrinfo_t gai;
     uv_connect_t creq;
     tp_tls_ctx_t *tls;
-    tp_buf_t req, body;
+    tp_buf_t req, body, head;
+    int last_value; /* the header piece llhttp gave last was a value */
+    int head_req;   /* a HEAD: the response has no body, whatever its length */
     char rbuf[16384];
     llhttp_t parser;
     llhttp_settings_t settings;
@@ -45,6 +47,7 @@ static void unref(tp_fetch_t *f)
     tp_url_free(&f->u);
     tp_buf_free(&f->req);
     tp_buf_free(&f->body);
+    tp_buf_free(&f->head);
     free(f);
 }
 
@@ -78,6 +81,40 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
         return -1;
     tp_buf_append(&f->body, at, n);
     return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    tp_fetch_t *f = p->data;
+    if (f->last_value)
+        tp_buf_puts(&f->head, "\r\n");
+    f->last_value = 0;
+    tp_buf_append(&f->head, at, n);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    tp_fetch_t *f = p->data;
+    if (!f->last_value)
+        tp_buf_puts(&f->head, ": ");
+    f->last_value = 1;
+    tp_buf_append(&f->head, at, n);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    tp_fetch_t *f = p->data;
+    if (f->head.len > 0)
+        tp_buf_puts(&f->head, "\r\n");
+    tp_buf_cstr(&f->head);      /* NUL-terminated for tp_fetch_response_headers */
+    return f->head_req ? 1 : 0; /* 1: llhttp expects no body */
+}
+
+const char *tp_fetch_response_headers(const tp_fetch_t *f)
+{
+    return f->head.data != NULL ? f->head.data : "";
 }
 
 static int on_complete(llhttp_t *p)
@@ -171,6 +208,14 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
 tp_fetch_t *tp_fetch_get(tp_worker_t *w, const char *url, int insecure, int64_t timeout_ms,
                          tp_fetch_cb cb, void *arg)
 {
+    return tp_fetch_request(w, "GET", url, "Accept: application/json\r\n", NULL, 0, insecure,
+                            timeout_ms, cb, arg);
+}
+
+tp_fetch_t *tp_fetch_request(tp_worker_t *w, const char *method, const char *url,
+                             const char *headers, const char *body, size_t len, int insecure,
+                             int64_t timeout_ms, tp_fetch_cb cb, void *arg)
+{
     tp_fetch_t *f = tp_calloc(1, sizeof(*f));
     char err[256];
     f->w = w;
@@ -191,13 +236,23 @@ tp_fetch_t *tp_fetch_get(tp_worker_t *w, const char *url, int insecure, int64_t 
         if (insecure)
             tp_tls_ctx_verify(f->tls, TP_TLS_VERIFY_NONE);
     }
-    tp_buf_printf(&f->req,
-                  "GET %s%s%s%s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                  "User-Agent: Turnpike/" TP_VERSION "\r\nConnection: close\r\n\r\n",
-                  f->u.path[0] ? "" : "/", f->u.path, f->u.query ? "?" : "",
-                  f->u.query ? f->u.query : "", f->u.authority);
+    tp_buf_printf(&f->req, "%s %s%s%s%s HTTP/1.1\r\nHost: %s\r\n", method, f->u.path[0] ? "" : "/",
+                  f->u.path, f->u.query ? "?" : "", f->u.query ? f->u.query : "", f->u.authority);
+    f->head_req = strcmp(method, "HEAD") == 0;
+    if (headers != NULL)
+        tp_buf_puts(&f->req, headers);
+    if (headers == NULL || strcasestr(headers, "\nUser-Agent:") == NULL)
+        tp_buf_puts(&f->req, "User-Agent: Turnpike/" TP_VERSION "\r\n");
+    if (body != NULL)
+        tp_buf_printf(&f->req, "Content-Length: %zu\r\n", len);
+    tp_buf_puts(&f->req, "Connection: close\r\n\r\n");
+    if (body != NULL)
+        tp_buf_append(&f->req, body, len);
     llhttp_settings_init(&f->settings);
     f->settings.on_body = on_body;
+    f->settings.on_header_field = on_header_field;
+    f->settings.on_header_value = on_header_value;
+    f->settings.on_headers_complete = on_headers_complete;
     f->settings.on_message_complete = on_complete;
     llhttp_init(&f->parser, HTTP_RESPONSE, &f->settings);
     f->parser.data = f;

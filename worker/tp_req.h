@@ -130,6 +130,7 @@ struct tp_req_s {
     unsigned resp_keep : 1;     /* ... or copied there as it goes out (the response cache);
                                    cleared when it is over TP_KEEP_BODY_MAX */
     unsigned cached : 1;        /* answered from the response cache */
+    unsigned batch : 1;         /* a batch call (tp_batch.c) */
     const struct tp_transform_s *resp_tf; /* transform_response that applies, or NULL */
     tp_buf_t resp_body;                   /* ... the upstream's body, then the new one */
     uint64_t content_length;

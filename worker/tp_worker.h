@@ -334,6 +334,10 @@ void tp_rest_handle(tp_req_t *req, tp_str_t path, tp_str_t query);
 /* tp_body.c: a body the gateway asked for is in req->rbody: the body
  * stage goes on, or the REST API answers. */
 void tp_body_in(tp_req_t *req);
+/* Reads the whole body into req->rbody, as the "body" stage does, for a
+ * stage of its own: TP_STAGE_NEXT when it is in, else TP_STAGE_LATER (the
+ * chain goes on with the next stage once it is). */
+tp_stage_rc_t tp_body_read(tp_req_t *req);
 /* transform_response: the response body <in> (all of it) through
  * req->resp_tf into <out>; -1 (logged) when it does not parse or the
  * template fails: the body goes out unchanged. */

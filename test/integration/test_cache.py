@@ -308,7 +308,9 @@ def test_two_nodes_share_entries_and_purge_reaches_both(make_gateway, red, count
     r = ga.request("DELETE", "/tyk/cache/tn", [("X-Tyk-Authorization", SECRET)])
     assert r.status == 200 and r.json() == {"status": "ok", "message": "cache invalidated"}
     assert rc.keys("cache-tn*") == []
-    wait_for(lambda: "DeleteAPICache" in gb.log(), 3, what="node b's notification")
+    # every node's master purges again on the notification (as Tyk nodes do): wait for both
+    for g in (ga, gb):
+        wait_for(lambda: "DeleteAPICache for API tn: " in g.log(), 5, what="the nodes' purges")
     assert n_of(get(gb, "/tn/a")) == 2
     wait_for(lambda: rc.keys("cache-tn*"), 3, what="the new entry")  # stored once answered
     assert n_of(get(ga, "/tn/a")) == 2
@@ -322,9 +324,10 @@ def test_two_nodes_share_entries_and_purge_reaches_both(make_gateway, red, count
     wait_for(lambda: n_of(get(gb, "/tn/a")) == 2 and rc.keys("cache-tn*"), 3, what="stored again")
     msg = {"command": "DeleteAPICache", "payload": "tn", "signature": sign("DeleteAPICache", "tn", NODE_SECRET),
            "algorithm": 5}
+    before = ga.log().count("DeleteAPICache for API tn: ")
     rc.publish("tyk.cluster.notifications", json.dumps(msg))
-    wait_for(lambda: rc.keys("cache-tn*") == [], 3, what="the signal's purge")
-    time.sleep(0.2)
+    wait_for(lambda: ga.log().count("DeleteAPICache for API tn: ") > before, 5, what="the signal's purge")
+    assert rc.keys("cache-tn*") == []
     assert n_of(get(ga, "/tn/a")) == 3
 
 
