@@ -216,3 +216,17 @@ const char *tp_http_reason(int status)
         return "";
     }
 }
+
+void tp_http_put_canonical(tp_buf_t *b, const char *s, size_t n)
+{
+    int up = 1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (up && c >= 'a' && c <= 'z')
+            c = (char)(c - 32);
+        else if (!up && c >= 'A' && c <= 'Z')
+            c = (char)(c + 32);
+        tp_buf_putc(b, c);
+        up = c == '-';
+    }
+}

@@ -38,6 +38,11 @@ int tp_http_header_kind(const char *name, size_t n);
  * Upgrade). */
 int tp_http_is_hop_by_hop(int kind);
 
+/* Appends <n> bytes of header name <s> as Go's
+ * textproto.CanonicalMIMEHeaderKey writes it ("x-my-header" ->
+ * "X-My-Header"), for names made of token bytes. */
+void tp_http_put_canonical(tp_buf_t *b, const char *s, size_t n);
+
 /* Is <name> a valid field name (RFC 9110 token)? */
 int tp_http_token_ok(const char *name, size_t n);
 

@@ -15,6 +15,7 @@
 #include "tp_buf.h"
 #include "tp_err.h"
 #include "tp_json.h"
+#include "tp_http.h"
 #include "tp_jsonschema.h"
 #include "tp_keyhash.h"
 #include "tp_tmpl.h"
@@ -164,13 +165,9 @@ static void grow(void **arr, size_t *n, size_t size)
 /* Go's textproto.CanonicalMIMEHeaderKey, for names made of token bytes. */
 static char *canonical_header(const char *s)
 {
-    char *out = tp_strdup(s);
-    int up = 1;
-    for (char *p = out; *p; p++) {
-        *p = (char)(up ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
-        up = *p == '-';
-    }
-    return out;
+    tp_buf_t b = {0};
+    tp_http_put_canonical(&b, s, strlen(s));
+    return (char *)tp_buf_cstr(&b);
 }
 
 static int trigger_opts(mwb_t *B, tp_trigger_t *t, int kind, const cJSON *map, const char *path)

@@ -19,6 +19,7 @@
 
 #include "tp_err.h"
 #include "tp_hostcheck.h"
+#include "tp_http.h"
 #include "tp_json.h"
 #include "tp_log.h"
 #include "tp_master.h"
@@ -122,21 +123,6 @@ static void check_free(check_t *c)
     free(c);
 }
 
-/* Go's CanonicalMIMEHeaderKey: "content-type" -> "Content-Type". */
-static void put_canonical(tp_buf_t *b, const char *name)
-{
-    int up = 1;
-    for (const char *p = name; *p; p++) {
-        char ch = *p;
-        if (ch >= 'a' && ch <= 'z' && up)
-            ch = (char)(ch - 32);
-        else if (ch >= 'A' && ch <= 'Z' && !up)
-            ch = (char)(ch + 32);
-        tp_buf_append(b, &ch, 1);
-        up = ch == '-';
-    }
-}
-
 static int safe_header(const char *s)
 {
     return strpbrk(s, "\r\n") == NULL;
@@ -220,7 +206,7 @@ static check_t *check_parse(const cJSON *e, const tp_api_t *api, int i)
             if (!cJSON_IsString(h) || !safe_header(h->string) || !safe_header(h->valuestring) ||
                 strcasecmp(h->string, "host") == 0 || strcasecmp(h->string, "connection") == 0)
                 continue;
-            put_canonical(b, h->string);
+            tp_http_put_canonical(b, h->string, strlen(h->string));
             tp_buf_printf(b, ": %s\r\n", h->valuestring);
         }
         if (rawlen > 0 || strcasecmp(method, "POST") == 0 || strcasecmp(method, "PUT") == 0)

@@ -89,21 +89,6 @@ const tp_stage_t tp_stage_batch = {.name = "batch", .wanted = batch_wanted, .run
 
 /* ---- "batch_run": the requests ------------------------------------------------------------ */
 
-/* Go's textproto.CanonicalMIMEHeaderKey. */
-static void put_canonical(tp_buf_t *b, const char *s, size_t n)
-{
-    int up = 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (up && c >= 'a' && c <= 'z')
-            c = (char)(c - 32);
-        else if (!up && c >= 'A' && c <= 'Z')
-            c = (char)(c + 32);
-        tp_buf_putc(b, c);
-        up = c == '-';
-    }
-}
-
 /* The response's headers as Go's http.Header in JSON: names in order,
  * each with its values (Transfer-Encoding is not a header to Go). */
 static void put_headers(tp_buf_t *out, const char *lines)
@@ -121,7 +106,7 @@ static void put_headers(tp_buf_t *out, const char *lines)
         if (colon != NULL && colon > p &&
             tp_http_header_kind(p, (size_t)(colon - p)) != TP_H_TRANSFER_ENCODING) {
             hs[n].name = (tp_buf_t){0};
-            put_canonical(&hs[n].name, p, (size_t)(colon - p));
+            tp_http_put_canonical(&hs[n].name, p, (size_t)(colon - p));
             tp_buf_cstr(&hs[n].name);
             hs[n].v = tp_str_trim((tp_str_t){colon + 1, len - (size_t)(colon + 1 - p)});
             n++;
@@ -309,7 +294,7 @@ static tp_stage_rc_t batch_requests(tp_req_t *req)
                 kind == TP_H_TRANSFER_ENCODING || strpbrk(hv->valuestring, "\r\n") != NULL ||
                 strpbrk(hv->string, "\r\n: ") != NULL)
                 continue;
-            put_canonical(&hl, hv->string, strlen(hv->string));
+            tp_http_put_canonical(&hl, hv->string, strlen(hv->string));
             tp_buf_printf(&hl, ": %s\r\n", hv->valuestring);
         }
         u->headers = arena_str(req, hl.data != NULL ? hl.data : "", hl.len);

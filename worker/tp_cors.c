@@ -27,6 +27,7 @@
 #include <strings.h>
 
 #include "tp_err.h"
+#include "tp_http.h"
 #include "tp_json.h"
 #include "tp_worker.h"
 
@@ -67,21 +68,6 @@ static void strs_free(char **v, size_t n)
     free(v);
 }
 
-/* Go's http.CanonicalHeaderKey: "x-my-header" -> "X-My-Header". */
-static void canonical(tp_buf_t *b, const char *name)
-{
-    int up = 1;
-    for (const char *p = name; *p != '\0'; p++) {
-        char c = *p;
-        if (up && c >= 'a' && c <= 'z')
-            c = (char)(c - 32);
-        else if (!up && c >= 'A' && c <= 'Z')
-            c = (char)(c + 32);
-        tp_buf_putc(b, c);
-        up = c == '-';
-    }
-}
-
 tp_cors_t *tp_cors_compile(const cJSON *def)
 {
     const cJSON *o = tp_json_get(def, "CORS");
@@ -106,7 +92,7 @@ tp_cors_t *tp_cors_compile(const cJSON *def)
         for (size_t i = 0; i < nexp; i++) {
             if (i > 0)
                 tp_buf_puts(&b, ", ");
-            canonical(&b, exp[i]);
+            tp_http_put_canonical(&b, exp[i], strlen(exp[i]));
         }
         c->expose = tp_strdup(tp_buf_cstr(&b));
         tp_buf_free(&b);
