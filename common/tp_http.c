@@ -1,4 +1,5 @@
 /* common/tp_http.c: header classes, token checks, reason phrases. */
+#include <string.h>
 #include <strings.h>
 
 #include "tp_http.h"
@@ -229,4 +230,19 @@ void tp_http_put_canonical(tp_buf_t *b, const char *s, size_t n)
         tp_buf_putc(b, c);
         up = c == '-';
     }
+}
+
+int tp_http_is_ratelimit_header(const char *name, size_t len)
+{
+    static const char *const names[] = {"X-RateLimit-Limit", "X-RateLimit-Remaining",
+                                        "X-RateLimit-Reset"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (len == strlen(names[i]) && strncasecmp(name, names[i], len) == 0)
+            return 1;
+    return 0;
+}
+
+int tp_http_is_safe_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
 }

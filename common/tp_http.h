@@ -43,6 +43,13 @@ int tp_http_is_hop_by_hop(int kind);
  * "X-My-Header"), for names made of token bytes. */
 void tp_http_put_canonical(tp_buf_t *b, const char *s, size_t n);
 
+/* One of the three X-RateLimit-* headers Tyk sets or removes (others,
+ * such as X-RateLimit-Used, pass)? */
+int tp_http_is_ratelimit_header(const char *name, size_t len);
+
+/* GET, HEAD or OPTIONS (Tyk's SAFE_METHODS)? */
+int tp_http_is_safe_method(const char *method);
+
 /* Is <name> a valid field name (RFC 9110 token)? */
 int tp_http_token_ok(const char *name, size_t n);
 

@@ -125,13 +125,30 @@ static void rx_free(tp_rx_t *rx)
 
 /* ---- entries --------------------------------------------------------------------------- */
 
+/* Does <re> match one of the <n> candidate paths? */
+static int any_path(const regex_t *re, const char *const *paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (regexec(re, paths[i], 0, NULL, 0) == 0)
+            return 1;
+    return 0;
+}
+
 int tp_epmatch(const tp_epmatch_t *m, const char *method, const char *const *paths, size_t n)
 {
-    if (strcmp(m->method, method) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (regexec(&m->re, paths[i], 0, NULL, 0) == 0)
-            return 1;
+    return strcmp(m->method, method) == 0 && any_path(&m->re, paths, n);
+}
+
+/* Tyk's path pattern <pattern> of the entry at <path> into <re>, under the
+ * gateway's prefix/suffix matching and the version's case rule. */
+static int path_pattern(mwb_t *B, regex_t *re, const char *pattern, const char *path)
+{
+    char why[256];
+    const tp_conf_t *c = B->conf;
+    if (tp_path_pattern_compile(re, pattern, c->http_server_options.enable_path_prefix_matching,
+                                c->http_server_options.enable_path_suffix_matching, B->icase, why,
+                                sizeof(why)) < 0)
+        return mfail(B, path, why);
     return 0;
 }
 
@@ -147,13 +164,7 @@ static int epmatch_of(mwb_t *B, tp_epmatch_t *m, const cJSON *e, const char *pat
     if (strlen(method) >= sizeof(m->method))
         return mfail(B, path, "the \"method\" is too long");
     snprintf(m->method, sizeof(m->method), "%s", method);
-    char why[256];
-    const tp_conf_t *c = B->conf;
-    if (tp_path_pattern_compile(&m->re, pattern, c->http_server_options.enable_path_prefix_matching,
-                                c->http_server_options.enable_path_suffix_matching, B->icase, why,
-                                sizeof(why)) < 0)
-        return mfail(B, path, why);
-    return 1;
+    return path_pattern(B, &m->re, pattern, path) < 0 ? -1 : 1;
 }
 
 static void grow(void **arr, size_t *n, size_t size)
@@ -466,20 +477,12 @@ static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
 
 /* ---- the response cache (TYK-COMPAT 21.8) -------------------------------------------- */
 
-static int is_safe_method(const char *m)
-{
-    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
-}
-
 int tp_cachepath_match(const tp_cachepath_t *c, const char *method, const char *const *paths,
                        size_t n)
 {
-    if (c->safe ? !is_safe_method(method) : strcmp(c->m.method, method) != 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (regexec(&c->m.re, paths[i], 0, NULL, 0) == 0)
-            return 1;
-    return 0;
+    if (!c->safe)
+        return tp_epmatch(&c->m, method, paths, n);
+    return tp_http_is_safe_method(method) && any_path(&c->m.re, paths, n);
 }
 
 /* A list of HTTP status codes at <path> into <codes>. */
@@ -514,12 +517,8 @@ static int cache_legacy(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *p
         return mfail(B, path, "expected a path string");
     grow((void **)&mw->cache, &mw->ncache, sizeof(*mw->cache));
     tp_cachepath_t *c = &mw->cache[mw->ncache];
-    char why[256];
-    const tp_conf_t *conf = B->conf;
-    if (tp_path_pattern_compile(
-            &c->m.re, e->valuestring, conf->http_server_options.enable_path_prefix_matching,
-            conf->http_server_options.enable_path_suffix_matching, B->icase, why, sizeof(why)) < 0)
-        return mfail(B, path, why);
+    if (path_pattern(B, &c->m.re, e->valuestring, path) < 0)
+        return -1;
     c->safe = 1;
     mw->ncache++;
     return 0;

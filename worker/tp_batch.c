@@ -193,14 +193,6 @@ static void start(batch_t *b, unit_t *u)
         on_reply(u, 0, "", 0, "not a URL");
 }
 
-static char *arena_str(tp_req_t *req, const char *s, size_t n)
-{
-    char *d = tp_req_alloc(req, n + 1);
-    memcpy(d, s, n);
-    d[n] = '\0';
-    return d;
-}
-
 static int method_ok(const char *m)
 {
     if (*m == '\0')
@@ -278,13 +270,13 @@ static tp_stage_rc_t batch_requests(tp_req_t *req)
                            "request structure malformed\"}");
             return TP_STAGE_DONE;
         }
-        u->method = arena_str(req, ms, strlen(ms));
+        u->method = tp_req_strndup(req, ms, strlen(ms));
         const char *rs = cJSON_IsString(rel) ? rel->valuestring : "";
-        u->rel = arena_str(req, rs, strlen(rs));
+        u->rel = tp_req_strndup(req, rs, strlen(rs));
         tp_buf_t url = {0};
         tp_buf_printf(&url, "http://%s%s%s:%lld/%.*s/%s", strchr(host, ':') ? "[" : "", host,
                       strchr(host, ':') ? "]" : "", (long long)conf->listen_port, (int)lpn, lp, rs);
-        u->url = arena_str(req, url.data, url.len);
+        u->url = tp_req_strndup(req, url.data, url.len);
         tp_buf_free(&url);
         tp_buf_t hl = {0};
         cJSON_ArrayForEach(hv, (cJSON_IsObject(h) ? h : NULL))
@@ -297,13 +289,13 @@ static tp_stage_rc_t batch_requests(tp_req_t *req)
             tp_http_put_canonical(&hl, hv->string, strlen(hv->string));
             tp_buf_printf(&hl, ": %s\r\n", hv->valuestring);
         }
-        u->headers = arena_str(req, hl.data != NULL ? hl.data : "", hl.len);
+        u->headers = tp_req_strndup(req, hl.data != NULL ? hl.data : "", hl.len);
         tp_buf_free(&hl);
         const char *bs = cJSON_IsString(body) ? body->valuestring : "";
         u->body_len = strlen(bs);
         int with_body = u->body_len > 0 || strcmp(ms, "POST") == 0 || strcmp(ms, "PUT") == 0 ||
                         strcmp(ms, "PATCH") == 0;
-        u->body = with_body ? arena_str(req, bs, u->body_len) : NULL;
+        u->body = with_body ? tp_req_strndup(req, bs, u->body_len) : NULL;
     }
     cJSON_Delete(doc);
     tp_buf_putc(&b->out, '[');

@@ -163,19 +163,11 @@ static int stored_parse(const char *wire, size_t len, int head, stored_t *s)
 
 /* ---- answering from the cache ----------------------------------------------------------- */
 
-static int rl_header(tp_str_t name)
+/* Answers <req> with the stored response <s> (parsed by stored_parse;
+ * its buffer is freed here). */
+static void serve(tp_req_t *req, stored_t *sp)
 {
-    return tp_str_ieq(name, "X-RateLimit-Limit") || tp_str_ieq(name, "X-RateLimit-Remaining") ||
-           tp_str_ieq(name, "X-RateLimit-Reset");
-}
-
-/* Answers <req> with stored response <wire>: 0, or -1 when it does not
- * parse (nothing sent). */
-static int serve(tp_req_t *req, const char *wire, size_t len)
-{
-    stored_t s;
-    if (stored_parse(wire, len, req->method == HTTP_HEAD, &s) < 0)
-        return -1;
+    stored_t s = *sp;
     tp_buf_t *out = &req->out;
     out->len = 0;
     int status = s.status;
@@ -197,7 +189,8 @@ static int serve(tp_req_t *req, const char *wire, size_t len)
     while (next_header(&p, end, &name, &value) == 1) {
         int kind = tp_http_header_kind(name.p, name.n);
         if (tp_http_is_hop_by_hop(kind) || (kind == TP_H_CONTENT_LENGTH && !head) ||
-            tp_str_ieq(name, "X-Tyk-Cached-Response") || (req->rl_set && rl_header(name)))
+            tp_str_ieq(name, "X-Tyk-Cached-Response") ||
+            (req->rl_set && tp_http_is_ratelimit_header(name.p, name.n)))
             continue;
         tp_buf_append(out, name.p, name.n);
         tp_buf_puts(out, ": ");
@@ -219,7 +212,6 @@ static int serve(tp_req_t *req, const char *wire, size_t len)
     tp_buf_free(&s.dechunked);
     req->cached = 1;
     tp_respond_send(req, status, close);
-    return 0;
 }
 
 /* ---- the key (CreateCheckSum) ------------------------------------------------------------ */
@@ -346,9 +338,8 @@ static void on_get(void *arg, const redisReply *reply, const char *err)
                  wlen > 0;
     }
     stored_t s;
-    if (usable &&
-        (usable = stored_parse((const char *)wire, wlen, req->method == HTTP_HEAD, &s) == 0))
-        tp_buf_free(&s.dechunked);
+    if (usable)
+        usable = stored_parse((const char *)wire, wlen, req->method == HTTP_HEAD, &s) == 0;
     if (usable) {
         /* into the front first: once served, the request may be gone */
         if (w->rcache != NULL) {
@@ -362,7 +353,7 @@ static void on_get(void *arg, const redisReply *reply, const char *err)
                 tp_scache_put(w->rcache, c->epoch, id, store, c->key, (const char *)wire, wlen,
                               (int64_t)tp_time_mono_ms() + life);
         }
-        serve(req, (const char *)wire, wlen);
+        serve(req, &s); /* before the wire goes: <s> points into it */
         free(wire);
         return; /* answered */
     }
@@ -376,9 +367,7 @@ static tp_stage_rc_t cache_run(tp_req_t *req)
 {
     const tp_cacheopts_t *o = req->rules->cache;
     const char *method = method_of(req);
-    int safe =
-        strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0;
-    int found = o->all_safe && safe;
+    int found = o->all_safe && tp_http_is_safe_method(method);
     const tp_cachepath_t *meta = found ? NULL : matching_entry(req, &found);
     if (!found || tp_req_header(req, "Upgrade").n > 0)
         return TP_STAGE_NEXT; /* not a cached path; upgrades never are */
@@ -404,8 +393,13 @@ static tp_stage_rc_t cache_run(tp_req_t *req)
         tp_buf_t *rkey = &w->cache_rkey, *val = &w->cache_val;
         c->epoch = tp_scache_epoch(w->rcache);
         if (tp_scache_get(w->rcache, id, (int64_t)tp_time_mono_ms(), rkey, val, &slot, &version) &&
-            strcmp(rkey->data, c->key) == 0 && serve(req, val->data, val->len) == 0)
-            return TP_STAGE_DONE;
+            strcmp(rkey->data, c->key) == 0) {
+            stored_t s;
+            if (stored_parse(val->data, val->len, req->method == HTTP_HEAD, &s) == 0) {
+                serve(req, &s);
+                return TP_STAGE_DONE;
+            }
+        }
     }
     tp_req_save(req, req->rp); /* the head leaves the read buffer while Redis answers */
     c->cmd = tp_redis_cmd(w->redis, on_get, req, "GET %s", c->key);

@@ -150,10 +150,7 @@ static tp_stage_rc_t loop_run(tp_req_t *req)
 
     /* the target sees the new path and the client's query */
     tp_reqpath_t *rp = tp_req_alloc(req, sizeof(*rp));
-    char *pb = tp_req_alloc(req, path.n + 1);
-    memcpy(pb, path.p, path.n);
-    pb[path.n] = '\0';
-    rp->raw = rp->path = (tp_str_t){pb, path.n};
+    rp->raw = rp->path = (tp_str_t){tp_req_strndup(req, path.p, path.n), path.n};
     rp->query = req->rp->query;
     long m = tp_route_prefix_match(route->prefix, route->len, rp->path, route->templated,
                                    req->snap->router.strict);

@@ -585,18 +585,6 @@ static void finish(tp_req_t *req)
     tp_conn_response_done(c);
 }
 
-/* One of the three X-RateLimit-* headers Tyk sets or removes (others,
- * such as X-RateLimit-Used, pass). */
-static int rl_header(const char *name, size_t len)
-{
-    static const char *const names[] = {"X-RateLimit-Limit", "X-RateLimit-Remaining",
-                                        "X-RateLimit-Reset"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (len == strlen(names[i]) && strncasecmp(name, names[i], len) == 0)
-            return 1;
-    return 0;
-}
-
 /* Did the upstream compress the body (a Content-Encoding other than identity)? */
 static int upstream_encoded(const tp_upconn_t *up)
 {
@@ -663,7 +651,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
         const char *name = up->rbuf + h->name_off;
         if (tp_http_is_hop_by_hop(tp_http_header_kind(name, h->name_len)))
             continue;
-        if (strip_rl && rl_header(name, h->name_len))
+        if (strip_rl && tp_http_is_ratelimit_header(name, h->name_len))
             continue;
         if (req->resp_collect && tp_http_header_kind(name, h->name_len) == TP_H_CONTENT_LENGTH)
             continue; /* the transformed body's goes last */

@@ -239,3 +239,11 @@ tp_str_t tp_req_real_ip(const tp_req_t *req)
     }
     return (tp_str_t){req->conn->ip, strlen(req->conn->ip)};
 }
+
+char *tp_req_strndup(tp_req_t *req, const char *p, size_t n)
+{
+    char *s = tp_req_alloc(req, n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}

@@ -239,6 +239,8 @@ static inline void *tp_req_alloc(tp_req_t *req, size_t n)
 {
     return tp_arena_alloc(&req->arena, n);
 }
+/* <n> bytes of <p>, NUL-terminated, in the request's arena. */
+char *tp_req_strndup(tp_req_t *req, const char *p, size_t n);
 /* Blocks of TP_BLOCK_SIZE bytes, from the worker's freelist. */
 char *tp_block_get(tp_worker_t *w);
 void tp_block_put(tp_worker_t *w, char *block);

@@ -274,10 +274,7 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
     int other = 0;
     if (whole.n > 6 && strncasecmp(whole.p, "tyk://", 6) == 0) {
         /* an internal loop: the "loop" stage takes the request there */
-        char *loop = tp_req_alloc(req, whole.n + 1);
-        memcpy(loop, whole.p, whole.n);
-        loop[whole.n] = '\0';
-        req->loop_url = loop;
+        req->loop_url = tp_req_strndup(req, whole.p, whole.n);
         tp_buf_free(&url);
         tp_buf_free(&out);
         tp_buf_free(&exp);

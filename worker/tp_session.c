@@ -706,15 +706,6 @@ static void sess_found(tp_req_t *req, tp_sess_t *s)
 
 /* ---- reading from Redis -------------------------------------------------------------- */
 
-/* <n> bytes of <p>, NUL-terminated, in the request's arena. */
-static char *arena_strndup(tp_req_t *req, const char *p, size_t n)
-{
-    char *s = tp_req_alloc(req, n + 1);
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
 /* ---- virtual sessions ----------------------------------------------------------------- */
 
 const cJSON *tp_session_policy(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,
@@ -882,7 +873,7 @@ static void on_get(void *arg, const redisReply *rep, const char *err)
         l->errors++;
         snprintf(l->err, sizeof(l->err), "%s", err != NULL ? err : rep->str);
     } else if (rep->type == REDIS_REPLY_STRING) {
-        l->hits[c->i] = arena_strndup(req, rep->str, rep->len);
+        l->hits[c->i] = tp_req_strndup(req, rep->str, rep->len);
     }
     if (--l->pending == 0 && !l->issuing) {
         if (lookup_done(tp_chain_state(req)) == TP_STAGE_NEXT)
@@ -990,7 +981,7 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
     l->req = req;
     if (want != NULL) { /* the caller's may be gone when Redis answers */
         tp_sess_want_t *copy = tp_req_alloc(req, sizeof(*copy));
-        copy->json = arena_strndup(req, want->json, strlen(want->json));
+        copy->json = tp_req_strndup(req, want->json, strlen(want->json));
         char *pols = tp_req_alloc(req, want->policies_len);
         memcpy(pols, want->policies, want->policies_len);
         copy->policies = pols;
@@ -1003,7 +994,7 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
     memcpy(l->id, id, sizeof(id));
-    l->ident = arena_strndup(req, ident.p, ident.n);
+    l->ident = tp_req_strndup(req, ident.p, ident.n);
     l->ident_len = ident.n;
     if (ident.p != small)
         free((char *)ident.p);
