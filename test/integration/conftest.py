@@ -670,7 +670,16 @@ class ScriptedUpstream:
                 pass
 
     def stop(self):
+        """Wakes the accept thread (shutdown) and waits for it before the
+        socket is closed: a thread still blocked in accept() on a closed
+        descriptor would take the connections of whatever listener the
+        process opens next under the same number (another test's upstream)."""
         self.stopping = True
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
         try:
             self.srv.close()
         except OSError:
