@@ -23,10 +23,12 @@ BUILD        := build
 OBJDIR       := $(BUILD)/obj$(if $(SANITIZER),-$(SANITIZER))
 LLHTTP_DIR   := /usr/share/llhttp
 LLHTTP_INC   := /usr/share/include/llhttp
+DUK_DIR      := /usr/share/duktape
+DUK_GEN      := $(BUILD)/duktape
 
 WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-missing-field-initializers
 CFLAGS_ALL   := -std=c11 -D_GNU_SOURCE -O2 -g -fno-strict-aliasing $(WARN) \
-                -DTP_VERSION='"$(VERSION)"' -Icommon -Iconf -Ishm -Iworker -Imaster -I$(LLHTTP_INC) \
+                -DTP_VERSION='"$(VERSION)"' -Icommon -Iconf -Ishm -Iworker -Imaster -I$(DUK_GEN) -I$(LLHTTP_INC) \
                 $(CFLAGS)
 LDLIBS_ALL   := -luv -lcjson -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -lcrypt -lpthread -lm $(LDLIBS)
 comma        := ,
@@ -49,7 +51,8 @@ MAIN_SRC     := master/tp_main.c
 LIB_SRC      := $(filter-out $(MAIN_SRC),$(SRC))
 LIB_OBJ      := $(LIB_SRC:%.c=$(OBJDIR)/%.o)
 MAIN_OBJ     := $(MAIN_SRC:%.c=$(OBJDIR)/%.o)
-LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o
+LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o \
+                $(BUILD)/duktape/duktape.o
 UNIT_SRC     := $(wildcard test/unit/*.c)
 UNIT_OBJ     := $(UNIT_SRC:%.c=$(OBJDIR)/%.o)
 
@@ -60,8 +63,8 @@ UNIT_BIN     := $(BUILD)/test_unit$(if $(SANITIZER),-$(SANITIZER))
 LIB          := $(OBJDIR)/libturnpike.a
 
 # Debian packages: build, run and test dependencies.
-DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp
-DEPS_RUN     := redis-server
+DEPS_BUILD   := gcc make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp duktape-dev
+DEPS_RUN     := redis-server libjs-underscore
 DEPS_TEST    := nginx-light wrk curl valgrind openssl redis-tools clang-format python3-pytest python3-requests python3-redis python3-msgpack \
                 python3-yaml nodejs systemd strace util-linux
 # npm for the Kubernetes schema test (test/integration/k8s/npm-install.sh); a nodejs
@@ -94,6 +97,27 @@ $(OBJDIR)/llhttp/%.o: $(LLHTTP_DIR)/%.c $(OBJDIR)/.flags
 	@mkdir -p $(dir $@)
 	@echo "  CC      llhttp/$*.c"
 	$(Q)$(CC) $(LLHTTP_CFLAGS) -c -o $@ $<
+
+# Duktape (the JavaScript middleware's engine) comes from Debian's
+# duktape-dev sources, copied into build/duktape with its configuration
+# changed in two places: the executor's interrupt counter and an
+# execution-timeout hook (worker/tp_js.c's tp_js_interrupted) are on, so
+# jsvm_timeout can stop a script. Not our code: its own flags, no sanitizer.
+$(DUK_GEN)/duk_config.h: $(DUK_DIR)/duk_config.h
+	@mkdir -p $(DUK_GEN)
+	@echo "  GEN     $@"
+	$(Q)cp $(DUK_DIR)/duktape.c $(DUK_DIR)/duktape.h $(DUK_GEN)/
+	$(Q)sed -e 's/^#undef DUK_USE_INTERRUPT_COUNTER$$/#define DUK_USE_INTERRUPT_COUNTER/' \
+	    -e 's/^#undef DUK_USE_EXEC_TIMEOUT_CHECK$$/int tp_js_interrupted(void *udata);\n#define DUK_USE_EXEC_TIMEOUT_CHECK(udata) tp_js_interrupted(udata)/' \
+	    $< > $@.tmp
+	$(Q)grep -q '^#define DUK_USE_EXEC_TIMEOUT_CHECK' $@.tmp && grep -q '^#define DUK_USE_INTERRUPT_COUNTER' $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(BUILD)/duktape/duktape.o: $(DUK_GEN)/duk_config.h
+	@echo "  CC      duktape/duktape.c"
+	$(Q)$(CC) -O2 -g -w -c -o $@ $(DUK_GEN)/duktape.c
+
+$(LIB_OBJ) $(MAIN_OBJ) $(UNIT_OBJ): | $(DUK_GEN)/duk_config.h
 
 # Rebuild everything when the flags change.
 $(OBJDIR)/.flags: FORCE

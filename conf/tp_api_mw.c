@@ -464,6 +464,27 @@ static int internal_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char 
     return plain_entry(B, &mw->internal, &mw->ninternal, e, path);
 }
 
+/* extended_paths.virtual (with enable_jsvm: Tyk's VirtualEndpoint runs
+ * only then); the scripts were loaded by tp_conf_js.c. */
+static int virtual_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
+{
+    if (B->conf == NULL || !B->conf->enable_jsvm)
+        return 0;
+    const char *fn = jstr(e, "response_function_name");
+    if (fn == NULL || fn[0] == '\0')
+        return mfail(B, path, "expected a \"response_function_name\"");
+    grow((void **)&mw->virt, &mw->nvirt, sizeof(*mw->virt));
+    tp_virtual_t *v = &mw->virt[mw->nvirt];
+    int rc = epmatch_of(B, &v->m, e, path);
+    if (rc <= 0)
+        return rc;
+    v->fn = tp_strdup(fn);
+    v->use_session = cJSON_IsTrue(tp_json_get(e, "use_session"));
+    v->proxy_on_error = cJSON_IsTrue(tp_json_get(e, "proxy_on_error"));
+    mw->nvirt++;
+    return 0;
+}
+
 static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path)
 {
     size_t n = mw->ntrack;
@@ -616,7 +637,6 @@ static const struct {
 } refused[] = {
     {"transform_jq", "jq transforms"},
     {"transform_jq_response", "jq response transforms"},
-    {"virtual", "virtual endpoints (JavaScript)"},
     {"go_plugin", "Go plugins"},
     {"persist_graphql", "persisted GraphQL queries"},
 };
@@ -664,11 +684,11 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
         const char *key;
         int (*fn)(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *path);
     } sections[] = {
-        {"url_rewrites", rewrite_entry},      {"method_transforms", mtrans_entry},
-        {"size_limits", size_entry},          {"internal", internal_entry},
-        {"track_endpoints", track_entry},     {"validate_json", validate_entry},
-        {"transform", transform_entry},       {"transform_response", transform_response_entry},
-        {"advance_cache_config", cache_entry}};
+        {"url_rewrites", rewrite_entry},       {"method_transforms", mtrans_entry},
+        {"size_limits", size_entry},           {"internal", internal_entry},
+        {"track_endpoints", track_entry},      {"validate_json", validate_entry},
+        {"transform", transform_entry},        {"transform_response", transform_response_entry},
+        {"advance_cache_config", cache_entry}, {"virtual", virtual_entry}};
     {
         const cJSON *list = tp_json_get(ext, "cache"), *e;
         int at = 0;
@@ -698,7 +718,7 @@ int tp_api_mw_build(const cJSON *info, const tp_conf_t *conf, int ignore_case, c
         }
     }
     if (mw->nrw + mw->nmt + mw->nsl + mw->ninternal + mw->ntrack + mw->nvj + mw->ntf + mw->nrtf +
-                mw->ncache ==
+                mw->ncache + mw->nvirt ==
             0 &&
         mw->global_size == 0) {
         free(mw);
@@ -739,6 +759,11 @@ void tp_api_mw_free(tp_api_mw_t *mw)
     free(mw->sl);
     for (size_t i = 0; i < mw->ninternal; i++)
         regfree(&mw->internal[i].re);
+    for (size_t i = 0; i < mw->nvirt; i++) {
+        regfree(&mw->virt[i].m.re);
+        free(mw->virt[i].fn);
+    }
+    free(mw->virt);
     free(mw->internal);
     for (size_t i = 0; i < mw->ntrack; i++) {
         regfree(&mw->track[i].re);

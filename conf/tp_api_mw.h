@@ -136,6 +136,14 @@ int tp_cachepath_match(const tp_cachepath_t *c, const char *method, const char *
 int tp_api_mw_cache_build(const cJSON *def, tp_cacheopts_t **out, char *err, size_t errlen);
 void tp_api_mw_cache_free(tp_cacheopts_t *c);
 
+/* extended_paths.virtual: a JavaScript function answers (tp_jsmw.c). */
+typedef struct tp_virtual_s {
+    tp_epmatch_t m;
+    char *fn; /* response_function_name */
+    unsigned use_session : 1;
+    unsigned proxy_on_error : 1;
+} tp_virtual_t;
+
 typedef struct tp_api_mw_s {
     tp_rewrite_t *rw;
     size_t nrw;
@@ -157,6 +165,8 @@ typedef struct tp_api_mw_s {
     size_t nrtf;
     tp_cachepath_t *cache; /* extended_paths.cache, then advance_cache_config */
     size_t ncache;
+    tp_virtual_t *virt; /* virtual endpoints */
+    size_t nvirt;
     int payload_triggers; /* a url_rewrites trigger has payload_matches: the body is read */
     int loops;            /* a url_rewrites target is tyk:// (an internal loop) */
 } tp_api_mw_t;

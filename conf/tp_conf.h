@@ -162,6 +162,13 @@ typedef struct tp_conf_s {
     int64_t drl_notification_frequency;
     char *rate_limit_response_headers; /* "quotas" or "rate_limits" */
 
+    /* JavaScript middleware (TYK-COMPAT 23) */
+    int enable_jsvm;
+    int64_t jsvm_timeout; /* seconds; <= 0: Tyk's 5 */
+    char *middleware_path;
+    char *tyk_js_path;
+    int disable_virtual_path_blobs;
+
     /* analytics (TYK-COMPAT 8, 15) */
     int enable_analytics;
     struct {
@@ -296,6 +303,7 @@ typedef struct tp_api_s {
     tp_target_t *targets;
     size_t ntargets;
     char *def_json; /* the definition as loaded, compact, for the REST API */
+    char *js_json;  /* its JavaScript middleware (tp_conf_js.c), or NULL */
 } tp_api_t;
 
 typedef struct tp_apis_s {
@@ -314,7 +322,14 @@ void tp_api_free(tp_api_t *api);
  * described in <errs> (one line each, when not NULL); duplicate api_ids
  * keep the first. Returns 0, or -1 when the directory cannot be read
  * (reason in <err>). */
-int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err, size_t errlen);
+int tp_apis_load_dir(const char *dir, const struct tp_conf_s *conf, tp_apis_t *apis, tp_buf_t *errs,
+                     char *err, size_t errlen);
+/* The scripts and hooks of the API's JavaScript middleware (custom_middleware
+ * with driver "otto", extended_paths.virtual), read and compiled now (needs
+ * <conf>'s enable_jsvm, middleware_path, tyk_js_path): api->js_json, or
+ * NULL when it has none. -1 with the JSON path, file, line and reason. */
+int tp_api_js_load(tp_api_t *api, const cJSON *def, const struct tp_conf_s *conf, char *err,
+                   size_t errlen);
 void tp_apis_free(tp_apis_t *apis);
 
 /* ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ void tp_api_free(tp_api_t *api)
     }
     free(api->targets);
     free(api->def_json);
+    free(api->js_json);
     free(api->mtls_pem);
     free(api);
 }
@@ -436,7 +437,8 @@ static void note(tp_buf_t *errs, const char *fmt, ...)
     }
 }
 
-int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err, size_t errlen)
+int tp_apis_load_dir(const char *dir, const tp_conf_t *conf, tp_apis_t *apis, tp_buf_t *errs,
+                     char *err, size_t errlen)
 {
     memset(apis, 0, sizeof(*apis));
     size_t n;
@@ -459,6 +461,10 @@ int tp_apis_load_dir(const char *dir, tp_apis_t *apis, tp_buf_t *errs, char *err
         }
         tp_api_t *api = NULL;
         int rc = tp_api_parse(path, def, &api, why, sizeof(why));
+        if (rc == 0 && conf != NULL && tp_api_js_load(api, def, conf, why, sizeof(why)) < 0) {
+            tp_api_free(api);
+            rc = -1;
+        }
         cJSON_Delete(def);
         if (rc < 0) {
             note(errs, "skipping API definition %s: %s", path, why);

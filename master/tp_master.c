@@ -66,7 +66,7 @@ int tp_gen_load(tp_gen_t *gen, const char *conf_path, int strict, char *err, siz
         return -1;
     }
     tp_buf_t errs = {0};
-    if (tp_apis_load_dir(gen->conf.app_path, &gen->apis, &errs, err, errlen) < 0)
+    if (tp_apis_load_dir(gen->conf.app_path, &gen->conf, &gen->apis, &errs, err, errlen) < 0)
         goto err;
     if (strict && gen->apis.nerrors > 0) {
         snprintf(err, errlen, "%.*s", (int)errs.len, errs.data);

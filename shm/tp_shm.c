@@ -137,6 +137,7 @@ static tp_api_t *freeze_api(arena_t *a, const tp_api_t *src, uint32_t *tidx)
     api->domain = a_strdup(a, src->domain);
     api->listen_path = a_strdup(a, src->listen_path);
     api->def_json = a_strdup(a, src->def_json);
+    api->js_json = a_strdup(a, src->js_json);
     api->mtls_pem = a_strdup(a, src->mtls_pem);
     api->targets = a_alloc(a, (src->ntargets ? src->ntargets : 1) * sizeof(tp_target_t));
     if (api->targets == NULL)

@@ -80,6 +80,15 @@ static int body_auth_wanted(const tp_chain_api_t *a)
 const tp_stage_t tp_stage_body_auth = {
     .name = "body_auth", .wanted = body_auth_wanted, .run = tp_body_read, .cancel = body_cancel};
 
+/* The same, before the first JavaScript middleware (tp_jsmw.c) reads it. */
+static int body_js_wanted(const tp_chain_api_t *a)
+{
+    return a->js_pre || a->js_post_key_auth || a->js_post || a->virtual;
+}
+
+const tp_stage_t tp_stage_js_body = {
+    .name = "js_body", .wanted = body_js_wanted, .run = tp_body_read, .cancel = body_cancel};
+
 void tp_body_in(tp_req_t *req)
 {
     if (!req->body_wait) {

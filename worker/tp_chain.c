@@ -48,18 +48,23 @@ extern const tp_stage_t tp_stage_api_limit;  /* tp_limit.c: the API's rate limit
 extern const tp_stage_t tp_stage_timeouts;   /* tp_timeouts.c: hard timeouts */
 extern const tp_stage_t tp_stage_breaker;    /* tp_breaker.c: circuit breakers (and log) */
 extern const tp_stage_t tp_stage_proxy;      /* tp_proxy.c: the upstream */
-extern const tp_stage_t tp_stage_resp_headers;  /* tp_headers.c: transform_response_headers */
-extern const tp_stage_t tp_stage_cache;         /* tp_cache.c: answers from the response cache */
-extern const tp_stage_t tp_stage_cache_capture; /* tp_cache.c: the response head to store */
-extern const tp_stage_t tp_stage_cache_store;   /* tp_cache.c: stores the response */
-extern const tp_stage_t tp_stage_loop;          /* tp_loop.c: tyk:// internal loops */
-extern const tp_stage_t tp_stage_batch;         /* tp_batch.c: <listen path>/tyk/batch/ ... */
-extern const tp_stage_t tp_stage_batch_run;     /* ... its requests */
-extern const tp_stage_t tp_stage_expires;       /* tp_auth.c: X-Tyk-Api-Expires */
-extern const tp_stage_t tp_stage_rl_headers;    /* tp_limit.c: X-RateLimit-* */
-extern const tp_stage_t tp_stage_cors_headers;  /* tp_cors.c: Access-Control-* */
-extern const tp_stage_t tp_stage_stats;         /* tp_stats.c: "show stat" counters */
-extern const tp_stage_t tp_stage_metrics;       /* tp_metrics.c: Prometheus counters (log) */
+extern const tp_stage_t tp_stage_resp_headers;     /* tp_headers.c: transform_response_headers */
+extern const tp_stage_t tp_stage_cache;            /* tp_cache.c: answers from the response cache */
+extern const tp_stage_t tp_stage_cache_capture;    /* tp_cache.c: the response head to store */
+extern const tp_stage_t tp_stage_cache_store;      /* tp_cache.c: stores the response */
+extern const tp_stage_t tp_stage_loop;             /* tp_loop.c: tyk:// internal loops */
+extern const tp_stage_t tp_stage_batch;            /* tp_batch.c: <listen path>/tyk/batch/ ... */
+extern const tp_stage_t tp_stage_batch_run;        /* ... its requests */
+extern const tp_stage_t tp_stage_js_body;          /* tp_body.c: the body, for JavaScript */
+extern const tp_stage_t tp_stage_js_pre;           /* tp_jsmw.c: custom_middleware.pre */
+extern const tp_stage_t tp_stage_js_post_key_auth; /* tp_jsmw.c: ... post_key_auth */
+extern const tp_stage_t tp_stage_virtual;          /* tp_jsmw.c: extended_paths.virtual */
+extern const tp_stage_t tp_stage_js_post;          /* tp_jsmw.c: custom_middleware.post */
+extern const tp_stage_t tp_stage_expires;          /* tp_auth.c: X-Tyk-Api-Expires */
+extern const tp_stage_t tp_stage_rl_headers;       /* tp_limit.c: X-RateLimit-* */
+extern const tp_stage_t tp_stage_cors_headers;     /* tp_cors.c: Access-Control-* */
+extern const tp_stage_t tp_stage_stats;            /* tp_stats.c: "show stat" counters */
+extern const tp_stage_t tp_stage_metrics;          /* tp_metrics.c: Prometheus counters (log) */
 
 /* Every request, before it has an API. */
 static const tp_stage_t *const front_stages[] = {
@@ -73,17 +78,43 @@ static const tp_stage_t *const front_stages[] = {
  * rewritten path and the new method are decided here and applied by the
  * proxy, so every stage sees the request as the client sent it. */
 static const tp_stage_t *const request_stages[] = {
-    &tp_stage_batch,         &tp_stage_batch_run,   &tp_stage_track,
-    &tp_stage_version,       &tp_stage_notrack,     &tp_stage_paths,
-    &tp_stage_cors,          &tp_stage_mtls,        &tp_stage_size_limit,
-    &tp_stage_body_auth,     &tp_stage_basic,       &tp_stage_basic_check,
-    &tp_stage_hmac,          &tp_stage_hmac_check,  &tp_stage_jwt,
-    &tp_stage_jwt_check,     &tp_stage_key,         &tp_stage_access,
-    &tp_stage_key_limit,     &tp_stage_api_limit,   &tp_stage_body,
-    &tp_stage_validate_json, &tp_stage_transform,   &tp_stage_transform_response,
-    &tp_stage_headers,       &tp_stage_url_rewrite, &tp_stage_method_transform,
-    &tp_stage_cache,         &tp_stage_loop,        &tp_stage_timeouts,
-    &tp_stage_breaker,       &tp_stage_proxy,
+    &tp_stage_batch,
+    &tp_stage_batch_run,
+    &tp_stage_track,
+    &tp_stage_version,
+    &tp_stage_notrack,
+    &tp_stage_paths,
+    &tp_stage_cors,
+    &tp_stage_js_body,
+    &tp_stage_js_pre,
+    &tp_stage_mtls,
+    &tp_stage_size_limit,
+    &tp_stage_body_auth,
+    &tp_stage_basic,
+    &tp_stage_basic_check,
+    &tp_stage_hmac,
+    &tp_stage_hmac_check,
+    &tp_stage_jwt,
+    &tp_stage_jwt_check,
+    &tp_stage_key,
+    &tp_stage_js_post_key_auth,
+    &tp_stage_access,
+    &tp_stage_key_limit,
+    &tp_stage_api_limit,
+    &tp_stage_body,
+    &tp_stage_validate_json,
+    &tp_stage_transform,
+    &tp_stage_transform_response,
+    &tp_stage_headers,
+    &tp_stage_url_rewrite,
+    &tp_stage_method_transform,
+    &tp_stage_cache,
+    &tp_stage_virtual,
+    &tp_stage_js_post,
+    &tp_stage_loop,
+    &tp_stage_timeouts,
+    &tp_stage_breaker,
+    &tp_stage_proxy,
 };
 
 /* Added to every response that carries them, in this order: the

@@ -75,6 +75,10 @@ typedef struct tp_chain_api_s {
     unsigned rewrite_body : 1;   /* a url_rewrites trigger with payload_matches */
     unsigned loops : 1;          /* a url_rewrites target is tyk:// */
     unsigned batch : 1;          /* enable_batch_request_support */
+    unsigned js_pre : 1;         /* custom_middleware.pre (JavaScript) */
+    unsigned js_post_key_auth : 1; /* ... post_key_auth */
+    unsigned js_post : 1;          /* ... post */
+    unsigned virtual : 1;          /* extended_paths.virtual */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {
@@ -102,7 +106,7 @@ typedef struct tp_stage_s {
 
 enum { TP_RESP_UPSTREAM = 0, TP_RESP_GATEWAY = 1, TP_RESP_CACHED = 2 };
 
-#define TP_CHAIN_MAX 32
+#define TP_CHAIN_MAX 40
 
 typedef struct tp_chain_s {
     uint8_t n, nresp, nlog;

@@ -27,6 +27,7 @@ static void compiled_free(tp_compiled_t *c)
     tp_cors_free(c->cors);
     tp_basic_api_free(c->basic);
     tp_hmac_api_free(c->hmac);
+    tp_jsmw_api_free(c->jsmw);
     memset(c, 0, sizeof(*c));
 }
 
@@ -63,11 +64,12 @@ static void mw_wanted(const tp_api_rules_t *r, tp_chain_api_t *a)
         a->transform |= v->mw->ntf > 0;
         a->tracked |= v->mw->ntrack > 0;
         a->resp_transform |= v->mw->nrtf > 0;
+        a->virtual |= v->mw->nvirt > 0;
     }
 }
 
-static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t *conf,
-                        struct tp_breakers_s *breakers, int quiet)
+static void compile_api(tp_worker_t *w, tp_compiled_t *out, const tp_api_t *api,
+                        const tp_conf_t *conf, struct tp_breakers_s *breakers, int quiet)
 {
     char err[512];
     cJSON *def = tp_json_parse(api->def_json, strlen(api->def_json), err, sizeof(err));
@@ -84,6 +86,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
         out->cors = tp_cors_compile(def);
         out->basic = tp_basic_compile(def, api, quiet);
         out->hmac = tp_hmac_compile(def);
+        out->jsmw = tp_jsmw_compile(w, def, api);
         /* the chain of stages this API uses */
         int basic_body = tp_basic_extracts(out->basic);
         tp_chain_api_t a = {.keyless = api->use_keyless != 0,
@@ -103,6 +106,7 @@ static void compile_api(tp_compiled_t *out, const tp_api_t *api, const tp_conf_t
                             .batch =
                                 cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))};
         mw_wanted(out->rules, &a);
+        tp_jsmw_wanted(out->jsmw, &a);
         a.cache = out->rules->cache != NULL;
         a.cache_body = a.cache && out->rules->cache->body_hash;
         a.basic_body = basic_body != 0;
@@ -148,7 +152,7 @@ void tp_compile_generation(tp_worker_t *w, const tp_snapshot_t *snap)
     w->ncompiled[s] = snap->napis;
     w->any_mtls = 0;
     for (size_t i = 0; i < snap->napis; i++) {
-        compile_api(&w->compiled[s][i], snap->apis[i], w->conf, w->shm->breakers, w->id != 0);
+        compile_api(w, &w->compiled[s][i], snap->apis[i], w->conf, w->shm->breakers, w->id != 0);
         w->any_mtls |= snap->apis[i]->use_mtls != 0;
     }
 }

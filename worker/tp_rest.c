@@ -272,7 +272,10 @@ static void api_write(tp_req_t *req, int update)
         goto out;
     }
     tp_api_t *api = NULL;
-    if (tp_api_parse(path, def, &api, err, sizeof(err)) < 0) {
+    if (tp_api_parse(path, def, &api, err, sizeof(err)) < 0 ||
+        tp_api_js_load(api, def, req->conn->w->conf, err, sizeof(err)) < 0) {
+        tp_api_free(api);
+        api = NULL;
         char msg[1200];
         snprintf(msg, sizeof(msg), "Validation of API Definition failed. Reason: %s.", err);
         reply_error(req, 400, msg);

@@ -58,6 +58,7 @@ typedef struct tp_compiled_s {
     struct tp_cors_s *cors;               /* CORS.enable (tp_cors.c); NULL: off */
     struct tp_basic_api_s *basic;         /* use_basic_auth (tp_basic.c); NULL: off */
     struct tp_hmac_api_s *hmac;           /* enable_signature_checking (tp_hmac.c); NULL: off */
+    struct tp_jsmw_api_s *jsmw;           /* JavaScript middleware (tp_jsmw.c); NULL: none */
     unsigned uptime_lb : 1; /* load balancing skips hosts the uptime tests found down */
     tp_chain_t chain;
 } tp_compiled_t;
@@ -83,6 +84,7 @@ struct tp_worker_s {
     tp_rulepaths_t rulepaths;       /* scratch for rule matching */
     struct tp_scache_s *scache;     /* the node's session cache (shared memory) */
     struct tp_scache_s *rcache;     /* the node's response cache front, or NULL (tp_cache.c) */
+    struct tp_js_s *js;             /* the JavaScript engine's heap, once an API needs it */
     tp_buf_t cache_rkey, cache_val; /* ... what a lookup copies out of it */
     struct tp_limits_s *limits;     /* the node's rate-limit counters (shared memory) */
     uv_timer_t announce_timer;      /* this node's announcements (tp_limit.c) */
@@ -289,6 +291,14 @@ const cJSON *tp_session_json(const tp_sess_t *s);
 const char *tp_session_key_hash(const tp_sess_t *s);
 /* The key the client presented for it (Tyk's "token" context variable). */
 const char *tp_session_key(const tp_sess_t *s);
+
+/* tp_jsmw.c: JavaScript middleware and virtual endpoints */
+typedef struct tp_jsmw_api_s tp_jsmw_api_t;
+/* The API's scripts in the worker's engine (api->js_json), or NULL. */
+tp_jsmw_api_t *tp_jsmw_compile(tp_worker_t *w, const cJSON *def, const tp_api_t *api);
+void tp_jsmw_api_free(tp_jsmw_api_t *m);
+/* Which of the JavaScript stages the API's chain needs. */
+void tp_jsmw_wanted(const tp_jsmw_api_t *m, tp_chain_api_t *a);
 
 /* tp_analytics.c: Tyk's analytics records, buffered and pushed to Redis */
 typedef struct tp_analytics_api_s tp_analytics_api_t;

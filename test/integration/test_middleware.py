@@ -515,8 +515,6 @@ def test_response_body_transforms(upstream, make_gateway, rc):
         "input_type": "json", "template_mode": "blob",
         "template_source": "e3tkZWZpbmUgIngifX17e2VuZH19"}}]}, {},  # {{define "x"}}{{end}}
      "extended_paths.transform[0].template_data.template_source", "define"),
-    ({"virtual": [{"path": "/x", "method": "GET"}]}, {},
-     "extended_paths.virtual[0]", "virtual endpoints"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
                         "rewrite_to": "https://other.example/x"}]}, {},
      "extended_paths.url_rewrites[0].rewrite_to", "http:// only"),

@@ -844,7 +844,7 @@ API_TEST(api_case_variant_duplicate_last_wins_like_go)
 
 APPS_TEST(load_dir_skips_bad_files)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-mixed", apis, NULL, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-mixed", NULL, apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_INT(apis->nerrors, 2);
     CHECK_STR(apis->v[0]->api_id, "good");
@@ -856,12 +856,12 @@ APPS_TEST(load_dir_skips_bad_files)
  * name order (api-definition.json) keeps it. */
 APPS_TEST(load_dir_duplicate_api_id_keeps_first)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-seed", apis, NULL, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-seed", NULL, apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->api_id, "example-api-id");
     CHECK_STR(apis->v[0]->listen_path, "/example/");
     tp_apis_free(apis);
-    CHECK_INT(tp_apis_load_dir("data/apps-dup", apis, NULL, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-dup", NULL, apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->listen_path, "/first/");
     CHECK_STR(apis->v[0]->name, "First");
@@ -870,7 +870,7 @@ APPS_TEST(load_dir_duplicate_api_id_keeps_first)
 /* A Kubernetes ConfigMap volume: the keys are symlinks into "..data". */
 APPS_TEST(load_dir_configmap_layout)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-configmap", apis, NULL, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-configmap", NULL, apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_INT(apis->nerrors, 0);
     CHECK_STR(apis->v[0]->listen_path, "/api/");
@@ -878,7 +878,7 @@ APPS_TEST(load_dir_configmap_layout)
 
 APPS_TEST(load_dir_missing)
 {
-    CHECK_INT(tp_apis_load_dir("data/no-such-apps", apis, NULL, err, errlen), -1);
+    CHECK_INT(tp_apis_load_dir("data/no-such-apps", NULL, apis, NULL, err, errlen), -1);
     CHECK_CONTAINS(err, "data/no-such-apps");
     CHECK_CONTAINS(err, "cannot open directory");
     CHECK_INT(apis->n, 0);
@@ -889,7 +889,7 @@ APPS_TEST(load_dir_missing)
  * is loaded (APIDefinitionLoader.isOASCompanionFile). */
 APPS_TEST(load_dir_orphan_oas_file_loaded_like_tyk)
 {
-    CHECK_INT(tp_apis_load_dir("data/apps-orphan-oas", apis, NULL, err, errlen), 0);
+    CHECK_INT(tp_apis_load_dir("data/apps-orphan-oas", NULL, apis, NULL, err, errlen), 0);
     CHECK_INT(apis->n, 1);
     CHECK_STR(apis->v[0]->api_id, "legacy");
 }

@@ -1,0 +1,533 @@
+/*
+ * common/tp_js.c: the JavaScript engine (see tp_js.h).
+ */
+#include "tp_js.h"
+
+#include <mbedtls/base64.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "tp_buf.h"
+#include "tp_err.h"
+#include "tp_keyhash.h"
+#include "tp_log.h"
+
+#define UNDERSCORE_JS "/usr/share/javascript/underscore/underscore.js"
+
+struct tp_js_s {
+    duk_context *duk;
+    size_t live; /* bytes allocated now */
+    size_t cap;  /* ... at most, while a call or a load runs (0: no cap) */
+    size_t max;  /* the cap above what was live when the call began */
+    int64_t deadline_ms;
+    unsigned timed_out : 1;
+    unsigned has_underscore : 1;
+    tp_js_calls_t *calls; /* the running call's TykMakeHttpRequest answers */
+    uint64_t next_id;
+};
+
+struct tp_js_ctx_s {
+    tp_js_t *js;
+    duk_context *duk; /* the API's thread, with its own global environment */
+    char key[32];     /* where the heap's stash keeps it alive */
+    unsigned native_core : 1;
+};
+
+/* ---- the allocator: live bytes counted, capped during calls ---------------------------- */
+
+typedef union hdr_u {
+    size_t size;
+    max_align_t align;
+} hdr_t;
+
+static void *js_alloc(void *udata, duk_size_t size)
+{
+    tp_js_t *js = udata;
+    if (js->cap != 0 && js->live + size > js->cap)
+        return NULL; /* Duktape collects and retries, then throws */
+    hdr_t *h = malloc(sizeof(*h) + size);
+    if (h == NULL)
+        return NULL;
+    h->size = size;
+    js->live += size;
+    return h + 1;
+}
+
+static void js_free(void *udata, void *p)
+{
+    tp_js_t *js = udata;
+    if (p == NULL)
+        return;
+    hdr_t *h = (hdr_t *)p - 1;
+    js->live -= h->size;
+    free(h);
+}
+
+static void *js_realloc(void *udata, void *p, duk_size_t size)
+{
+    tp_js_t *js = udata;
+    if (p == NULL)
+        return js_alloc(udata, size);
+    if (size == 0) {
+        js_free(udata, p);
+        return NULL;
+    }
+    hdr_t *h = (hdr_t *)p - 1;
+    size_t old = h->size;
+    if (size > old && js->cap != 0 && js->live + (size - old) > js->cap)
+        return NULL;
+    hdr_t *n = realloc(h, sizeof(*n) + size);
+    if (n == NULL)
+        return NULL;
+    js->live = js->live - old + size;
+    n->size = size;
+    return n + 1;
+}
+
+static void js_fatal(void *udata, const char *msg)
+{
+    (void)udata;
+    tp_log_error("jsvm: fatal engine error: %s", msg != NULL ? msg : "(none)");
+    abort();
+}
+
+int64_t tp_js_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Duktape's executor asks this every so many instructions (the build's
+ * DUK_USE_EXEC_TIMEOUT_CHECK): true ends the running call with an error
+ * (and again at every later check, so a script that catches it cannot
+ * go on). */
+int tp_js_interrupted(void *udata)
+{
+    tp_js_t *js = udata;
+    if (js == NULL || js->deadline_ms == 0 || tp_js_now_ms() < js->deadline_ms)
+        return 0;
+    js->timed_out = 1;
+    return 1;
+}
+
+/* ---- the core library (Tyk's coreJS contract, our own text) -------------------------- */
+
+/* TykJS.TykMiddleware.NewMiddleware(conf) objects with NewProcessRequest
+ * (the callback), ReturnData (Request + SessionMeta) and ReturnAuthData
+ * (Request + Session); DoProcessRequest calls the callback and returns its
+ * object as it is (this gateway reads it without JSON). Event handlers
+ * keep Tyk's shape; TykJsResponse is Tyk's. */
+static const char core_js[] =
+    "var TykJS = {TykMiddleware: {}, TykEventHandlers: {}};\n"
+    "TykJS.TykMiddleware.MiddlewareComponentMeta = function (configuration) {\n"
+    "  this.configuration = configuration;\n"
+    "};\n"
+    "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.ProcessRequest =\n"
+    "  function (request, session, config) {\n"
+    "    log('Process Request Not Implemented');\n"
+    "    return request;\n"
+    "  };\n"
+    "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.DoProcessRequest =\n"
+    "  function (request, session, config) {\n"
+    "    var out = this.ProcessRequest(request, session, config);\n"
+    "    if (!out) { log(\"Middleware didn't return request object!\"); return; }\n"
+    "    return out;\n"
+    "  };\n"
+    "TykJS.TykMiddleware.NewMiddleware = function (configuration) {\n"
+    "  TykJS.TykMiddleware.MiddlewareComponentMeta.call(this, configuration);\n"
+    "};\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype =\n"
+    "  Object.create(TykJS.TykMiddleware.MiddlewareComponentMeta.prototype);\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.constructor = TykJS.TykMiddleware.NewMiddleware;\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.NewProcessRequest = function (cb) {\n"
+    "  this.ProcessRequest = cb;\n"
+    "};\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.ReturnData = function (request, meta) {\n"
+    "  return {Request: request, SessionMeta: meta};\n"
+    "};\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.ReturnAuthData = function (request, session) {\n"
+    "  return {Request: request, Session: session};\n"
+    "};\n"
+    "TykJS.TykEventHandlers.EventHandlerComponentMeta = function () {};\n"
+    "TykJS.TykEventHandlers.EventHandlerComponentMeta.prototype.DoProcessEvent =\n"
+    "  function (event, context) { this.Handle(event, context); };\n"
+    "TykJS.TykEventHandlers.EventHandlerComponentMeta.prototype.Handle =\n"
+    "  function (request, context) { log('Handler not implemented!'); return request; };\n"
+    "TykJS.TykEventHandlers.NewEventHandler = function () {\n"
+    "  TykJS.TykEventHandlers.EventHandlerComponentMeta.call(this);\n"
+    "};\n"
+    "TykJS.TykEventHandlers.NewEventHandler.prototype =\n"
+    "  Object.create(TykJS.TykEventHandlers.EventHandlerComponentMeta.prototype);\n"
+    "TykJS.TykEventHandlers.NewEventHandler.prototype.constructor =\n"
+    "  TykJS.TykEventHandlers.NewEventHandler;\n"
+    "TykJS.TykEventHandlers.NewEventHandler.prototype.NewHandler = function (cb) {\n"
+    "  this.Handle = cb;\n"
+    "};\n"
+    "function TykJsResponse(response, session_meta) {\n"
+    "  return JSON.stringify({Response: response, SessionMeta: session_meta});\n"
+    "}\n";
+
+/* ---- natives -------------------------------------------------------------------------- */
+
+static tp_js_t *js_of(duk_context *duk)
+{
+    duk_memory_functions f;
+    duk_get_memory_functions(duk, &f);
+    return f.udata;
+}
+
+static int log_once(tp_js_t *js)
+{
+    tp_js_calls_t *c = js->calls;
+    if (c == NULL)
+        return 1;
+    if (++c->log_seen <= c->logged)
+        return 0; /* written by an earlier run of this call */
+    c->logged = c->log_seen;
+    return 1;
+}
+
+static duk_ret_t n_log(duk_context *duk)
+{
+    const char *s = duk_safe_to_string(duk, 0);
+    if (log_once(js_of(duk)))
+        tp_log_info("jsvm: %s", s);
+    return 0;
+}
+
+static duk_ret_t n_rawlog(duk_context *duk)
+{
+    const char *s = duk_safe_to_string(duk, 0);
+    if (log_once(js_of(duk)))
+        fprintf(stderr, "%s\n", s);
+    return 0;
+}
+
+static duk_ret_t b64enc(duk_context *duk, int raw)
+{
+    duk_size_t n;
+    const char *s = duk_safe_to_lstring(duk, 0, &n);
+    size_t cap = (n + 2) / 3 * 4 + 1, len = 0;
+    unsigned char *out = duk_push_fixed_buffer(duk, cap);
+    mbedtls_base64_encode(out, cap, &len, (const unsigned char *)s, n);
+    while (raw && len > 0 && out[len - 1] == '=')
+        len--;
+    duk_push_lstring(duk, (const char *)out, len);
+    return 1;
+}
+
+static duk_ret_t b64dec(duk_context *duk, int std_first)
+{
+    duk_size_t n;
+    const char *s = duk_safe_to_lstring(duk, 0, &n);
+    /* Go's StdEncoding, then (b64dec) RawStdEncoding: padded here */
+    tp_buf_t in = {0};
+    tp_buf_append(&in, s, n);
+    unsigned char *out = duk_push_fixed_buffer(duk, n / 4 * 3 + 3);
+    ptrdiff_t got = std_first ? tp_b64_std_decode(in.data != NULL ? in.data : "", n, out) : -1;
+    if (got < 0 && n % 4 != 1 && (n == 0 || s[n - 1] != '=')) {
+        while (in.len % 4 != 0)
+            tp_buf_putc(&in, '=');
+        got = tp_b64_std_decode(in.data != NULL ? in.data : "", in.len, out);
+    }
+    tp_buf_free(&in);
+    if (got < 0) {
+        tp_log_error("jsvm: Failed to base64 decode");
+        return 0;
+    }
+    duk_push_lstring(duk, (const char *)out, (size_t)got);
+    return 1;
+}
+
+static duk_ret_t n_b64enc(duk_context *duk)
+{
+    return b64enc(duk, 0);
+}
+static duk_ret_t n_rawb64enc(duk_context *duk)
+{
+    return b64enc(duk, 1);
+}
+static duk_ret_t n_b64dec(duk_context *duk)
+{
+    return b64dec(duk, 1);
+}
+static duk_ret_t n_rawb64dec(duk_context *duk)
+{
+    return b64dec(duk, 0);
+}
+
+/* TykMakeHttpRequest(json): the n-th call of a run gets the n-th answer;
+ * past the answers, the run stops here with the request as pending. */
+static duk_ret_t n_http(duk_context *duk)
+{
+    tp_js_t *js = js_of(duk);
+    if (duk_is_undefined(duk, 0))
+        return 0;
+    const char *arg = duk_safe_to_string(duk, 0);
+    tp_js_calls_t *c = js->calls;
+    if (c == NULL) {
+        tp_log_error("jsvm: TykMakeHttpRequest is not available here");
+        return 0;
+    }
+    if (c->used < c->nanswer) {
+        const char *a = c->answer[c->used++];
+        if (a == NULL)
+            return 0; /* the request failed: undefined, as Tyk */
+        duk_push_string(duk, a);
+        return 1;
+    }
+    free(c->pending);
+    c->pending = tp_strdup(arg);
+    return duk_error(duk, DUK_ERR_ERROR, "TykMakeHttpRequest: waiting for the answer");
+}
+
+static duk_ret_t n_unsupported(duk_context *duk)
+{
+    duk_push_current_function(duk);
+    duk_get_prop_string(duk, -1, "name");
+    tp_log_error("jsvm: %s is not supported by this gateway", duk_safe_to_string(duk, -1));
+    return 0;
+}
+
+static const duk_function_list_entry natives[] = {{"log", n_log, 1},
+                                                  {"rawlog", n_rawlog, 1},
+                                                  {"b64enc", n_b64enc, 1},
+                                                  {"b64dec", n_b64dec, 1},
+                                                  {"rawb64enc", n_rawb64enc, 1},
+                                                  {"rawb64dec", n_rawb64dec, 1},
+                                                  {"TykMakeHttpRequest", n_http, 1},
+                                                  {NULL, NULL, 0}};
+
+static const char *const unsupported[] = {"TykGetKeyData", "TykSetKeyData", "TykBatchRequest",
+                                          "TykTriggerEvent"};
+
+/* ---- running scripts ------------------------------------------------------------------ */
+
+/* The error on top of the stack as "<file>:<line>: <message>". */
+static void error_text(tp_js_t *js, duk_context *duk, char *err, size_t errlen)
+{
+    if (js != NULL && js->timed_out) {
+        snprintf(err, errlen, "timed out (jsvm_timeout)");
+        return;
+    }
+    if (duk_is_error(duk, -1)) {
+        duk_get_prop_string(duk, -1, "fileName");
+        duk_get_prop_string(duk, -2, "lineNumber");
+        const char *file = duk_is_string(duk, -2) ? duk_get_string(duk, -2) : "?";
+        long line = duk_is_number(duk, -1) ? (long)duk_get_number(duk, -1) : 0;
+        char f[256];
+        snprintf(f, sizeof(f), "%s", file);
+        duk_pop_2(duk);
+        snprintf(err, errlen, "%s:%ld: %s", f, line, duk_safe_to_string(duk, -1));
+        return;
+    }
+    snprintf(err, errlen, "%s", duk_safe_to_string(duk, -1));
+}
+
+static void arm(tp_js_t *js, int64_t deadline_ms)
+{
+    js->deadline_ms = deadline_ms;
+    js->timed_out = 0;
+    js->cap = js->live + js->max;
+}
+
+static void disarm(tp_js_t *js)
+{
+    js->deadline_ms = 0;
+    js->cap = 0;
+    js->calls = NULL;
+}
+
+/* Compiles and runs <src> as <file> on <duk>: 0, or -1 with the reason. */
+static int run_script(tp_js_t *js, duk_context *duk, const char *file, const char *src, size_t len,
+                      int64_t timeout_ms, char *err, size_t errlen)
+{
+    arm(js, tp_js_now_ms() + timeout_ms);
+    duk_push_string(duk, file);
+    int rc = duk_pcompile_lstring_filename(duk, 0, src, len);
+    if (rc == 0)
+        rc = duk_pcall(duk, 0);
+    if (rc != 0)
+        error_text(js, duk, err, errlen);
+    duk_pop(duk);
+    disarm(js);
+    return rc == 0 ? 0 : -1;
+}
+
+tp_js_t *tp_js_new(size_t heap_max)
+{
+    tp_js_t *js = tp_calloc(1, sizeof(*js));
+    js->max = heap_max;
+    js->duk = duk_create_heap(js_alloc, js_realloc, js_free, js, js_fatal);
+    if (js->duk == NULL) {
+        free(js);
+        return NULL;
+    }
+    /* underscore.js once per heap, shared by every API's environment */
+    tp_buf_t u = {0};
+    char err[512];
+    if (tp_buf_read_file(&u, UNDERSCORE_JS) < 0)
+        tp_log_warn("jsvm: %s cannot be read: scripts have no \"_\" (install libjs-underscore)",
+                    UNDERSCORE_JS);
+    else if (run_script(js, js->duk, UNDERSCORE_JS, u.data, u.len, 10000, err, sizeof(err)) < 0)
+        tp_log_warn("jsvm: %s", err);
+    else
+        js->has_underscore = 1;
+    tp_buf_free(&u);
+    return js;
+}
+
+void tp_js_free(tp_js_t *js)
+{
+    if (js == NULL)
+        return;
+    duk_destroy_heap(js->duk);
+    free(js);
+}
+
+size_t tp_js_heap_bytes(const tp_js_t *js)
+{
+    return js != NULL ? js->live : 0;
+}
+
+tp_js_ctx_t *tp_js_ctx_new(tp_js_t *js, const char *label, const char *files_json,
+                           int64_t timeout_ms)
+{
+    duk_context *main = js->duk;
+    tp_js_ctx_t *c = tp_calloc(1, sizeof(*c));
+    c->js = js;
+    snprintf(c->key, sizeof(c->key), "api%llu", (unsigned long long)++js->next_id);
+    duk_push_global_stash(main);
+    duk_push_thread_new_globalenv(main);
+    c->duk = duk_get_context(main, -1);
+    duk_put_prop_string(main, -2, c->key); /* the stash keeps the thread */
+    duk_pop(main);
+
+    duk_context *d = c->duk;
+    duk_push_global_object(d);
+    duk_put_function_list(d, -1, natives);
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++) {
+        duk_push_c_function(d, n_unsupported, DUK_VARARGS);
+        duk_push_string(d, "name");
+        duk_push_string(d, unsupported[i]);
+        duk_def_prop(d, -3, DUK_DEFPROP_HAVE_VALUE | DUK_DEFPROP_FORCE);
+        duk_put_prop_string(d, -2, unsupported[i]);
+    }
+    if (js->has_underscore) {
+        duk_get_global_string(main, "_");
+        duk_xmove_top(d, main, 1);
+        duk_put_prop_string(d, -2, "_");
+    }
+    duk_pop(d);
+
+    char err[1024];
+    if (run_script(js, d, "tyk core library", core_js, sizeof(core_js) - 1, timeout_ms, err,
+                   sizeof(err)) < 0) {
+        tp_log_error("jsvm: %s: %s", label, err);
+        tp_js_ctx_free(c);
+        return NULL;
+    }
+    /* the core's own DoProcessRequest, to tell it from a user's */
+    duk_eval_string(d, "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.DoProcessRequest");
+    duk_push_global_stash(d);
+    duk_dup(d, -2);
+    duk_put_prop_string(d, -2, "core_dpr");
+    duk_pop_2(d);
+
+    cJSON *files = files_json != NULL ? cJSON_Parse(files_json) : NULL;
+    const cJSON *f;
+    cJSON_ArrayForEach(f, files)
+    {
+        const char *file = cJSON_GetStringValue(cJSON_GetObjectItem(f, "file"));
+        const cJSON *src = cJSON_GetObjectItem(f, "src");
+        if (file == NULL || !cJSON_IsString(src))
+            continue;
+        if (run_script(js, d, file, src->valuestring, strlen(src->valuestring), timeout_ms, err,
+                       sizeof(err)) < 0)
+            tp_log_error("jsvm: %s: Failed to load JS middleware: %s", label, err);
+    }
+    cJSON_Delete(files);
+    duk_eval_string(d, "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.DoProcessRequest");
+    duk_push_global_stash(d);
+    duk_get_prop_string(d, -1, "core_dpr");
+    c->native_core = duk_strict_equals(d, -1, -3) != 0;
+    duk_pop_3(d);
+    return c;
+}
+
+void tp_js_ctx_free(tp_js_ctx_t *c)
+{
+    if (c == NULL)
+        return;
+    duk_context *main = c->js->duk;
+    duk_push_global_stash(main);
+    duk_del_prop_string(main, -1, c->key);
+    duk_pop(main);
+    free(c);
+}
+
+duk_context *tp_js_ctx_duk(tp_js_ctx_t *c)
+{
+    return c->duk;
+}
+
+int tp_js_ctx_native_core(const tp_js_ctx_t *c)
+{
+    return c->native_core;
+}
+
+int tp_js_call(tp_js_ctx_t *c, int nargs, int with_this, int64_t deadline_ms, tp_js_calls_t *calls,
+               char *err, size_t errlen)
+{
+    tp_js_t *js = c->js;
+    arm(js, deadline_ms);
+    js->calls = calls;
+    if (calls != NULL) {
+        calls->used = 0;
+        calls->log_seen = 0;
+        free(calls->pending);
+        calls->pending = NULL;
+    }
+    int rc = with_this ? duk_pcall_method(c->duk, nargs) : duk_pcall(c->duk, nargs);
+    int timed_out = js->timed_out;
+    disarm(js);
+    if (calls != NULL && calls->pending != NULL && !timed_out)
+        return TP_JS_SUSPENDED; /* whatever the script did after it */
+    if (rc != 0) {
+        js->timed_out = (unsigned)timed_out;
+        error_text(js, c->duk, err, errlen);
+        js->timed_out = 0;
+        return TP_JS_ERROR;
+    }
+    return TP_JS_OK;
+}
+
+void tp_js_calls_free(tp_js_calls_t *c)
+{
+    for (int i = 0; i < c->nanswer; i++)
+        free(c->answer[i]);
+    free(c->answer);
+    free(c->pending);
+    memset(c, 0, sizeof(*c));
+}
+
+int tp_js_check(const char *file, const char *src, size_t len, char *err, size_t errlen)
+{
+    static tp_js_t checker; /* a heap that only compiles */
+    duk_context *duk = duk_create_heap(js_alloc, js_realloc, js_free, &checker, js_fatal);
+    if (duk == NULL) {
+        snprintf(err, errlen, "%s: the JavaScript engine cannot start", file);
+        return -1;
+    }
+    duk_push_string(duk, file);
+    int rc = duk_pcompile_lstring_filename(duk, 0, src, len);
+    if (rc != 0)
+        error_text(NULL, duk, err, errlen);
+    duk_destroy_heap(duk);
+    return rc == 0 ? 0 : -1;
+}

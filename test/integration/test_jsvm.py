@@ -1,0 +1,381 @@
+"""JavaScript middleware and virtual endpoints (TYK-COMPAT 23): Tyk's JSVM
+with Duktape. custom_middleware pre / post_key_auth / post with driver
+"otto" change the request (headers, body, URL, query, ReturnOverrides),
+virtual endpoints answer from a function (blob or file, with the session),
+TykMakeHttpRequest runs on the loop while other requests go on,
+jsvm_timeout stops a runaway script, and broken scripts are refused at
+load with their file and line."""
+import base64
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import HOST, ScriptedUpstream, api_def, wait_for
+from test_access import conf, get, key_with, keyed, not_versioned
+
+
+def echo_up():
+    """An upstream answering with what it got: request line, headers, body."""
+
+    def respond(head, body):
+        lines = head.decode("latin-1").split("\r\n")
+        hdrs = [l.split(":", 1) for l in lines[1:] if ":" in l]
+        payload = json.dumps({"line": lines[0], "headers": {k.strip(): v.strip() for k, v in hdrs},
+                              "body": body.decode("latin-1")}).encode()
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                % len(payload)) + payload
+
+    return ScriptedUpstream(respond)
+
+
+@pytest.fixture
+def up():
+    u = echo_up()
+    yield u
+    u.stop()
+
+
+def js_api(api_id, listen_path, target, pre=(), post=(), post_key_auth=(), keyless=True,
+           virtual=None, **extra):
+    d = api_def(api_id, listen_path, target) if keyless else keyed(api_id, listen_path, target)
+    d["custom_middleware"] = {
+        "driver": "otto",
+        "pre": [{"name": n, "path": p, "require_session": False} for n, p in pre],
+        "post": [dict({"name": n, "path": p}, **({"require_session": s} if s else {}))
+                 for n, p, s in post],
+        "post_key_auth": [{"name": n, "path": p, "require_session": True} for n, p in post_key_auth],
+    }
+    d.update(extra)
+    if virtual is not None:
+        return not_versioned(d, use_extended_paths=True, extended_paths={"virtual": virtual})
+    return not_versioned(d)
+
+
+def write_js(g, name, text):
+    p = g.dir / name
+    p.write_text(text)
+    return str(p)
+
+
+def gateway(make_gateway, scripts, apis, workers=1, **kw):
+    """A gateway whose <scripts> ({file: text}) are written before it starts;
+    <apis> is a function of {file: path}."""
+    g = make_gateway(conf=conf(None, enable_jsvm=True, **kw), apis=[], workers=workers, start=False)
+    paths = {n: write_js(g, n, t) for n, t in scripts.items()}
+    for a in apis(paths):
+        g.add_api(a)
+    g.start()
+    return g
+
+
+PRE = """
+var preMW = new TykJS.TykMiddleware.NewMiddleware({});
+preMW.NewProcessRequest(function(request, session, config) {
+    log("pre ran for " + request.URL);
+    request.SetHeaders["X-Pre"] = "yes " + request.Method + " " + request.Headers["X-In"][0];
+    request.SetHeaders["x-lower"] = "canonical";
+    request.DeleteHeaders.push("X-Drop");
+    request.AddParams["added"] = "a b";
+    request.DeleteParams.push("gone");
+    request.Body = request.Body + "+pre";
+    request.SetHeaders["X-Config"] = config.config_data.greeting + "/" + config.APIID;
+    return preMW.ReturnData(request, {});
+});
+"""
+
+
+def test_pre_middleware_changes_headers_query_and_body(make_gateway, up):
+    g = gateway(make_gateway, {"pre.js": PRE},
+                lambda p: [js_api("j1", "/j1/", up.url("/"), pre=[("preMW", p["pre.js"])],
+                                  config_data={"greeting": "hi"})])
+    r = g.request("POST", "/j1/thing?keep=1&gone=2", [("X-In", "v1"), ("X-Drop", "d")], body=b"payload")
+    assert r.status == 200, r
+    got = r.json()
+    assert got["line"] == "POST /thing?added=a+b&keep=1 HTTP/1.1"
+    assert got["headers"]["X-Pre"] == "yes POST v1"
+    assert got["headers"]["X-Lower"] == "canonical"
+    assert got["headers"]["X-Config"] == "hi/j1"
+    assert "X-Drop" not in got["headers"]
+    assert got["body"] == "payload+pre"
+    assert got["headers"]["Content-Length"] == str(len("payload+pre"))
+    g.wait_log(r"jsvm: pre ran for /j1/thing\?keep=1&gone=2")
+
+
+OVERRIDES = """
+var deny = new TykJS.TykMiddleware.NewMiddleware({});
+deny.NewProcessRequest(function(request, session) {
+    var mode = request.Params["mode"] ? request.Params["mode"][0] : "";
+    if (mode == "error") {
+        request.ReturnOverrides.ResponseCode = 403;
+        request.ReturnOverrides.ResponseError = "Denied by JS";
+        request.ReturnOverrides.ResponseHeaders = {"x-why": "js"};
+    } else if (mode == "raw") {
+        request.ReturnOverrides.ResponseCode = 418;
+        request.ReturnOverrides.ResponseBody = '{"teapot": true}';
+        request.ReturnOverrides.OverrideError = true;
+        request.ReturnOverrides.ResponseHeaders = {"Content-Type": "application/json"};
+    } else if (mode == "ok") {
+        request.ReturnOverrides.ResponseCode = 200;
+        request.ReturnOverrides.ResponseBody = "from js";
+    } else if (mode == "url") {
+        request.URL = "/elsewhere/deep?z=1";
+    } else if (mode == "throw") {
+        throw new Error("broken on purpose");
+    }
+    return deny.ReturnData(request, {});
+});
+"""
+
+
+def test_return_overrides_short_circuit(make_gateway, up):
+    g = gateway(make_gateway, {"o.js": OVERRIDES},
+                lambda p: [js_api("j2", "/j2/", up.url("/"), pre=[("deny", p["o.js"])])])
+    r = get(g, "/j2/x?mode=error")
+    assert r.status == 403 and r.json() == {"error": "Denied by JS"}
+    assert r.header("X-Why") == "js"
+    r = get(g, "/j2/x?mode=raw")
+    assert r.status == 418 and r.json() == {"teapot": True}
+    assert r.header("Server") == "tyk" and r.header("Content-Type") == "application/json"
+    r = get(g, "/j2/x?mode=ok")
+    assert r.status == 200 and r.body == b"from js"
+    assert r.header("Content-Type") == "text/plain; charset=utf-8"
+    # the URL: the upstream gets the new path (the listen path no longer matches: kept)
+    r = get(g, "/j2/x?mode=url")
+    assert r.status == 200 and r.json()["line"] == "GET /elsewhere/deep?z=1 HTTP/1.1"
+    # nothing asked: the request goes through unchanged
+    r = get(g, "/j2/plain?q=%20x")
+    assert r.status == 200 and r.json()["line"] == "GET /plain?q=%20x HTTP/1.1"
+    # a script error is Tyk's 500, logged with the file and line
+    r = get(g, "/j2/x?mode=throw")
+    assert r.status == 500 and r.json() == {"error": "Internal Server Error"}
+    g.wait_log(r"JS middleware deny: .*o\.js:20: Error: broken on purpose")
+    # and the worker still serves
+    assert get(g, "/j2/x").status == 200
+
+
+SESSION_MW = """
+var withSession = new TykJS.TykMiddleware.NewMiddleware({});
+withSession.NewProcessRequest(function(request, session) {
+    request.SetHeaders["X-Tier"] = session.meta_data.tier;
+    request.SetHeaders["X-Quota"] = "" + session.quota_max;
+    return withSession.ReturnData(request, session.meta_data);
+});
+var auth = new TykJS.TykMiddleware.NewMiddleware({});
+auth.NewProcessRequest(function(request, session) {
+    request.SetHeaders["X-After-Key"] = session.meta_data.tier + "!";
+    return auth.ReturnData(request, session.meta_data);
+});
+var setAuth = new TykJS.TykMiddleware.NewMiddleware({});
+setAuth.NewProcessRequest(function(request, session) {
+    if (request.Params["k"])
+        request.SetHeaders["Authorization"] = request.Params["k"][0];
+    request.DeleteParams.push("k");
+    return setAuth.ReturnData(request, {});
+});
+"""
+
+
+def test_session_hooks_on_a_keyed_api(make_gateway, make_redis, up):
+    srv = make_redis()
+    rc = srv.client()
+    g = make_gateway(conf=conf(srv, enable_jsvm=True), apis=[], workers=1, start=False)
+    path = write_js(g, "s.js", SESSION_MW)
+    a = js_api("j3", "/j3/", up.url("/"), keyless=False, pre=[("setAuth", path)],
+               post_key_auth=[("auth", path)], post=[("withSession", path, True)])
+    g.add_api(a)
+    g.start()
+    tok = key_with(rc, ["j3"], meta_data={"tier": "gold"}, quota_max=77)
+    r = get(g, "/j3/x", tok)
+    assert r.status == 200, r
+    h = r.json()["headers"]
+    assert h["X-Tier"] == "gold" and h["X-Quota"] == "77" and h["X-After-Key"] == "gold!"
+    # a pre hook's Authorization header is what the key check reads
+    r = get(g, "/j3/x?k=" + tok)
+    assert r.status == 200 and r.json()["line"] == "GET /x HTTP/1.1"
+    assert get(g, "/j3/x").status == 401
+
+
+VIRTUAL_JS = """
+function hello(request, session, config) {
+    var who = request.Params["name"] ? request.Params["name"][0] : "nobody";
+    return TykJsResponse({
+        Body: JSON.stringify({hello: who, tier: session.meta_data ? session.meta_data.tier : null,
+                              api: config.APIID, method_body: request.Body,
+                              ua: request.Headers["User-Agent"] ? request.Headers["User-Agent"][0] : ""}),
+        Code: 201,
+        Headers: {"content-type": "application/json", "X-Virtual": "1"}
+    }, session.meta_data);
+}
+"""
+
+BLOB_JS = """
+function fromBlob(request, session, config) {
+    return TykJsResponse({Body: "blob says " + _.map([1, 2, 3], function(x) { return x * 2; }).join(","),
+                          Code: 200, Headers: {}}, {});
+}
+function broken(request, session, config) { return undefined.nope; }
+"""
+
+
+def test_virtual_endpoints_from_file_and_blob(make_gateway, make_redis, up):
+    srv = make_redis()
+    rc = srv.client()
+    g = make_gateway(conf=conf(srv, enable_jsvm=True), apis=[], workers=1, start=False)
+    path = write_js(g, "v.js", VIRTUAL_JS)
+    blob = base64.b64encode(BLOB_JS.encode()).decode()
+    virt = [
+        {"path": "/hello", "method": "GET", "response_function_name": "hello",
+         "function_source_type": "file", "function_source_uri": path, "use_session": True},
+        {"path": "/hello", "method": "POST", "response_function_name": "hello",
+         "function_source_type": "file", "function_source_uri": path, "use_session": False},
+        {"path": "/blob", "method": "GET", "response_function_name": "fromBlob",
+         "function_source_type": "blob", "function_source_uri": blob},
+        {"path": "/broken", "method": "GET", "response_function_name": "broken",
+         "function_source_type": "blob", "function_source_uri": blob},
+        {"path": "/fallback", "method": "GET", "response_function_name": "broken",
+         "function_source_type": "blob", "function_source_uri": blob, "proxy_on_error": True},
+    ]
+    g.add_api(js_api("j4", "/j4/", up.url("/"), keyless=False, virtual=virt))
+    g.start()
+    tok = key_with(rc, ["j4"], meta_data={"tier": "silver"})
+    r = get(g, "/j4/hello?name=ann", tok, headers=[("User-Agent", "ua/1")])
+    assert r.status == 201, r
+    assert r.json() == {"hello": "ann", "tier": "silver", "api": "j4", "method_body": "", "ua": "ua/1"}
+    assert r.header("X-Virtual") == "1" and r.header("Content-Type") == "application/json"
+    assert r.header("Server") == "tyk"
+    # without use_session the function sees an empty session; the form body is in Params
+    r = g.request("POST", "/j4/hello", [("Authorization", tok),
+                                        ("Content-Type", "application/x-www-form-urlencoded")],
+                  body=b"name=bob")
+    assert r.status == 201 and r.json()["hello"] == "bob" and r.json()["tier"] is None
+    assert r.json()["method_body"] == "name=bob"
+    r = get(g, "/j4/blob", tok)
+    assert r.status == 200 and r.body == b"blob says 2,4,6"
+    r = get(g, "/j4/broken", tok)
+    assert r.status == 500
+    assert r.json() == {"error": "Error during virtual endpoint execution. Contact Administrator for more details."}
+    r = get(g, "/j4/fallback", tok)
+    assert r.status == 200 and r.json()["line"] == "GET /fallback HTTP/1.1"
+    # still behind the key check
+    assert get(g, "/j4/hello").status == 401
+    # other paths reach the upstream
+    assert get(g, "/j4/other", tok).json()["line"] == "GET /other HTTP/1.1"
+
+
+def test_timeout_stops_a_runaway_script(make_gateway, up):
+    loop = """
+var spin = new TykJS.TykMiddleware.NewMiddleware({});
+spin.NewProcessRequest(function(request, session) {
+    if (request.Params["spin"]) {
+        while (true) { try { while (true) {} } catch (e) {} }
+    }
+    return spin.ReturnData(request, {});
+});
+"""
+    g = gateway(make_gateway, {"spin.js": loop},
+                lambda p: [js_api("j5", "/j5/", up.url("/"), pre=[("spin", p["spin.js"])])],
+                jsvm_timeout=1)
+    results = {}
+
+    def slow():
+        t = time.time()
+        results["r"] = get(g, "/j5/x?spin=1", timeout=10)
+        results["t"] = time.time() - t
+
+    th = threading.Thread(target=slow)
+    th.start()
+    th.join(10)
+    assert not th.is_alive()
+    assert results["r"].status == 500 and results["r"].json() == {"error": "Internal Server Error"}
+    assert 0.8 < results["t"] < 4, results["t"]
+    g.wait_log(r"JS middleware spin: timed out")
+    # the one worker serves again at once
+    assert get(g, "/j5/x").status == 200
+
+
+def test_make_http_request_does_not_block_the_worker(make_gateway, up, upstream):
+    js = """
+var caller = new TykJS.TykMiddleware.NewMiddleware({});
+caller.NewProcessRequest(function(request, session) {
+    if (request.Params["call"]) {
+        log("calling out");
+        var r1 = JSON.parse(TykMakeHttpRequest(JSON.stringify({
+            Method: "GET", Domain: "%s", Resource: "/delay/600", Headers: {}})));
+        var r2 = JSON.parse(TykMakeHttpRequest(JSON.stringify({
+            Method: "POST", Domain: "%s", Resource: "/echo?x=1", Body: "abc",
+            Headers: {"x-from-js": "1"}})));
+        request.SetHeaders["X-R1"] = r1.Code + ":" + r1.Body;
+        request.SetHeaders["X-R2"] = r2.code + ":" + JSON.parse(r2.body).body_len;
+        request.SetHeaders["X-R2-Type"] = r2.Headers["Content-Type"][0];
+    }
+    return caller.ReturnData(request, {});
+});
+""" % (upstream.url("").rstrip("/"), upstream.url("").rstrip("/"))
+    g = gateway(make_gateway, {"call.js": js},
+                lambda p: [js_api("j6", "/j6/", up.url("/"), pre=[("caller", p["call.js"])])])
+    out = {}
+
+    def call():
+        out["r"] = get(g, "/j6/x?call=1", timeout=10)
+
+    th = threading.Thread(target=call)
+    th.start()
+    time.sleep(0.15)
+    # the one worker answers others while the script waits for its upstream
+    t = time.time()
+    for _ in range(5):
+        assert get(g, "/j6/y").status == 200
+    assert time.time() - t < 0.4
+    assert th.is_alive()
+    th.join(10)
+    r = out["r"]
+    assert r.status == 200, r
+    h = r.json()["headers"]
+    assert h["X-R1"] == "200:slept" and h["X-R2"] == "200:3"
+    assert h["X-R2-Type"] == "application/json"
+    # the script ran three times (twice stopped at a request); its log line is written once
+    time.sleep(0.2)
+    assert g.log().count("jsvm: calling out") == 1
+
+
+def test_broken_scripts_are_refused_at_load(make_gateway, up):
+    bad = "var x = );\nvar y = 2;\n"
+    g = gateway(make_gateway, {"bad.js": "// a comment\n" + bad, "ok.js": PRE},
+                lambda p: [js_api("bad1", "/bad1/", up.url("/"), pre=[("preMW", p["bad.js"])]),
+                           js_api("bad2", "/bad2/", up.url("/"), pre=[("preMW", "/no/such/file.js")]),
+                           js_api("bad3", "/bad3/", up.url("/"), virtual=[
+                               {"path": "/v", "method": "GET", "response_function_name": "f",
+                                "function_source_type": "url", "function_source_uri": "x"}]),
+                           js_api("bad4", "/bad4/", up.url("/"), virtual=[
+                               {"path": "/v", "method": "GET", "response_function_name": "f",
+                                "function_source_type": "blob",
+                                "function_source_uri": base64.b64encode(b"function f( {").decode()}]),
+                           js_api("good", "/good/", up.url("/"), pre=[("preMW", p["ok.js"])],
+                                  config_data={"greeting": "g"})])
+    g.wait_log(r"bad1.json: \$\.custom_middleware\.pre\[0\]\.path: .*bad\.js:2: SyntaxError")
+    g.wait_log(r"bad3.json: \$\.version_data\.versions\.Default\.extended_paths\.virtual\[0\]"
+               r"\.function_source_type: Type must be either file or blob")
+    g.wait_log(r"bad4.json: .*virtual\[0\]: virtual endpoint .*: SyntaxError")
+    g.wait_log(r'bad2.json: \$\.custom_middleware\.pre\[0\]\.path: \\"/no/such/file\.js\\": No such file')
+    assert get(g, "/bad1/x").status == 404
+    assert get(g, "/bad2/x").status == 404
+    assert get(g, "/bad3/v").status == 404 and get(g, "/bad4/v").status == 404
+    r = g.request("POST", "/good/x?in=1", [("X-In", "i")], body=b"b")
+    assert r.status == 200 and r.json()["body"] == "b+pre"
+
+
+def test_without_enable_jsvm_hooks_answer_middleware_error(make_gateway, up):
+    g = make_gateway(conf=conf(None), apis=[], workers=1, start=False)
+    path = write_js(g, "pre.js", PRE)
+    blob = base64.b64encode(BLOB_JS.encode()).decode()
+    g.add_api(js_api("j7", "/j7/", up.url("/"), pre=[("preMW", path)]))
+    g.add_api(js_api("j8", "/j8/", up.url("/"), virtual=[
+        {"path": "/blob", "method": "GET", "response_function_name": "fromBlob",
+         "function_source_type": "blob", "function_source_uri": blob}]))
+    g.start()
+    r = get(g, "/j7/x")
+    assert r.status == 500 and r.json() == {"error": "Middleware error"}
+    # virtual endpoints are off without the JSVM: the upstream answers
+    assert get(g, "/j8/blob").json()["line"] == "GET /blob HTTP/1.1"
