@@ -90,24 +90,7 @@ curl -s -o /dev/null -D - "${URL[cached]}" | grep -qi '^x-tyk-cached-response: 1
     die "Turnpike's /cache/ does not answer from the cache"
 curl -s -o /dev/null -D - "${URL[nginx_cache]}" >/dev/null
 
-mkdir -p "$BENCH_TMP/wrk" "$BENCH_TMP/warmup"
-declare -A WORKER_PIDS
-for t in "${TARGETS[@]}"; do
-    WORKER_PIDS[$t]=$(bench_children "${SERVER[$t]}" | sort | tr '\n' ' ')
-done
-for t in "${TARGETS[@]}"; do
-    bench_run_wrk "$t" "$WARMUP" "$BENCH_TMP/warmup/$t.txt"
-    say "warm-up $t: $(awk '/^Requests\/sec/ { print $2 }' "$BENCH_TMP/warmup/$t.txt") req/s"
-done
-for ((r = 1; r <= RUNS; r++)); do
-    for t in "${TARGETS[@]}"; do
-        f="$BENCH_TMP/wrk/$t.$r.txt"
-        bench_run_wrk "$t" "$DURATION" "$f"
-        say "run $r/$RUNS $t: $(awk '/^Requests\/sec/ { print $2 }' "$f") req/s"
-    done
-done
-
-bench_check_survived "${TARGETS[@]}"
+bench_alternate "${TARGETS[@]}"
 
 echo
 "$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" cached/keyless cached/nginx_cache keyless/nginx \

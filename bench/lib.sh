@@ -284,6 +284,31 @@ bench_check_survived() {
     done
 }
 
+# bench_alternate TARGET...: records each TARGET's workers (WORKER_PIDS),
+# warms each up for $WARMUP, then runs them in turn RUNS times for
+# $DURATION into $BENCH_TMP/wrk/<target>.<run>.txt, and checks that no
+# server or worker died meanwhile.
+bench_alternate() {
+    local t r f
+    mkdir -p "$BENCH_TMP/wrk" "$BENCH_TMP/warmup"
+    declare -gA WORKER_PIDS
+    for t in "$@"; do
+        WORKER_PIDS[$t]=$(bench_children "${SERVER[$t]}" | sort | tr '\n' ' ')
+    done
+    for t in "$@"; do
+        bench_run_wrk "$t" "$WARMUP" "$BENCH_TMP/warmup/$t.txt"
+        say "warm-up $t: $(awk '/^Requests\/sec/ { print $2 }' "$BENCH_TMP/warmup/$t.txt") req/s"
+    done
+    for ((r = 1; r <= RUNS; r++)); do
+        for t in "$@"; do
+            f="$BENCH_TMP/wrk/$t.$r.txt"
+            bench_run_wrk "$t" "$DURATION" "$f"
+            say "run $r/$RUNS $t: $(awk '/^Requests\/sec/ { print $2 }' "$f") req/s"
+        done
+    done
+    bench_check_survived "$@"
+}
+
 # bench_redis_cmdstats PORT: "command calls" per line, from INFO
 # commandstats of the Redis on PORT (subcommands keep their names, e.g.
 # config|get). Commands run inside Lua scripts are counted too, under their

@@ -85,6 +85,51 @@ static const char empty_session[] =
 
 /* ---- per API, per generation ---------------------------------------------------------- */
 
+static duk_ret_t json_decode_safe(duk_context *d, void *udata);
+static int push_json(duk_context *d, const char *s);
+
+/* Freezes the object at <idx> and every object in it. */
+static void deep_freeze(duk_context *d, duk_idx_t idx, int depth)
+{
+    idx = duk_normalize_index(d, idx);
+    if (!duk_is_object(d, idx) || depth > 32)
+        return;
+    duk_enum(d, idx, DUK_ENUM_OWN_PROPERTIES_ONLY);
+    while (duk_next(d, -1, 1)) {
+        deep_freeze(d, -1, depth + 1);
+        duk_pop_2(d);
+    }
+    duk_pop(d);
+    duk_freeze(d, idx);
+}
+
+/* The empty session and the config object, decoded once per API and
+ * frozen (a script's changes to them never outlived its call in Tyk
+ * either), kept in the API's stash: JSON decoding them for every call was
+ * most of a hook's cost. */
+static void keep_frozen(tp_jsmw_api_t *m)
+{
+    duk_context *d = tp_js_ctx_duk(m->ctx);
+    duk_push_global_stash(d);
+    if (push_json(d, empty_session) == 0) {
+        deep_freeze(d, -1, 0);
+        duk_put_prop_literal(d, -2, "tp_empty_session");
+    }
+    if (push_json(d, m->config) == 0) {
+        deep_freeze(d, -1, 0);
+        duk_put_prop_literal(d, -2, "tp_config");
+    }
+    duk_pop(d);
+}
+
+/* Pushes the API's frozen <what> ("tp_empty_session", "tp_config"). */
+static void push_kept(duk_context *d, const char *what)
+{
+    duk_push_global_stash(d);
+    duk_get_prop_string(d, -1, what);
+    duk_remove(d, -2);
+}
+
 tp_jsmw_api_t *tp_jsmw_compile(tp_worker_t *w, const cJSON *def, const tp_api_t *api)
 {
     if (api->js_json == NULL)
@@ -127,6 +172,8 @@ tp_jsmw_api_t *tp_jsmw_compile(tp_worker_t *w, const cJSON *def, const tp_api_t 
             char *files = cJSON_PrintUnformatted(tp_json_get(j, "files"));
             m->ctx = tp_js_ctx_new(w->js, label, files, m->timeout_ms);
             cJSON_free(files);
+            if (m->ctx != NULL)
+                keep_frozen(m);
         }
     }
     cJSON_Delete(j);
@@ -218,7 +265,7 @@ static void push_headers(duk_context *d, const tp_req_t *req, int with_host)
         duk_push_array(d);
         duk_push_lstring(d, req->host.p, req->host.n);
         duk_put_prop_index(d, -2, 0);
-        duk_put_prop_string(d, -2, "Host");
+        duk_put_prop_literal(d, -2, "Host");
     }
 }
 
@@ -243,11 +290,11 @@ static void push_request(duk_context *d, const tp_req_t *req, int b64)
 {
     duk_push_object(d);
     push_headers(d, req, 1);
-    duk_put_prop_string(d, -2, "Headers");
+    duk_put_prop_literal(d, -2, "Headers");
     duk_push_object(d);
-    duk_put_prop_string(d, -2, "SetHeaders");
+    duk_put_prop_literal(d, -2, "SetHeaders");
     duk_push_array(d);
-    duk_put_prop_string(d, -2, "DeleteHeaders");
+    duk_put_prop_literal(d, -2, "DeleteHeaders");
     size_t blen;
     const char *body = body_of(req, &blen);
     if (b64) { /* a user's TykJS decodes it, as Tyk's */
@@ -256,37 +303,37 @@ static void push_request(duk_context *d, const tp_req_t *req, int b64)
     } else {
         duk_push_lstring(d, body, blen);
     }
-    duk_put_prop_string(d, -2, "Body");
+    duk_put_prop_literal(d, -2, "Body");
     push_url(d, req);
-    duk_put_prop_string(d, -2, "URL");
+    duk_put_prop_literal(d, -2, "URL");
     push_params(d, req->rp->query);
-    duk_put_prop_string(d, -2, "Params");
+    duk_put_prop_literal(d, -2, "Params");
     duk_push_object(d);
-    duk_put_prop_string(d, -2, "AddParams");
+    duk_put_prop_literal(d, -2, "AddParams");
     duk_push_object(d);
-    duk_put_prop_string(d, -2, "ExtendedParams");
+    duk_put_prop_literal(d, -2, "ExtendedParams");
     duk_push_array(d);
-    duk_put_prop_string(d, -2, "DeleteParams");
+    duk_put_prop_literal(d, -2, "DeleteParams");
     duk_push_object(d);
     duk_push_int(d, 0);
-    duk_put_prop_string(d, -2, "ResponseCode");
+    duk_put_prop_literal(d, -2, "ResponseCode");
     duk_push_string(d, "");
-    duk_put_prop_string(d, -2, "ResponseError");
+    duk_put_prop_literal(d, -2, "ResponseError");
     duk_push_string(d, "");
-    duk_put_prop_string(d, -2, "ResponseBody");
+    duk_put_prop_literal(d, -2, "ResponseBody");
     duk_push_object(d);
-    duk_put_prop_string(d, -2, "ResponseHeaders");
+    duk_put_prop_literal(d, -2, "ResponseHeaders");
     duk_push_false(d);
-    duk_put_prop_string(d, -2, "OverrideError");
-    duk_put_prop_string(d, -2, "ReturnOverrides");
+    duk_put_prop_literal(d, -2, "OverrideError");
+    duk_put_prop_literal(d, -2, "ReturnOverrides");
     duk_push_false(d);
-    duk_put_prop_string(d, -2, "IgnoreBody");
+    duk_put_prop_literal(d, -2, "IgnoreBody");
     duk_push_string(d, llhttp_method_name((llhttp_method_t)req->method));
-    duk_put_prop_string(d, -2, "Method");
+    duk_put_prop_literal(d, -2, "Method");
     push_url(d, req);
-    duk_put_prop_string(d, -2, "RequestURI");
+    duk_put_prop_literal(d, -2, "RequestURI");
     duk_push_string(d, req->conn->io.tls != NULL ? "https" : "http");
-    duk_put_prop_string(d, -2, "Scheme");
+    duk_put_prop_literal(d, -2, "Scheme");
 }
 
 static duk_ret_t json_decode_safe(duk_context *d, void *udata)
@@ -316,7 +363,7 @@ static void push_session(duk_context *d, const tp_req_t *req, int with_session)
         if (rc == 0)
             return;
     }
-    push_json(d, empty_session);
+    push_kept(d, "tp_empty_session");
 }
 
 /* ---- what a hook returns: the new request --------------------------------------------- */
@@ -372,6 +419,23 @@ static void query_escape(tp_buf_t *b, const char *s, size_t n)
             tp_buf_putc(b, hex[c & 15]);
         }
     }
+}
+
+/* Is property <key> of the object at <idx> missing, or an empty array or
+ * object? */
+static int prop_empty(duk_context *d, duk_idx_t idx, const char *key)
+{
+    duk_get_prop_string(d, idx, key);
+    int empty = 1;
+    if (duk_is_array(d, -1)) {
+        empty = duk_get_length(d, -1) == 0;
+    } else if (duk_is_object(d, -1)) {
+        duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
+        empty = !duk_next(d, -1, 0);
+        duk_pop_n(d, empty ? 1 : 2);
+    }
+    duk_pop(d);
+    return empty;
 }
 
 /* Query parameters being edited: names and values copied into <b>. */
@@ -436,11 +500,14 @@ static int kv_cmp(const kvs_t *L, const kv_t *x, const kv_t *y)
  * 1 with the new query in <out>, or 0. */
 static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out)
 {
+    if (prop_empty(d, ri, "DeleteParams") && prop_empty(d, ri, "AddParams") &&
+        prop_empty(d, ri, "ExtendedParams"))
+        return 0;
     kvs_t L = {0};
     tp_str_t k, v;
     while (tp_query_next(&q, &k, &v))
         kvs_add(&L, k.p, k.n, v.p, v.n, 1);
-    duk_get_prop_string(d, ri, "DeleteParams");
+    duk_get_prop_literal(d, ri, "DeleteParams");
     for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
         duk_get_prop_index(d, -1, (duk_uarridx_t)i);
         duk_size_t l;
@@ -449,7 +516,7 @@ static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out)
         duk_pop(d);
     }
     duk_pop(d);
-    duk_get_prop_string(d, ri, "AddParams");
+    duk_get_prop_literal(d, ri, "AddParams");
     if (duk_is_object(d, -1)) {
         duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
         while (duk_next(d, -1, 1)) {
@@ -471,7 +538,7 @@ static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out)
         duk_pop(d);
     }
     duk_pop(d);
-    duk_get_prop_string(d, ri, "ExtendedParams");
+    duk_get_prop_literal(d, ri, "ExtendedParams");
     if (duk_is_object(d, -1)) {
         duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
         while (duk_next(d, -1, 1)) {
@@ -585,11 +652,11 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
 {
     ri = duk_normalize_index(d, ri);
     /* the body, unless IgnoreBody */
-    duk_get_prop_string(d, ri, "IgnoreBody");
+    duk_get_prop_literal(d, ri, "IgnoreBody");
     int ignore = duk_to_boolean(d, -1);
     duk_pop(d);
     if (!ignore) {
-        duk_get_prop_string(d, ri, "Body");
+        duk_get_prop_literal(d, ri, "Body");
         if (b64 && duk_is_string(d, -1) && duk_safe_call(d, b64_decode_safe, NULL, 1, 1) != 0) {
             duk_pop(d);
             duk_push_string(d, "");
@@ -614,7 +681,7 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
     /* the URL, then its query parameters */
     tp_str_t url = tp_req_str(req, req->url_off, req->url_len);
     int url_changed = 0;
-    duk_get_prop_string(d, ri, "URL");
+    duk_get_prop_literal(d, ri, "URL");
     if (duk_is_string(d, -1)) {
         duk_size_t ul;
         const char *u = duk_get_lstring(d, -1, &ul);
@@ -651,13 +718,15 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
     tp_buf_free(&nq);
 
     /* DeleteHeaders, then SetHeaders */
+    if (!url_changed && prop_empty(d, ri, "DeleteHeaders") && prop_empty(d, ri, "SetHeaders"))
+        return 0;
     edit_t e = {0};
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
         edit_add(&e, req->head_base + h->name_off, h->name_len, req->head_base + h->val_off,
                  h->val_len);
     }
-    duk_get_prop_string(d, ri, "DeleteHeaders");
+    duk_get_prop_literal(d, ri, "DeleteHeaders");
     for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
         duk_get_prop_index(d, -1, (duk_uarridx_t)i);
         duk_size_t l;
@@ -666,7 +735,7 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
         duk_pop(d);
     }
     duk_pop(d);
-    duk_get_prop_string(d, ri, "SetHeaders");
+    duk_get_prop_literal(d, ri, "SetHeaders");
     tp_buf_t names = {0};
     if (duk_is_object(d, -1)) {
         duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
@@ -876,6 +945,21 @@ static void on_fetched(void *arg, int status, const char *body, size_t len, cons
         tp_chain_resume(req, rc);
 }
 
+/* The SessionMeta of the object at <idx> becomes the session's meta_data
+ * (when it changed, tp_session_set_meta). */
+static void save_meta(duk_context *d, tp_req_t *req, duk_idx_t idx)
+{
+    if (req->sess == NULL)
+        return;
+    duk_get_prop_literal(d, idx, "SessionMeta");
+    if (duk_is_object(d, -1) && !duk_is_array(d, -1)) {
+        const char *s = duk_json_encode(d, -1);
+        if (s != NULL)
+            tp_session_set_meta(req, s);
+    }
+    duk_pop(d);
+}
+
 /* One run of hook <h>: TP_STAGE_NEXT when the request goes on. */
 static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *h)
 {
@@ -891,11 +975,11 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
         duk_set_top(d, top);
         return fail_hook(r, h->name, err);
     }
-    duk_get_prop_string(d, -1, "DoProcessRequest");
+    duk_get_prop_literal(d, -1, "DoProcessRequest");
     duk_swap(d, -1, -2);
     push_request(d, req, !native);
     push_session(d, req, h->session && r->kind != HOOK_PRE);
-    push_json(d, m->config);
+    push_kept(d, "tp_config");
     int rc = tp_js_call(m->ctx, 3, 1, r->deadline, &r->calls, err, sizeof(err));
     if (rc == TP_JS_SUSPENDED) {
         duk_set_top(d, top);
@@ -907,20 +991,21 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
     }
     if (duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
         duk_remove(d, -2);
-    duk_get_prop_string(d, -1, "Request");
+    duk_idx_t res = duk_get_top_index(d);
+    duk_get_prop_literal(d, -1, "Request");
     if (!duk_is_object(d, -1)) {
         duk_set_top(d, top);
         return fail_hook(r, h->name, "Failed to decode middleware request data on return from VM");
     }
     duk_idx_t ri = duk_get_top_index(d);
     /* ReturnOverrides */
-    duk_get_prop_string(d, ri, "ReturnOverrides");
+    duk_get_prop_literal(d, ri, "ReturnOverrides");
     if (duk_is_object(d, -1)) {
-        duk_get_prop_string(d, -1, "ResponseCode");
+        duk_get_prop_literal(d, -1, "ResponseCode");
         int code = (int)duk_to_int(d, -1);
-        duk_get_prop_string(d, -2, "ResponseError");
-        duk_get_prop_string(d, -3, "ResponseBody");
-        duk_get_prop_string(d, -4, "OverrideError");
+        duk_get_prop_literal(d, -2, "ResponseError");
+        duk_get_prop_literal(d, -3, "ResponseBody");
+        duk_get_prop_literal(d, -4, "OverrideError");
         int override_error = duk_to_boolean(d, -1);
         duk_size_t el = 0, bl = 0;
         const char *rerr = duk_is_string(d, -3) ? duk_get_lstring(d, -3, &el) : "";
@@ -932,7 +1017,7 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
         if (code != 0) {
             tp_buf_t hdrs = {0};
             int has_ct = 0;
-            duk_get_prop_string(d, -5, "ResponseHeaders");
+            duk_get_prop_literal(d, -5, "ResponseHeaders");
             header_lines(d, -1, &hdrs, &has_ct);
             duk_pop(d);
             if (code >= 400 && !override_error) {
@@ -949,6 +1034,8 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
         tp_respond_error(req, 500, "Internal Server Error");
         out = TP_STAGE_DONE;
     }
+    if (out == TP_STAGE_NEXT && h->session && r->kind != HOOK_PRE)
+        save_meta(d, req, res);
     duk_set_top(d, top);
     return out;
 }
@@ -1053,13 +1140,13 @@ static tp_stage_rc_t virtual_go(jsrun_t *r)
     /* RequestObject: Headers, Body, URL, Params (query and form), Scheme */
     duk_push_object(d);
     push_headers(d, req, 0);
-    duk_put_prop_string(d, -2, "Headers");
+    duk_put_prop_literal(d, -2, "Headers");
     size_t blen;
     const char *body = body_of(req, &blen);
     duk_push_lstring(d, body, blen);
-    duk_put_prop_string(d, -2, "Body");
+    duk_put_prop_literal(d, -2, "Body");
     push_url(d, req);
-    duk_put_prop_string(d, -2, "URL");
+    duk_put_prop_literal(d, -2, "URL");
     if (is_form(req)) {
         tp_buf_t q = {0};
         tp_buf_append(&q, body, blen);
@@ -1072,11 +1159,11 @@ static tp_stage_rc_t virtual_go(jsrun_t *r)
     } else {
         push_params(d, req->rp->query);
     }
-    duk_put_prop_string(d, -2, "Params");
+    duk_put_prop_literal(d, -2, "Params");
     duk_push_string(d, req->conn->io.tls != NULL ? "https" : "http");
-    duk_put_prop_string(d, -2, "Scheme");
+    duk_put_prop_literal(d, -2, "Scheme");
     push_session(d, req, r->virt->use_session);
-    push_json(d, m->config);
+    push_kept(d, "tp_config");
     int rc = tp_js_call(m->ctx, 3, 0, r->deadline, &r->calls, err, sizeof(err));
     if (rc == TP_JS_SUSPENDED) {
         duk_set_top(d, top);
@@ -1091,17 +1178,19 @@ static tp_stage_rc_t virtual_go(jsrun_t *r)
         return virtual_fail(r, "Failed to decode virtual endpoint response data on return from "
                                "VM (TykJsResponse returns it)");
     }
-    duk_get_prop_string(d, -1, "Response");
-    duk_get_prop_string(d, -1, "Code");
+    duk_get_prop_literal(d, -1, "Response");
+    duk_get_prop_literal(d, -1, "Code");
     int code = (int)duk_to_int(d, -1);
-    duk_get_prop_string(d, -2, "Body");
+    duk_get_prop_literal(d, -2, "Body");
     duk_size_t bl = 0;
     const char *rbody = duk_is_string(d, -1) ? duk_get_lstring(d, -1, &bl) : "";
     tp_buf_t hdrs = {0};
     int has_ct = 0;
-    duk_get_prop_string(d, -3, "Headers");
+    duk_get_prop_literal(d, -3, "Headers");
     header_lines(d, -1, &hdrs, &has_ct);
     char *b = tp_req_strndup(req, rbody, bl);
+    if (r->virt->use_session)
+        save_meta(d, req, top + 1); /* the decoded {Response, SessionMeta} */
     duk_set_top(d, top);
     tp_js_calls_free(&r->calls);
     force_response(req, code, b, bl, &hdrs, has_ct);

@@ -738,7 +738,7 @@ static void on_stored(void *arg, const redisReply *rep, const char *err)
 {
     (void)arg;
     if (err != NULL || rep->type == REDIS_REPLY_ERROR)
-        tp_log_warn("storing a JWT session failed: %s", err != NULL ? err : rep->str);
+        tp_log_warn("storing a session failed: %s", err != NULL ? err : rep->str);
 }
 
 /* Makes the session <json> (policies applied) the one stored under <rkey>:
@@ -777,6 +777,28 @@ static tp_sess_t *sess_store(tp_req_t *req, const char *ident, size_t ident_len,
     }
     free(out);
     return s;
+}
+
+void tp_session_set_meta(tp_req_t *req, const char *meta_json)
+{
+    tp_sess_t *s = req->sess;
+    if (s == NULL || s->bad || s->rkey == NULL)
+        return;
+    cJSON *meta = cJSON_Parse(meta_json);
+    const cJSON *old = cJSON_GetObjectItemCaseSensitive(s->session, "meta_data");
+    if (meta == NULL || !cJSON_IsObject(meta) || (old != NULL && cJSON_Compare(old, meta, 1))) {
+        cJSON_Delete(meta); /* Tyk saves it only when it changed */
+        return;
+    }
+    cJSON *j = cJSON_Duplicate(s->session, 1);
+    if (!cJSON_ReplaceItemInObject(j, "meta_data", meta))
+        cJSON_AddItemToObject(j, "meta_data", meta);
+    char *out = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    tp_sess_t *n = sess_store(req, s->ident, s->ident_len, s->rkey, out, strlen(out), 1);
+    free(out);
+    sess_put(req->sess);
+    req->sess = n;
 }
 
 /* <s> was found for a virtual session: when its policies or expiry are

@@ -289,6 +289,10 @@ void tp_session_release(tp_req_t *req);
  * hash after "apikey-" (the key itself without hash_keys). */
 const cJSON *tp_session_json(const tp_sess_t *s);
 const char *tp_session_key_hash(const tp_sess_t *s);
+/* A JavaScript hook changed the session's meta_data to <meta_json> (an
+ * object): when it differs, the session is stored again with it (Redis
+ * and this node's caches) and is the request's from here on. */
+void tp_session_set_meta(tp_req_t *req, const char *meta_json);
 /* The key the client presented for it (Tyk's "token" context variable). */
 const char *tp_session_key(const tp_sess_t *s);
 

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import HOST, ScriptedUpstream, api_def, wait_for
 from test_access import conf, get, key_with, keyed, not_versioned
+from tykkeys import hash_key
 
 
 def echo_up():
@@ -160,6 +161,8 @@ var withSession = new TykJS.TykMiddleware.NewMiddleware({});
 withSession.NewProcessRequest(function(request, session) {
     request.SetHeaders["X-Tier"] = session.meta_data.tier;
     request.SetHeaders["X-Quota"] = "" + session.quota_max;
+    request.SetHeaders["X-Visits"] = "" + (session.meta_data.visits || 0);
+    session.meta_data.visits = (session.meta_data.visits || 0) + 1;
     return withSession.ReturnData(request, session.meta_data);
 });
 var auth = new TykJS.TykMiddleware.NewMiddleware({});
@@ -195,6 +198,13 @@ def test_session_hooks_on_a_keyed_api(make_gateway, make_redis, up):
     r = get(g, "/j3/x?k=" + tok)
     assert r.status == 200 and r.json()["line"] == "GET /x HTTP/1.1"
     assert get(g, "/j3/x").status == 401
+    # the post hook's SessionMeta is saved with the session, as Tyk's session.Touch
+    stored = json.loads(rc.get("apikey-" + hash_key(tok, True)))
+    assert stored["meta_data"] == {"tier": "gold", "visits": 2}, stored
+    r = get(g, "/j3/x", tok)
+    assert r.json()["headers"]["X-Visits"] == "2"
+    # each request's post hook saves it again
+    assert json.loads(rc.get("apikey-" + hash_key(tok, True)))["meta_data"]["visits"] == 3
 
 
 VIRTUAL_JS = """
