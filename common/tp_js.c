@@ -168,6 +168,19 @@ static const char core_js[] =
     "TykJS.TykEventHandlers.NewEventHandler.prototype.NewHandler = function (cb) {\n"
     "  this.Handle = cb;\n"
     "};\n"
+    "function TykBatchRequest(batch) {\n"
+    "  var set = JSON.parse(batch), out = [];\n"
+    "  for (var i = 0; i < set.requests.length; i++) {\n"
+    "    var q = set.requests[i], h = {};\n"
+    "    for (var k in q.headers) h[k] = q.headers[k];\n"
+    "    var r = TykMakeHttpRequest(JSON.stringify({Method: q.method || 'GET', Domain: '',\n"
+    "      Resource: q.relative_url, Headers: h, Body: q.body || ''}));\n"
+    "    r = r ? JSON.parse(r) : {Code: 0, Headers: null, Body: ''};\n"
+    "    out.push({relative_url: q.relative_url, code: r.Code, headers: r.Headers, body: "
+    "r.Body});\n"
+    "  }\n"
+    "  return JSON.stringify(out);\n"
+    "}\n"
     "function TykJsResponse(response, session_meta) {\n"
     "  return JSON.stringify({Response: response, SessionMeta: session_meta});\n"
     "}\n";
@@ -261,17 +274,15 @@ static duk_ret_t n_rawb64dec(duk_context *duk)
     return b64dec(duk, 0);
 }
 
-/* TykMakeHttpRequest(json): the n-th call of a run gets the n-th answer;
- * past the answers, the run stops here with the request as pending. */
-static duk_ret_t n_http(duk_context *duk)
+/* The n-th request of a run gets the n-th answer (pushed: 1, or 0 for
+ * undefined); past the answers, the run stops here with <req_json> as the
+ * pending request (it throws). */
+static duk_ret_t answer_or_suspend(duk_context *duk, const char *req_json)
 {
     tp_js_t *js = js_of(duk);
-    if (duk_is_undefined(duk, 0))
-        return 0;
-    const char *arg = duk_safe_to_string(duk, 0);
     tp_js_calls_t *c = js->calls;
     if (c == NULL) {
-        tp_log_error("jsvm: TykMakeHttpRequest is not available here");
+        tp_log_error("jsvm: requests cannot be made here (a script's top level)");
         return 0;
     }
     if (c->used < c->nanswer) {
@@ -282,8 +293,83 @@ static duk_ret_t n_http(duk_context *duk)
         return 1;
     }
     free(c->pending);
-    c->pending = tp_strdup(arg);
-    return duk_error(duk, DUK_ERR_ERROR, "TykMakeHttpRequest: waiting for the answer");
+    c->pending = tp_strdup(req_json);
+    return duk_error(duk, DUK_ERR_ERROR, "waiting for the answer of a request");
+}
+
+/* TykMakeHttpRequest(json): Tyk's TykJSHttpResponse JSON, or undefined. */
+static duk_ret_t n_http(duk_context *duk)
+{
+    if (duk_is_undefined(duk, 0))
+        return 0;
+    return answer_or_suspend(duk, duk_safe_to_string(duk, 0));
+}
+
+/* A request to this gateway's own /tyk/keys API ("Self": the worker adds
+ * its address and the secret). */
+static duk_ret_t keys_call(duk_context *duk, const char *method, const char *key, const char *query,
+                           const char *body)
+{
+    tp_buf_t res = {0};
+    tp_buf_puts(&res, "/tyk/keys/");
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~')
+            tp_buf_putc(&res, (char)*p);
+        else
+            tp_buf_printf(&res, "%%%02X", *p);
+    }
+    tp_buf_puts(&res, query);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "Method", method);
+    cJSON_AddStringToObject(o, "Resource", tp_buf_cstr(&res));
+    if (body != NULL)
+        cJSON_AddStringToObject(o, "Body", body);
+    cJSON_AddBoolToObject(o, "Self", 1);
+    char *j = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    tp_buf_free(&res);
+    /* the strings go before a throw can skip freeing them */
+    duk_push_string(duk, j);
+    cJSON_free(j);
+    return answer_or_suspend(duk, duk_get_string(duk, -1));
+}
+
+static duk_ret_t body_of_answer(duk_context *duk)
+{
+    duk_json_decode(duk, -1);
+    duk_get_prop_string(duk, -1, "Body");
+    return 1;
+}
+
+/* TykGetKeyData(key, apiId): the session as GET /tyk/keys/{key}?api_id
+ * answers it (Tyk's handleGetDetail), or its error object. */
+static duk_ret_t n_getkey(duk_context *duk)
+{
+    const char *key = duk_safe_to_string(duk, 0);
+    const char *api = duk_is_undefined(duk, 1) ? "" : duk_safe_to_string(duk, 1);
+    tp_buf_t q = {0};
+    tp_buf_puts(&q, "?api_id=");
+    for (const char *p = api; *p != '\0'; p++)
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.')
+            tp_buf_putc(&q, *p);
+    duk_push_string(duk, tp_buf_cstr(&q));
+    tp_buf_free(&q);
+    if (keys_call(duk, "GET", key, duk_get_string(duk, -1), NULL) == 0)
+        return 0;
+    return body_of_answer(duk);
+}
+
+/* TykSetKeyData(key, sessionJSON, suppressReset): PUT /tyk/keys/{key}
+ * (Tyk's doAddOrUpdate); "1" keeps the quota. Returns nothing. */
+static duk_ret_t n_setkey(duk_context *duk)
+{
+    const char *key = duk_safe_to_string(duk, 0);
+    const char *sess = duk_safe_to_string(duk, 1);
+    const char *sup = duk_is_undefined(duk, 2) ? "" : duk_safe_to_string(duk, 2);
+    keys_call(duk, "PUT", key, strcmp(sup, "1") == 0 ? "?suppress_reset=1" : "", sess);
+    return 0;
 }
 
 static duk_ret_t n_unsupported(duk_context *duk)
@@ -301,10 +387,11 @@ static const duk_function_list_entry natives[] = {{"log", n_log, 1},
                                                   {"rawb64enc", n_rawb64enc, 1},
                                                   {"rawb64dec", n_rawb64dec, 1},
                                                   {"TykMakeHttpRequest", n_http, 1},
+                                                  {"TykGetKeyData", n_getkey, 2},
+                                                  {"TykSetKeyData", n_setkey, 3},
                                                   {NULL, NULL, 0}};
 
-static const char *const unsupported[] = {"TykGetKeyData", "TykSetKeyData", "TykBatchRequest",
-                                          "TykTriggerEvent"};
+static const char *const unsupported[] = {"TykTriggerEvent"};
 
 /* ---- running scripts ------------------------------------------------------------------ */
 

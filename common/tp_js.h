@@ -4,7 +4,10 @@
  * global environment per API (Tyk has a VM per API), Tyk's core library
  * (TykJS, TykJsResponse) re-authored here, underscore.js as "_" from
  * Debian's libjs-underscore, and the natives of the JS API: log, rawlog,
- * b64enc/b64dec/rawb64enc/rawb64dec and TykMakeHttpRequest.
+ * b64enc/b64dec/rawb64enc/rawb64dec, TykMakeHttpRequest, TykGetKeyData and
+ * TykSetKeyData (this gateway's own /tyk/keys, as Tyk's handleGetDetail and
+ * doAddOrUpdate), and TykBatchRequest (its requests one after another
+ * through TykMakeHttpRequest, written in the core library).
  *
  * Safety: every call has a deadline (jsvm_timeout), checked by Duktape's
  * executor (the build turns its timeout hook on), so a runaway loop ends
@@ -12,12 +15,13 @@
  * capped while a call runs (an allocation past the cap fails, which the
  * script sees as an error); scripts see no other native than those above.
  *
- * TykMakeHttpRequest never blocks: the worker's loop does the request
- * (tp_fetch). A call that makes one stops there (tp_js_call answers
- * TP_JS_SUSPENDED with the request); once the answer is in, the caller runs
- * the same call again from its start with the answers so far in its
- * tp_js_calls_t: the n-th TykMakeHttpRequest of a run gets the n-th answer
- * at once. log() lines of the runs before are not repeated.
+ * Requests never block: the worker's loop makes them (tp_fetch). A call
+ * that makes one stops there (tp_js_call answers TP_JS_SUSPENDED with the
+ * request, TykMakeHttpRequest's JSON, with "Self": true for the key
+ * calls); once the answer is in, the caller runs the same call again from
+ * its start with the answers so far in its tp_js_calls_t: the n-th request
+ * of a run gets the n-th answer at once. log() lines of the runs before
+ * are not repeated.
  *
  * Used by: the master (tp_js_check, at load) and the workers (tp_jsmw.c).
  * One thread per heap.

@@ -840,7 +840,25 @@ static tp_stage_rc_t start_fetch(jsrun_t *r)
     const char *res = cJSON_GetStringValue(cJSON_GetObjectItem(j, "Resource"));
     const char *body = cJSON_GetStringValue(cJSON_GetObjectItem(j, "Body"));
     tp_buf_t url = {0}, hdrs = {0}, form = {0};
-    tp_buf_puts(&url, domain != NULL ? domain : "");
+    int self = cJSON_IsTrue(cJSON_GetObjectItem(j, "Self"));
+    const tp_conf_t *conf = w->conf;
+    if (self) {
+        /* TykGetKeyData / TykSetKeyData: this gateway's own /tyk/keys */
+        int64_t port = conf->control_api_port != 0 ? conf->control_api_port : conf->listen_port;
+        const char *host = conf->listen_address;
+        if (host == NULL || host[0] == '\0' || strcmp(host, "0.0.0.0") == 0)
+            host = "127.0.0.1";
+        else if (strcmp(host, "::") == 0)
+            host = "::1";
+        int v6 = strchr(host, ':') != NULL;
+        tp_buf_printf(&url, "%s://%s%s%s:%lld",
+                      conf->http_server_options.use_ssl ? "https" : "http", v6 ? "[" : "", host,
+                      v6 ? "]" : "", (long long)port);
+        tp_buf_printf(&hdrs, "X-Tyk-Authorization: %s\r\n",
+                      conf->secret != NULL ? conf->secret : "");
+    } else {
+        tp_buf_puts(&url, domain != NULL ? domain : "");
+    }
     tp_buf_puts(&url, res != NULL ? res : "");
     const cJSON *h;
     cJSON_ArrayForEach(h, cJSON_GetObjectItem(j, "Headers"))
@@ -871,7 +889,7 @@ static tp_stage_rc_t start_fetch(jsrun_t *r)
                              tp_buf_cstr(&url), hdrs.len > 0 ? tp_buf_cstr(&hdrs) : NULL,
                              body != NULL && body[0] != '\0' ? body : NULL,
                              body != NULL ? strlen(body) : 0,
-                             w->conf->proxy_ssl.insecure_skip_verify, left, on_fetched, r);
+                             self || conf->proxy_ssl.insecure_skip_verify, left, on_fetched, r);
     if (f == NULL && left > 0)
         tp_log_error("jsvm: TykMakeHttpRequest: cannot request \"%s\"", tp_buf_cstr(&url));
     tp_buf_free(&url);

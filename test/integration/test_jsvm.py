@@ -389,3 +389,41 @@ def test_without_enable_jsvm_hooks_answer_middleware_error(make_gateway, up):
     assert r.status == 500 and r.json() == {"error": "Middleware error"}
     # virtual endpoints are off without the JSVM: the upstream answers
     assert get(g, "/j8/blob").json()["line"] == "GET /blob HTTP/1.1"
+
+
+def test_key_data_and_batch_requests_from_a_script(make_gateway, make_redis, up, upstream):
+    srv = make_redis()
+    rc = srv.client()
+    base = upstream.url("").rstrip("/")
+    js = """
+function keyinfo(request, session, config) {
+    var k = request.Params["key"][0];
+    var s = JSON.parse(TykGetKeyData(k, config.APIID));
+    s.meta_data = {"touched": "by js"};
+    TykSetKeyData(k, JSON.stringify(s), "1");
+    var again = JSON.parse(TykGetKeyData(k, config.APIID));
+    var b = JSON.parse(TykBatchRequest(JSON.stringify({requests: [
+        {method: "GET", relative_url: "%s/echo?b=1", headers: {"X-B": "1"}},
+        {method: "GET", relative_url: "%s/status/404", headers: {}}]})));
+    var missing = JSON.parse(TykGetKeyData("no-such-key", config.APIID));
+    return TykJsResponse({Body: JSON.stringify({quota: s.quota_max, touched: again.meta_data.touched,
+                                                batch: [b[0].code, b[1].code],
+                                                echoed: JSON.parse(b[0].body).query,
+                                                missing: missing}),
+                          Code: 200, Headers: {"Content-Type": "application/json"}}, {});
+}
+""" % (base, base)
+    blob = base64.b64encode(js.encode()).decode()
+    g = make_gateway(conf=conf(srv, enable_jsvm=True), workers=1, apis=[
+        js_api("j9", "/j9/", up.url("/"), virtual=[
+            {"path": "/keyinfo", "method": "GET", "response_function_name": "keyinfo",
+             "function_source_type": "blob", "function_source_uri": blob}])])
+    tok = key_with(rc, ["j9"], quota_max=42)
+    r = get(g, "/j9/keyinfo?key=" + tok)
+    assert r.status == 200, r
+    got = r.json()
+    assert got["quota"] == 42 and got["touched"] == "by js"
+    assert got["batch"] == [200, 404] and got["echoed"] == "b=1"
+    assert got["missing"] == {"status": "error", "message": "Key not found"}
+    stored = json.loads(rc.get("apikey-" + hash_key(tok, True)))
+    assert stored["meta_data"] == {"touched": "by js"} and stored["quota_max"] == 42
