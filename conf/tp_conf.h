@@ -168,6 +168,10 @@ typedef struct tp_conf_s {
     char *middleware_path;
     char *tyk_js_path;
     int disable_virtual_path_blobs;
+    int enable_bundle_downloader;
+    char *bundle_base_url;
+    int bundle_insecure_skip_verify;
+    char *public_key_path; /* bundles' signatures (and Tyk's signed notifications) */
 
     /* analytics (TYK-COMPAT 8, 15) */
     int enable_analytics;
@@ -330,6 +334,10 @@ int tp_apis_load_dir(const char *dir, const struct tp_conf_s *conf, tp_apis_t *a
  * NULL when it has none. -1 with the JSON path, file, line and reason. */
 int tp_api_js_load(tp_api_t *api, const cJSON *def, const struct tp_conf_s *conf, char *err,
                    size_t errlen);
+/* The same; a custom_middleware_bundle not yet under middleware_path is
+ * downloaded only when <may_fetch> (the master), else left for then. */
+int tp_api_js_load_ex(tp_api_t *api, const cJSON *def, const struct tp_conf_s *conf, int may_fetch,
+                      char *err, size_t errlen);
 void tp_apis_free(tp_apis_t *apis);
 
 /* ------------------------------------------------------------------------

@@ -11,17 +11,28 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <mbedtls/base64.h>
+#include <mbedtls/md5.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/sha256.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tp_buf.h"
 #include "tp_conf.h"
 #include "tp_err.h"
+#include "tp_httpget.h"
 #include "tp_js.h"
 #include "tp_json.h"
 #include "tp_log.h"
+#include "tp_zip.h"
+
+#define BUNDLE_MAX (16u * 1024 * 1024) /* a bundle's archive, and its files in all */
+#define BUNDLE_TIMEOUT_MS 30000
 
 static const char *const hook_names[] = {"pre", "post_key_auth", "post"};
 /* the directories under <middleware_path>/<api_id>/, as hook_names */
@@ -32,7 +43,8 @@ typedef struct load_s {
     cJSON *hooks[3];
     char *err;
     size_t errlen;
-    int no_files; /* only the hooks: without enable_jsvm they answer 500 */
+    int no_files;       /* only the hooks: without enable_jsvm they answer 500 */
+    const char *prefix; /* the bundle's directory: its paths are relative to it */
 } load_t;
 
 /* Adds a script after compiling it: -1 with <where> and the reason. */
@@ -104,8 +116,12 @@ static int load_custom(load_t *L, const cJSON *cm)
                 return -1;
             }
             if (path != NULL && path[0] != '\0') {
-                char w2[200];
+                char w2[200], full[4200];
                 snprintf(w2, sizeof(w2), "%s.path", where);
+                if (L->prefix != NULL) {
+                    snprintf(full, sizeof(full), "%s/%s", L->prefix, path);
+                    path = full;
+                }
                 if (add_file(L, w2, path) < 0)
                     return -1;
             }
@@ -225,9 +241,294 @@ static int has_virtual(const cJSON *def)
     return 0;
 }
 
+static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, const char *prefix,
+                   const tp_conf_t *conf, char *err, size_t errlen);
+
+/* ---- plugin bundles (Tyk's coprocess_bundle.go) ------------------------------------- */
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d != NULL) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            char p[4200];
+            snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+            struct stat st;
+            if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                rm_tree(p);
+            else
+                unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int mkdirs(const char *path, char *err, size_t errlen)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = p + 1; *s != '\0'; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "\"%.400s\": %s", p, strerror(errno));
+            return -1;
+        }
+        *s = '/';
+    }
+    if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "\"%.400s\": %s", p, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Bundle.Verify: the md5 of the file_list files, one after another, is the
+ * manifest's checksum; with public_key_path, the signature (base64) is an
+ * RSA PKCS#1 v1.5 SHA-256 signature of those bytes. */
+static int bundle_verify(const cJSON *man, const char *dir, const tp_conf_t *conf, char *err,
+                         size_t errlen)
+{
+    const char *sum = cJSON_GetStringValue(cJSON_GetObjectItem(man, "checksum"));
+    const char *sig = cJSON_GetStringValue(cJSON_GetObjectItem(man, "signature"));
+    int use_sig = conf->public_key_path != NULL && conf->public_key_path[0] != '\0';
+    if (use_sig && (sig == NULL || sig[0] == '\0')) {
+        snprintf(err, errlen, "Bundle isn't signed");
+        return -1;
+    }
+    tp_buf_t data = {0};
+    const cJSON *f;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(man, "file_list"))
+    {
+        const char *name = cJSON_GetStringValue(f);
+        if (name == NULL || strstr(name, "..") != NULL || name[0] == '/') {
+            snprintf(err, errlen, "file_list: \"%s\": not a file of the bundle",
+                     name != NULL ? name : "?");
+            tp_buf_free(&data);
+            return -1;
+        }
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+        tp_buf_t one = {0};
+        if (tp_buf_read_file(&one, p) < 0) {
+            snprintf(err, errlen, "file_list: \"%s\": %s", name, strerror(errno));
+            tp_buf_free(&one);
+            tp_buf_free(&data);
+            return -1;
+        }
+        tp_buf_append(&data, one.data != NULL ? one.data : "", one.len);
+        tp_buf_free(&one);
+    }
+    const unsigned char *bytes = (const unsigned char *)(data.data != NULL ? data.data : "");
+    unsigned char md[16];
+    char hex[33];
+    mbedtls_md5_ret(bytes, data.len, md);
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    int rc = 0;
+    if (sum == NULL || strcmp(sum, hex) != 0) {
+        snprintf(err, errlen, "Invalid checksum");
+        rc = -1;
+    } else if (use_sig) {
+        mbedtls_pk_context pk;
+        mbedtls_pk_init(&pk);
+        size_t n = strlen(sig), len = 0;
+        unsigned char *raw = tp_malloc(n / 4 * 3 + 4), hash[32];
+        int e = mbedtls_pk_parse_public_keyfile(&pk, conf->public_key_path);
+        if (e != 0) {
+            snprintf(err, errlen, "public_key_path \"%s\": not a public key (mbedTLS -0x%04x)",
+                     conf->public_key_path, (unsigned)-e);
+            rc = -1;
+        } else if (mbedtls_base64_decode(raw, n / 4 * 3 + 4, &len, (const unsigned char *)sig, n) !=
+                   0) {
+            snprintf(err, errlen, "the signature is not base64");
+            rc = -1;
+        } else {
+            mbedtls_sha256_ret(bytes, data.len, hash, 0);
+            if (mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, hash, sizeof(hash), raw, len) != 0) {
+                snprintf(err, errlen, "crypto/rsa: verification error");
+                rc = -1;
+            }
+        }
+        free(raw);
+        mbedtls_pk_free(&pk);
+    }
+    tp_buf_free(&data);
+    return rc;
+}
+
+/* Writes the entries of the archive under <dir>. */
+static int bundle_save(const tp_zip_entry_t *e, size_t n, const char *dir, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        char p[4200];
+        snprintf(p, sizeof(p), "%s/%s", dir, e[i].name);
+        if (e[i].dir) {
+            if (mkdirs(p, err, errlen) < 0)
+                return -1;
+            continue;
+        }
+        char *slash = strrchr(p, '/');
+        *slash = '\0';
+        if (mkdirs(p, err, errlen) < 0)
+            return -1;
+        *slash = '/';
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || (e[i].data.len > 0 &&
+                       write(fd, e[i].data.data, e[i].data.len) != (ssize_t)e[i].data.len)) {
+            snprintf(err, errlen, "\"%.400s\": %s", p, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+/* Downloads bundle <name> and unpacks it into <dir>. */
+static int bundle_fetch(const char *name, const tp_conf_t *conf, const char *dir, char *err,
+                        size_t errlen)
+{
+    if (!conf->enable_bundle_downloader) {
+        snprintf(err, errlen, "Couldn't fetch bundle: Bundle downloader is disabled");
+        return -1;
+    }
+    tp_buf_t url = {0}, zip = {0};
+    tp_buf_puts(&url, conf->bundle_base_url);
+    while (url.len > 0 && url.data[url.len - 1] == '/')
+        url.len--;
+    tp_buf_putc(&url, '/');
+    while (*name == '/')
+        name++;
+    tp_buf_puts(&url, name);
+    const char *u = tp_buf_cstr(&url);
+    char why[512];
+    int rc = -1;
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) {
+        snprintf(err, errlen, "Couldn't fetch bundle: Unknown URL scheme (%s)", u);
+        goto out;
+    }
+    tp_log_info("----> Fetching Bundle: %s", u);
+    int insecure = strncmp(u, "https:", 6) == 0 && conf->bundle_insecure_skip_verify;
+    if (tp_http_get(u, insecure, BUNDLE_MAX, BUNDLE_TIMEOUT_MS, &zip, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "Couldn't fetch bundle %s: %s", u, why);
+        goto out;
+    }
+    tp_zip_entry_t *e;
+    size_t n;
+    if (tp_zip_read(zip.data != NULL ? zip.data : "", zip.len, BUNDLE_MAX, &e, &n, why,
+                    sizeof(why)) < 0) {
+        snprintf(err, errlen, "Couldn't save bundle: %s", why);
+        goto out;
+    }
+    rc = mkdirs(dir, why, sizeof(why));
+    if (rc == 0)
+        rc = bundle_save(e, n, dir, why, sizeof(why));
+    tp_zip_free(e, n);
+    if (rc < 0) {
+        snprintf(err, errlen, "Couldn't save bundle: %s", why);
+        rm_tree(dir);
+    }
+out:
+    tp_buf_free(&url);
+    tp_buf_free(&zip);
+    return rc;
+}
+
+/* Tyk's loadBundle: middleware_path/bundles/<md5 of the name> when it is
+ * there (not verified again, as Tyk), else downloaded from bundle_base_url
+ * (only when <may_fetch>), unpacked there and verified (a bundle that
+ * fails is removed). JavaScript bundles only. 0 with the manifest in *man
+ * and the directory in <dir>; 1 when it is not there and may not be
+ * fetched; -1 (the API stays out). */
+static int bundle_load(const char *name, const tp_conf_t *conf, int may_fetch, cJSON **man,
+                       char *dir, size_t dirlen, char *err, size_t errlen)
+{
+    *man = NULL;
+    if (conf->bundle_base_url == NULL || conf->bundle_base_url[0] == '\0') {
+        snprintf(err, errlen, "No bundle base URL set, skipping bundle");
+        return -1;
+    }
+    unsigned char md[16];
+    char hex[33];
+    mbedtls_md5_ret((const unsigned char *)name, strlen(name), md);
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    const char *mp = conf->middleware_path != NULL && conf->middleware_path[0] != '\0'
+                         ? conf->middleware_path
+                         : "middleware";
+    snprintf(dir, dirlen, "%s/bundles/%s", mp, hex);
+    struct stat st;
+    int fresh = 0;
+    if (stat(dir, &st) != 0) {
+        if (!may_fetch)
+            return 1;
+        if (bundle_fetch(name, conf, dir, err, errlen) < 0)
+            return -1;
+        fresh = 1;
+    }
+    char mpath[4200], why[1024];
+    snprintf(mpath, sizeof(mpath), "%s/manifest.json", dir);
+    *man = tp_json_parse_file(mpath, why, sizeof(why));
+    if (*man == NULL) {
+        snprintf(err, errlen, "Couldn't load bundle: %.900s", why);
+    } else if (fresh && bundle_verify(*man, dir, conf, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "Couldn't load bundle: %.900s", why);
+    } else {
+        const cJSON *cm = cJSON_GetObjectItem(*man, "custom_middleware");
+        const char *driver = cJSON_GetStringValue(cJSON_GetObjectItem(cm, "driver"));
+        if (driver != NULL && strcmp(driver, "otto") == 0)
+            return 0;
+        snprintf(err, errlen,
+                 "bundle \"%s\": driver \"%s\": only JavaScript bundles (driver \"otto\") are "
+                 "supported by this gateway",
+                 name, driver != NULL ? driver : "");
+    }
+    cJSON_Delete(*man);
+    *man = NULL;
+    if (fresh)
+        rm_tree(dir);
+    return -1;
+}
+
 int tp_api_js_load(tp_api_t *api, const cJSON *def, const tp_conf_t *conf, char *err, size_t errlen)
 {
-    const cJSON *cm = tp_json_get(def, "custom_middleware");
+    return tp_api_js_load_ex(api, def, conf, 1, err, errlen);
+}
+
+int tp_api_js_load_ex(tp_api_t *api, const cJSON *def, const tp_conf_t *conf, int may_fetch,
+                      char *err, size_t errlen)
+{
+    cJSON *man = NULL;
+    char bdir[4096];
+    const char *bname = cJSON_GetStringValue((cJSON *)tp_json_get(def, "custom_middleware_bundle"));
+    if (bname != NULL && bname[0] != '\0' &&
+        !cJSON_IsTrue(tp_json_get(def, "custom_middleware_bundle_disabled"))) {
+        char why[1024];
+        int rc = bundle_load(bname, conf, may_fetch, &man, bdir, sizeof(bdir), why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "$.custom_middleware_bundle: %s", why);
+            return -1;
+        }
+        if (rc > 0)
+            return 0; /* not on disk yet: the master fetches it when it loads the API */
+    }
+    int rc = js_load(api, def, man != NULL ? cJSON_GetObjectItem(man, "custom_middleware") : NULL,
+                     man != NULL ? bdir : NULL, conf, err, errlen);
+    cJSON_Delete(man);
+    return rc;
+}
+
+static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, const char *prefix,
+                   const tp_conf_t *conf, char *err, size_t errlen)
+{
+    const cJSON *cm = bundle_cm != NULL ? bundle_cm : tp_json_get(def, "custom_middleware");
     const char *driver = cJSON_GetStringValue((cJSON *)tp_json_get(cm, "driver"));
     int otto = driver != NULL && strcmp(driver, "otto") == 0;
     int any_hook = 0;
@@ -239,8 +540,11 @@ int tp_api_js_load(tp_api_t *api, const cJSON *def, const tp_conf_t *conf, char 
         tp_log_warn("API %s (%s): custom_middleware needs enable_jsvm in tyk.conf; its requests "
                     "answer 500 \"Middleware error\"",
                     api->api_id, api->file);
-    load_t L = {
-        .files = cJSON_CreateArray(), .err = err, .errlen = errlen, .no_files = !conf->enable_jsvm};
+    load_t L = {.files = cJSON_CreateArray(),
+                .err = err,
+                .errlen = errlen,
+                .no_files = !conf->enable_jsvm,
+                .prefix = prefix};
     for (int k = 0; k < 3; k++)
         L.hooks[k] = cJSON_CreateArray();
     int rc = 0;

@@ -273,7 +273,7 @@ static void api_write(tp_req_t *req, int update)
     }
     tp_api_t *api = NULL;
     if (tp_api_parse(path, def, &api, err, sizeof(err)) < 0 ||
-        tp_api_js_load(api, def, req->conn->w->conf, err, sizeof(err)) < 0) {
+        tp_api_js_load_ex(api, def, req->conn->w->conf, 0, err, sizeof(err)) < 0) {
         tp_api_free(api);
         api = NULL;
         char msg[1200];

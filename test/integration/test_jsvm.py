@@ -427,3 +427,153 @@ function keyinfo(request, session, config) {
     assert got["missing"] == {"status": "error", "message": "Key not found"}
     stored = json.loads(rc.get("apikey-" + hash_key(tok, True)))
     assert stored["meta_data"] == {"touched": "by js"} and stored["quota_max"] == 42
+
+
+# ---- plugin bundles -------------------------------------------------------------------------
+
+BUNDLE_JS = """
+var bundlePre = new TykJS.TykMiddleware.NewMiddleware({});
+bundlePre.NewProcessRequest(function(request, session) {
+    request.SetHeaders["X-Bundle"] = "from the bundle";
+    return bundlePre.ReturnData(request, {});
+});
+"""
+
+
+class BundleServer:
+    """A local HTTP server for bundles: /bundles/<name> from a dict."""
+
+    def __init__(self):
+        import http.server
+        self.files = {}
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                data = outer.files.get(self.path)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.srv = http.server.ThreadingHTTPServer((HOST, 0), H)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def base(self):
+        return "http://%s:%d/bundles" % (HOST, self.port)
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def bundles():
+    b = BundleServer()
+    yield b
+    b.stop()
+
+
+def make_bundle(files, driver="otto", checksum=None, sign_key=None, pre_name="bundlePre"):
+    """A zip as `tyk bundle build` makes it: manifest.json with the file
+    list, Tyk's md5 checksum of the files' bytes in order and (with
+    <sign_key>) their RSA SHA-256 signature."""
+    import hashlib
+    import io
+    import subprocess
+    import zipfile
+    data = b"".join(files[n] for n in files)
+    manifest = {"file_list": list(files),
+                "custom_middleware": {"driver": driver,
+                                      "pre": [{"name": pre_name, "path": list(files)[0]}]},
+                "checksum": checksum or hashlib.md5(data).hexdigest(), "signature": ""}
+    if sign_key is not None:
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", sign_key], input=data,
+                             capture_output=True, check=True).stdout
+        manifest["signature"] = base64.b64encode(sig).decode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.json", json.dumps(manifest))
+        for n, d in files.items():
+            z.writestr(n, d)
+    return buf.getvalue()
+
+
+def bundle_api(api_id, target, name):
+    d = js_api(api_id, "/%s/" % api_id, target)
+    d["custom_middleware"] = {}
+    d["custom_middleware_bundle"] = name
+    return d
+
+
+def rsa_pair(tmp_path):
+    import subprocess
+    key, pub = str(tmp_path / "bundle.key"), str(tmp_path / "bundle.pub")
+    subprocess.run(["openssl", "genrsa", "-out", key, "2048"], capture_output=True, check=True)
+    subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-out", pub], capture_output=True,
+                   check=True)
+    return key, pub
+
+
+def test_bundles_download_verify_and_refuse(make_gateway, bundles, up, tmp_path):
+    import hashlib
+    good = {"mw.js": BUNDLE_JS.encode()}
+    bundles.files["/bundles/good.zip"] = make_bundle(good)
+    bundles.files["/bundles/badsum.zip"] = make_bundle(good, checksum="0" * 32)
+    bundles.files["/bundles/python.zip"] = make_bundle(good, driver="python")
+    mw = tmp_path / "middleware"
+    g = make_gateway(conf=conf(None, enable_jsvm=True, enable_bundle_downloader=True,
+                               bundle_base_url=bundles.base(), middleware_path=str(mw)),
+                     workers=1, apis=[bundle_api("b1", up.url("/"), "good.zip"),
+                                      bundle_api("b2", up.url("/"), "badsum.zip"),
+                                      bundle_api("b3", up.url("/"), "missing.zip"),
+                                      bundle_api("b4", up.url("/"), "python.zip")])
+    r = get(g, "/b1/x")
+    assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
+    # unpacked under middleware_path/bundles/<md5 of the name>, as Tyk keeps it
+    d = mw / "bundles" / hashlib.md5(b"good.zip").hexdigest()
+    assert (d / "mw.js").read_bytes() == good["mw.js"] and (d / "manifest.json").exists()
+    g.wait_log(r"b2\.json: \$\.custom_middleware_bundle: Couldn't load bundle: Invalid checksum")
+    g.wait_log(r"b3\.json: \$\.custom_middleware_bundle: Couldn't fetch bundle "
+               r"http://[0-9.:]+/bundles/missing\.zip: HTTP Error, got status code 404")
+    g.wait_log(r'b4\.json: .*driver \\"python\\": only JavaScript bundles')
+    for a in ("b2", "b3", "b4"):
+        assert get(g, "/%s/x" % a).status == 404
+    assert not (mw / "bundles" / hashlib.md5(b"badsum.zip").hexdigest()).exists()
+    # a bundle on disk is used as it is, without the server
+    bundles.files.clear()
+    g.signal(__import__("signal").SIGHUP)
+    g.wait_log(r"generation 2")
+    r = get(g, "/b1/x")
+    assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
+
+
+def test_bundle_signatures(make_gateway, bundles, up, tmp_path):
+    key, pub = rsa_pair(tmp_path)
+    other, _ = rsa_pair(tmp_path / "..")
+    files = {"mw.js": BUNDLE_JS.encode()}
+    bundles.files["/bundles/signed.zip"] = make_bundle(files, sign_key=key)
+    bundles.files["/bundles/unsigned.zip"] = make_bundle(files)
+    bundles.files["/bundles/forged.zip"] = make_bundle(files, sign_key=other)
+    g = make_gateway(conf=conf(None, enable_jsvm=True, enable_bundle_downloader=True,
+                               bundle_base_url=bundles.base(), public_key_path=pub,
+                               middleware_path=str(tmp_path / "mw")),
+                     workers=1, apis=[bundle_api("s1", up.url("/"), "signed.zip"),
+                                      bundle_api("s2", up.url("/"), "unsigned.zip"),
+                                      bundle_api("s3", up.url("/"), "forged.zip")])
+    r = get(g, "/s1/x")
+    assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
+    g.wait_log(r"s2\.json: .*Couldn't load bundle: Bundle isn't signed")
+    g.wait_log(r"s3\.json: .*Couldn't load bundle: crypto/rsa: verification error")
+    assert get(g, "/s2/x").status == 404 and get(g, "/s3/x").status == 404

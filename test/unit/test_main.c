@@ -47,6 +47,7 @@ void test_policy_apply_suite(void);
 void test_jwt_suite(void);
 void test_jsonschema_suite(void);
 void test_tmpl_suite(void);
+void test_zip_suite(void);
 
 int main(void)
 {
@@ -64,6 +65,7 @@ int main(void)
     test_jwt_suite();
     test_jsonschema_suite();
     test_tmpl_suite();
+    test_zip_suite();
     test_chain_suite();
     test_analytics_suite();
     test_metrics_suite();
