@@ -554,7 +554,7 @@ def test_bundles_download_verify_and_refuse(make_gateway, bundles, up, tmp_path)
     # a bundle on disk is used as it is, without the server
     bundles.files.clear()
     g.signal(__import__("signal").SIGHUP)
-    g.wait_log(r"generation 2")
+    g.wait_log(r"reload done: generation 2 serves 1 APIs")
     r = get(g, "/b1/x")
     assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
 
