@@ -119,8 +119,10 @@ int tp_js_interrupted(void *udata)
 
 /* TykJS.TykMiddleware.NewMiddleware(conf) objects with NewProcessRequest
  * (the callback), ReturnData (Request + SessionMeta) and ReturnAuthData
- * (Request + Session); DoProcessRequest calls the callback and returns its
- * object as it is (this gateway reads it without JSON). Event handlers
+ * (Request + Session), and for response hooks NewProcessResponse and
+ * ReturnResponseData (Response + SessionMeta); DoProcessRequest and
+ * DoProcessResponse call the callback and return its object as it is
+ * (this gateway reads it without JSON). Event handlers
  * keep Tyk's shape; TykJsResponse is Tyk's. */
 static const char core_js[] =
     "var TykJS = {TykMiddleware: {}, TykEventHandlers: {}};\n"
@@ -152,6 +154,23 @@ static const char core_js[] =
     "};\n"
     "TykJS.TykMiddleware.NewMiddleware.prototype.ReturnAuthData = function (request, session) {\n"
     "  return {Request: request, Session: session};\n"
+    "};\n"
+    "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.ProcessResponse =\n"
+    "  function (response, session, config) {\n"
+    "    log('Process Response Not Implemented');\n"
+    "    return response;\n"
+    "  };\n"
+    "TykJS.TykMiddleware.MiddlewareComponentMeta.prototype.DoProcessResponse =\n"
+    "  function (response, session, config) {\n"
+    "    var out = this.ProcessResponse(response, session, config);\n"
+    "    if (!out) { log(\"Middleware didn't return response object!\"); return; }\n"
+    "    return out;\n"
+    "  };\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.NewProcessResponse = function (cb) {\n"
+    "  this.ProcessResponse = cb;\n"
+    "};\n"
+    "TykJS.TykMiddleware.NewMiddleware.prototype.ReturnResponseData = function (response, meta) {\n"
+    "  return {Response: response, SessionMeta: meta};\n"
     "};\n"
     "TykJS.TykEventHandlers.EventHandlerComponentMeta = function () {};\n"
     "TykJS.TykEventHandlers.EventHandlerComponentMeta.prototype.DoProcessEvent =\n"

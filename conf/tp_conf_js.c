@@ -2,12 +2,13 @@
  * conf/tp_conf_js.c: what an API's JavaScript middleware needs, read by
  * the master at load (TYK-COMPAT 23): the scripts, in Tyk's order (the
  * user's tyk_js_path, the custom_middleware files, the files under
- * <middleware_path>/<api_id>/{pre,auth,post_auth,post}/, the virtual
- * endpoints' files and blobs), each compiled once here so a syntax error
- * refuses the API with its file and line; and the hooks: which global
- * object each of pre, post_key_auth and post calls, and whether it gets
- * the session. The result is one JSON text in api->js_json that the
- * workers run (worker/tp_jsmw.c) without reading a file.
+ * <middleware_path>/<api_id>/{pre,post_auth,post}/, the virtual endpoints'
+ * files and blobs, or a plugin bundle's), each compiled once here so a
+ * syntax error refuses the API with its file and line; and the hooks:
+ * which global object each of pre, post_key_auth, post and response
+ * calls, and whether it gets the session. The result is one JSON text in
+ * api->js_json that the workers run (worker/tp_jsmw.c) without reading a
+ * file.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -34,13 +35,15 @@
 #define BUNDLE_MAX (16u * 1024 * 1024) /* a bundle's archive, and its files in all */
 #define BUNDLE_TIMEOUT_MS 30000
 
-static const char *const hook_names[] = {"pre", "post_key_auth", "post"};
-/* the directories under <middleware_path>/<api_id>/, as hook_names */
-static const char *const hook_dirs[] = {"pre", "post_auth", "post"};
+#define NHOOKS 4
+static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response"};
+/* the directories under <middleware_path>/<api_id>/, as hook_names (Tyk
+ * loads no response hooks from one) */
+static const char *const hook_dirs[NHOOKS] = {"pre", "post_auth", "post", NULL};
 
 typedef struct load_s {
     cJSON *files; /* [{"file", "src"}] */
-    cJSON *hooks[3];
+    cJSON *hooks[NHOOKS];
     char *err;
     size_t errlen;
     int no_files;       /* only the hooks: without enable_jsvm they answer 500 */
@@ -99,7 +102,7 @@ static void add_hook(load_t *L, int which, const char *name, int session)
  * require_session}; only with driver "otto" (exact, as Tyk). */
 static int load_custom(load_t *L, const cJSON *cm)
 {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < NHOOKS; k++) {
         const cJSON *list = tp_json_get(cm, hook_names[k]), *e;
         int i = 0;
         cJSON_ArrayForEach(e, list)
@@ -141,6 +144,8 @@ static int by_name(const void *a, const void *b)
 static int load_dir(load_t *L, const char *mwpath, const char *api_id, int which)
 {
     char dir[4096];
+    if (hook_dirs[which] == NULL)
+        return 0;
     snprintf(dir, sizeof(dir), "%s/%s/%s", mwpath, api_id, hook_dirs[which]);
     DIR *d = opendir(dir);
     if (d == NULL)
@@ -532,7 +537,7 @@ static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, cons
     const char *driver = cJSON_GetStringValue((cJSON *)tp_json_get(cm, "driver"));
     int otto = driver != NULL && strcmp(driver, "otto") == 0;
     int any_hook = 0;
-    for (int k = 0; otto && k < 3; k++)
+    for (int k = 0; otto && k < NHOOKS; k++)
         any_hook |= cJSON_GetArraySize(tp_json_get(cm, hook_names[k])) > 0;
     if (!conf->enable_jsvm && !any_hook)
         return 0;
@@ -545,7 +550,7 @@ static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, cons
                 .errlen = errlen,
                 .no_files = !conf->enable_jsvm,
                 .prefix = prefix};
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NHOOKS; k++)
         L.hooks[k] = cJSON_CreateArray();
     int rc = 0;
     if (!conf->enable_jsvm) {
@@ -566,19 +571,19 @@ static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, cons
         }
         if (rc == 0 && otto)
             rc = load_custom(&L, cm);
-        for (int k = 0; rc == 0 && k < 3 && conf->middleware_path != NULL; k++)
+        for (int k = 0; rc == 0 && k < NHOOKS && conf->middleware_path != NULL; k++)
             rc = load_dir(&L, conf->middleware_path, api->api_id, k);
         if (rc == 0)
             rc = load_virtual(&L, def, conf);
     }
     int used = conf->enable_jsvm && has_virtual(def);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NHOOKS; k++)
         used |= cJSON_GetArraySize(L.hooks[k]) > 0;
     if (rc == 0 && used) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "vm", conf->enable_jsvm);
         cJSON_AddItemToObject(o, "files", L.files);
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < NHOOKS; k++)
             cJSON_AddItemToObject(o, hook_names[k], L.hooks[k]);
         char *s = cJSON_PrintUnformatted(o);
         api->js_json = tp_strdup(s);
@@ -587,7 +592,7 @@ static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, cons
         return 0;
     }
     cJSON_Delete(L.files);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NHOOKS; k++)
         cJSON_Delete(L.hooks[k]);
     return rc;
 }

@@ -60,6 +60,7 @@ extern const tp_stage_t tp_stage_js_pre;           /* tp_jsmw.c: custom_middlewa
 extern const tp_stage_t tp_stage_js_post_key_auth; /* tp_jsmw.c: ... post_key_auth */
 extern const tp_stage_t tp_stage_virtual;          /* tp_jsmw.c: extended_paths.virtual */
 extern const tp_stage_t tp_stage_js_post;          /* tp_jsmw.c: custom_middleware.post */
+extern const tp_stage_t tp_stage_js_response;      /* tp_jsmw.c: custom_middleware.response */
 extern const tp_stage_t tp_stage_expires;          /* tp_auth.c: X-Tyk-Api-Expires */
 extern const tp_stage_t tp_stage_rl_headers;       /* tp_limit.c: X-RateLimit-* */
 extern const tp_stage_t tp_stage_cors_headers;     /* tp_cors.c: Access-Control-* */
@@ -123,6 +124,9 @@ static const tp_stage_t *const response_stages[] = {&tp_stage_resp_headers, &tp_
                                                     &tp_stage_expires, &tp_stage_rl_headers,
                                                     &tp_stage_cors_headers};
 
+/* Given the upstream's whole response (the proxy gathers it for them). */
+static const tp_stage_t *const body_stages[] = {&tp_stage_js_response};
+
 /* Run once a request is answered: for every request ... */
 static const tp_stage_t *const log_stages[] = {&tp_stage_stats};
 /* ... and for those of an API that wants them. */
@@ -151,7 +155,10 @@ int tp_chain_build_api(tp_chain_t *c, const tp_chain_api_t *a, void (*fail)(tp_r
 {
     if (tp_chain_build(c, request_stages, COUNT(request_stages), a, fail) < 0)
         return -1;
-    c->nresp = c->nlog = 0;
+    c->nresp = c->nlog = c->nbody = 0;
+    for (size_t i = 0; i < COUNT(body_stages); i++)
+        if (body_stages[i]->wanted == NULL || body_stages[i]->wanted(a))
+            c->body[c->nbody++] = body_stages[i];
     for (size_t i = 0; i < COUNT(response_stages); i++)
         if (response_stages[i]->wanted == NULL || response_stages[i]->wanted(a)) {
             c->resp[c->nresp++] = response_stages[i];

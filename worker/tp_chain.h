@@ -79,6 +79,7 @@ typedef struct tp_chain_api_s {
     unsigned js_post_key_auth : 1; /* ... post_key_auth */
     unsigned js_post : 1;          /* ... post */
     unsigned virtual : 1;          /* extended_paths.virtual */
+    unsigned js_response : 1;      /* custom_middleware.response */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {
@@ -94,6 +95,11 @@ typedef struct tp_stage_s {
      * (TP_RESP_GATEWAY) or an upstream's the response cache kept, whose
      * upstream-side changes were made when it was stored (TP_RESP_CACHED). */
     void (*headers)(const tp_req_t *req, tp_buf_t *head, int gateway);
+    /* A response body stage: the upstream's whole response is in <head>
+     * (its status line and header lines as they will go out, without
+     * the blank line) and <body>, gathered by the proxy; it may change
+     * both. */
+    void (*body)(tp_req_t *req, tp_buf_t *head, tp_buf_t *body);
     /* A log stage: the request was answered (counters; analytics). */
     void (*log)(tp_req_t *req);
     /* Bytes of per-request state it wants (tp_chain_state), 0 for none. */
@@ -114,6 +120,8 @@ typedef struct tp_chain_s {
     const tp_stage_t *stage[TP_CHAIN_MAX];
     const tp_stage_t *resp[TP_CHAIN_MAX]; /* response stages */
     const tp_stage_t *log[TP_CHAIN_MAX];  /* the API's own log stages */
+    uint8_t nbody;
+    const tp_stage_t *body[4]; /* response body stages: the proxy gathers the body for them */
     /* answers a request whose stage said TP_STAGE_ERROR */
     void (*fail)(tp_req_t *req);
 } tp_chain_t;
@@ -168,6 +176,13 @@ static inline void tp_chain_headers(const tp_chain_t *c, const tp_req_t *req, tp
 {
     for (unsigned i = 0; c != NULL && i < c->nresp; i++)
         c->resp[i]->headers(req, head, gateway);
+}
+
+/* The response body stages of <c> (tp_stage_t.body), in order. */
+static inline void tp_chain_body(const tp_chain_t *c, tp_req_t *req, tp_buf_t *head, tp_buf_t *body)
+{
+    for (unsigned i = 0; c != NULL && i < c->nbody; i++)
+        c->body[i]->body(req, head, body);
 }
 
 /* The log stages, once the request is answered: those every request has

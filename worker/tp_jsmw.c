@@ -9,7 +9,9 @@
  *  - "js_pre": custom_middleware.pre, after CORS, before authentication;
  *  - "js_post_key_auth": custom_middleware.post_key_auth, after the key;
  *  - "virtual": extended_paths.virtual answers, after the response cache;
- *  - "js_post": custom_middleware.post, last before the upstream.
+ *  - "js_post": custom_middleware.post, last before the upstream;
+ *  - "js_response": custom_middleware.response, a response body stage
+ *    (the proxy gathers the upstream's response for it).
  * A hook calls <name>.DoProcessRequest(request, session, config) with
  * Tyk's request object (Headers with Go's canonical names and Host, Body,
  * URL, Params, Method, RequestURI, Scheme, and the empty SetHeaders,
@@ -53,8 +55,8 @@
 #define JS_HEAP_MAX (64u * 1024 * 1024) /* live heap bytes a call may add */
 #define JS_FETCHES_MAX 32               /* TykMakeHttpRequest calls in one hook */
 
-enum { HOOK_PRE, HOOK_POST_KEY_AUTH, HOOK_POST, NHOOKS };
-static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post"};
+enum { HOOK_PRE, HOOK_POST_KEY_AUTH, HOOK_POST, HOOK_RESPONSE, NHOOKS };
+static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response"};
 
 typedef struct hook_s {
     char *name;
@@ -201,6 +203,7 @@ void tp_jsmw_wanted(const tp_jsmw_api_t *m, tp_chain_api_t *a)
     a->js_pre = m->nhooks[HOOK_PRE] > 0;
     a->js_post_key_auth = m->nhooks[HOOK_POST_KEY_AUTH] > 0;
     a->js_post = m->nhooks[HOOK_POST] > 0;
+    a->js_response = m->nhooks[HOOK_RESPONSE] > 0;
 }
 
 static tp_jsmw_api_t *jsmw_of(tp_req_t *req)
@@ -1232,6 +1235,177 @@ static tp_stage_rc_t virtual_run(tp_req_t *req)
     return virtual_go(r);
 }
 
+/* ---- response hooks ---------------------------------------------------------------------- */
+
+/* The status line's code, and each header line of <head> (no blank line). */
+static int head_status(const tp_buf_t *head)
+{
+    return head->len > 12 ? atoi(head->data + 9) : 0;
+}
+
+static int hop_by_hop(const char *name, size_t n)
+{
+    return tp_http_is_hop_by_hop(tp_http_header_kind(name, n));
+}
+
+/* {Canonical-Name: [values]} of the header lines of <head>. */
+static void push_head_headers(duk_context *d, const tp_buf_t *head)
+{
+    duk_push_object(d);
+    tp_buf_t nb = {0};
+    const char *p = memchr(head->data, '\n', head->len), *end = head->data + head->len;
+    for (p = p != NULL ? p + 1 : end; p < end;) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon;
+        size_t ln = eol != NULL ? (size_t)(eol - p) : (size_t)(end - p);
+        size_t vn = ln > 0 && p[ln - 1] == '\r' ? ln - 1 : ln; /* without the CR */
+        colon = memchr(p, ':', vn);
+        if (colon != NULL && !hop_by_hop(p, (size_t)(colon - p))) {
+            nb.len = 0;
+            tp_http_put_canonical(&nb, p, (size_t)(colon - p));
+            tp_str_t v = tp_str_trim((tp_str_t){colon + 1, vn - (size_t)(colon + 1 - p)});
+            duk_get_prop_lstring(d, -1, nb.data, nb.len);
+            if (!duk_is_array(d, -1)) {
+                duk_pop(d);
+                duk_push_array(d);
+                duk_dup(d, -1);
+                duk_put_prop_lstring(d, -3, nb.data, nb.len);
+            }
+            duk_push_lstring(d, v.p, v.n);
+            duk_put_prop_index(d, -2, (duk_uarridx_t)duk_get_length(d, -2));
+            duk_pop(d);
+        }
+        p += ln + 1;
+    }
+    tp_buf_free(&nb);
+}
+
+/* The head again with status <code> (when not 0), without the headers
+ * DeleteHeaders names and with SetHeaders, from the Response at <ri>. */
+static void rebuild_resp_head(duk_context *d, duk_idx_t ri, tp_buf_t *head)
+{
+    tp_buf_t out = {0};
+    duk_get_prop_literal(d, ri, "StatusCode");
+    int code = duk_is_number(d, -1) ? (int)duk_get_int(d, -1) : 0;
+    duk_pop(d);
+    const char *p = memchr(head->data, '\n', head->len), *end = head->data + head->len;
+    p = p != NULL ? p + 1 : end;
+    if (code >= 100 && code <= 999 && code != head_status(head))
+        tp_buf_printf(&out, "HTTP/1.1 %d %s\r\n", code, tp_http_reason(code));
+    else
+        tp_buf_append(&out, head->data, (size_t)(p - head->data));
+    duk_get_prop_literal(d, ri, "DeleteHeaders");
+    duk_get_prop_literal(d, ri, "SetHeaders");
+    duk_idx_t del = duk_get_top_index(d) - 1, set = duk_get_top_index(d);
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t ln = eol != NULL ? (size_t)(eol - p) + 1 : (size_t)(end - p);
+        const char *colon = memchr(p, ':', ln);
+        int drop = 0;
+        if (colon != NULL) {
+            size_t nl = (size_t)(colon - p);
+            for (duk_size_t i = 0, n = duk_is_array(d, del) ? duk_get_length(d, del) : 0;
+                 i < n && !drop; i++) {
+                duk_get_prop_index(d, del, (duk_uarridx_t)i);
+                duk_size_t l;
+                const char *s = duk_safe_to_lstring(d, -1, &l);
+                drop = l == nl && strncasecmp(s, p, nl) == 0;
+                duk_pop(d);
+            }
+            if (!drop && duk_is_object(d, set)) {
+                duk_enum(d, set, DUK_ENUM_OWN_PROPERTIES_ONLY);
+                while (!drop && duk_next(d, -1, 0)) {
+                    duk_size_t l;
+                    const char *s = duk_safe_to_lstring(d, -1, &l);
+                    drop = l == nl && strncasecmp(s, p, nl) == 0;
+                    duk_pop(d);
+                }
+                duk_pop(d);
+            }
+        }
+        if (!drop)
+            tp_buf_append(&out, p, ln);
+        p += ln;
+    }
+    header_lines(d, set, &out, NULL);
+    duk_pop_2(d);
+    tp_buf_free(head);
+    *head = out;
+}
+
+/* custom_middleware.response: <name>.DoProcessResponse(response, session,
+ * config) with {StatusCode, Body, Headers, SetHeaders, DeleteHeaders}, as
+ * Tyk's JSVMResponseHook; its Response's status (when not 0), headers and
+ * body go to the client. A hook that fails leaves the response as it was
+ * (logged). No requests from response hooks (they would have to wait
+ * with the whole response held). */
+static void response_body(tp_req_t *req, tp_buf_t *head, tp_buf_t *body)
+{
+    tp_jsmw_api_t *m = jsmw_of(req);
+    if (m == NULL || m->ctx == NULL)
+        return;
+    duk_context *d = tp_js_ctx_duk(m->ctx);
+    int native = tp_js_ctx_native_core(m->ctx);
+    for (size_t i = 0; i < m->nhooks[HOOK_RESPONSE]; i++) {
+        const hook_t *h = &m->hooks[HOOK_RESPONSE][i];
+        duk_idx_t top = duk_get_top(d);
+        char err[1024];
+        duk_get_global_string(d, h->name);
+        if (!duk_is_object(d, -1)) {
+            tp_log_error("api %s: JS response middleware %s: ReferenceError: %s is not defined",
+                         req->route->api->api_id, h->name, h->name);
+            duk_set_top(d, top);
+            continue;
+        }
+        duk_get_prop_literal(d, -1, "DoProcessResponse");
+        duk_swap(d, -1, -2);
+        duk_push_object(d);
+        duk_push_int(d, head_status(head));
+        duk_put_prop_literal(d, -2, "StatusCode");
+        duk_push_lstring(d, body->data != NULL ? body->data : "", body->len);
+        if (!native)
+            duk_base64_encode(d, -1);
+        duk_put_prop_literal(d, -2, "Body");
+        push_head_headers(d, head);
+        duk_put_prop_literal(d, -2, "Headers");
+        duk_push_object(d);
+        duk_put_prop_literal(d, -2, "SetHeaders");
+        duk_push_array(d);
+        duk_put_prop_literal(d, -2, "DeleteHeaders");
+        push_session(d, req, 1);
+        push_kept(d, "tp_config");
+        int rc = tp_js_call(m->ctx, 3, 1, tp_js_now_ms() + m->timeout_ms, NULL, err, sizeof(err));
+        if (rc == TP_JS_OK && duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
+            duk_remove(d, -2);
+        if (rc == TP_JS_OK) {
+            duk_get_prop_literal(d, -1, "Response");
+            if (!duk_is_object(d, -1)) {
+                rc = TP_JS_ERROR;
+                snprintf(err, sizeof(err), "Failed to decode response data from JSVM");
+            }
+        }
+        if (rc != TP_JS_OK) {
+            tp_log_error("api %s: JS response middleware %s: %s", req->route->api->api_id, h->name,
+                         err);
+            duk_set_top(d, top);
+            continue;
+        }
+        duk_idx_t ri = duk_get_top_index(d);
+        rebuild_resp_head(d, ri, head);
+        duk_get_prop_literal(d, ri, "Body");
+        if (!native && duk_is_string(d, -1) && duk_safe_call(d, b64_decode_safe, NULL, 1, 1) != 0) {
+            duk_pop(d);
+            duk_push_string(d, "");
+        }
+        duk_size_t bl = 0;
+        const char *b = duk_is_string(d, -1) ? duk_get_lstring(d, -1, &bl) : "";
+        tp_buf_t nb = {0};
+        tp_buf_append(&nb, b, bl);
+        tp_buf_free(body);
+        *body = nb;
+        duk_set_top(d, top);
+    }
+}
+
 /* ---- the stages ------------------------------------------------------------------------- */
 
 static int pre_wanted(const tp_chain_api_t *a)
@@ -1266,6 +1440,13 @@ const tp_stage_t tp_stage_js_post = {.name = "js_post",
                                      .run = post_run,
                                      .cancel = js_cancel,
                                      .state = sizeof(jsrun_t)};
+static int response_wanted(const tp_chain_api_t *a)
+{
+    return a->js_response;
+}
+
+const tp_stage_t tp_stage_js_response = {
+    .name = "js_response", .wanted = response_wanted, .body = response_body};
 const tp_stage_t tp_stage_virtual = {.name = "virtual",
                                      .wanted = virtual_wanted,
                                      .run = virtual_run,

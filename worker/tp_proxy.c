@@ -610,10 +610,12 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
     req->up_ms = uv_now(&c->w->loop) - req->up_start_ms;
     req->resp_nobody = req->method == HTTP_HEAD || status == 204 || status == 304 ||
                        (has_cl && p->content_length == 0);
-    /* transform_response: the body is gathered and sent with its new
+    /* transform_response or a response body stage (JavaScript response
+     * hooks): the body is gathered and sent with its new
      * length; not a compressed one (this gateway does not decompress) nor
      * one that ends when the upstream closes */
-    req->resp_collect = req->resp_tf != NULL && !req->resp_nobody &&
+    int body_stages = req->run.chain != NULL && req->run.chain->nbody > 0;
+    req->resp_collect = (req->resp_tf != NULL || body_stages) && !req->resp_nobody &&
                         (has_cl || (p->flags & F_CHUNKED)) && !upstream_encoded(up);
     if (!req->resp_nobody && !req->resp_collect) {
         if (p->flags & F_CHUNKED) {
@@ -688,16 +690,18 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
 }
 
 /* The whole body of a transform_response is in: the new one (or the
- * same, when the transform fails) goes out with its length. */
+ * same, when the transform fails) goes out with its length, after the
+ * response body stages had it. */
 static void resp_collected(tp_req_t *req, tp_upconn_t *up)
 {
     tp_buf_t out = {0};
-    if (tp_body_transform_response(req, &req->resp_body, &out) == 0) {
+    if (req->resp_tf != NULL && tp_body_transform_response(req, &req->resp_body, &out) == 0) {
         tp_buf_free(&req->resp_body);
         req->resp_body = out;
     } else {
         tp_buf_free(&out);
     }
+    tp_chain_body(req->run.chain, req, &req->out, &req->resp_body);
     tp_buf_printf(&req->out, "Content-Length: %zu\r\n\r\n", req->resp_body.len);
     resp_forward(req, up, req->resp_body.data, req->resp_body.len);
 }

@@ -39,7 +39,7 @@ def up():
 
 
 def js_api(api_id, listen_path, target, pre=(), post=(), post_key_auth=(), keyless=True,
-           virtual=None, **extra):
+           virtual=None, response=(), **extra):
     d = api_def(api_id, listen_path, target) if keyless else keyed(api_id, listen_path, target)
     d["custom_middleware"] = {
         "driver": "otto",
@@ -47,6 +47,7 @@ def js_api(api_id, listen_path, target, pre=(), post=(), post_key_auth=(), keyle
         "post": [dict({"name": n, "path": p}, **({"require_session": s} if s else {}))
                  for n, p, s in post],
         "post_key_auth": [{"name": n, "path": p, "require_session": True} for n, p in post_key_auth],
+        "response": [{"name": n, "path": p} for n, p in response],
     }
     d.update(extra)
     if virtual is not None:
@@ -580,3 +581,45 @@ def test_bundle_signatures(make_gateway, bundles, up, tmp_path):
     g.wait_log(r"s2\.json: .*Couldn't load bundle: Bundle isn't signed")
     g.wait_log(r"s3\.json: .*Couldn't load bundle: crypto/rsa: verification error")
     assert get(g, "/s2/x").status == 404 and get(g, "/s3/x").status == 404
+
+
+RESPONSE_JS = """
+var resp = new TykJS.TykMiddleware.NewMiddleware({});
+resp.NewProcessResponse(function(response, session, config) {
+    var got = JSON.parse(response.Body);
+    response.Body = JSON.stringify({was: got.line, code: response.StatusCode,
+                                    type: response.Headers["Content-Type"][0], api: config.APIID});
+    response.SetHeaders["X-Response-Hook"] = "1";
+    response.DeleteHeaders.push("X-Secret");
+    if (got.line.indexOf("teapot") >= 0)
+        response.StatusCode = 418;
+    return resp.ReturnResponseData(response, {});
+});
+var broken = new TykJS.TykMiddleware.NewMiddleware({});
+broken.NewProcessResponse(function(response) { throw new Error("no"); });
+"""
+
+
+def test_response_hooks_change_status_headers_and_body(make_gateway, scripted):
+    def respond(head, body):
+        line = head.split(b"\r\n", 1)[0].decode()
+        payload = json.dumps({"line": line}).encode()
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Secret: s\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(payload)) + payload
+
+    u = scripted(respond)
+    g = gateway(make_gateway, {"r.js": RESPONSE_JS},
+                lambda p: [js_api("jr", "/jr/", u.url("/"), response=[("resp", p["r.js"])]),
+                           js_api("jb", "/jb/", u.url("/"), response=[("broken", p["r.js"])])])
+    r = get(g, "/jr/thing")
+    assert r.status == 200, r
+    assert r.json() == {"was": "GET /thing HTTP/1.1", "code": 200, "type": "application/json",
+                        "api": "jr"}
+    assert r.header("X-Response-Hook") == "1" and r.header("X-Secret") is None
+    assert r.header("Content-Length") == str(len(r.body))
+    r = get(g, "/jr/teapot")
+    assert r.status == 418 and r.json()["was"] == "GET /teapot HTTP/1.1"
+    # a hook that fails leaves the upstream's response as it was
+    r = get(g, "/jb/x")
+    assert r.status == 200 and r.json() == {"line": "GET /x HTTP/1.1"} and r.header("X-Secret") == "s"
+    g.wait_log(r"JS response middleware broken: .*Error: no")
