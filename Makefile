@@ -51,8 +51,9 @@ MAIN_SRC     := master/tp_main.c
 LIB_SRC      := $(filter-out $(MAIN_SRC),$(SRC))
 LIB_OBJ      := $(LIB_SRC:%.c=$(OBJDIR)/%.o)
 MAIN_OBJ     := $(MAIN_SRC:%.c=$(OBJDIR)/%.o)
-LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o \
-                $(BUILD)/duktape/duktape.o
+LLHTTP_OBJ   := $(OBJDIR)/llhttp/api.o $(OBJDIR)/llhttp/http.o $(OBJDIR)/llhttp/llhttp.o
+# before the library on link lines: it calls back into it (tp_js_interrupted)
+DUK_OBJ      := $(BUILD)/duktape/duktape.o
 UNIT_SRC     := $(wildcard test/unit/*.c)
 UNIT_OBJ     := $(UNIT_SRC:%.c=$(OBJDIR)/%.o)
 
@@ -76,9 +77,9 @@ DEPS_TEST    += $(if $(shell command -v npm),,npm)
 
 all: $(BIN)
 
-$(BIN): $(MAIN_OBJ) $(LIB) $(LLHTTP_OBJ)
+$(BIN): $(MAIN_OBJ) $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
 
 $(LIB): $(LIB_OBJ)
 	@echo "  AR      $@"
@@ -124,15 +125,15 @@ $(OBJDIR)/.flags: FORCE
 	@mkdir -p $(OBJDIR)
 	@echo '$(CC) $(CFLAGS_ALL) $(LLHTTP_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL) $(LLHTTP_CFLAGS)' > $@
 
-$(UNIT_BIN): $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ)
+$(UNIT_BIN): $(UNIT_OBJ) $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
 
 # test/tools/x.c and bench/x.c become build/x, linked with the library
 define tool_rule
-$(BUILD)/$(basename $(notdir $(1)))$(if $(SANITIZER),-$(SANITIZER)): $(OBJDIR)/$(1:.c=.o) $(LIB) $(LLHTTP_OBJ)
+$(BUILD)/$(basename $(notdir $(1)))$(if $(SANITIZER),-$(SANITIZER)): $(OBJDIR)/$(1:.c=.o) $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ)
 	@echo "  LD      $$@"
-	$(Q)$(CC) $(LDFLAGS) -o $$@ $$< $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
+	$(Q)$(CC) $(LDFLAGS) -o $$@ $$< $(DUK_OBJ) $(LIB) $(LLHTTP_OBJ) $(LDLIBS_ALL)
 endef
 $(foreach t,$(TOOL_SRC),$(eval $(call tool_rule,$(t))))
 

@@ -25,38 +25,11 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-WORKERS=${WORKERS:-1}
-CONNS=${CONNS:-50}
-DURATION=${DURATION:-8s}
-RUNS=${RUNS:-5}
-THREADS=${THREADS:-1}
-WARMUP=${WARMUP:-3s}
-
-for v in WORKERS CONNS RUNS THREADS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
-done
-[ -n "$WRK_BIN" ] || die "wrk not found (apt-get install wrk)"
-command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
-bench_check_tools
-
-bench_setup_tmp
-trap bench_on_exit EXIT
-trap 'exit 130' INT TERM
-
-bench_cpu_plan "$WORKERS"
+bench_wrk_start
 read -r UPORT NPORT TPORT RPORT < <(bench_free_ports 4)
 TARGETS=(nginx nginx_cache keyless cached)
 
-echo "== response cache: cached responses vs the plain keyless API vs nginx proxy_cache =="
-bench_machine
-echo "turnpike: $TURNPIKE_BIN ($("$TURNPIKE_BIN" --version | head -1)); $("$NGINX_BIN" -v 2>&1)"
-echo "load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $RUNS runs alternating ${TARGETS[*]},"
-echo "      warm-up $WARMUP per target"
-if [ -n "$PROXY_CPUS$LOAD_CPUS" ]; then
-    echo "pinning: proxy under test on cpu ${PROXY_CPUS:-any}; upstream + wrk + redis on cpu ${LOAD_CPUS:-any}"
-fi
-echo "raw outputs: $BENCH_TMP"
-echo
+bench_wrk_banner "response cache: cached responses vs the plain keyless API vs nginx proxy_cache"
 
 CACHE=1 bench_start_backends "$UPORT" "$NPORT" "$RPORT"
 SERVER[nginx_cache]=${SERVER[nginx]}

@@ -284,6 +284,45 @@ bench_check_survived() {
     done
 }
 
+# bench_wrk_start [VAR...]: how the wrk scripts begin: WORKERS=1 CONNS=50
+# DURATION=8s RUNS=5 THREADS=1 WARMUP=3s unless set, those (and VAR...)
+# checked as positive integers, wrk and redis-server present, the tools,
+# $BENCH_TMP with the exit traps, and the CPU plan for $WORKERS.
+bench_wrk_start() {
+    WORKERS=${WORKERS:-1}
+    CONNS=${CONNS:-50}
+    DURATION=${DURATION:-8s}
+    RUNS=${RUNS:-5}
+    THREADS=${THREADS:-1}
+    WARMUP=${WARMUP:-3s}
+    local v
+    for v in WORKERS CONNS RUNS THREADS "$@"; do
+        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+    done
+    [ -n "$WRK_BIN" ] || die "wrk not found (apt-get install wrk)"
+    command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+    bench_check_tools
+    bench_setup_tmp
+    trap bench_on_exit EXIT
+    trap 'exit 130' INT TERM
+    bench_cpu_plan "$WORKERS"
+}
+
+# bench_wrk_banner TITLE: what a run measures, on what, how (TARGETS, the
+# wrk settings, the pinning) and where its raw outputs go.
+bench_wrk_banner() {
+    echo "== $1 =="
+    bench_machine
+    echo "turnpike: $TURNPIKE_BIN ($("$TURNPIKE_BIN" --version | head -1)); $("$NGINX_BIN" -v 2>&1)"
+    echo "load: wrk -t$THREADS -c$CONNS -d$DURATION --latency, $RUNS runs alternating ${TARGETS[*]},"
+    echo "      warm-up $WARMUP per target"
+    if [ -n "$PROXY_CPUS$LOAD_CPUS" ]; then
+        echo "pinning: proxy under test on cpu ${PROXY_CPUS:-any}; upstream + wrk + redis on cpu ${LOAD_CPUS:-any}"
+    fi
+    echo "raw outputs: $BENCH_TMP"
+    echo
+}
+
 # bench_alternate TARGET...: records each TARGET's workers (WORKER_PIDS),
 # warms each up for $WARMUP, then runs them in turn RUNS times for
 # $DURATION into $BENCH_TMP/wrk/<target>.<run>.txt, and checks that no

@@ -613,6 +613,67 @@ int tp_js_call(tp_js_ctx_t *c, int nargs, int with_this, int64_t deadline_ms, tp
     return TP_JS_OK;
 }
 
+/* The value at <idx> again, made of plain data: objects without a
+ * prototype, dense arrays, strings, numbers, booleans, null; no functions.
+ * <drop_headers>: without its "Headers" (the request's and the response's,
+ * which nothing reads back). */
+static void plain_copy(duk_context *d, duk_idx_t idx, int depth, int drop_headers)
+{
+    idx = duk_normalize_index(d, idx);
+    if (depth > 32 || duk_is_function(d, idx) || duk_is_buffer_data(d, idx)) {
+        duk_push_undefined(d);
+    } else if (duk_is_array(d, idx)) {
+        duk_size_t n = duk_get_length(d, idx);
+        duk_push_array(d);
+        for (duk_size_t i = 0; i < n && i < 100000; i++) {
+            duk_get_prop_index(d, idx, (duk_uarridx_t)i);
+            plain_copy(d, -1, depth + 1, 0);
+            duk_put_prop_index(d, -3, (duk_uarridx_t)i);
+            duk_pop(d);
+        }
+    } else if (duk_is_object(d, idx)) {
+        duk_push_bare_object(d);
+        duk_enum(d, idx, DUK_ENUM_OWN_PROPERTIES_ONLY);
+        while (duk_next(d, -1, 1)) {
+            const char *k = duk_safe_to_string(d, -2);
+            if (drop_headers && strcmp(k, "Headers") == 0) {
+                duk_pop_2(d);
+                continue;
+            }
+            int inner = depth == 0 && (strcmp(k, "Request") == 0 || strcmp(k, "Response") == 0);
+            plain_copy(d, -1, depth + 1, inner);
+            duk_put_prop_string(d, -5, duk_get_string(d, -3));
+            duk_pop_2(d);
+        }
+        duk_pop(d);
+    } else {
+        duk_dup(d, idx);
+    }
+}
+
+static duk_ret_t plain_safe(duk_context *d, void *udata)
+{
+    (void)udata;
+    plain_copy(d, 0, 0, 0);
+    return 1;
+}
+
+int tp_js_plain(tp_js_ctx_t *c, int64_t deadline_ms, char *err, size_t errlen)
+{
+    tp_js_t *js = c->js;
+    arm(js, deadline_ms);
+    int rc = duk_safe_call(c->duk, plain_safe, NULL, 1, 1);
+    int timed_out = js->timed_out;
+    disarm(js);
+    if (rc != 0) {
+        js->timed_out = (unsigned)timed_out;
+        error_text(js, c->duk, err, errlen);
+        js->timed_out = 0;
+        return TP_JS_ERROR;
+    }
+    return TP_JS_OK;
+}
+
 void tp_js_calls_free(tp_js_calls_t *c)
 {
     for (int i = 0; i < c->nanswer; i++)

@@ -79,6 +79,14 @@ int tp_js_ctx_native_core(const tp_js_ctx_t *c);
 int tp_js_call(tp_js_ctx_t *c, int nargs, int with_this, int64_t deadline_ms, tp_js_calls_t *calls,
                char *err, size_t errlen);
 int64_t tp_js_now_ms(void);
+/* Replaces the value on top of the context's stack with a copy made of
+ * plain data only (objects without a prototype, dense arrays, strings,
+ * numbers, booleans, null), taken in a protected call with the deadline:
+ * what a script returned can then be read without running its getters,
+ * proxies or prototype (a throw there would be outside any protection).
+ * TP_JS_OK, or TP_JS_ERROR with the reason (the value is then popped and
+ * the error is on top). */
+int tp_js_plain(tp_js_ctx_t *c, int64_t deadline_ms, char *err, size_t errlen);
 
 /* Compiles <src> as <file> (no run): 0, or -1 with "<file>:<line>:
  * <message>" in <err>. For the master's check at load. */

@@ -981,6 +981,26 @@ static void save_meta(duk_context *d, tp_req_t *req, duk_idx_t idx)
     duk_pop(d);
 }
 
+/* With the function (and its "this" when <with_this>) and the request
+ * object on the stack: pushes the session (the request's when
+ * <with_session>) and the config, and calls. TP_JS_OK with the value on
+ * the stack; otherwise the stack is back at <top>: TP_JS_ERROR with the
+ * reason in <err>, or TP_JS_SUSPENDED when the script asked for a request,
+ * which is started (*later: the stage's answer meanwhile). */
+static int call(jsrun_t *r, const tp_jsmw_api_t *m, duk_idx_t top, int with_this, int with_session,
+                char *err, size_t errlen, tp_stage_rc_t *later)
+{
+    duk_context *d = tp_js_ctx_duk(m->ctx);
+    push_session(d, r->req, with_session);
+    push_kept(d, "tp_config");
+    int rc = tp_js_call(m->ctx, 3, with_this, r->deadline, &r->calls, err, errlen);
+    if (rc != TP_JS_OK)
+        duk_set_top(d, top);
+    if (rc == TP_JS_SUSPENDED)
+        *later = start_fetch(r);
+    return rc;
+}
+
 /* One run of hook <h>: TP_STAGE_NEXT when the request goes on. */
 static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *h)
 {
@@ -999,19 +1019,18 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
     duk_get_prop_literal(d, -1, "DoProcessRequest");
     duk_swap(d, -1, -2);
     push_request(d, req, !native);
-    push_session(d, req, h->session && r->kind != HOOK_PRE);
-    push_kept(d, "tp_config");
-    int rc = tp_js_call(m->ctx, 3, 1, r->deadline, &r->calls, err, sizeof(err));
-    if (rc == TP_JS_SUSPENDED) {
-        duk_set_top(d, top);
-        return start_fetch(r);
-    }
-    if (rc != TP_JS_OK) {
+    tp_stage_rc_t later;
+    int rc = call(r, m, top, 1, h->session && r->kind != HOOK_PRE, err, sizeof(err), &later);
+    if (rc == TP_JS_SUSPENDED)
+        return later;
+    if (rc != TP_JS_OK)
+        return fail_hook(r, h->name, err);
+    if (duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
+        duk_remove(d, -2);
+    if (tp_js_plain(m->ctx, r->deadline, err, sizeof(err)) != TP_JS_OK) {
         duk_set_top(d, top);
         return fail_hook(r, h->name, err);
     }
-    if (duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
-        duk_remove(d, -2);
     duk_idx_t res = duk_get_top_index(d);
     duk_get_prop_literal(d, -1, "Request");
     if (!duk_is_object(d, -1)) {
@@ -1023,7 +1042,7 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
     duk_get_prop_literal(d, ri, "ReturnOverrides");
     if (duk_is_object(d, -1)) {
         duk_get_prop_literal(d, -1, "ResponseCode");
-        int code = (int)duk_to_int(d, -1);
+        int code = duk_is_number(d, -1) ? (int)duk_get_int(d, -1) : 0;
         duk_get_prop_literal(d, -2, "ResponseError");
         duk_get_prop_literal(d, -3, "ResponseBody");
         duk_get_prop_literal(d, -4, "OverrideError");
@@ -1183,17 +1202,12 @@ static tp_stage_rc_t virtual_go(jsrun_t *r)
     duk_put_prop_literal(d, -2, "Params");
     duk_push_string(d, req->conn->io.tls != NULL ? "https" : "http");
     duk_put_prop_literal(d, -2, "Scheme");
-    push_session(d, req, r->virt->use_session);
-    push_kept(d, "tp_config");
-    int rc = tp_js_call(m->ctx, 3, 0, r->deadline, &r->calls, err, sizeof(err));
-    if (rc == TP_JS_SUSPENDED) {
-        duk_set_top(d, top);
-        return start_fetch(r);
-    }
-    if (rc != TP_JS_OK) {
-        duk_set_top(d, top);
+    tp_stage_rc_t later;
+    int rc = call(r, m, top, 0, r->virt->use_session, err, sizeof(err), &later);
+    if (rc == TP_JS_SUSPENDED)
+        return later;
+    if (rc != TP_JS_OK)
         return virtual_fail(r, err);
-    }
     if (!duk_is_string(d, -1) || push_json(d, duk_get_string(d, -1)) < 0 || !duk_is_object(d, -1)) {
         duk_set_top(d, top);
         return virtual_fail(r, "Failed to decode virtual endpoint response data on return from "
@@ -1201,7 +1215,7 @@ static tp_stage_rc_t virtual_go(jsrun_t *r)
     }
     duk_get_prop_literal(d, -1, "Response");
     duk_get_prop_literal(d, -1, "Code");
-    int code = (int)duk_to_int(d, -1);
+    int code = duk_is_number(d, -1) ? (int)duk_get_int(d, -1) : 0;
     duk_get_prop_literal(d, -2, "Body");
     duk_size_t bl = 0;
     const char *rbody = duk_is_string(d, -1) ? duk_get_lstring(d, -1, &bl) : "";
@@ -1373,9 +1387,12 @@ static void response_body(tp_req_t *req, tp_buf_t *head, tp_buf_t *body)
         duk_put_prop_literal(d, -2, "DeleteHeaders");
         push_session(d, req, 1);
         push_kept(d, "tp_config");
-        int rc = tp_js_call(m->ctx, 3, 1, tp_js_now_ms() + m->timeout_ms, NULL, err, sizeof(err));
+        int64_t deadline = tp_js_now_ms() + m->timeout_ms;
+        int rc = tp_js_call(m->ctx, 3, 1, deadline, NULL, err, sizeof(err));
         if (rc == TP_JS_OK && duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
             duk_remove(d, -2);
+        if (rc == TP_JS_OK)
+            rc = tp_js_plain(m->ctx, deadline, err, sizeof(err));
         if (rc == TP_JS_OK) {
             duk_get_prop_literal(d, -1, "Response");
             if (!duk_is_object(d, -1)) {

@@ -623,3 +623,35 @@ def test_response_hooks_change_status_headers_and_body(make_gateway, scripted):
     r = get(g, "/jb/x")
     assert r.status == 200 and r.json() == {"line": "GET /x HTTP/1.1"} and r.header("X-Secret") == "s"
     g.wait_log(r"JS response middleware broken: .*Error: no")
+
+
+def test_hostile_return_values_cannot_crash_the_worker(make_gateway, up):
+    js = """
+var tricky = new TykJS.TykMiddleware.NewMiddleware({});
+tricky.NewProcessRequest(function(request, session) {
+    var mode = request.Params["m"][0];
+    if (mode == "getter")
+        Object.defineProperty(request, "Body", {get: function() { throw new Error("got you"); }});
+    if (mode == "proxy")
+        request.SetHeaders = new Proxy({}, {ownKeys: function() { throw new Error("trap"); }});
+    if (mode == "slow")
+        Object.defineProperty(request, "URL", {get: function() { while (true) {} }});
+    if (mode == "code")
+        request.ReturnOverrides.ResponseCode = {valueOf: function() { throw new Error("v"); }};
+    if (mode == "cycle")
+        request.SetHeaders.self = request.SetHeaders;
+    return tricky.ReturnData(request, {});
+});
+"""
+    g = gateway(make_gateway, {"t.js": js},
+                lambda p: [js_api("jh", "/jh/", up.url("/"), pre=[("tricky", p["t.js"])])],
+                jsvm_timeout=1)
+    pids = g.worker_pids()
+    for m in ("getter", "proxy", "slow"):
+        r = get(g, "/jh/x?m=" + m, timeout=10)
+        assert r.status == 500 and r.json() == {"error": "Internal Server Error"}, (m, r)
+    # a code that is not a number is no code; a cycle is cut, never followed forever
+    assert get(g, "/jh/x?m=code").status == 200
+    assert get(g, "/jh/x?m=cycle").status in (200, 500)
+    assert get(g, "/jh/x?m=none").status == 200
+    assert g.worker_pids() == pids
