@@ -35,11 +35,13 @@
 #define BUNDLE_MAX (16u * 1024 * 1024) /* a bundle's archive, and its files in all */
 #define BUNDLE_TIMEOUT_MS 30000
 
-#define NHOOKS 4
-static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response"};
+#define NHOOKS 5
+#define HOOK_AUTH 4
+static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response",
+                                               "auth_check"};
 /* the directories under <middleware_path>/<api_id>/, as hook_names (Tyk
  * loads no response hooks from one) */
-static const char *const hook_dirs[NHOOKS] = {"pre", "post_auth", "post", NULL};
+static const char *const hook_dirs[NHOOKS] = {"pre", "post_auth", "post", NULL, "auth"};
 
 typedef struct load_s {
     cJSON *files; /* [{"file", "src"}] */
@@ -48,6 +50,7 @@ typedef struct load_s {
     size_t errlen;
     int no_files;       /* only the hooks: without enable_jsvm they answer 500 */
     const char *prefix; /* the bundle's directory: its paths are relative to it */
+    int auth;           /* custom_plugin_auth_enabled: auth_check is the API's auth */
 } load_t;
 
 /* Adds a script after compiling it: -1 with <where> and the reason. */
@@ -98,37 +101,52 @@ static void add_hook(load_t *L, int which, const char *name, int session)
     cJSON_AddItemToArray(L->hooks[which], h);
 }
 
-/* custom_middleware.<pre|post_key_auth|post>: {name, path, disabled,
- * require_session}; only with driver "otto" (exact, as Tyk). */
+/* One hook entry {name, path, disabled, require_session} at <where>. */
+static int load_entry(load_t *L, int k, const cJSON *e, const char *where)
+{
+    if (cJSON_IsTrue(tp_json_get(e, "disabled")))
+        return 0;
+    const char *name = cJSON_GetStringValue((cJSON *)tp_json_get(e, "name"));
+    const char *path = cJSON_GetStringValue((cJSON *)tp_json_get(e, "path"));
+    if (name == NULL || name[0] == '\0') {
+        snprintf(L->err, L->errlen, "%s.name: the middleware's object name is needed", where);
+        return -1;
+    }
+    if (path != NULL && path[0] != '\0') {
+        char w2[200], full[4200];
+        snprintf(w2, sizeof(w2), "%s.path", where);
+        if (L->prefix != NULL) {
+            snprintf(full, sizeof(full), "%s/%s", L->prefix, path);
+            path = full;
+        }
+        if (add_file(L, w2, path) < 0)
+            return -1;
+    }
+    add_hook(L, k, name, cJSON_IsTrue(tp_json_get(e, "require_session")));
+    return 0;
+}
+
+/* custom_middleware.<pre|post_key_auth|post|response>: lists of entries,
+ * and auth_check: one, with custom_plugin_auth_enabled; only with driver
+ * "otto" (exact, as Tyk). */
 static int load_custom(load_t *L, const cJSON *cm)
 {
     for (int k = 0; k < NHOOKS; k++) {
         const cJSON *list = tp_json_get(cm, hook_names[k]), *e;
+        if (k == HOOK_AUTH) {
+            if (L->auth && cJSON_IsObject(list) &&
+                cJSON_GetStringValue(cJSON_GetObjectItem(list, "name")) != NULL &&
+                load_entry(L, k, list, "$.custom_middleware.auth_check") < 0)
+                return -1;
+            continue;
+        }
         int i = 0;
         cJSON_ArrayForEach(e, list)
         {
             char where[160];
             snprintf(where, sizeof(where), "$.custom_middleware.%s[%d]", hook_names[k], i++);
-            if (cJSON_IsTrue(tp_json_get(e, "disabled")))
-                continue;
-            const char *name = cJSON_GetStringValue((cJSON *)tp_json_get(e, "name"));
-            const char *path = cJSON_GetStringValue((cJSON *)tp_json_get(e, "path"));
-            if (name == NULL || name[0] == '\0') {
-                snprintf(L->err, L->errlen, "%s.name: the middleware's object name is needed",
-                         where);
+            if (load_entry(L, k, e, where) < 0)
                 return -1;
-            }
-            if (path != NULL && path[0] != '\0') {
-                char w2[200], full[4200];
-                snprintf(w2, sizeof(w2), "%s.path", where);
-                if (L->prefix != NULL) {
-                    snprintf(full, sizeof(full), "%s/%s", L->prefix, path);
-                    path = full;
-                }
-                if (add_file(L, w2, path) < 0)
-                    return -1;
-            }
-            add_hook(L, k, name, cJSON_IsTrue(tp_json_get(e, "require_session")));
         }
     }
     return 0;
@@ -144,7 +162,7 @@ static int by_name(const void *a, const void *b)
 static int load_dir(load_t *L, const char *mwpath, const char *api_id, int which)
 {
     char dir[4096];
-    if (hook_dirs[which] == NULL)
+    if (hook_dirs[which] == NULL || (which == HOOK_AUTH && !L->auth))
         return 0;
     snprintf(dir, sizeof(dir), "%s/%s/%s", mwpath, api_id, hook_dirs[which]);
     DIR *d = opendir(dir);
@@ -549,7 +567,9 @@ static int js_load(tp_api_t *api, const cJSON *def, const cJSON *bundle_cm, cons
                 .err = err,
                 .errlen = errlen,
                 .no_files = !conf->enable_jsvm,
-                .prefix = prefix};
+                .prefix = prefix,
+                .auth = cJSON_IsTrue(tp_json_get(def, "custom_plugin_auth_enabled")) ||
+                        cJSON_IsTrue(tp_json_get(def, "enable_coprocess_auth"))};
     for (int k = 0; k < NHOOKS; k++)
         L.hooks[k] = cJSON_CreateArray();
     int rc = 0;

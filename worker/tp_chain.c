@@ -58,6 +58,7 @@ extern const tp_stage_t tp_stage_batch_run;        /* ... its requests */
 extern const tp_stage_t tp_stage_js_body;          /* tp_body.c: the body, for JavaScript */
 extern const tp_stage_t tp_stage_js_pre;           /* tp_jsmw.c: custom_middleware.pre */
 extern const tp_stage_t tp_stage_js_post_key_auth; /* tp_jsmw.c: ... post_key_auth */
+extern const tp_stage_t tp_stage_js_auth;          /* tp_jsmw.c: ... auth_check */
 extern const tp_stage_t tp_stage_virtual;          /* tp_jsmw.c: extended_paths.virtual */
 extern const tp_stage_t tp_stage_js_post;          /* tp_jsmw.c: custom_middleware.post */
 extern const tp_stage_t tp_stage_js_response;      /* tp_jsmw.c: custom_middleware.response */
@@ -97,6 +98,7 @@ static const tp_stage_t *const request_stages[] = {
     &tp_stage_hmac_check,
     &tp_stage_jwt,
     &tp_stage_jwt_check,
+    &tp_stage_js_auth,
     &tp_stage_key,
     &tp_stage_js_post_key_auth,
     &tp_stage_access,

@@ -80,6 +80,7 @@ typedef struct tp_chain_api_s {
     unsigned js_post : 1;          /* ... post */
     unsigned virtual : 1;          /* extended_paths.virtual */
     unsigned js_response : 1;      /* custom_middleware.response */
+    unsigned js_auth : 1;          /* custom_middleware.auth_check (custom_plugin_auth_enabled) */
 } tp_chain_api_t;
 
 typedef struct tp_stage_s {

@@ -107,6 +107,8 @@ static void compile_api(tp_worker_t *w, tp_compiled_t *out, const tp_api_t *api,
                                 cJSON_IsTrue(tp_json_get(def, "enable_batch_request_support"))};
         mw_wanted(out->rules, &a);
         tp_jsmw_wanted(out->jsmw, &a);
+        if (a.js_auth && !cJSON_IsTrue(tp_json_get(def, "use_standard_auth")))
+            a.no_token = 1; /* auth_check is the API's auth method */
         a.cache = out->rules->cache != NULL;
         a.cache_body = a.cache && out->rules->cache->body_hash;
         a.basic_body = basic_body != 0;

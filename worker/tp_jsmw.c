@@ -7,6 +7,8 @@
  * Stages:
  *  - "js_body" (tp_body.c): the whole request body, for the scripts;
  *  - "js_pre": custom_middleware.pre, after CORS, before authentication;
+ *  - "js_auth": custom_middleware.auth_check with custom_plugin_auth_enabled,
+ *    among the auth methods: its session is the request's;
  *  - "js_post_key_auth": custom_middleware.post_key_auth, after the key;
  *  - "virtual": extended_paths.virtual answers, after the response cache;
  *  - "js_post": custom_middleware.post, last before the upstream;
@@ -55,8 +57,9 @@
 #define JS_HEAP_MAX (64u * 1024 * 1024) /* live heap bytes a call may add */
 #define JS_FETCHES_MAX 32               /* TykMakeHttpRequest calls in one hook */
 
-enum { HOOK_PRE, HOOK_POST_KEY_AUTH, HOOK_POST, HOOK_RESPONSE, NHOOKS };
-static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response"};
+enum { HOOK_PRE, HOOK_POST_KEY_AUTH, HOOK_POST, HOOK_RESPONSE, HOOK_AUTH, NHOOKS };
+static const char *const hook_names[NHOOKS] = {"pre", "post_key_auth", "post", "response",
+                                               "auth_check"};
 
 typedef struct hook_s {
     char *name;
@@ -204,6 +207,7 @@ void tp_jsmw_wanted(const tp_jsmw_api_t *m, tp_chain_api_t *a)
     a->js_post_key_auth = m->nhooks[HOOK_POST_KEY_AUTH] > 0;
     a->js_post = m->nhooks[HOOK_POST] > 0;
     a->js_response = m->nhooks[HOOK_RESPONSE] > 0;
+    a->js_auth = m->nhooks[HOOK_AUTH] > 0;
 }
 
 static tp_jsmw_api_t *jsmw_of(tp_req_t *req)
@@ -981,6 +985,57 @@ static void save_meta(duk_context *d, tp_req_t *req, duk_idx_t idx)
     duk_pop(d);
 }
 
+/* auth_check's answer (Tyk's DynamicMiddleware with Auth): the Session
+ * the hook returned (ReturnAuthData) is the request's session, under its
+ * AuthValue (one identity for the API when the hook gives none, as Tyk's
+ * empty KeyID): stored when that key has none yet or its policies or
+ * expiry differ, then the key checks go on with it as with any key. */
+static tp_stage_rc_t auth_session(jsrun_t *r, duk_context *d, duk_idx_t res)
+{
+    tp_req_t *req = r->req;
+    tp_js_calls_free(&r->calls); /* the lookup may wait: nothing is left to hold */
+    duk_get_prop_literal(d, res, "AuthValue");
+    const char *av = duk_is_string(d, -1) ? duk_get_string(d, -1) : "";
+    char *key;
+    if (av[0] != '\0') {
+        key = tp_req_strndup(req, av, strlen(av));
+    } else {
+        const char *api = req->route->api->api_id;
+        key = tp_req_alloc(req, strlen(api) + 9);
+        snprintf(key, strlen(api) + 9, "js-auth-%s", api);
+    }
+    duk_pop(d);
+    duk_get_prop_literal(d, res, "Session");
+    if (!duk_is_object(d, -1)) {
+        duk_pop(d);
+        duk_push_bare_object(d);
+    }
+    const char *json = duk_json_encode(d, -1);
+    tp_buf_t pols = {0};
+    duk_get_prop_literal(d, -2, "apply_policies");
+    for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
+        duk_get_prop_index(d, -1, (duk_uarridx_t)i);
+        if (duk_is_string(d, -1)) {
+            tp_buf_puts(&pols, duk_get_string(d, -1));
+            tp_buf_putc(&pols, '\0');
+        }
+        duk_pop(d);
+    }
+    tp_buf_putc(&pols, '\0');
+    duk_pop(d);
+    duk_get_prop_literal(d, -2, "expires");
+    int64_t expires = duk_is_number(d, -1) ? (int64_t)duk_get_number(d, -1) : 0;
+    duk_pop(d);
+    char *j = tp_req_strndup(req, json != NULL ? json : "{}", json != NULL ? strlen(json) : 2);
+    char *p = tp_req_alloc(req, pols.len);
+    memcpy(p, pols.data, pols.len);
+    tp_sess_want_t want = {j, p, pols.len, expires > 0 ? expires : 0};
+    tp_buf_free(&pols);
+    duk_pop(d);
+    tp_session_method(req, TP_ID_OTHER);
+    return tp_session_lookup_as(req, (tp_str_t){key, strlen(key)}, TP_AUTH_KEY_NOT_FOUND, &want);
+}
+
 /* With the function (and its "this" when <with_this>) and the request
  * object on the stack: pushes the session (the request's when
  * <with_session>) and the config, and calls. TP_JS_OK with the value on
@@ -1074,8 +1129,11 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
         tp_respond_error(req, 500, "Internal Server Error");
         out = TP_STAGE_DONE;
     }
-    if (out == TP_STAGE_NEXT && h->session && r->kind != HOOK_PRE)
+    if (out == TP_STAGE_NEXT && r->kind == HOOK_AUTH) {
+        out = auth_session(r, d, res);
+    } else if (out == TP_STAGE_NEXT && h->session && r->kind != HOOK_PRE) {
         save_meta(d, req, res);
+    }
     duk_set_top(d, top);
     return out;
 }
@@ -1136,6 +1194,10 @@ static tp_stage_rc_t post_key_auth_run(tp_req_t *req)
 static tp_stage_rc_t post_run(tp_req_t *req)
 {
     return hooks_run(req, HOOK_POST);
+}
+static tp_stage_rc_t auth_run(tp_req_t *req)
+{
+    return hooks_run(req, HOOK_AUTH);
 }
 
 /* ---- virtual endpoints ------------------------------------------------------------------ */
@@ -1437,6 +1499,10 @@ static int post_wanted(const tp_chain_api_t *a)
 {
     return a->js_post;
 }
+static int auth_wanted(const tp_chain_api_t *a)
+{
+    return a->js_auth && !a->keyless;
+}
 static int virtual_wanted(const tp_chain_api_t *a)
 {
     return a->virtual;
@@ -1452,6 +1518,11 @@ const tp_stage_t tp_stage_js_post_key_auth = {.name = "js_post_key_auth",
                                               .run = post_key_auth_run,
                                               .cancel = js_cancel,
                                               .state = sizeof(jsrun_t)};
+const tp_stage_t tp_stage_js_auth = {.name = "js_auth",
+                                     .wanted = auth_wanted,
+                                     .run = auth_run,
+                                     .cancel = js_cancel,
+                                     .state = sizeof(jsrun_t)};
 const tp_stage_t tp_stage_js_post = {.name = "js_post",
                                      .wanted = post_wanted,
                                      .run = post_run,

@@ -655,3 +655,53 @@ tricky.NewProcessRequest(function(request, session) {
     assert get(g, "/jh/x?m=cycle").status in (200, 500)
     assert get(g, "/jh/x?m=none").status == 200
     assert g.worker_pids() == pids
+
+
+AUTH_JS = """
+var ottoAuth = new TykJS.TykMiddleware.NewMiddleware({});
+ottoAuth.NewProcessRequest(function(request, session) {
+    var tok = request.Params["auth"] ? request.Params["auth"][0] : undefined;
+    if (tok == undefined) {
+        request.ReturnOverrides.ResponseCode = 401;
+        request.ReturnOverrides.ResponseError = "Header missing (JS middleware)";
+        return ottoAuth.ReturnData(request, {});
+    }
+    if (tok != "foobar") {
+        request.ReturnOverrides.ResponseCode = 403;
+        request.ReturnOverrides.ResponseError = "Not authorized (JS middleware)";
+        return ottoAuth.ReturnData(request, {});
+    }
+    request.SetHeaders["X-Js-User"] = tok;
+    var s = {rate: 2, per: 60, quota_max: -1, org_id: "default", meta_data: {who: "js"},
+             access_rights: {ja: {api_id: "ja", api_name: "ja", versions: ["Default"]}}};
+    var out = ottoAuth.ReturnAuthData(request, s);
+    out.AuthValue = "js-user-" + tok;
+    return out;
+});
+"""
+
+
+def test_auth_check_is_the_apis_auth(make_gateway, make_redis, up):
+    srv = make_redis()
+    rc = srv.client()
+    g = make_gateway(conf=conf(srv, enable_jsvm=True), apis=[], workers=1, start=False)
+    path = write_js(g, "auth.js", AUTH_JS)
+    a = js_api("ja", "/ja/", up.url("/"), keyless=False, custom_plugin_auth_enabled=True)
+    a.pop("use_standard_auth", None)
+    a["custom_middleware"]["auth_check"] = {"name": "ottoAuth", "path": path}
+    g.add_api(a)
+    g.start()
+    r = get(g, "/ja/x")
+    assert r.status == 401 and r.json() == {"error": "Header missing (JS middleware)"}
+    r = get(g, "/ja/x?auth=nope")
+    assert r.status == 403 and r.json() == {"error": "Not authorized (JS middleware)"}
+    # no key needed: the script's session is the request's, with its limits
+    r = get(g, "/ja/x?auth=foobar")
+    assert r.status == 200, r
+    assert r.json()["headers"]["X-Js-User"] == "foobar"
+    # stored as Tyk's generateToken(org, AuthValue) keys are
+    stored = json.loads(rc.get("apikey-" + hash_key("default" + "js-user-foobar", True)))
+    assert stored["rate"] == 2 and stored["meta_data"] == {"who": "js"}
+    assert get(g, "/ja/x?auth=foobar").status == 200
+    r = get(g, "/ja/x?auth=foobar")
+    assert r.status == 429, r
