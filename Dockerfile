@@ -16,7 +16,7 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        gcc libc6-dev make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp \
+        gcc libc6-dev make pkg-config libuv1-dev libhiredis-dev libcjson-dev libmbedtls-dev libcrypt-dev node-llhttp duktape-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -29,11 +29,13 @@ RUN make -j"$(nproc)" all \
  && make install DESTDIR=/out PREFIX=/usr/local \
  && /out/usr/local/bin/turnpike --version
 
-# ---- runtime: debian:12-slim and the shared libraries build/turnpike links ----
+# ---- runtime: debian:12-slim, the shared libraries build/turnpike links, and
+# libjs-underscore (the JavaScript middleware's "_", read at run time) ----
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         libuv1 libhiredis0.14 libcjson1 libmbedtls14 libmbedx509-1 libmbedcrypto7 libcrypt1 \
+        libjs-underscore \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 turnpike \
  && useradd --system --uid 10001 --gid 10001 --home-dir /opt/tyk-gateway --no-create-home \

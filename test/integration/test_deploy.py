@@ -157,6 +157,12 @@ def test_dockerfile_runtime_packages_are_what_the_binary_links():
             base_deps |= {d.split()[0].split(":")[0] for d in re.split(r"[,|]", deps) if d.strip()}
     base = set(needed) & base_deps
     assert "libc6" in base
+    # and the packages of the files it reads at run time: underscore.js, the
+    # JavaScript middleware's "_" (its path is in the binary)
+    data = open(plain_bin(), "rb").read()
+    for path in re.findall(rb"/usr/share/javascript/[\w./-]+\.js", data):
+        needed.setdefault(_owning_package(path.decode()), []).append(path.decode())
+    assert "libjs-underscore" in needed, needed
     listed = set(apt_installed(dockerfile_stages()[-1]))
     missing = set(needed) - base - listed
     assert not missing, "runtime stage lacks %s (for %s)" % (missing, {p: needed[p] for p in missing})
