@@ -214,18 +214,20 @@ static int trigger_opts(mwb_t *B, tp_trigger_t *t, int kind, const cJSON *map, c
 }
 
 /* A rewrite target this gateway can follow: a path (and query) under the
- * API's own target, another host over http://, or an internal tyk:// loop
- * (its target is looked up when a request takes it, as Tyk does). */
+ * API's own target, another host over http:// or https://, or an internal
+ * tyk:// loop (its target is looked up when a request takes it, as Tyk
+ * does). */
 static int target_ok(mwb_t *B, const char *to, const char *path)
 {
     if (strncasecmp(to, "tyk://", 6) == 0) {
         B->loops = 1;
         return 0;
     }
-    if (strstr(to, "://") != NULL && strncasecmp(to, "http://", 7) != 0)
+    if (strstr(to, "://") != NULL && strncasecmp(to, "http://", 7) != 0 &&
+        strncasecmp(to, "https://", 8) != 0)
         return mfail(B, path,
-                     "a rewrite to another host is supported over http:// only; the API is not "
-                     "loaded rather than served without its rewrite");
+                     "a rewrite to another host is supported over http:// and https:// only; the "
+                     "API is not loaded rather than served without its rewrite");
     return 0;
 }
 

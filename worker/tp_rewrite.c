@@ -182,45 +182,88 @@ static const char *choose(tp_req_t *req, const tp_rewrite_t *r)
 
 #define RW_HOSTS_MAX 256 /* hosts rewrites may name, per worker (each keeps a pool) */
 
-/* <url> ("http://host[:port][/path][?query]", <n> bytes) names another
+/* The TLS settings of a rewrite to an https:// host: those the API's own
+ * https target has (tyk.conf's proxy_ssl_* with its proxy.transport),
+ * else tyk.conf's. */
+static tp_uptls_t *rewrite_tls(const tp_req_t *req)
+{
+    const tp_api_t *api = req->route->api;
+    const tp_conf_t *conf = req->conn->w->conf;
+    tp_uptls_t *u = tp_calloc(1, sizeof(*u));
+    for (size_t i = 0; i < api->ntargets; i++) {
+        const tp_uptls_t *t = api->targets[i].tls;
+        if (t != NULL) {
+            u->skip_verify = t->skip_verify;
+            u->force_cn = t->force_cn;
+            u->min_version = t->min_version;
+            u->max_version = t->max_version;
+            u->ciphers = t->ciphers != NULL ? tp_strdup(t->ciphers) : NULL;
+            return u;
+        }
+    }
+    u->skip_verify = conf->proxy_ssl.insecure_skip_verify;
+    u->force_cn = conf->proxy_ssl.force_common_name_check;
+    return u;
+}
+
+/* <url> ("http[s]://host[:port][/path][?query]", <n> bytes) names another
  * host: req->rw_host and rw_pool are set, *rest is the path and query.
  * -1 when it cannot be followed (logged). */
 static int other_host(tp_req_t *req, const char *url, size_t n, tp_str_t *rest)
 {
     tp_worker_t *w = req->conn->w;
-    const char *a = url + 7, *end = url + n, *p = a;
+    int https = n > 8 && strncasecmp(url, "https://", 8) == 0;
+    const char *a = url + (https ? 8 : 7), *end = url + n, *p = a;
     while (p < end && *p != '/' && *p != '?')
         p++;
-    char auth[300];
-    if (p == a || (size_t)(p - a) >= sizeof(auth) - 16)
+    if (p == a || (size_t)(p - a) >= 280)
         return -1;
-    snprintf(auth, sizeof(auth), "%.*s", (int)(p - a), a);
-    uint32_t *at = tp_strmap_get(&w->rw_map, auth);
+    tp_uptls_t *tls = https ? rewrite_tls(req) : NULL;
+    /* one pool per host, scheme and TLS settings */
+    char key[400];
+    snprintf(key, sizeof(key), "%s://%.*s %d %d %lld %lld %s", https ? "https" : "http",
+             (int)(p - a), a, tls != NULL && tls->skip_verify, tls != NULL && tls->force_cn,
+             tls != NULL ? (long long)tls->min_version : 0LL,
+             tls != NULL ? (long long)tls->max_version : 0LL,
+             tls != NULL && tls->ciphers != NULL ? tls->ciphers : "");
+    uint32_t *at = tp_strmap_get(&w->rw_map, key);
     if (at == NULL) {
         if (w->nrw_hosts >= RW_HOSTS_MAX) {
-            tp_log_warn("api %s: url_rewrites: more than %d hosts named, %s not followed",
-                        req->route->api->api_id, RW_HOSTS_MAX, auth);
-            return -1;
+            tp_log_warn("api %s: url_rewrites: more than %d hosts named, %.*s not followed",
+                        req->route->api->api_id, RW_HOSTS_MAX, (int)(p - a), a);
+            goto fail;
         }
         char u[320], why[256];
-        snprintf(u, sizeof(u), "http://%s/", auth);
+        snprintf(u, sizeof(u), "%s://%.*s/", https ? "https" : "http", (int)(p - a), a);
         tp_target_t *t = tp_calloc(1, sizeof(*t));
         if (tp_url_parse(u, &t->url, why, sizeof(why)) < 0) {
-            tp_log_warn("api %s: url_rewrites: \"%s\": %s", req->route->api->api_id, auth, why);
+            tp_log_warn("api %s: url_rewrites: \"%s\": %s", req->route->api->api_id, u, why);
             free(t);
-            return -1;
+            goto fail;
         }
         t->raw = tp_strdup(u);
+        t->tls = tls; /* the target keeps it */
+        tls = NULL;
         t->idx = UINT32_MAX; /* in no generation's tables */
         w->rw_hosts = tp_realloc(w->rw_hosts, (w->nrw_hosts + 1) * sizeof(*w->rw_hosts));
         w->rw_hosts[w->nrw_hosts] = t;
         int added;
-        at = tp_strmap_put(&w->rw_map, auth, (uint32_t)w->nrw_hosts++, &added);
+        at = tp_strmap_put(&w->rw_map, key, (uint32_t)w->nrw_hosts++, &added);
+    }
+    if (tls != NULL) {
+        free(tls->ciphers);
+        free(tls);
     }
     req->rw_host = w->rw_hosts[*at];
     req->rw_pool = tp_upstream_pool(w, req->rw_host);
     *rest = p < end ? (tp_str_t){p, (size_t)(end - p)} : (tp_str_t){"/", 1};
     return 0;
+fail:
+    if (tls != NULL) {
+        free(tls->ciphers);
+        free(tls);
+    }
+    return -1;
 }
 
 /* ---- the stages ---------------------------------------------------------------------------- */
@@ -280,7 +323,8 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
         tp_buf_free(&exp);
         return TP_STAGE_NEXT;
     }
-    if (whole.n > 7 && strncasecmp(whole.p, "http://", 7) == 0) {
+    if ((whole.n > 7 && strncasecmp(whole.p, "http://", 7) == 0) ||
+        (whole.n > 8 && strncasecmp(whole.p, "https://", 8) == 0)) {
         if (other_host(req, whole.p, whole.n, &rest) < 0) {
             tp_buf_free(&url);
             tp_buf_free(&out);
@@ -290,7 +334,7 @@ static tp_stage_rc_t rewrite_run(tp_req_t *req)
         }
         other = 1;
     } else if (memmem(whole.p, whole.n, "://", 3) != NULL) {
-        tp_log_warn("api %s: url_rewrites: \"%.*s\" is not followed (http:// only)",
+        tp_log_warn("api %s: url_rewrites: \"%.*s\" is not followed (http:// and https:// only)",
                     req->route->api->api_id, (int)(whole.n < 200 ? whole.n : 200), whole.p);
         tp_buf_free(&url);
         tp_buf_free(&out);

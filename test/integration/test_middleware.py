@@ -516,8 +516,8 @@ def test_response_body_transforms(upstream, make_gateway, rc):
         "template_source": "e3tkZWZpbmUgIngifX17e2VuZH19"}}]}, {},  # {{define "x"}}{{end}}
      "extended_paths.transform[0].template_data.template_source", "define"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "x",
-                        "rewrite_to": "https://other.example/x"}]}, {},
-     "extended_paths.url_rewrites[0].rewrite_to", "http:// only"),
+                        "rewrite_to": "ftp://other.example/x"}]}, {},
+     "extended_paths.url_rewrites[0].rewrite_to", "http:// and https:// only"),
     ({"url_rewrites": [{"path": "/x", "method": "GET", "match_pattern": "(unclosed",
                         "rewrite_to": "/y"}]}, {},
      "extended_paths.url_rewrites[0].match_pattern", "(unclosed"),

@@ -476,3 +476,33 @@ def test_https_upstream_client_certificate(make_gateway, pki, tls_upstream, tmp_
     gw = make_gateway(apis=[with_cert, without], env={"SSL_CERT_FILE": str(pki.ca_cert)})
     assert gw.get("/c/x").status == 200
     assert gw.get("/n/x").status == 500
+
+
+def test_url_rewrite_to_an_https_host(make_gateway, pki, tls_upstream, upstream):
+    """url_rewrites to https://: verified against the roots as the API's own
+    https targets are, with the API's proxy.transport settings."""
+    up = tls_upstream()
+
+    def rw_api(api_id, target, **proxy):
+        d = api_def(api_id, "/%s/" % api_id, target)
+        d["proxy"].update(proxy)
+        d["version_data"] = {"not_versioned": True, "versions": {"Default": {
+            "name": "Default", "use_extended_paths": True, "extended_paths": {"url_rewrites": [
+                {"path": "/go", "method": "GET", "match_pattern": "go",
+                 "rewrite_to": "https://localhost:%d/elsewhere" % up.port}]}}}}
+        return d
+
+    apis = [rw_api("rw", upstream.url("/")),
+            rw_api("rwskip", "https://localhost:%d/" % up.port,
+                   transport={"ssl_insecure_skip_verify": True})]
+    gw = make_gateway(apis=apis, env={"SSL_CERT_FILE": str(pki.ca_cert)}, workers=1)
+    for _ in range(3):
+        r = gw.get("/rw/go")
+        assert r.status == 200 and r.body == b"secure hello\n", r
+    assert "localhost" in up.sni
+    # the API's own target is still plain http for other paths
+    assert gw.get("/rw/other").status == 200
+    # verification fails against another CA, unless the API's transport skips it
+    gw2 = make_gateway(apis=apis, env={"SSL_CERT_FILE": str(pki.other_ca_cert)}, workers=1)
+    assert gw2.get("/rw/go").status == 500
+    assert gw2.get("/rwskip/go").status == 200
