@@ -1,6 +1,6 @@
 /* common/tp_tmpl_func.c: the functions a tp_tmpl template may call: Go's builtins and
- * Tyk's jsonMarshal here, Sprig's in tp_tmpl_sprig.c; each has Go's parameter types so
- * that arguments are checked as text/template checks them. */
+ * Tyk's jsonMarshal and xmlMarshal here, Sprig's in tp_tmpl_sprig.c; each has Go's parameter types
+ * so that arguments are checked as text/template checks them. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -473,6 +473,144 @@ int tp_tmpl__f_prettyjson(tp_tmpl__st_t *st, tp_tv_t *a, int n, tp_tv_t *res)
     return json_fn(st, &a[0], 1, 1, res);
 }
 
+/* ---- XML ---- */
+
+/* XMLEscapeChars(true): & < > " ' as entities. */
+static void xml_escape(tp_buf_t *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (s[i]) {
+        case '&':
+            tp_buf_puts(b, "&amp;");
+            break;
+        case '<':
+            tp_buf_puts(b, "&lt;");
+            break;
+        case '>':
+            tp_buf_puts(b, "&gt;");
+            break;
+        case '"':
+            tp_buf_puts(b, "&quot;");
+            break;
+        case '\'':
+            tp_buf_puts(b, "&apos;");
+            break;
+        default:
+            tp_buf_putc(b, s[i]);
+        }
+    }
+}
+
+/* A scalar as fmt's %v prints it (escaped): 0, or -1 when not a scalar. */
+static int xml_scalar(tp_tmpl__st_t *st, tp_buf_t *b, const cJSON *v)
+{
+    if (cJSON_IsString(v)) {
+        xml_escape(b, v->valuestring, strlen(v->valuestring));
+    } else if (cJSON_IsNumber(v)) {
+        tp_tv_t t = {.kind = TV_FLOAT, .tname = "float64", .f = v->valuedouble};
+        tp_buf_t n = {0};
+        int rc = tp_tmpl__print_v(st, &n, &t);
+        xml_escape(b, n.data != NULL ? n.data : "", n.len);
+        tp_buf_free(&n);
+        return rc < 0 ? -1 : 0;
+    } else if (cJSON_IsBool(v)) {
+        tp_buf_puts(b, cJSON_IsTrue(v) ? "true" : "false");
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* mxj's mapToXml (Map.Xml with XMLEscapeChars, as Tyk's xmlMarshal): an
+ * object is an element whose "-name" members are its attributes and whose
+ * "#text" is its text, the others its children; attributes and children
+ * in key order; a list repeats the element; null or an empty object is
+ * <key/>. -1 for what mxj refuses (a non-scalar attribute, "#text" beside
+ * children). */
+static int xml_elem(tp_tmpl__st_t *st, tp_buf_t *b, const char *key, const cJSON *v, int depth)
+{
+    if (depth > 100)
+        return -1;
+    if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v)
+        {
+            if (xml_elem(st, b, key, e, depth + 1) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    tp_buf_printf(b, "<%s", key);
+    if (cJSON_IsNull(v)) {
+        tp_buf_puts(b, "/>");
+        return 0;
+    }
+    if (!cJSON_IsObject(v)) {
+        tp_buf_putc(b, '>');
+        if (xml_scalar(st, b, v) < 0)
+            return -1;
+        tp_buf_printf(b, "</%s>", key);
+        return 0;
+    }
+    const cJSON **m;
+    int n = tp_tmpl__sorted(st, v, &m);
+    if (n < 0)
+        return -1;
+    int nattr = 0;
+    const cJSON *text = NULL;
+    for (int i = 0; i < n; i++) {
+        if (m[i]->string[0] == '-' && m[i]->string[1] != '\0') {
+            tp_buf_printf(b, " %s=\"", m[i]->string + 1);
+            if (xml_scalar(st, b, m[i]) < 0)
+                return -1;
+            tp_buf_putc(b, '"');
+            nattr++;
+        } else if (strcmp(m[i]->string, "#text") == 0) {
+            text = m[i];
+        }
+    }
+    if (nattr == n) {
+        tp_buf_puts(b, "/>");
+        return 0;
+    }
+    if (text != NULL) {
+        if (nattr + 1 < n)
+            return -1; /* "#text key occurs with other non-attribute keys" */
+        tp_buf_putc(b, '>');
+        if (xml_scalar(st, b, text) < 0)
+            return -1;
+        tp_buf_printf(b, "</%s>", key);
+        return 0;
+    }
+    tp_buf_putc(b, '>');
+    for (int i = 0; i < n; i++)
+        if (!(m[i]->string[0] == '-' && m[i]->string[1] != '\0') &&
+            xml_elem(st, b, m[i]->string, m[i], depth + 1) < 0)
+            return -1;
+    tp_buf_printf(b, "</%s>", key);
+    return 0;
+}
+
+/* Tyk's xmlMarshal: mxj.Map(v).Xml() of a map, "" for anything else or
+ * when mxj fails. The root is the map's one key, unless that holds a
+ * list (or there are several): then "doc" holds them. */
+static int f_xml(tp_tmpl__st_t *st, tp_tv_t *a, int n, tp_tv_t *res)
+{
+    (void)n;
+    tp_buf_t b = {0};
+    if (a[0].kind == TV_OBJECT) {
+        const cJSON *o = a[0].j;
+        const cJSON **m;
+        int k = tp_tmpl__sorted(st, o, &m);
+        int rc = k < 0                            ? -1
+                 : k == 1 && !cJSON_IsArray(m[0]) ? xml_elem(st, &b, m[0]->string, m[0], 0)
+                                                  : xml_elem(st, &b, "doc", o, 0);
+        if (rc < 0)
+            b.len = 0;
+    }
+    return tp_tmpl__ret_buf(st, &b, res);
+}
+
 #define FN(name, cb, np, var, ...)                                                                 \
     {                                                                                              \
         name, cb, np, var, {__VA_ARGS__}, 0                                                        \
@@ -499,6 +637,7 @@ static const tp_tmpl__fn_t fns[] = {
     FN("ge", f_ge, 2, 0, TP_VAL, TP_VAL),
     /* Tyk (apidef.Template) */
     FN("jsonMarshal", tp_tmpl__f_json, 1, 0, TP_ANY),
+    FN("xmlMarshal", f_xml, 1, 0, TP_ANY),
 };
 
 const tp_tmpl__fn_t *tp_tmpl__find_fn(const char *name, size_t n)
