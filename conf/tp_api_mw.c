@@ -637,8 +637,6 @@ void tp_api_mw_cache_free(tp_cacheopts_t *c)
 static const struct {
     const char *key, *what;
 } refused[] = {
-    {"transform_jq", "jq transforms"},
-    {"transform_jq_response", "jq response transforms"},
     {"go_plugin", "Go plugins"},
     {"persist_graphql", "persisted GraphQL queries"},
 };
