@@ -296,8 +296,14 @@ int tp_http_get(const char *url, int insecure, size_t max, int timeout_ms, tp_bu
         }
         if (head_end != 0) {
             size_t body = in.len - head_end;
-            if (chunked) {
-                int d = dechunk(in.data + head_end, body, out);
+            if (chunked &&
+                (n == 0 || (body >= 5 && memcmp(in.data + in.len - 5, "0\r\n\r\n", 5) == 0))) {
+                /* decoded once it looks complete (or the server closed) */
+                tp_buf_t dec = {0};
+                int d = dechunk(in.data + head_end, body, &dec);
+                if (d == 1)
+                    tp_buf_append(out, dec.data != NULL ? dec.data : "", dec.len);
+                tp_buf_free(&dec);
                 if (d < 0) {
                     snprintf(err, errlen, "a malformed chunked body");
                     goto out;

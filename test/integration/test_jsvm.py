@@ -453,12 +453,24 @@ class BundleServer:
             def log_message(self, *a):
                 pass
 
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self):
                 data = outer.files.get(self.path)
                 if data is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if "chunked" in self.path:  # in pieces, as a streaming server sends it
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(0, len(data), 100):
+                        piece = data[i:i + 100]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/zip")
@@ -531,16 +543,20 @@ def test_bundles_download_verify_and_refuse(make_gateway, bundles, up, tmp_path)
     import hashlib
     good = {"mw.js": BUNDLE_JS.encode()}
     bundles.files["/bundles/good.zip"] = make_bundle(good)
+    bundles.files["/bundles/chunked.zip"] = make_bundle(good)
     bundles.files["/bundles/badsum.zip"] = make_bundle(good, checksum="0" * 32)
     bundles.files["/bundles/python.zip"] = make_bundle(good, driver="python")
     mw = tmp_path / "middleware"
     g = make_gateway(conf=conf(None, enable_jsvm=True, enable_bundle_downloader=True,
                                bundle_base_url=bundles.base(), middleware_path=str(mw)),
                      workers=1, apis=[bundle_api("b1", up.url("/"), "good.zip"),
+                                      bundle_api("b5", up.url("/"), "chunked.zip"),
                                       bundle_api("b2", up.url("/"), "badsum.zip"),
                                       bundle_api("b3", up.url("/"), "missing.zip"),
                                       bundle_api("b4", up.url("/"), "python.zip")])
     r = get(g, "/b1/x")
+    assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
+    r = get(g, "/b5/x")  # the one served chunked
     assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
     # unpacked under middleware_path/bundles/<md5 of the name>, as Tyk keeps it
     d = mw / "bundles" / hashlib.md5(b"good.zip").hexdigest()
@@ -558,7 +574,7 @@ def test_bundles_download_verify_and_refuse(make_gateway, bundles, up, tmp_path)
     for a in ("b2", "b3", "b4"):
         (g.apps / ("%s.json" % a)).unlink()
     g.signal(__import__("signal").SIGHUP)
-    g.wait_log(r"reload done: generation 2 serves 1 APIs")
+    g.wait_log(r"reload done: generation 2 serves 2 APIs")
     r = get(g, "/b1/x")
     assert r.status == 200 and r.json()["headers"]["X-Bundle"] == "from the bundle"
 
