@@ -614,10 +614,8 @@ int tp_js_call(tp_js_ctx_t *c, int nargs, int with_this, int64_t deadline_ms, tp
 }
 
 /* The value at <idx> again, made of plain data: objects without a
- * prototype, dense arrays, strings, numbers, booleans, null; no functions.
- * <drop_headers>: without its "Headers" (the request's and the response's,
- * which nothing reads back). */
-static void plain_copy(duk_context *d, duk_idx_t idx, int depth, int drop_headers)
+ * prototype, dense arrays, strings, numbers, booleans, null; no functions. */
+static void plain_copy(duk_context *d, duk_idx_t idx, int depth)
 {
     idx = duk_normalize_index(d, idx);
     if (depth > 32 || duk_is_function(d, idx) || duk_is_buffer_data(d, idx)) {
@@ -627,7 +625,7 @@ static void plain_copy(duk_context *d, duk_idx_t idx, int depth, int drop_header
         duk_push_array(d);
         for (duk_size_t i = 0; i < n && i < 100000; i++) {
             duk_get_prop_index(d, idx, (duk_uarridx_t)i);
-            plain_copy(d, -1, depth + 1, 0);
+            plain_copy(d, -1, depth + 1);
             duk_put_prop_index(d, -3, (duk_uarridx_t)i);
             duk_pop(d);
         }
@@ -635,13 +633,8 @@ static void plain_copy(duk_context *d, duk_idx_t idx, int depth, int drop_header
         duk_push_bare_object(d);
         duk_enum(d, idx, DUK_ENUM_OWN_PROPERTIES_ONLY);
         while (duk_next(d, -1, 1)) {
-            const char *k = duk_safe_to_string(d, -2);
-            if (drop_headers && strcmp(k, "Headers") == 0) {
-                duk_pop_2(d);
-                continue;
-            }
-            int inner = depth == 0 && (strcmp(k, "Request") == 0 || strcmp(k, "Response") == 0);
-            plain_copy(d, -1, depth + 1, inner);
+            duk_safe_to_string(d, -2);
+            plain_copy(d, -1, depth + 1);
             duk_put_prop_string(d, -5, duk_get_string(d, -3));
             duk_pop_2(d);
         }
@@ -651,11 +644,77 @@ static void plain_copy(duk_context *d, duk_idx_t idx, int depth, int drop_header
     }
 }
 
+/* Property <key> of the object at <from> copied (plain_copy) into the
+ * object on top, unless undefined. */
+static void pick(duk_context *d, duk_idx_t from, const char *key, int depth)
+{
+    duk_get_prop_string(d, from, key);
+    if (!duk_is_undefined(d, -1)) {
+        plain_copy(d, -1, depth);
+        duk_put_prop_string(d, -3, key);
+    }
+    duk_pop(d);
+}
+
+/* The members of what a hook returns that this gateway reads, each a
+ * plain copy: far cheaper than copying all of it (the request's Params,
+ * Headers and the rest are never read back). */
+static void pick_result(duk_context *d, duk_idx_t idx)
+{
+    static const char *const request[] = {"IgnoreBody",    "Body",       "URL",
+                                          "DeleteParams",  "AddParams",  "ExtendedParams",
+                                          "DeleteHeaders", "SetHeaders", "ReturnOverrides"};
+    static const char *const response[] = {"StatusCode", "Code",       "Body",
+                                           "Headers",    "SetHeaders", "DeleteHeaders"};
+    idx = duk_normalize_index(d, idx);
+    if (!duk_is_object(d, idx) || duk_is_function(d, idx)) {
+        duk_dup(d, idx);
+        return;
+    }
+    duk_push_bare_object(d);
+    duk_idx_t out = duk_get_top_index(d);
+    for (int k = 0; k < 2; k++) {
+        const char *name = k == 0 ? "Request" : "Response";
+        duk_get_prop_string(d, idx, name);
+        if (duk_is_object(d, -1) && !duk_is_function(d, -1)) {
+            duk_idx_t from = duk_get_top_index(d);
+            duk_push_bare_object(d);
+            const char *const *keys = k == 0 ? request : response;
+            size_t n = k == 0 ? sizeof(request) / sizeof(request[0])
+                              : sizeof(response) / sizeof(response[0]);
+            for (size_t i = 0; i < n; i++)
+                pick(d, from, keys[i], 2);
+            duk_put_prop_string(d, out, name);
+        }
+        duk_pop(d);
+    }
+    pick(d, idx, "SessionMeta", 1);
+    pick(d, idx, "Session", 1);
+    pick(d, idx, "AuthValue", 1);
+}
+
 static duk_ret_t plain_safe(duk_context *d, void *udata)
 {
     (void)udata;
-    plain_copy(d, 0, 0, 0);
+    pick_result(d, 0);
     return 1;
+}
+
+int tp_js_safe(tp_js_ctx_t *c, duk_safe_call_function fn, void *udata, int nargs,
+               int64_t deadline_ms, char *err, size_t errlen)
+{
+    tp_js_t *js = c->js;
+    arm(js, deadline_ms);
+    int rc = duk_safe_call(c->duk, fn, udata, nargs, 1);
+    int timed_out = js->timed_out;
+    disarm(js);
+    if (rc != 0) {
+        js->timed_out = (unsigned)timed_out;
+        error_text(js, c->duk, err, errlen);
+        js->timed_out = 0;
+    }
+    duk_pop(c->duk);
+    return rc != 0 ? TP_JS_ERROR : TP_JS_OK;
 }
 
 int tp_js_plain(tp_js_ctx_t *c, int64_t deadline_ms, char *err, size_t errlen)

@@ -87,6 +87,12 @@ int64_t tp_js_now_ms(void);
  * TP_JS_OK, or TP_JS_ERROR with the reason (the value is then popped and
  * the error is on top). */
 int tp_js_plain(tp_js_ctx_t *c, int64_t deadline_ms, char *err, size_t errlen);
+/* Runs <fn> on the <nargs> values on top of the context's stack (they are
+ * consumed) in a protected call with the deadline, for reading what a
+ * script returned: a throw there (a getter, a proxy, a timeout) comes back
+ * as TP_JS_ERROR with the reason. Nothing is left on the stack. */
+int tp_js_safe(tp_js_ctx_t *c, duk_safe_call_function fn, void *udata, int nargs,
+               int64_t deadline_ms, char *err, size_t errlen);
 
 /* Compiles <src> as <file> (no run): 0, or -1 with "<file>:<line>:
  * <message>" in <err>. For the master's check at load. */

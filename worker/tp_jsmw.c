@@ -505,12 +505,12 @@ static int kv_cmp(const kvs_t *L, const kv_t *x, const kv_t *y)
  * ExtendedParams (added) of the request object at <ri>, re-encoded as Go's
  * url.Values.Encode (names sorted, values in order) when that changed it:
  * 1 with the new query in <out>, or 0. */
-static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out)
+static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out, kvs_t *Lp)
 {
     if (prop_empty(d, ri, "DeleteParams") && prop_empty(d, ri, "AddParams") &&
         prop_empty(d, ri, "ExtendedParams"))
         return 0;
-    kvs_t L = {0};
+#define L (*Lp) /* the caller's: it frees what a throw would leave */
     tp_str_t k, v;
     while (tp_query_next(&q, &k, &v))
         kvs_add(&L, k.p, k.n, v.p, v.n, 1);
@@ -581,9 +581,8 @@ static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out)
             query_escape(out, L.b.data + L.v[i].v, L.v[i].vn);
         }
     }
-    free(L.v);
-    tp_buf_free(&L.b);
     return changed;
+#undef L
 }
 
 /* The request again, in the request's arena, with <url> (target and
@@ -606,7 +605,7 @@ static int rebuild_head(tp_req_t *req, tp_str_t url, const edit_t *e)
     *p++ = ' ';
     req->url_off = 0;
     req->url_len = (uint32_t)url.n;
-    req->host = (tp_str_t){NULL, 0};
+    req->host = (tp_str_t){"", 0};
     for (size_t i = 0; i < e->n; i++) {
         tp_hdr_t *h = &req->hdrs[i];
         h->name_off = (uint32_t)(p - b);
@@ -653,9 +652,28 @@ static duk_ret_t b64_decode_safe(duk_context *d, void *udata)
     return 1;
 }
 
+/* What the reading of a script's answer allocates: the caller owns it and
+ * frees it after the protected call, whether that returned or threw. */
+typedef struct scratch_s {
+    kvs_t L;
+    edit_t e;
+    tp_buf_t nq, cn, hdrs, pols;
+} scratch_t;
+
+static void scratch_free(scratch_t *s)
+{
+    free(s->L.v);
+    tp_buf_free(&s->L.b);
+    free(s->e.h);
+    tp_buf_free(&s->nq);
+    tp_buf_free(&s->cn);
+    tp_buf_free(&s->hdrs);
+    tp_buf_free(&s->pols);
+}
+
 /* The request object a hook returned (at <ri>; its Body base64 when <b64>)
  * applied to the request. -1: it cannot be (logged). */
-static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
+static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64, scratch_t *sc)
 {
     ri = duk_normalize_index(d, ri);
     /* the body, unless IgnoreBody */
@@ -707,8 +725,9 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
     const char *qm = memchr(url.p, '?', url.n);
     tp_str_t q =
         qm != NULL ? (tp_str_t){qm + 1, url.n - (size_t)(qm + 1 - url.p)} : (tp_str_t){"", 0};
-    tp_buf_t nq = {0};
-    if (new_query(d, ri, q, &nq)) {
+    tp_buf_t *nqp = &sc->nq;
+#define nq (*nqp)
+    if (new_query(d, ri, q, &nq, &sc->L)) {
         size_t pl = qm != NULL ? (size_t)(qm - url.p) : url.n;
         char *nu = tp_req_alloc(req, pl + 1 + nq.len + 1);
         memcpy(nu, url.p, pl);
@@ -722,12 +741,13 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
         url = (tp_str_t){nu, at};
         url_changed = 1;
     }
-    tp_buf_free(&nq);
+#undef nq
 
     /* DeleteHeaders, then SetHeaders */
     if (!url_changed && prop_empty(d, ri, "DeleteHeaders") && prop_empty(d, ri, "SetHeaders"))
         return 0;
-    edit_t e = {0};
+    edit_t *ep = &sc->e;
+#define e (*ep)
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
         edit_add(&e, req->head_base + h->name_off, h->name_len, req->head_base + h->val_off,
@@ -743,7 +763,6 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
     }
     duk_pop(d);
     duk_get_prop_literal(d, ri, "SetHeaders");
-    tp_buf_t names = {0};
     if (duk_is_object(d, -1)) {
         duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
         while (duk_next(d, -1, 1)) {
@@ -753,22 +772,21 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64)
             edit_del(&e, ks, kl);
             /* copies: the coerced strings go with the stack */
             char *kc = tp_req_strndup(req, ks, kl), *vc = tp_req_strndup(req, vs, vl);
-            tp_buf_t cn = {0};
-            tp_http_put_canonical(&cn, kc, kl);
-            edit_add(&e, tp_req_strndup(req, cn.data, cn.len), cn.len, vc, vl);
-            tp_buf_free(&cn);
+            tp_buf_t *cn = &sc->cn;
+            cn->len = 0;
+            tp_http_put_canonical(cn, kc, kl);
+            edit_add(&e, tp_req_strndup(req, cn->data, cn->len), cn->len, vc, vl);
             e.changed = 1;
             duk_pop_2(d);
         }
         duk_pop(d);
     }
     duk_pop(d);
-    tp_buf_free(&names);
     int rc = 0;
     if (url_changed || e.changed)
         rc = rebuild_head(req, url, &e);
-    free(e.h);
     return rc;
+#undef e
 }
 
 /* ---- running hooks ---------------------------------------------------------------------- */
@@ -970,8 +988,8 @@ static void on_fetched(void *arg, int status, const char *body, size_t len, cons
         tp_chain_resume(req, rc);
 }
 
-/* The SessionMeta of the object at <idx> becomes the session's meta_data
- * (when it changed, tp_session_set_meta). */
+/* The SessionMeta of the object at <idx> (a virtual endpoint's decoded
+ * answer: plain data) becomes the session's meta_data when it changed. */
 static void save_meta(duk_context *d, tp_req_t *req, duk_idx_t idx)
 {
     if (req->sess == NULL)
@@ -985,55 +1003,132 @@ static void save_meta(duk_context *d, tp_req_t *req, duk_idx_t idx)
     duk_pop(d);
 }
 
+/* What a hook's answer asks, read by result_safe. */
+enum { ACT_NEXT, ACT_BAD, ACT_ERROR, ACT_RESPOND, ACT_FAILED };
+typedef struct hookres_s {
+    tp_req_t *req;
+    int native, auth, meta; /* plain bodies; an auth hook; SessionMeta is saved */
+    int action;
+    int code, has_ct;
+    const char *msg; /* ACT_ERROR's message, ACT_RESPOND's body (the arena) */
+    size_t msglen;
+    scratch_t sc;          /* sc.hdrs: the response's header lines */
+    const char *meta_json; /* SessionMeta, when it is to be saved (the arena) */
+    const char *key;       /* an auth hook's identity, session and its policies */
+    const char *session_json;
+    const char *pols;
+    size_t pols_len;
+    int64_t expires;
+} hookres_t;
+
+/* The answer (argument 0) of a hook, protected: overrides, the request's
+ * changes (applied here: nothing in them calls out of the engine), the
+ * SessionMeta and the auth hook's session, copied into the arena. */
+static duk_ret_t result_safe(duk_context *d, void *udata)
+{
+    hookres_t *hr = udata;
+    tp_req_t *req = hr->req;
+    duk_get_prop_literal(d, 0, "Request");
+    if (!duk_is_object(d, -1)) {
+        hr->action = ACT_BAD;
+        return 0;
+    }
+    duk_idx_t ri = duk_get_top_index(d);
+    duk_get_prop_literal(d, ri, "ReturnOverrides");
+    if (duk_is_object(d, -1)) {
+        duk_get_prop_literal(d, -1, "ResponseCode");
+        int code = duk_is_number(d, -1) ? (int)duk_get_int(d, -1) : 0;
+        duk_get_prop_literal(d, -2, "ResponseError");
+        duk_get_prop_literal(d, -3, "ResponseBody");
+        duk_get_prop_literal(d, -4, "OverrideError");
+        int override_error = duk_to_boolean(d, -1);
+        duk_size_t el = 0, bl = 0;
+        const char *rerr = duk_is_string(d, -3) ? duk_get_lstring(d, -3, &el) : "";
+        const char *rbody = duk_is_string(d, -2) ? duk_get_lstring(d, -2, &bl) : "";
+        if (el > 0) {
+            rbody = rerr;
+            bl = el;
+        }
+        if (code != 0) {
+            duk_get_prop_literal(d, -5, "ResponseHeaders");
+            header_lines(d, -1, &hr->sc.hdrs, &hr->has_ct);
+            hr->code = code;
+            hr->msg = tp_req_strndup(req, rbody, bl);
+            hr->msglen = bl;
+            hr->action = code >= 400 && !override_error ? ACT_ERROR : ACT_RESPOND;
+            return 0;
+        }
+    }
+    duk_pop(d);
+    if (apply_request(d, req, ri, !hr->native, &hr->sc) < 0) {
+        hr->action = ACT_FAILED;
+        return 0;
+    }
+    if (hr->meta && req->sess != NULL) {
+        duk_get_prop_literal(d, 0, "SessionMeta");
+        if (duk_is_object(d, -1) && !duk_is_array(d, -1)) {
+            const char *js = duk_json_encode(d, -1);
+            if (js != NULL)
+                hr->meta_json = tp_req_strndup(req, js, strlen(js));
+        }
+    }
+    if (hr->auth) {
+        duk_get_prop_literal(d, 0, "AuthValue");
+        const char *av = duk_is_string(d, -1) ? duk_get_string(d, -1) : "";
+        if (av[0] != '\0') {
+            hr->key = tp_req_strndup(req, av, strlen(av));
+        } else {
+            const char *api = req->route->api->api_id;
+            char *k = tp_req_alloc(req, strlen(api) + 9);
+            snprintf(k, strlen(api) + 9, "js-auth-%s", api);
+            hr->key = k;
+        }
+        duk_get_prop_literal(d, 0, "Session");
+        if (!duk_is_object(d, -1)) {
+            duk_pop(d);
+            duk_push_object(d);
+        }
+        duk_idx_t si = duk_get_top_index(d);
+        tp_buf_t *pols = &hr->sc.pols;
+        duk_get_prop_literal(d, si, "apply_policies");
+        for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
+            duk_get_prop_index(d, -1, (duk_uarridx_t)i);
+            if (duk_is_string(d, -1)) {
+                tp_buf_puts(pols, duk_get_string(d, -1));
+                tp_buf_putc(pols, '\0');
+            }
+            duk_pop(d);
+        }
+        duk_pop(d);
+        tp_buf_putc(pols, '\0');
+        char *pc = tp_req_alloc(req, pols->len);
+        memcpy(pc, pols->data, pols->len);
+        hr->pols = pc;
+        hr->pols_len = pols->len;
+        duk_get_prop_literal(d, si, "expires");
+        hr->expires = duk_is_number(d, -1) ? (int64_t)duk_get_number(d, -1) : 0;
+        duk_pop(d);
+        duk_dup(d, si);
+        const char *json = duk_json_encode(d, -1);
+        hr->session_json =
+            tp_req_strndup(req, json != NULL ? json : "{}", json != NULL ? strlen(json) : 2);
+    }
+    return 0;
+}
+
 /* auth_check's answer (Tyk's DynamicMiddleware with Auth): the Session
  * the hook returned (ReturnAuthData) is the request's session, under its
  * AuthValue (one identity for the API when the hook gives none, as Tyk's
  * empty KeyID): stored when that key has none yet or its policies or
  * expiry differ, then the key checks go on with it as with any key. */
-static tp_stage_rc_t auth_session(jsrun_t *r, duk_context *d, duk_idx_t res)
+static tp_stage_rc_t auth_session(jsrun_t *r, const hookres_t *hr)
 {
-    tp_req_t *req = r->req;
     tp_js_calls_free(&r->calls); /* the lookup may wait: nothing is left to hold */
-    duk_get_prop_literal(d, res, "AuthValue");
-    const char *av = duk_is_string(d, -1) ? duk_get_string(d, -1) : "";
-    char *key;
-    if (av[0] != '\0') {
-        key = tp_req_strndup(req, av, strlen(av));
-    } else {
-        const char *api = req->route->api->api_id;
-        key = tp_req_alloc(req, strlen(api) + 9);
-        snprintf(key, strlen(api) + 9, "js-auth-%s", api);
-    }
-    duk_pop(d);
-    duk_get_prop_literal(d, res, "Session");
-    if (!duk_is_object(d, -1)) {
-        duk_pop(d);
-        duk_push_bare_object(d);
-    }
-    const char *json = duk_json_encode(d, -1);
-    tp_buf_t pols = {0};
-    duk_get_prop_literal(d, -2, "apply_policies");
-    for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
-        duk_get_prop_index(d, -1, (duk_uarridx_t)i);
-        if (duk_is_string(d, -1)) {
-            tp_buf_puts(&pols, duk_get_string(d, -1));
-            tp_buf_putc(&pols, '\0');
-        }
-        duk_pop(d);
-    }
-    tp_buf_putc(&pols, '\0');
-    duk_pop(d);
-    duk_get_prop_literal(d, -2, "expires");
-    int64_t expires = duk_is_number(d, -1) ? (int64_t)duk_get_number(d, -1) : 0;
-    duk_pop(d);
-    char *j = tp_req_strndup(req, json != NULL ? json : "{}", json != NULL ? strlen(json) : 2);
-    char *p = tp_req_alloc(req, pols.len);
-    memcpy(p, pols.data, pols.len);
-    tp_sess_want_t want = {j, p, pols.len, expires > 0 ? expires : 0};
-    tp_buf_free(&pols);
-    duk_pop(d);
-    tp_session_method(req, TP_ID_OTHER);
-    return tp_session_lookup_as(req, (tp_str_t){key, strlen(key)}, TP_AUTH_KEY_NOT_FOUND, &want);
+    tp_sess_want_t want = {hr->session_json, hr->pols, hr->pols_len,
+                           hr->expires > 0 ? hr->expires : 0};
+    tp_session_method(r->req, TP_ID_OTHER);
+    return tp_session_lookup_as(r->req, (tp_str_t){hr->key, strlen(hr->key)}, TP_AUTH_KEY_NOT_FOUND,
+                                &want);
 }
 
 /* With the function (and its "this" when <with_this>) and the request
@@ -1064,7 +1159,6 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
     duk_idx_t top = duk_get_top(d);
     int native = tp_js_ctx_native_core(m->ctx);
     char err[1024];
-    tp_stage_rc_t out = TP_STAGE_NEXT;
     duk_get_global_string(d, h->name);
     if (!duk_is_object(d, -1)) {
         snprintf(err, sizeof(err), "ReferenceError: %s is not defined", h->name);
@@ -1082,60 +1176,38 @@ static tp_stage_rc_t run_hook(jsrun_t *r, const tp_jsmw_api_t *m, const hook_t *
         return fail_hook(r, h->name, err);
     if (duk_is_string(d, -1) && push_json(d, duk_get_string(d, -1)) == 0)
         duk_remove(d, -2);
-    if (tp_js_plain(m->ctx, r->deadline, err, sizeof(err)) != TP_JS_OK) {
-        duk_set_top(d, top);
-        return fail_hook(r, h->name, err);
-    }
-    duk_idx_t res = duk_get_top_index(d);
-    duk_get_prop_literal(d, -1, "Request");
-    if (!duk_is_object(d, -1)) {
-        duk_set_top(d, top);
-        return fail_hook(r, h->name, "Failed to decode middleware request data on return from VM");
-    }
-    duk_idx_t ri = duk_get_top_index(d);
-    /* ReturnOverrides */
-    duk_get_prop_literal(d, ri, "ReturnOverrides");
-    if (duk_is_object(d, -1)) {
-        duk_get_prop_literal(d, -1, "ResponseCode");
-        int code = duk_is_number(d, -1) ? (int)duk_get_int(d, -1) : 0;
-        duk_get_prop_literal(d, -2, "ResponseError");
-        duk_get_prop_literal(d, -3, "ResponseBody");
-        duk_get_prop_literal(d, -4, "OverrideError");
-        int override_error = duk_to_boolean(d, -1);
-        duk_size_t el = 0, bl = 0;
-        const char *rerr = duk_is_string(d, -3) ? duk_get_lstring(d, -3, &el) : "";
-        const char *rbody = duk_is_string(d, -2) ? duk_get_lstring(d, -2, &bl) : "";
-        if (el > 0) {
-            rbody = rerr;
-            bl = el;
-        }
-        if (code != 0) {
-            tp_buf_t hdrs = {0};
-            int has_ct = 0;
-            duk_get_prop_literal(d, -5, "ResponseHeaders");
-            header_lines(d, -1, &hdrs, &has_ct);
-            duk_pop(d);
-            if (code >= 400 && !override_error) {
-                char *msg = tp_req_strndup(req, rbody, bl);
-                tp_respond_error_with(req, code, msg, hdrs.len > 0 ? tp_buf_cstr(&hdrs) : NULL);
-            } else {
-                force_response(req, code, rbody, bl, &hdrs, has_ct);
-            }
-            tp_buf_free(&hdrs);
-            out = TP_STAGE_DONE;
-        }
-    }
-    if (out == TP_STAGE_NEXT && apply_request(d, req, ri, !native) < 0) {
+    /* read in a protected call with the deadline: a getter, a proxy or a
+     * valueOf in the answer runs script code, which may throw or loop */
+    hookres_t hr = {.req = req,
+                    .native = native,
+                    .auth = r->kind == HOOK_AUTH,
+                    .meta = h->session && r->kind != HOOK_PRE};
+    rc = tp_js_safe(m->ctx, result_safe, &hr, 1, r->deadline, err, sizeof(err));
+    tp_stage_rc_t out = TP_STAGE_NEXT;
+    if (rc != TP_JS_OK) {
+        out = fail_hook(r, h->name, err);
+    } else if (hr.action == ACT_BAD) {
+        out = fail_hook(r, h->name, "Failed to decode middleware request data on return from VM");
+    } else if (hr.action == ACT_ERROR) {
+        tp_respond_error_with(req, hr.code, hr.msg,
+                              hr.sc.hdrs.len > 0 ? tp_buf_cstr(&hr.sc.hdrs) : NULL);
+        out = TP_STAGE_DONE;
+    } else if (hr.action == ACT_RESPOND) {
+        force_response(req, hr.code, hr.msg, hr.msglen, &hr.sc.hdrs, hr.has_ct);
+        out = TP_STAGE_DONE;
+    } else if (hr.action == ACT_FAILED) {
         tp_respond_error(req, 500, "Internal Server Error");
         out = TP_STAGE_DONE;
     }
-    if (out == TP_STAGE_NEXT && r->kind == HOOK_AUTH) {
-        out = auth_session(r, d, res);
-    } else if (out == TP_STAGE_NEXT && h->session && r->kind != HOOK_PRE) {
-        save_meta(d, req, res);
-    }
+    scratch_free(&hr.sc);
     duk_set_top(d, top);
-    return out;
+    if (out != TP_STAGE_NEXT)
+        return out;
+    if (hr.auth)
+        return auth_session(r, &hr);
+    if (hr.meta_json != NULL)
+        tp_session_set_meta(req, hr.meta_json);
+    return TP_STAGE_NEXT;
 }
 
 static tp_stage_rc_t hooks_go(jsrun_t *r)
