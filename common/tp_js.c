@@ -435,6 +435,15 @@ static void error_text(tp_js_t *js, duk_context *duk, char *err, size_t errlen)
     snprintf(err, errlen, "%s", duk_safe_to_string(duk, -1));
 }
 
+/* The error on top as error_text gives it, <timed_out> saying whether the
+ * deadline had passed during the call. */
+static void failed(tp_js_t *js, duk_context *duk, int timed_out, char *err, size_t errlen)
+{
+    js->timed_out = (unsigned)timed_out;
+    error_text(js, duk, err, errlen);
+    js->timed_out = 0;
+}
+
 static void arm(tp_js_t *js, int64_t deadline_ms)
 {
     js->deadline_ms = deadline_ms;
@@ -605,9 +614,7 @@ int tp_js_call(tp_js_ctx_t *c, int nargs, int with_this, int64_t deadline_ms, tp
     if (calls != NULL && calls->pending != NULL && !timed_out)
         return TP_JS_SUSPENDED; /* whatever the script did after it */
     if (rc != 0) {
-        js->timed_out = (unsigned)timed_out;
-        error_text(js, c->duk, err, errlen);
-        js->timed_out = 0;
+        failed(js, c->duk, timed_out, err, errlen);
         return TP_JS_ERROR;
     }
     return TP_JS_OK;
@@ -700,37 +707,32 @@ static duk_ret_t plain_safe(duk_context *d, void *udata)
     return 1;
 }
 
-int tp_js_safe(tp_js_ctx_t *c, duk_safe_call_function fn, void *udata, int nargs,
-               int64_t deadline_ms, char *err, size_t errlen)
+/* <fn> in a protected call with the deadline; its one value (or the
+ * error) left on top. */
+static int protected_call(tp_js_ctx_t *c, duk_safe_call_function fn, void *udata, int nargs,
+                          int64_t deadline_ms, char *err, size_t errlen)
 {
     tp_js_t *js = c->js;
     arm(js, deadline_ms);
     int rc = duk_safe_call(c->duk, fn, udata, nargs, 1);
     int timed_out = js->timed_out;
     disarm(js);
-    if (rc != 0) {
-        js->timed_out = (unsigned)timed_out;
-        error_text(js, c->duk, err, errlen);
-        js->timed_out = 0;
-    }
-    duk_pop(c->duk);
+    if (rc != 0)
+        failed(js, c->duk, timed_out, err, errlen);
     return rc != 0 ? TP_JS_ERROR : TP_JS_OK;
+}
+
+int tp_js_safe(tp_js_ctx_t *c, duk_safe_call_function fn, void *udata, int nargs,
+               int64_t deadline_ms, char *err, size_t errlen)
+{
+    int rc = protected_call(c, fn, udata, nargs, deadline_ms, err, errlen);
+    duk_pop(c->duk);
+    return rc;
 }
 
 int tp_js_plain(tp_js_ctx_t *c, int64_t deadline_ms, char *err, size_t errlen)
 {
-    tp_js_t *js = c->js;
-    arm(js, deadline_ms);
-    int rc = duk_safe_call(c->duk, plain_safe, NULL, 1, 1);
-    int timed_out = js->timed_out;
-    disarm(js);
-    if (rc != 0) {
-        js->timed_out = (unsigned)timed_out;
-        error_text(js, c->duk, err, errlen);
-        js->timed_out = 0;
-        return TP_JS_ERROR;
-    }
-    return TP_JS_OK;
+    return protected_call(c, plain_safe, NULL, 1, deadline_ms, err, errlen);
 }
 
 void tp_js_calls_free(tp_js_calls_t *c)

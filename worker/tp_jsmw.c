@@ -445,6 +445,43 @@ static int prop_empty(duk_context *d, duk_idx_t idx, const char *key)
     return empty;
 }
 
+/* Each element of the array property <key> of the object at <idx>, as a
+ * string, to <fn>. */
+static void each_string(duk_context *d, duk_idx_t idx, const char *key,
+                        void (*fn)(void *arg, const char *s, size_t n), void *arg)
+{
+    duk_get_prop_string(d, idx, key);
+    for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
+        duk_get_prop_index(d, -1, (duk_uarridx_t)i);
+        duk_size_t l;
+        const char *s = duk_safe_to_lstring(d, -1, &l);
+        fn(arg, s, l);
+        duk_pop(d);
+    }
+    duk_pop(d);
+}
+
+/* Each member of the object property <key> of the object at <idx>, as
+ * strings, to <fn> (valid during the call). */
+static void each_pair(duk_context *d, duk_idx_t idx, const char *key,
+                      void (*fn)(void *arg, const char *k, size_t kn, const char *v, size_t vn),
+                      void *arg)
+{
+    duk_get_prop_string(d, idx, key);
+    if (duk_is_object(d, -1)) {
+        duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
+        while (duk_next(d, -1, 1)) {
+            duk_size_t kl, vl;
+            const char *ks = duk_safe_to_lstring(d, -2, &kl);
+            const char *vs = duk_safe_to_lstring(d, -1, &vl);
+            fn(arg, ks, kl, vs, vl);
+            duk_pop_2(d);
+        }
+        duk_pop(d);
+    }
+    duk_pop(d);
+}
+
 /* Query parameters being edited: names and values copied into <b>. */
 typedef struct kv_s {
     size_t k, kn, v, vn;
@@ -501,6 +538,28 @@ static int kv_cmp(const kvs_t *L, const kv_t *x, const kv_t *y)
     return c != 0 ? c : (x->kn > y->kn) - (x->kn < y->kn);
 }
 
+static void param_del(void *arg, const char *k, size_t kn)
+{
+    kvs_t *L = arg;
+    L->changed |= kvs_del(L, k, kn) > 0;
+}
+
+/* url.Values.Set: unchanged when it was this one value already. */
+static void param_set(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+{
+    kvs_t *L = arg;
+    size_t n = 0, at = 0;
+    for (size_t i = 0; i < L->n; i++)
+        if (kv_is(L, i, k, kn)) {
+            n++;
+            at = i;
+        }
+    int same = n == 1 && L->v[at].vn == vn && memcmp(L->b.data + L->v[at].v, v, vn) == 0;
+    kvs_del(L, k, kn);
+    L->changed |= !same;
+    kvs_add(L, k, kn, v, vn, 0);
+}
+
 /* ReconstructParams: query <q> with DeleteParams, AddParams (set) and
  * ExtendedParams (added) of the request object at <ri>, re-encoded as Go's
  * url.Values.Encode (names sorted, values in order) when that changed it:
@@ -514,37 +573,8 @@ static int new_query(duk_context *d, duk_idx_t ri, tp_str_t q, tp_buf_t *out, kv
     tp_str_t k, v;
     while (tp_query_next(&q, &k, &v))
         kvs_add(&L, k.p, k.n, v.p, v.n, 1);
-    duk_get_prop_literal(d, ri, "DeleteParams");
-    for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
-        duk_get_prop_index(d, -1, (duk_uarridx_t)i);
-        duk_size_t l;
-        const char *s = duk_safe_to_lstring(d, -1, &l);
-        L.changed |= kvs_del(&L, s, l) > 0;
-        duk_pop(d);
-    }
-    duk_pop(d);
-    duk_get_prop_literal(d, ri, "AddParams");
-    if (duk_is_object(d, -1)) {
-        duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
-        while (duk_next(d, -1, 1)) {
-            duk_size_t kl, vl;
-            const char *ks = duk_safe_to_lstring(d, -2, &kl);
-            const char *vs = duk_safe_to_lstring(d, -1, &vl);
-            size_t n = 0, at = 0;
-            for (size_t i = 0; i < L.n; i++)
-                if (kv_is(&L, i, ks, kl)) {
-                    n++;
-                    at = i;
-                }
-            int same = n == 1 && L.v[at].vn == vl && memcmp(L.b.data + L.v[at].v, vs, vl) == 0;
-            kvs_del(&L, ks, kl);
-            L.changed |= !same;
-            kvs_add(&L, ks, kl, vs, vl, 0);
-            duk_pop_2(d);
-        }
-        duk_pop(d);
-    }
-    duk_pop(d);
+    each_string(d, ri, "DeleteParams", param_del, Lp);
+    each_pair(d, ri, "AddParams", param_set, Lp);
     duk_get_prop_literal(d, ri, "ExtendedParams");
     if (duk_is_object(d, -1)) {
         duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
@@ -671,6 +701,32 @@ static void scratch_free(scratch_t *s)
     tp_buf_free(&s->pols);
 }
 
+typedef struct hdr_edit_s {
+    tp_req_t *req;
+    scratch_t *sc;
+} hdr_edit_t;
+
+static void header_del(void *arg, const char *k, size_t kn)
+{
+    hdr_edit_t *he = arg;
+    edit_del(&he->sc->e, k, kn);
+}
+
+/* Go's Header.Set: the name canonical, the others of that name gone (the
+ * strings are copied: the coerced ones go with the stack). */
+static void header_set(void *arg, const char *k, size_t kn, const char *v, size_t vn)
+{
+    hdr_edit_t *he = arg;
+    edit_t *e = &he->sc->e;
+    tp_buf_t *cn = &he->sc->cn;
+    edit_del(e, k, kn);
+    cn->len = 0;
+    tp_http_put_canonical(cn, k, kn);
+    edit_add(e, tp_req_strndup(he->req, cn->data, cn->len), cn->len, tp_req_strndup(he->req, v, vn),
+             vn);
+    e->changed = 1;
+}
+
 /* The request object a hook returned (at <ri>; its Body base64 when <b64>)
  * applied to the request. -1: it cannot be (logged). */
 static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64, scratch_t *sc)
@@ -753,35 +809,9 @@ static int apply_request(duk_context *d, tp_req_t *req, duk_idx_t ri, int b64, s
         edit_add(&e, req->head_base + h->name_off, h->name_len, req->head_base + h->val_off,
                  h->val_len);
     }
-    duk_get_prop_literal(d, ri, "DeleteHeaders");
-    for (duk_size_t i = 0, n = duk_is_array(d, -1) ? duk_get_length(d, -1) : 0; i < n; i++) {
-        duk_get_prop_index(d, -1, (duk_uarridx_t)i);
-        duk_size_t l;
-        const char *s = duk_safe_to_lstring(d, -1, &l);
-        edit_del(&e, s, l);
-        duk_pop(d);
-    }
-    duk_pop(d);
-    duk_get_prop_literal(d, ri, "SetHeaders");
-    if (duk_is_object(d, -1)) {
-        duk_enum(d, -1, DUK_ENUM_OWN_PROPERTIES_ONLY);
-        while (duk_next(d, -1, 1)) {
-            duk_size_t kl, vl;
-            const char *ks = duk_safe_to_lstring(d, -2, &kl);
-            const char *vs = duk_safe_to_lstring(d, -1, &vl);
-            edit_del(&e, ks, kl);
-            /* copies: the coerced strings go with the stack */
-            char *kc = tp_req_strndup(req, ks, kl), *vc = tp_req_strndup(req, vs, vl);
-            tp_buf_t *cn = &sc->cn;
-            cn->len = 0;
-            tp_http_put_canonical(cn, kc, kl);
-            edit_add(&e, tp_req_strndup(req, cn->data, cn->len), cn->len, vc, vl);
-            e.changed = 1;
-            duk_pop_2(d);
-        }
-        duk_pop(d);
-    }
-    duk_pop(d);
+    hdr_edit_t he = {req, sc};
+    each_string(d, ri, "DeleteHeaders", header_del, &he);
+    each_pair(d, ri, "SetHeaders", header_set, &he);
     int rc = 0;
     if (url_changed || e.changed)
         rc = rebuild_head(req, url, &e);
