@@ -637,6 +637,8 @@ void tp_api_mw_cache_free(tp_cacheopts_t *c)
 static const struct {
     const char *key, *what;
 } refused[] = {
+    {"transform_jq", "jq transforms (Tyk runs them only when built with jq)"},
+    {"transform_jq_response", "jq response transforms (Tyk runs them only when built with jq)"},
     {"go_plugin", "Go plugins"},
     {"persist_graphql", "persisted GraphQL queries"},
 };

@@ -248,28 +248,6 @@ static char *generated_id(const char *file)
     return id;
 }
 
-/* transform_jq and transform_jq_response: Tyk's standard build has no jq
- * (its dummy middleware warns "JQ transform not supported." and stays out
- * of the chain), and neither has this gateway: the entries are ignored,
- * said once at load. */
-static void warn_jq(const char *file, const cJSON *def)
-{
-    static const char *const keys[] = {"transform_jq", "transform_jq_response"};
-    const cJSON *versions = tp_json_get(tp_json_get(def, "version_data"), "versions"), *v;
-    cJSON_ArrayForEach(v, versions)
-    {
-        const cJSON *ext = tp_json_get(v, "extended_paths");
-        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-            int n = cJSON_GetArraySize(tp_json_get(ext, keys[k]));
-            if (n > 0)
-                tp_log_warn("%s: $.version_data.versions.%s.extended_paths.%s: JQ transform not "
-                            "supported (as in Tyk's standard build, which has no jq): its %d "
-                            "entries are ignored",
-                            file, v->string != NULL ? v->string : "", keys[k], n);
-        }
-    }
-}
-
 int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, size_t errlen)
 {
     tp_api_t *api = tp_calloc(1, sizeof(*api));
@@ -388,7 +366,6 @@ int tp_api_parse(const char *file, const cJSON *def, tp_api_t **out, char *err, 
         tp_log_warn("%s: API \"%s\" sets its own listen_port %lld; Turnpike serves every API on "
                     "the gateway's port",
                     file, api->api_id, (long long)port);
-    warn_jq(file, def);
     /* the request rules: workers build them again with the real settings;
      * here every pattern and header is checked once */
     static const tp_conf_t defaults;

@@ -508,6 +508,8 @@ def test_response_body_transforms(upstream, make_gateway, rc):
 # ---- refused at load ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extended,info,where,what", [
+    ({"transform_jq": [{"path": "/x", "method": "POST", "filter": "."}]}, {},
+     "$.version_data.versions.Default.extended_paths.transform_jq[0]", "jq transforms"),
     ({"validate_json": [{"path": "/x", "method": "POST",
                          "schema": {"$ref": "http://example.com/schema.json"}}]}, {},
      "extended_paths.validate_json[0].schema", "$ref"),
@@ -549,20 +551,6 @@ def test_disabled_and_empty_unsupported_entries_load(make_gateway, upstream):
     d["cache_options"] = {"enable_cache": False, "cache_timeout": 60}
     g = make_gateway(conf=conf(), apis=[d])
     assert g.get("/ok/echo").status == 200
-
-
-def test_jq_transforms_are_ignored_as_in_tyks_standard_build(make_gateway, upstream):
-    """Tyk's standard build has no jq: its dummy middleware warns "JQ
-    transform not supported." and the API runs without the entries."""
-    d = ext(api_def("jq", "/jq/", upstream.url("/")),
-            {"transform_jq": [{"path": "/echo", "method": "POST", "filter": ".a"}],
-             "transform_jq_response": [{"path": "/echo", "method": "POST", "filter": "."}]})
-    g = make_gateway(conf=conf(), apis=[d])
-    e = echo(g.request("POST", "/jq/echo", [("Content-Type", "application/json")], b'{"a": 1}'))
-    assert e["body_len"] == 8  # the body as sent
-    g.wait_log(r"jq\.json: \$\.version_data\.versions\.Default\.extended_paths\.transform_jq: "
-               r"JQ transform not supported .*its 1 entries are ignored")
-    g.wait_log(r"extended_paths\.transform_jq_response: JQ transform not supported")
 
 
 def test_loader_parity_missing_api_id_and_env_target(make_gateway, upstream):
