@@ -49,8 +49,9 @@ struct tp_jwt_api_s {
     char *jwks_url;   /* MODE_JWKS */
     tp_authloc_t loc;
     char *identity_field, *policy_field, *scope_claim;
-    cJSON *defaults;  /* jwt_default_policies, an array of strings */
-    cJSON *scope_map; /* scope -> policy ID */
+    char *client_field; /* jwt_client_base_field, when no jwt_policy_field_name: "" */
+    cJSON *defaults;    /* jwt_default_policies, an array of strings */
+    cJSON *scope_map;   /* scope -> policy ID */
     int skip_kid;
     int client_mapping; /* !idp_client_id_mapping_disabled: oauth_client_id from the claims */
     int64_t exp_skew, iat_skew, nbf_skew;
@@ -68,6 +69,9 @@ typedef struct verdict_s {
     char *json; /* ... the session to make */
     char *pols; /* ... its policies (NUL-separated, then "") */
     size_t pols_len;
+    int by_client;    /* the base policy is the first of a key's (jwt_client_base_field) ... */
+    char *client_key; /* ... this one's */
+    char *client_pol; /* ... which it was then (NULL: the key had none) */
 } verdict_t;
 
 typedef struct tp_jwt_cache_s {
@@ -146,6 +150,10 @@ tp_jwt_api_t *tp_jwt_compile(const cJSON *def, const tp_api_t *api, int quiet)
     tp_authloc_read(def, "jwt", &j->loc);
     j->identity_field = str_dup_of(def, "jwt_identity_base_field", "");
     j->policy_field = str_dup_of(def, "jwt_policy_field_name", "");
+    /* Tyk's getBasePolicyID reads the client's key only without a policy field */
+    j->client_field = str_dup_of(def, "jwt_client_base_field", "");
+    if (j->policy_field[0] != '\0')
+        j->client_field[0] = '\0';
     j->skip_kid = cJSON_IsTrue(tp_json_get(def, "jwt_skip_kid"));
     j->client_mapping = !cJSON_IsTrue(tp_json_get(def, "idp_client_id_mapping_disabled"));
     j->exp_skew = uint_of(def, "jwt_expires_at_validation_skew");
@@ -184,6 +192,7 @@ void tp_jwt_api_free(tp_jwt_api_t *j)
     tp_authloc_free(&j->loc);
     free(j->identity_field);
     free(j->policy_field);
+    free(j->client_field);
     free(j->scope_claim);
     cJSON_Delete(j->defaults);
     cJSON_Delete(j->scope_map);
@@ -199,6 +208,8 @@ static void verdict_clear(verdict_t *v)
     free(v->sid);
     free(v->json);
     free(v->pols);
+    free(v->client_key);
+    free(v->client_pol);
     memset(v, 0, sizeof(*v));
 }
 
@@ -347,10 +358,10 @@ static void scopes_add(const tp_jwt_api_t *j, const cJSON *scope, int nested, tp
 /* The policies a centralised token selects (17.4) into <b>, or -1 with
  * Tyk's reason in <why>. */
 static int central_policies(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,
-                            const tp_jwt_api_t *j, const cJSON *claims, tp_buf_t *b, char *why,
-                            size_t cap)
+                            const tp_jwt_api_t *j, const cJSON *claims, const char *client_pol,
+                            tp_buf_t *b, char *why, size_t cap)
 {
-    const char *base = j->policy_field[0] != '\0' ? claim_str(claims, j->policy_field) : NULL;
+    const char *base = j->policy_field[0] != '\0' ? claim_str(claims, j->policy_field) : client_pol;
     if (base != NULL) {
         pols_add(b, base);
     } else {
@@ -484,8 +495,9 @@ static tp_stage_rc_t central_lookup(tp_req_t *req, const verdict_t *v)
 
 static tp_stage_rc_t jwt_run(tp_req_t *req);
 
-/* The set came (or failed): the stage runs again and goes on itself. */
-static void jwks_again(tp_req_t *req)
+/* The set or the client's key came (or failed): the stage runs again and
+ * goes on itself. */
+static void run_again(tp_req_t *req)
 {
     tp_stage_rc_t rc = jwt_run(req);
     if (rc == TP_STAGE_NEXT || rc == TP_STAGE_ERROR)
@@ -499,7 +511,7 @@ static void jwks_wait(tp_req_t *req, const tp_jwt_api_t *j)
     tp_jwks_wait_t *wt = tp_req_alloc(req, sizeof(*wt));
     tp_list_init(&wt->link);
     wt->req = req;
-    wt->again = jwks_again;
+    wt->again = run_again;
     st[1] = wt;
     tp_jwks_wait(req->conn->w, j->jwks_url, wt);
     tp_req_save(req, req->rp);
@@ -535,6 +547,33 @@ static int jwks_key(tp_req_t *req, const tp_jwt_api_t *j, const tp_jwt_t *jt, tp
         return 0;
     }
     return 1;
+}
+
+/* jwt_client_base_field (Tyk's getBasePolicyID): the first policy of the
+ * session of key <key> into *pol (NULL: no such key, or it has none; the
+ * defaults apply then). TP_STAGE_NEXT, or TP_STAGE_LATER while it is read
+ * (the stage runs again), or TP_STAGE_DONE (Redis cannot tell: 503). */
+static tp_stage_rc_t client_policy(tp_req_t *req, const char *key, const char **pol)
+{
+    *pol = NULL;
+    if (!req->jwt_peeked) {
+        req->jwt_peeked = 1;
+        tp_stage_rc_t rc = tp_session_peek(req, (tp_str_t){key, strlen(key)}, run_again);
+        if (rc != TP_STAGE_NEXT)
+            return rc;
+    }
+    const cJSON *sess = req->peek_sess != NULL ? tp_session_json(req->peek_sess) : NULL;
+    const cJSON *a = tp_json_get(sess, "apply_policies");
+    const cJSON *first =
+        cJSON_IsArray(a) && a->child != NULL ? a->child : tp_json_get(sess, "apply_policy_id");
+    if (cJSON_IsString(first) && first->valuestring[0] != '\0')
+        *pol = first->valuestring;
+    return TP_STAGE_NEXT;
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
 }
 
 /* Centralised, not remembered: verify, derive the identity and its
@@ -576,10 +615,17 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
         tp_jwt_free(&jt);
         return refuse(req, 403, why);
     }
+    /* the base policy may be the first of another key's */
+    const char *ckey = j->client_field[0] != '\0' ? claim_str(jt.claims, j->client_field) : NULL;
+    const char *cpol = NULL;
+    if (ckey != NULL && (rc = client_policy(req, ckey, &cpol)) != TP_STAGE_NEXT) {
+        tp_jwt_free(&jt);
+        return rc;
+    }
     const tp_api_t *api = req->route->api;
     const char *org = api->org_id != NULL ? api->org_id : "";
     tp_buf_t pols = {0};
-    if (central_policies(w, req->snap, org, j, jt.claims, &pols, why, sizeof(why)) < 0) {
+    if (central_policies(w, req->snap, org, j, jt.claims, cpol, &pols, why, sizeof(why)) < 0) {
         tp_buf_free(&pols);
         tp_jwt_free(&jt);
         return refuse(req, 403, why);
@@ -614,6 +660,11 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
     v->pols = tp_malloc(pols.len);
     memcpy(v->pols, pols.data, pols.len);
     v->pols_len = pols.len;
+    if (ckey != NULL) {
+        v->by_client = 1;
+        v->client_key = tp_strdup(ckey);
+        v->client_pol = cpol != NULL ? tp_strdup(cpol) : NULL;
+    }
     tp_buf_free(&sid);
     tp_buf_free(&pols);
     tp_jwt_free(&jt);
@@ -683,7 +734,17 @@ static tp_stage_rc_t jwt_run(tp_req_t *req)
             if (tp_jwks_get(req->conn->w, j->jwks_url, &set, &version) < 0 || version != v->keyh)
                 v = NULL;
         }
-        if (j->mode != MODE_ONE_TO_ONE) {
+        rc = TP_STAGE_NEXT;
+        if (v != NULL && v->by_client) {
+            /* it stands while the client's key has the same first policy */
+            const char *cpol;
+            rc = client_policy(req, v->client_key, &cpol);
+            if (rc == TP_STAGE_NEXT && !same_str(cpol, v->client_pol))
+                v = NULL;
+        }
+        if (rc != TP_STAGE_NEXT) {
+            /* the client's key is read, or Redis is away */
+        } else if (j->mode != MODE_ONE_TO_ONE) {
             rc = v != NULL ? central_lookup(req, v) : central_verify(req, j, tok, h);
         } else if (v != NULL) {
             rc = tp_session_lookup_as(req, (tp_str_t){v->identity, strlen(v->identity)},

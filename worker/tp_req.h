@@ -161,8 +161,10 @@ struct tp_req_s {
     char keysuffix[72];          /* ... a per-endpoint limit's hash, keyctx.suffix */
     tp_sess_t *sess;             /* the key's session (a reference) */
     tp_sess_t *side_sess;        /* ... one an auth method found that is not the identity */
+    tp_sess_t *peek_sess;        /* ... another key it looked at (tp_session_peek) */
     unsigned auth_side : 1;      /* the running auth method's session is side_sess */
     unsigned jwks_refetched : 1; /* a kid its JWKS lacked made it fetch the set again */
+    unsigned jwt_peeked : 1;     /* the jwt_client_base_field key was looked up (peek_sess) */
     tp_buf_t saved;              /* the head and paths, copied while waiting */
     tp_reqpath_t saved_rp;
     struct tp_cache_req_s *cache; /* the response cache's key and plan (tp_cache.c), or NULL */

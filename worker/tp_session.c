@@ -112,7 +112,9 @@ struct lookup_s {
     char *ident; /* these strings are in the arena too */
     size_t ident_len;
     int n, pending, issuing, cache, errors;
-    int miss; /* TP_AUTH_*: the answer when no candidate is stored */
+    int miss; /* TP_AUTH_*: the answer when no candidate is stored, or TP_AUTH_NONE */
+    int peek; /* the session is req->peek_sess (tp_session_peek) */
+    void (*again)(tp_req_t *); /* tp_session_peek: runs when the reads are answered */
     cand_t cands[MAX_CANDIDATES];
     tp_rcmd_t *cmds[MAX_CANDIDATES]; /* NULL once answered */
     char *rkeys[MAX_CANDIDATES];
@@ -161,6 +163,8 @@ void tp_session_release(tp_req_t *req)
     req->sess = NULL;
     sess_put(req->side_sess);
     req->side_sess = NULL;
+    sess_put(req->peek_sess);
+    req->peek_sess = NULL;
     req->auth_side = 0;
 }
 
@@ -695,10 +699,11 @@ static int access_wanted(const tp_chain_api_t *a)
 const tp_stage_t tp_stage_access = {.name = "access", .wanted = access_wanted, .run = access_run};
 
 /* The key stage found <s>: the request holds a reference. */
-static void sess_found(tp_req_t *req, tp_sess_t *s)
+static void sess_found(tp_req_t *req, tp_sess_t *s, int peek)
 {
-    /* the identity's (base_identity_provided_by), or the running method's own */
-    tp_sess_t **slot = req->auth_side ? &req->side_sess : &req->sess;
+    /* a key only looked at, the identity's (base_identity_provided_by), or
+     * the running method's own */
+    tp_sess_t **slot = peek ? &req->peek_sess : req->auth_side ? &req->side_sess : &req->sess;
     s->refs++;
     sess_put(*slot);
     *slot = s;
@@ -841,12 +846,17 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
     for (int i = 0; i < l->n && hit < 0; i++)
         if (l->hits[i] != NULL)
             hit = i;
+    int peek = l->peek;
     if (hit < 0 && l->errors == 0 && l->want != NULL) {
         tp_sess_t *s = sess_store(req, l->ident, l->ident_len, l->rkeys[0], l->want->json,
                                   strlen(l->want->json), l->cache);
         lookup_end(lp);
-        sess_found(req, s);
+        sess_found(req, s, peek);
         sess_put(s);
+        return TP_STAGE_NEXT;
+    }
+    if (hit < 0 && l->errors == 0 && l->miss == TP_AUTH_NONE) {
+        lookup_end(lp); /* a key only looked at: none */
         return TP_STAGE_NEXT;
     }
     if (hit < 0) {
@@ -880,7 +890,7 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
     s = sess_want(req, s, l->want, l->cache);
     /* the lookup is over; the session is the request's now */
     lookup_end(lp);
-    sess_found(req, s);
+    sess_found(req, s, peek);
     sess_put(s);
     return TP_STAGE_NEXT;
 }
@@ -898,8 +908,13 @@ static void on_get(void *arg, const redisReply *rep, const char *err)
         l->hits[c->i] = tp_req_strndup(req, rep->str, rep->len);
     }
     if (--l->pending == 0 && !l->issuing) {
-        if (lookup_done(tp_chain_state(req)) == TP_STAGE_NEXT)
-            tp_chain_resume(req, TP_STAGE_NEXT);
+        void (*again)(tp_req_t *) = l->again;
+        if (lookup_done(tp_chain_state(req)) == TP_STAGE_NEXT) {
+            if (again != NULL)
+                again(req);
+            else
+                tp_chain_resume(req, TP_STAGE_NEXT);
+        }
     }
 }
 
@@ -925,9 +940,10 @@ tp_stage_rc_t tp_session_lookup(tp_req_t *req, tp_str_t key)
     return tp_session_lookup_as(req, key, TP_AUTH_KEY_NOT_FOUND, NULL);
 }
 
-tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
-                                   const tp_sess_want_t *want)
+static tp_stage_rc_t lookup_into(tp_req_t *req, tp_str_t key, int miss, const tp_sess_want_t *want,
+                                 void (*again)(tp_req_t *))
 {
+    int peek = again != NULL;
     tp_worker_t *w = req->conn->w;
     const tp_conf_t *conf = w->conf;
     const tp_api_t *api = req->route->api;
@@ -956,10 +972,10 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
             if (want != NULL) {
                 s->refs++;
                 s = sess_want(req, s, want, cache);
-                sess_found(req, s);
+                sess_found(req, s, peek);
                 sess_put(s);
             } else {
-                sess_found(req, s);
+                sess_found(req, s, peek);
             }
             tp_counter_add(&w->me->sc_hits, 1);
             return TP_STAGE_NEXT;
@@ -979,7 +995,7 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
             tp_buf_free(&rkey);
             tp_buf_free(&json);
             s = sess_want(req, s, want, cache);
-            sess_found(req, s);
+            sess_found(req, s, peek);
             sess_put(s);
             tp_counter_add(&w->me->sc_hits, 1);
             return TP_STAGE_NEXT;
@@ -1013,6 +1029,8 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
     }
     l->want = want;
     l->miss = miss;
+    l->peek = peek;
+    l->again = again;
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
     memcpy(l->id, id, sizeof(id));
@@ -1051,6 +1069,19 @@ tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
     if (l->pending == 0) /* answered while being asked */
         return lookup_done(lp);
     return TP_STAGE_LATER;
+}
+
+tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
+                                   const tp_sess_want_t *want)
+{
+    return lookup_into(req, key, miss, want, NULL);
+}
+
+tp_stage_rc_t tp_session_peek(tp_req_t *req, tp_str_t key, void (*again)(tp_req_t *))
+{
+    sess_put(req->peek_sess);
+    req->peek_sess = NULL;
+    return lookup_into(req, key, TP_AUTH_NONE, NULL, again);
 }
 
 const cJSON *tp_session_json(const tp_sess_t *s)

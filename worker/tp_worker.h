@@ -266,6 +266,13 @@ typedef struct tp_sess_want_s {
  * call: a lookup that waits keeps a copy). */
 tp_stage_rc_t tp_session_lookup_as(tp_req_t *req, tp_str_t key, int miss,
                                    const tp_sess_want_t *want);
+/* The session of <key>, a key the request only looks at (JWT's
+ * jwt_client_base_field), into req->peek_sess (NULL when it is stored
+ * nowhere). TP_STAGE_NEXT when known now; TP_STAGE_LATER while Redis is
+ * asked, and <again> runs when it has answered (the stage runs again);
+ * TP_STAGE_DONE with Tyk's 503 when Redis cannot tell. */
+tp_stage_rc_t tp_session_peek(tp_req_t *req, tp_str_t key, void (*again)(tp_req_t *));
+enum { TP_AUTH_NONE = -1 }; /* a lookup's <miss>: finding nothing is no error */
 /* Policy <id> of org <org> in generation <snap>, or NULL (none of that
  * org: Tyk's "no matching policy"). */
 const cJSON *tp_session_policy(tp_worker_t *w, const tp_snapshot_t *snap, const char *org,

@@ -355,6 +355,65 @@ def test_one_to_one_mode_uses_the_keys_secret(make_gateway, upstream, keys):
     rc.close()
 
 
+def test_base_policy_from_the_client_key(make_gateway, upstream, polfile):
+    """jwt_client_base_field (Tyk's getBasePolicyID): without a policy
+    claim field, the claim names a Tyk key whose first policy is the
+    token's base policy; a client key that is unknown or has no policy
+    leaves the defaults; a client key whose policies change moves the
+    identities it vouches for with it."""
+    from test_access import SECRET as ADMIN_SECRET
+    from test_keys import admin
+    c = conf(policies={"policy_source": "file", "policy_record_name": str(polfile)})
+    apis = [jwt_api("hs", upstream.url("/"), "hmac", source(SECRET), jwt_policy_field_name="",
+                    jwt_client_base_field="azp", jwt_default_policies=["base"]),
+            jwt_api("scoped", upstream.url("/"), "hmac", source(SECRET),
+                    jwt_policy_field_name="", jwt_client_base_field="azp")]
+    g = make_gateway(conf=c, apis=apis)
+    rc = session_redis().client()
+    client = generate_token(ORG, "client-" + uuid.uuid4().hex[:8])
+    put_session(rc, client, tyk_session(["hs"], org_id=ORG, apply_policies=["gold", "silver"]))
+    bare = generate_token(ORG, "bare-" + uuid.uuid4().hex[:8])
+    put_session(rc, bare, tyk_session(["hs"], org_id=ORG))
+
+    def pols_of(user, want=None):
+        """The virtual session's policies; with <want>, waited for (the
+        session is written beside the answer, a refusal can be first)."""
+        deadline = time.time() + 3
+        while True:
+            got = json.loads(rc.get("apikey-" + hash_key(sid_of(user))))["apply_policies"]
+            if want is None or got == want or time.time() > deadline:
+                return got
+            time.sleep(0.02)
+
+    user = "app-user-" + uuid.uuid4().hex[:6]
+    tok = sign("HS256", claims(sub=user, azp=client), secret=SECRET)
+    assert call(g, "/hs/get", tok).status == 200
+    assert pols_of(user) == ["gold"]
+    # again, remembered: the same
+    assert call(g, "/hs/get", tok).status == 200
+    # the client key is unknown, has no policies, or the claim is absent: the defaults
+    for i, azp in enumerate((generate_token(ORG, "nobody-" + uuid.uuid4().hex[:6]), bare, None)):
+        u = "%s-%d" % (user, i)
+        cl = claims(sub=u) if azp is None else claims(sub=u, azp=azp)
+        assert call(g, "/hs/get", sign("HS256", cl, secret=SECRET)).status == 200, azp
+        assert pols_of(u) == ["base"], azp
+    # without defaults such a token has no policy at all
+    denied(call(g, "/scoped/get", sign("HS256", claims(azp=bare), secret=SECRET)), 403,
+           "key not authorized: no matching policy found")
+    # the client's policies change (through this gateway's API): the next request follows
+    s = json.loads(rc.get("apikey-" + hash_key(client)))
+    s["apply_policies"] = ["silver"]
+    r = admin(g, "PUT", "/tyk/keys/" + client, s, secret=ADMIN_SECRET)
+    assert r.status == 200, r
+    denied(call(g, "/hs/get", tok), 403, "Access to this API has been disallowed")
+    assert pols_of(user, ["silver"]) == ["silver"]
+    s["apply_policies"] = ["base"]
+    assert admin(g, "PUT", "/tyk/keys/" + client, s, secret=ADMIN_SECRET).status == 200
+    assert call(g, "/hs/get", tok).status == 200
+    assert pols_of(user) == ["base"]
+    rc.close()
+
+
 def test_bad_source_is_refused_with_a_warning(make_gateway, upstream):
     api = jwt_api("broken", upstream.url("/"), "rsa", source(b"this is no PEM key"))
     g = make_gateway(conf=conf(), apis=[api])
