@@ -137,7 +137,14 @@ $(BUILD)/$(basename $(notdir $(1)))$(if $(SANITIZER),-$(SANITIZER)): $(OBJDIR)/$
 endef
 $(foreach t,$(TOOL_SRC),$(eval $(call tool_rule,$(t))))
 
-tools: $(TOOL_BIN)
+# the allocation counter the tests preload (not with a sanitizer, which has its own allocator)
+ALLOC_SO := $(if $(SANITIZER),,$(BUILD)/libtp_alloccount.so)
+$(BUILD)/libtp_alloccount.so: test/alloc/tp_alloccount.c
+	@mkdir -p $(BUILD)
+	@echo "  LD      $@"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -O2 -fPIC -shared $(WARN) -o $@ $< -lpthread
+
+tools: $(TOOL_BIN) $(ALLOC_SO)
 
 FORCE:
 
@@ -152,7 +159,7 @@ unit: $(UNIT_BIN)
 	@echo "  UNIT    $(UNIT_BIN)"
 	$(Q)cd test/unit && ../../$(UNIT_BIN)
 
-integration: $(BIN) $(TOOL_BIN)
+integration: $(BIN) $(TOOL_BIN) $(ALLOC_SO)
 	@echo "  PYTEST  test/integration"
 	$(Q)TURNPIKE_BIN=$(abspath $(BIN)) TURNPIKE_TOOLS=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
 

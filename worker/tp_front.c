@@ -130,13 +130,10 @@ static tp_stage_rc_t target_run(tp_req_t *req)
     /* gorilla/mux redirects unclean paths ("//", ".", "..") with a 301. */
     if (w->conf->http_server_options.skip_url_cleaning || req->method == HTTP_CONNECT)
         return TP_STAGE_NEXT;
-    tp_buf_t clean = {0};
-    char *dst = tp_buf_reserve(&clean, rp->path.n + 2);
+    char *dst = tp_req_alloc(req, rp->path.n + 2); /* the arena: no malloc per request */
     size_t n = tp_url_clean_path(rp->path.p, rp->path.n, dst);
-    if (n == rp->path.n && memcmp(dst, rp->path.p, n) == 0) {
-        tp_buf_free(&clean);
+    if (n == rp->path.n && memcmp(dst, rp->path.p, n) == 0)
         return TP_STAGE_NEXT;
-    }
     tp_buf_t loc = {0};
     tp_buf_puts(&loc, "Location: ");
     tp_url_escape_path(&loc, dst, n);
@@ -147,7 +144,6 @@ static tp_stage_rc_t target_run(tp_req_t *req)
     tp_buf_puts(&loc, "\r\n");
     tp_respond(req, 301, NULL, "", 0, tp_buf_cstr(&loc));
     tp_buf_free(&loc);
-    tp_buf_free(&clean);
     return TP_STAGE_DONE;
 }
 
