@@ -135,3 +135,15 @@ int tp_buf_read_file(tp_buf_t *b, const char *path)
     fclose(f);
     return bad ? -1 : 0;
 }
+
+void tp_buf_put_i64(tp_buf_t *b, int64_t v)
+{
+    char tmp[24], *e = tmp + sizeof(tmp), *p = e;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    tp_buf_append(b, p, (size_t)(e - p));
+}

@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct tp_buf_s {
@@ -53,6 +54,9 @@ static inline const char *tp_buf_cstr(tp_buf_t *b)
     *tp_buf_reserve(b, 1) = '\0';
     return b->data;
 }
+
+/* <v> in decimal (no printf: for the headers of every response). */
+void tp_buf_put_i64(tp_buf_t *b, int64_t v);
 
 static inline void tp_buf_put_str(tp_buf_t *b, tp_str_t s)
 {

@@ -246,12 +246,15 @@ static void rl_headers(const tp_req_t *req, tp_buf_t *b, int gateway)
 {
     if (gateway == TP_RESP_GATEWAY && !req->rl_early)
         return; /* (a cached response carries the session's, as Tyk's) */
-    if (req->rl_set)
-        tp_buf_printf(b,
-                      "X-RateLimit-Limit: %lld\r\nX-RateLimit-Remaining: %lld\r\n"
-                      "X-RateLimit-Reset: %lld\r\n",
-                      (long long)req->rl_limit, (long long)req->rl_remaining,
-                      (long long)req->rl_reset);
+    if (!req->rl_set)
+        return;
+    tp_buf_puts(b, "X-RateLimit-Limit: ");
+    tp_buf_put_i64(b, req->rl_limit);
+    tp_buf_puts(b, "\r\nX-RateLimit-Remaining: ");
+    tp_buf_put_i64(b, req->rl_remaining);
+    tp_buf_puts(b, "\r\nX-RateLimit-Reset: ");
+    tp_buf_put_i64(b, req->rl_reset);
+    tp_buf_puts(b, "\r\n");
 }
 
 const tp_stage_t tp_stage_rl_headers = {.name = "rl_headers", .headers = rl_headers};

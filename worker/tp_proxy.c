@@ -239,9 +239,11 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         tp_buf_puts(b, "User-Agent: Turnpike/" TP_VERSION "\r\n");
     if (req->hdr_plan.add.len > 0)
         tp_buf_append(b, req->hdr_plan.add.data, req->hdr_plan.add.len);
-    if (req->body_buffered)
-        tp_buf_printf(b, "Content-Length: %zu\r\n", req->rbody.len);
-    else if (req->chunked)
+    if (req->body_buffered) {
+        tp_buf_puts(b, "Content-Length: ");
+        tp_buf_put_i64(b, (int64_t)req->rbody.len);
+        tp_buf_puts(b, "\r\n");
+    } else if (req->chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     tp_str_t up =
         w->conf->http_server_options.enable_websockets ? upgrade_asked(req) : (tp_str_t){"", 0};
@@ -643,11 +645,14 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
 
     tp_buf_t *b = &req->out;
     b->len = 0;
+    tp_buf_puts(b, "HTTP/1.1 ");
+    tp_buf_put_i64(b, status);
+    tp_buf_putc(b, ' ');
     if (up->reason_len > 0)
-        tp_buf_printf(b, "HTTP/1.1 %d %.*s\r\n", status, (int)up->reason_len,
-                      up->rbuf + up->reason_off);
+        tp_buf_append(b, up->rbuf + up->reason_off, up->reason_len);
     else
-        tp_buf_printf(b, "HTTP/1.1 %d %s\r\n", status, tp_http_reason(status));
+        tp_buf_puts(b, tp_http_reason(status));
+    tp_buf_puts(b, "\r\n");
     for (uint32_t i = 0; i < up->nhdrs; i++) {
         const tp_hdr_t *h = &up->hdrs[i];
         const char *name = up->rbuf + h->name_off;
@@ -702,7 +707,9 @@ static void resp_collected(tp_req_t *req, tp_upconn_t *up)
         tp_buf_free(&out);
     }
     tp_chain_body(req->run.chain, req, &req->out, &req->resp_body);
-    tp_buf_printf(&req->out, "Content-Length: %zu\r\n\r\n", req->resp_body.len);
+    tp_buf_puts(&req->out, "Content-Length: ");
+    tp_buf_put_i64(&req->out, (int64_t)req->resp_body.len);
+    tp_buf_puts(&req->out, "\r\n\r\n");
     resp_forward(req, up, req->resp_body.data, req->resp_body.len);
 }
 

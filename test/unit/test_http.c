@@ -1,4 +1,6 @@
 /* test/unit/test_http.c: HTTP vocabulary (header classes, tokens, reasons) and tp_buf helpers. */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "tp_buf.h"
@@ -183,6 +185,23 @@ static void copy_text(const tp_buf_t *b, char *dst, size_t cap)
     dst[n] = '\0';
 }
 
+TP_TEST(buf_put_i64_writes_decimal)
+{
+    static const int64_t vals[] = {0, 7, -1, 200, 1234567890123LL, INT64_MAX, INT64_MIN};
+    tp_buf_t b = {0};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        tp_buf_put_i64(&b, vals[i]);
+        tp_buf_putc(&b, ',');
+    }
+    char got[256], want[256];
+    copy_text(&b, got, sizeof(got));
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+        n += (size_t)snprintf(want + n, sizeof(want) - n, "%lld,", (long long)vals[i]);
+    tp_buf_free(&b);
+    CHECK_STR(got, want);
+}
+
 TP_TEST(buf_printf_grows)
 {
     tp_buf_t b = {0};
@@ -362,6 +381,7 @@ void test_http_suite(void)
     TP_RUN(token_ok);
     TP_RUN(reason_phrases);
     TP_RUN(reason_phrases_for_other_common_codes);
+    TP_RUN(buf_put_i64_writes_decimal);
     TP_RUN(buf_printf_grows);
     TP_RUN(buf_append_and_puts);
     TP_RUN(buf_consume);
