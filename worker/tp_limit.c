@@ -188,12 +188,28 @@ static int tier_of(const tp_worker_t *w, double rate, double per)
     return TIER_LOCAL;
 }
 
-/* Tyk's rate.Prefix: the parts joined by '-', each trimmed of '-', empty
- * ones skipped. */
-static void key_join(char *out, size_t cap, const char *const *parts, size_t n)
+/* <s> (<n> bytes) after the <*at> bytes already in <out> (<cap> bytes),
+ * cut to fit, NUL-terminated: the Redis names of every keyed request are
+ * built with it (no printf on the request path). */
+static void put(char *out, size_t cap, size_t *at, const char *s, size_t n)
 {
-    size_t len = 0;
-    out[0] = '\0';
+    if (*at + n >= cap)
+        n = cap - 1 - *at;
+    memcpy(out + *at, s, n);
+    *at += n;
+    out[*at] = '\0';
+}
+
+static void puts_(char *out, size_t cap, size_t *at, const char *s)
+{
+    put(out, cap, at, s, strlen(s));
+}
+
+/* Tyk's rate.Prefix: the parts joined by '-', each trimmed of '-', empty
+ * ones skipped, after the <*at> bytes in <out>. */
+static void key_join(char *out, size_t cap, size_t *at, const char *const *parts, size_t n)
+{
+    size_t start = *at;
     for (size_t i = 0; i < n; i++) {
         const char *p = parts[i];
         if (p == NULL)
@@ -205,10 +221,9 @@ static void key_join(char *out, size_t cap, const char *const *parts, size_t n)
             pl--;
         if (pl == 0)
             continue;
-        int w = snprintf(out + len, cap - len, "%s%.*s", len > 0 ? "-" : "", (int)pl, p);
-        if (w < 0 || (size_t)w >= cap - len)
-            return;
-        len += (size_t)w;
+        if (*at > start)
+            put(out, cap, at, "-", 1);
+        put(out, cap, at, p, pl);
     }
 }
 
@@ -846,15 +861,23 @@ static tp_stage_rc_t key_limit_run(tp_req_t *req)
     op->per = k->per;
     if (rate_on) {
         const char *parts[3] = {k->scope, k->khash, k->suffix};
-        char body[KEY_MAX];
-        key_join(body, sizeof(body), parts, 3);
-        snprintf(op->rkey, sizeof(op->rkey), "rate-limit-%s", body);
+        size_t at = 0;
+        puts_(op->rkey, sizeof(op->rkey), &at, "rate-limit-");
+        key_join(op->rkey, sizeof(op->rkey), &at, parts, 3);
     }
     if (quota_on) {
-        snprintf(op->qkey, sizeof(op->qkey), "quota-%s%s%s", k->scope, k->scope[0] ? "-" : "",
-                 k->khash);
-        snprintf(op->akey, sizeof(op->akey), "apikey-%s", k->khash);
-        snprintf(op->scope, sizeof(op->scope), "%s", k->scope);
+        size_t at = 0;
+        puts_(op->qkey, sizeof(op->qkey), &at, "quota-");
+        if (k->scope[0] != '\0') {
+            puts_(op->qkey, sizeof(op->qkey), &at, k->scope);
+            put(op->qkey, sizeof(op->qkey), &at, "-", 1);
+        }
+        puts_(op->qkey, sizeof(op->qkey), &at, k->khash);
+        at = 0;
+        puts_(op->akey, sizeof(op->akey), &at, "apikey-");
+        puts_(op->akey, sizeof(op->akey), &at, k->khash);
+        at = 0;
+        puts_(op->scope, sizeof(op->scope), &at, k->scope);
     }
     return run(req, req->rp, op);
 }
