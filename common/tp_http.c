@@ -4,7 +4,7 @@
 
 #include "tp_http.h"
 
-#define IS(lit) (n == sizeof(lit) - 1 && strncasecmp(name, lit, n) == 0)
+#define IS(lit) (n == sizeof(lit) - 1 && tp_http_ieq(name, lit, n))
 
 int tp_http_header_kind(const char *name, size_t n)
 {
@@ -234,10 +234,12 @@ void tp_http_put_canonical(tp_buf_t *b, const char *s, size_t n)
 
 int tp_http_is_ratelimit_header(const char *name, size_t len)
 {
-    static const char *const names[] = {"X-RateLimit-Limit", "X-RateLimit-Remaining",
-                                        "X-RateLimit-Reset"};
+    static const char *const names[] = {"x-ratelimit-limit", "x-ratelimit-remaining",
+                                        "x-ratelimit-reset"};
+    if (len < 17 || (name[0] | 0x20) != 'x')
+        return 0;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (len == strlen(names[i]) && strncasecmp(name, names[i], len) == 0)
+        if (len == strlen(names[i]) && tp_http_ieq(name, names[i], len))
             return 1;
     return 0;
 }

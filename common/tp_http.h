@@ -31,6 +31,17 @@ enum {
 
 /* Classifies a header name (case-insensitive). */
 int tp_http_header_kind(const char *name, size_t n);
+/* <n> bytes of <a> equal lower-case ASCII <lower>, letters in any case
+ * (no locale: header names are ASCII, compared on every response). */
+static inline int tp_http_ieq(const char *a, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
 
 /* Hop-by-hop headers a proxy must not forward (RFC 9110 7.6.1, and Go's
  * list that Tyk applies: Connection, Proxy-Connection, Keep-Alive,

@@ -592,7 +592,7 @@ static int upstream_encoded(const tp_upconn_t *up)
 {
     for (uint32_t i = 0; i < up->nhdrs; i++) {
         const tp_hdr_t *h = &up->hdrs[i];
-        if (h->name_len == 16 && strncasecmp(up->rbuf + h->name_off, "Content-Encoding", 16) == 0) {
+        if (h->name_len == 16 && tp_http_ieq(up->rbuf + h->name_off, "content-encoding", 16)) {
             tp_str_t v = tp_str_trim((tp_str_t){up->rbuf + h->val_off, h->val_len});
             return v.n > 0 && !tp_str_ieq(v, "identity");
         }
