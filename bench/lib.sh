@@ -563,3 +563,39 @@ bench_machine() {
     echo "machine busy before start: ${busy}% of all CPUs (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     [ "$busy" -le 10 ] || echo "WARNING: other work is running on this machine; expect noisy numbers"
 }
+
+# bench_profile TARGET: where a request of TARGET goes, for bench/PROFILE.md.
+# Two more wrk runs of $PROFILE_DURATION (default 4s) against it, unmeasured
+# for throughput (the tools slow the server):
+#   1. `strace -c -f` attached to each of the target's worker processes:
+#      system calls per request (calls / wrk's request count), by name;
+#   2. `perf record -F $PROFILE_FREQ` (default 2000) of the same workers:
+#      CPU per request (samples / frequency / requests) by part (kernel,
+#      the server, libc, libuv, ...) and by user-space function.
+# Into $BENCH_TMP/profile/TARGET.*; bench/profile_report.py prints them.
+bench_profile() {
+    local t=$1 d=$BENCH_TMP/profile pids p spids=() dur=${PROFILE_DURATION:-4s}
+    mkdir -p "$d"
+    pids=$(bench_children "${SERVER[$t]}" | sort)
+    [ -n "$pids" ] || die "no workers for $t"
+    for p in $pids; do
+        strace -c -f -p "$p" -o "$d/$t.strace.$p" 2>/dev/null &
+        spids+=($!)
+    done
+    sleep 0.5
+    bench_run_wrk "$t" "$dur" "$d/$t.strace.wrk"
+    kill -INT "${spids[@]}" 2>/dev/null || true
+    wait "${spids[@]}" 2>/dev/null || true
+    if command -v perf >/dev/null && perf record -o /dev/null -- true >/dev/null 2>&1; then
+        perf record -F "${PROFILE_FREQ:-2000}" -g -p "$(echo $pids | tr ' ' ',')" \
+            -o "$d/$t.perf.data" -- sleep 3600 >/dev/null 2>&1 &
+        local pp=$!
+        sleep 0.5
+        bench_run_wrk "$t" "$dur" "$d/$t.perf.wrk"
+        kill -INT "$pp" 2>/dev/null || true
+        wait "$pp" 2>/dev/null || true
+        echo "${PROFILE_FREQ:-2000}" >"$d/$t.perf.freq"
+    else
+        say "perf cannot record here: no CPU profile for $t"
+    fi
+}

@@ -77,6 +77,9 @@
 # Rerun
 #   make && bench/limits.sh                   # ~5 min
 #   RUNS=1 DURATION=3s KEYS=300 bench/limits.sh   # a quick check, ~1 min
+#   PROFILE=1 bench/limits.sh                 # + system calls and CPU per request of
+#                                             #   nginx keyless auth localrate local exact
+#                                             #   (strace, perf: bench/PROFILE.md)
 #   KEYS=5000 RUNS=5 DURATION=10s bench/limits.sh
 # Other settings: WORKERS (1), CONNS (50), THREADS (1), WARMUP (3s),
 # REWARM (2s), PIN=0, TURNPIKE_BIN, KEEP=0.
@@ -372,6 +375,18 @@ for t in ("local50", "exact50"):
     if abs(s - 0.5) > 0.02:
         print("  WARNING: %s: %.1f%% of the requests got 429, not ~50%%" % (t, 100 * s))
 PY
+if [ "${PROFILE:-0}" = 1 ]; then
+    # where the time goes (bench/PROFILE.md): system calls and CPU per request
+    PROFILED=(nginx keyless auth localrate local exact)
+    for t in "${PROFILED[@]}"; do
+        case $t in nginx | keyless) ;; *) bench_run_wrk "$t" "$REWARM" "$BENCH_TMP/warmup/$t.profile.txt" ;; esac
+        say "profiling $t"
+        bench_profile "$t"
+    done
+    echo
+    "$PYTHON" "$BENCH_DIR/profile_report.py" "$BENCH_TMP/profile" "${PROFILED[@]}" |
+        tee "$BENCH_TMP/profile.md"
+fi
 echo "Redis server: $(redis-cli -p "$RPORT" info commandstats | tr -d '\r' | grep -E '^cmdstat_(evalsha|eval|get|mget|set|incr|time)' | cut -d, -f1-3 | tr '\n' ' ')"
 bench_cleanup
 echo

@@ -136,7 +136,7 @@ int tp_buf_read_file(tp_buf_t *b, const char *path)
     return bad ? -1 : 0;
 }
 
-void tp_buf_put_i64(tp_buf_t *b, int64_t v)
+size_t tp_fmt_i64(char *out, int64_t v)
 {
     char tmp[24], *e = tmp + sizeof(tmp), *p = e;
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
@@ -145,5 +145,14 @@ void tp_buf_put_i64(tp_buf_t *b, int64_t v)
     while ((u /= 10) != 0);
     if (v < 0)
         *--p = '-';
-    tp_buf_append(b, p, (size_t)(e - p));
+    size_t n = (size_t)(e - p);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return n;
+}
+
+void tp_buf_put_i64(tp_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    tp_buf_append(b, tmp, tp_fmt_i64(tmp, v));
 }

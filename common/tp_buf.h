@@ -55,7 +55,10 @@ static inline const char *tp_buf_cstr(tp_buf_t *b)
     return b->data;
 }
 
-/* <v> in decimal (no printf: for the headers of every response). */
+/* <v> in decimal into <out> (at least 21 bytes), NUL-terminated; its
+ * length. No printf: for what every request formats. */
+size_t tp_fmt_i64(char *out, int64_t v);
+/* ... appended to <b>. */
 void tp_buf_put_i64(tp_buf_t *b, int64_t v);
 
 static inline void tp_buf_put_str(tp_buf_t *b, tp_str_t s)

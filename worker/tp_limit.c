@@ -527,19 +527,21 @@ static void ask_rate(tp_req_t *req, tp_reqpath_t *rp, limop_t *op, int tier, con
     switch (tier) {
     case TIER_EXACT: {
         char gkey[KEY_MAX + 8];
-        snprintf(gkey, sizeof(gkey), "%s.gcra", key);
+        size_t at = 0;
+        puts_(gkey, sizeof(gkey), &at, key);
+        puts_(gkey, sizeof(gkey), &at, ".gcra");
         args[n++] = gkey;
         nkeys = 1;
         if (quota) {
             args[n++] = op->qkey;
             nkeys++;
         }
-        snprintf(a[0], sizeof(a[0]), "%.0f", per * 1e6 / rate);
-        snprintf(a[1], sizeof(a[1]), "%.0f", per * 1e6);
-        snprintf(a[2], sizeof(a[2]), "%lld",
-                 quota ? (long long)(op->lim.quota_renewal > 0 ? op->lim.quota_renewal * 1000 : 0)
-                       : -1LL);
-        snprintf(a[3], sizeof(a[3]), "%lld", (long long)op->lim.quota_max);
+        /* what "%.0f" printed (nearbyint rounds as printf does), without printf */
+        tp_fmt_i64(a[0], (int64_t)nearbyint(per * 1e6 / rate));
+        tp_fmt_i64(a[1], (int64_t)nearbyint(per * 1e6));
+        tp_fmt_i64(a[2],
+                   quota ? (op->lim.quota_renewal > 0 ? op->lim.quota_renewal * 1000 : 0) : -1);
+        tp_fmt_i64(a[3], op->lim.quota_max);
         for (int i = 0; i < 4; i++)
             args[n++] = a[i];
         op->quota_in = quota;
