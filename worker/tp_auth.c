@@ -208,17 +208,18 @@ static tp_stage_rc_t version_run(tp_req_t *req)
 const tp_stage_t tp_stage_version = {.name = "version", .run = version_run};
 
 /* The path lists of the version (first match decides), mock replies. The
- * rule paths it builds in w->rulepaths serve the header stage next. */
+ * rule paths it builds serve the stages after it (tp_req_rulepaths). */
 static tp_stage_rc_t paths_run(tp_req_t *req)
 {
-    tp_worker_t *w = req->conn->w;
     const tp_version_t *v = req->version;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const tp_api_mw_t *mw = v->mw;
+    if (v->nrules == 0 && !v->has_white && (mw == NULL || mw->ninternal == 0))
+        return TP_STAGE_NEXT; /* nothing to match */
+    const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
     const char *method = llhttp_method_name(req->method);
     const tp_pathrule_t *hit = NULL;
     for (size_t i = 0; i < v->nrules && hit == NULL; i++)
-        if (tp_pathrule_match(&v->rules[i], method, ps->p, 3))
+        if (tp_pathrule_match(&v->rules[i], method, paths, 3))
             hit = &v->rules[i];
     if (hit != NULL && hit->kind == TP_RULE_REPLY) {
         req->not_recorded = 1; /* VersionCheck answers: Tyk writes no record */
@@ -227,10 +228,9 @@ static tp_stage_rc_t paths_run(tp_req_t *req)
     }
     /* extended_paths.internal: reachable only from an internal loop */
     int internal = 0;
-    const tp_api_mw_t *mw = v->mw;
     for (size_t i = 0;
          hit == NULL && mw != NULL && req->loop_level == 0 && i < mw->ninternal && !internal; i++)
-        internal = tp_epmatch(&mw->internal[i], method, ps->p, 3);
+        internal = tp_epmatch(&mw->internal[i], method, paths, 3);
     if ((hit != NULL && hit->kind == TP_RULE_BLACK) || (hit == NULL && v->has_white) || internal) {
         tp_respond_error(req, 403, "Requested endpoint is forbidden");
         return TP_STAGE_DONE;

@@ -290,12 +290,10 @@ static const tp_cachepath_t *matching_entry(tp_req_t *req, int *found)
     *found = 0;
     if (mw == NULL || mw->ncache == 0)
         return NULL;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
     const char *method = method_of(req);
     for (size_t i = 0; i < mw->ncache; i++)
-        if (tp_cachepath_match(&mw->cache[i], method, ps->p, 3)) {
+        if (tp_cachepath_match(&mw->cache[i], method, paths, 3)) {
             *found = 1;
             return &mw->cache[i];
         }

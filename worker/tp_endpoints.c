@@ -55,9 +55,7 @@ int tp_endpoints_match(const tp_endpoints_t *l, tp_req_t *req)
 {
     if (l->n == 0 || req->version == NULL)
         return -1;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
     const char *method = llhttp_method_name(req->method);
     for (size_t i = 0; i < l->n; i++) {
         const tp_endpoint_t *e = &l->e[i];
@@ -66,7 +64,7 @@ int tp_endpoints_match(const tp_endpoints_t *l, tp_req_t *req)
         if (!(l->empty_any && e->method[0] == '\0') && strcasecmp(e->method, method) != 0)
             continue;
         for (int k = 0; k < 3; k++)
-            if (regexec(&e->re, ps->p[k], 0, NULL, 0) == 0)
+            if (regexec(&e->re, paths[k], 0, NULL, 0) == 0)
                 return (int)i;
     }
     return -1;
@@ -76,13 +74,11 @@ const void *tp_epmatch_first(tp_req_t *req, const void *arr, size_t n, size_t si
 {
     if (n == 0 || req->version == NULL)
         return NULL;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
     const char *method = llhttp_method_name(req->method);
     for (size_t i = 0; i < n; i++) {
         const tp_epmatch_t *m = (const tp_epmatch_t *)((const char *)arr + i * size);
-        if (tp_epmatch(m, method, ps->p, 3))
+        if (tp_epmatch(m, method, paths, 3))
             return m;
     }
     return NULL;

@@ -56,13 +56,11 @@ static tp_stage_rc_t headers_run(tp_req_t *req)
     put_set(req, &v->global_add, &hp->add);
     if (v->nhdr_rules == 0)
         return TP_STAGE_NEXT;
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+    const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
     const char *method = llhttp_method_name(req->method);
     for (size_t i = 0; i < v->nhdr_rules; i++) {
         const tp_hdrrule_t *hr = &v->hdr_rules[i];
-        if (!tp_hdrrule_match(hr, method, ps->p, 3))
+        if (!tp_hdrrule_match(hr, method, paths, 3))
             continue;
         for (size_t j = 0; j < hr->ndel; j++) {
             tp_hdrplan_drop(hp, hr->del[j]);
@@ -96,13 +94,11 @@ static void resp_headers(const tp_req_t *creq, tp_buf_t *head, int gateway)
     const char *eol = memchr(head->data, '\n', head->len);
     size_t from = eol != NULL ? (size_t)(eol - head->data) + 1 : head->len;
     if (v->nresp_rules > 0) {
-        tp_worker_t *w = req->conn->w;
-        tp_rulepaths_t *ps = &w->rulepaths;
-        tp_req_rulepaths(ps, req->rp, req->vseg, w->conf->http_server_options.skip_url_cleaning);
+        const char *const *paths = tp_req_rulepaths(req, req->rp, 1);
         const char *method = llhttp_method_name(req->method);
         for (size_t i = 0; i < v->nresp_rules; i++) {
             const tp_hdrrule_t *hr = &v->resp_rules[i];
-            if (!tp_hdrrule_match(hr, method, ps->p, 3))
+            if (!tp_hdrrule_match(hr, method, paths, 3))
                 continue;
             for (size_t j = 0; j < hr->ndel; j++)
                 lines_drop(head, from, hr->del[j]);

@@ -739,12 +739,10 @@ static const tp_rlrule_t *api_rule(tp_req_t *req, tp_reqpath_t *rp)
         return NULL;
     const tp_version_t *v = req->version;
     if (v != NULL && v->nrl_rules > 0) {
-        tp_worker_t *w = req->conn->w;
-        tp_rulepaths_t *ps = &w->rulepaths;
-        tp_req_rulepaths_noversion(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+        const char *const *paths = tp_req_rulepaths(req, rp, 0);
         const char *method = llhttp_method_name(req->method);
         for (size_t i = 0; i < v->nrl_rules; i++)
-            if (tp_rlrule_match(&v->rl_rules[i], method, ps->p, 3))
+            if (tp_rlrule_match(&v->rl_rules[i], method, paths, 3))
                 return &v->rl_rules[i];
     }
     return r->global.rate > 0 ? &r->global : NULL;

@@ -146,7 +146,7 @@ void tp_block_put(tp_worker_t *w, char *block)
 }
 
 /* The three paths Tyk matches path rules against (TYK-COMPAT 3.6). */
-void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean)
+static void rulepaths_build(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean)
 {
     tp_str_t full = rp->path;
     tp_buf_t cleaned = {0};
@@ -188,9 +188,20 @@ void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, 
     tp_buf_free(&cleaned);
 }
 
-void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean)
+const char *const *tp_req_rulepaths(tp_req_t *req, const tp_reqpath_t *rp, int version)
 {
-    tp_req_rulepaths(ps, rp, (tp_str_t){"", 0}, clean);
+    tp_worker_t *w = req->conn->w;
+    tp_rulepaths_t *ps = &w->rulepaths[version != 0];
+    tp_str_t seg = version ? req->vseg : (tp_str_t){"", 0};
+    if (ps->serial != req->serial || ps->path.p != rp->path.p || ps->path.n != rp->path.n ||
+        ps->matched != rp->matched || ps->seg.p != seg.p || ps->seg.n != seg.n) {
+        rulepaths_build(ps, rp, seg, w->conf->http_server_options.skip_url_cleaning);
+        ps->serial = req->serial;
+        ps->path = rp->path;
+        ps->seg = seg;
+        ps->matched = rp->matched;
+    }
+    return ps->p;
 }
 
 void tp_req_latency(const tp_req_t *req, int64_t *total, int64_t *upstream)

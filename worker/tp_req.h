@@ -66,10 +66,15 @@ typedef struct tp_hdrplan_s {
     size_t ndrop;
 } tp_hdrplan_t;
 
-/* The paths rules are matched against (tp_auth.c). */
+/* The paths rules are matched against (tp_auth.c), and what they were
+ * built from: a request's serial, its path, listen path and version
+ * segment (tp_req_rulepaths builds them once per request). */
 typedef struct tp_rulepaths_s {
     tp_buf_t buf;
     const char *p[3];
+    uint64_t serial;
+    tp_str_t path, seg;
+    size_t matched;
 } tp_rulepaths_t;
 
 typedef struct tp_sess_s tp_sess_t;
@@ -77,6 +82,7 @@ typedef struct tp_ctxkv_s tp_ctxkv_t;
 
 struct tp_req_s {
     tp_conn_t *conn;
+    uint64_t serial; /* the worker's count of requests when it began */
     tp_upconn_t *up;
     tp_tunnel_t *tunnel; /* the upstream switched protocols: the relay */
     tp_req_t *next_free;
@@ -230,12 +236,13 @@ void tp_query_without(tp_str_t q, const char *name, tp_buf_t *out);
 /* Copies the request's head and paths out of the read buffer, into
  * req->saved and req->saved_rp, before it waits. */
 void tp_req_save(tp_req_t *req, tp_reqpath_t *rp);
-/* The three paths Tyk matches path rules on (TYK-COMPAT 3.6): without the
- * listen path and the URL version segment <seg>, without the listen path,
- * and whole; cleaned first when <clean>. */
-void tp_req_rulepaths(tp_rulepaths_t *ps, const tp_reqpath_t *rp, tp_str_t seg, int clean);
-/* The same with no version segment (key limits, allowed_urls). */
-void tp_req_rulepaths_noversion(tp_rulepaths_t *ps, const tp_reqpath_t *rp, int clean);
+/* The three paths Tyk matches path rules on (TYK-COMPAT 3.6) for <req>
+ * with paths <rp>: without the listen path (and, with <version>, the URL
+ * version segment; without it for key limits and allowed_urls), without
+ * the listen path, and whole; cleaned first with skip_url_cleaning. Built
+ * once per request and kind in the worker's scratch, again only when the
+ * paths changed (a rewrite, a copy while waiting). */
+const char *const *tp_req_rulepaths(tp_req_t *req, const tp_reqpath_t *rp, int version);
 /* <n> bytes that live as long as the request (its arena), uninitialised. */
 static inline void *tp_req_alloc(tp_req_t *req, size_t n)
 {

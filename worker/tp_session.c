@@ -591,9 +591,9 @@ static int list_has(const cJSON *list, const char *s)
 static const ep_rule_t *endpoint_limit(tp_req_t *req, const tp_reqpath_t *rp, const acl_t *acl,
                                        const cJSON **method_out)
 {
-    tp_worker_t *w = req->conn->w;
-    tp_rulepaths_t *ps = &w->rulepaths;
-    tp_req_rulepaths_noversion(ps, rp, w->conf->http_server_options.skip_url_cleaning);
+    if (acl->neps == 0)
+        return NULL;
+    const char *const *paths = tp_req_rulepaths(req, rp, 0);
     const char *method = llhttp_method_name(req->method);
     for (size_t i = 0; i < acl->neps; i++) {
         const ep_rule_t *r = &acl->eps[i];
@@ -603,7 +603,7 @@ static const ep_rule_t *endpoint_limit(tp_req_t *req, const tp_reqpath_t *rp, co
             const cJSON *name = tp_json_get(m, "name");
             if (name == NULL || !cJSON_IsString(name) || strcasecmp(name->valuestring, method))
                 continue;
-            if (regexec(&r->re, ps->p[1], 0, NULL, 0) != 0)
+            if (regexec(&r->re, paths[1], 0, NULL, 0) != 0)
                 break;
             *method_out = m;
             return r;
@@ -675,19 +675,18 @@ static tp_stage_rc_t access_run(tp_req_t *req)
             return TP_STAGE_DONE;
         }
         if (acl->nurls > 0) {
-            tp_rulepaths_t *ps = &req->conn->w->rulepaths;
             /* stripped and whole with prefix matching, else whole only */
             tp_worker_t *w = req->conn->w;
             int prefix = w->conf->http_server_options.enable_path_prefix_matching;
-            tp_req_rulepaths_noversion(ps, req->rp, w->conf->http_server_options.skip_url_cleaning);
+            const char *const *paths = tp_req_rulepaths(req, req->rp, 0);
             const char *method = llhttp_method_name(req->method);
             int ok = 0;
             for (size_t i = 0; i < acl->nurls && !ok; i++) {
                 const url_rule_t *u = &acl->urls[i];
                 if (!list_has(u->methods, method))
                     continue;
-                ok = regexec(&u->re, ps->p[2], 0, NULL, 0) == 0 ||
-                     (prefix && regexec(&u->re, ps->p[1], 0, NULL, 0) == 0);
+                ok = regexec(&u->re, paths[2], 0, NULL, 0) == 0 ||
+                     (prefix && regexec(&u->re, paths[1], 0, NULL, 0) == 0);
             }
             if (!ok) {
                 tp_respond_error(req, 403, "Access to this resource has been disallowed");

@@ -55,6 +55,7 @@ tp_req_t *tp_req_get(tp_worker_t *w)
     /* a request lives on the generation it starts on */
     tp_worker_check_generation(w);
     req->snap = w->snap;
+    req->serial = ++w->req_serial;
     w->inflight[req->snap->slot]++;
     return req;
 }

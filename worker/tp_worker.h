@@ -81,7 +81,8 @@ struct tp_worker_s {
     tp_chain_t front;               /* the chain every request starts with */
     cJSON **policies[TP_SHM_SLOTS]; /* per slot: parsed policies, built on first use */
     size_t npolicies[TP_SHM_SLOTS];
-    tp_rulepaths_t rulepaths;       /* scratch for rule matching */
+    tp_rulepaths_t rulepaths[2];    /* scratch for rule matching (tp_req_rulepaths) */
+    uint64_t req_serial;            /* requests begun */
     struct tp_scache_s *scache;     /* the node's session cache (shared memory) */
     struct tp_scache_s *rcache;     /* the node's response cache front, or NULL (tp_cache.c) */
     struct tp_js_s *js;             /* the JavaScript engine's heap, once an API needs it */
