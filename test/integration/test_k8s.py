@@ -627,6 +627,12 @@ def _run_pods(pods, c, upstream, example):
     third = dict(second, name="Third API", api_id="third-api-id",
                  proxy=dict(second["proxy"], listen_path="/v3/"))
     write_configmap_volume(pods.apps, dict(new_data, **{"third-api.json": json.dumps(third)}))
+    # Redis pub/sub keeps no messages: every pod must be listening first
+    # (its master subscribes once it runs, which can be after /hello passes)
+    for i in range(len(pods.ports)):
+        log = pods.tmp / ("gateway-%d.log" % i)
+        wait_for(lambda: "subscribed to tyk.cluster.notifications" in log.read_text(), 10,
+                 what="pod %d subscribed to the notifications" % i)
     r = get(pods.ports[0], "/tyk/reload/group", headers=[("X-Tyk-Authorization", secrets["secret"])])
     assert r.status == 200, r
     for port in pods.ports:
