@@ -156,3 +156,14 @@ void tp_buf_put_i64(tp_buf_t *b, int64_t v)
     char tmp[24];
     tp_buf_append(b, tmp, tp_fmt_i64(tmp, v));
 }
+
+void tp_hex(char *out, const void *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}

@@ -138,12 +138,7 @@ static int alg_lookup(const char *name, size_t n)
 
 static size_t put_hex(char *out, const unsigned char *b, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[2 * n] = '\0';
+    tp_hex(out, b, n);
     return 2 * n;
 }
 

@@ -19,8 +19,7 @@ void tp_notice_signature(const char *command, const char *payload, const char *n
         mbedtls_sha256_update_ret(&ctx, (const unsigned char *)parts[i], strlen(parts[i]));
     mbedtls_sha256_finish_ret(&ctx, sum);
     mbedtls_sha256_free(&ctx);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    tp_hex(hex, sum, 32);
 }
 
 char *tp_notice_format(const char *command, const char *payload, const char *node_secret)

@@ -7,6 +7,7 @@
 
 #include <mbedtls/sha1.h>
 
+#include "tp_buf.h"
 #include "tp_err.h"
 #include "tp_redis_script.h"
 
@@ -29,8 +30,7 @@ void tp_script_init(tp_script_t *s, const char *src)
 {
     unsigned char d[20];
     mbedtls_sha1_ret((const unsigned char *)src, strlen(src), d);
-    for (int i = 0; i < 20; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+    tp_hex(s->sha, d, 20);
     s->src = src;
 }
 

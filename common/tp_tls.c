@@ -915,8 +915,7 @@ int tp_tls_certset_check(const tp_tls_certset_t *s, const tp_tls_t *t, char hex[
         return TP_TLS_CERT_NONE;
     unsigned char sum[32];
     mbedtls_sha256_ret(peer->raw.p, peer->raw.len, sum, 0);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    tp_hex(hex, sum, 32);
     for (const mbedtls_x509_crt *c = &s->chain; c != NULL && c->raw.p != NULL; c = c->next) {
         unsigned char cs[32];
         mbedtls_sha256_ret(c->raw.p, c->raw.len, cs, 0);

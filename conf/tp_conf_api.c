@@ -243,8 +243,7 @@ static char *generated_id(const char *file)
     unsigned char d[16];
     mbedtls_md5_ret((const unsigned char *)base, strlen(base), d);
     char *id = tp_malloc(33);
-    for (int i = 0; i < 16; i++)
-        snprintf(id + 2 * i, 3, "%02x", d[i]);
+    tp_hex(id, d, 16);
     return id;
 }
 

@@ -351,8 +351,7 @@ static int bundle_verify(const cJSON *man, const char *dir, const tp_conf_t *con
     unsigned char md[16];
     char hex[33];
     mbedtls_md5_ret(bytes, data.len, md);
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    tp_hex(hex, md, 16);
     int rc = 0;
     if (sum == NULL || strcmp(sum, hex) != 0) {
         snprintf(err, errlen, "Invalid checksum");
@@ -481,8 +480,7 @@ static int bundle_load(const char *name, const tp_conf_t *conf, int may_fetch, c
     unsigned char md[16];
     char hex[33];
     mbedtls_md5_ret((const unsigned char *)name, strlen(name), md);
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    tp_hex(hex, md, 16);
     const char *mp = conf->middleware_path != NULL && conf->middleware_path[0] != '\0'
                          ? conf->middleware_path
                          : "middleware";

@@ -221,16 +221,6 @@ static const char *method_of(const tp_req_t *req)
     return req->up_method != NULL ? req->up_method : llhttp_method_name(req->method);
 }
 
-static void hex_of(const unsigned char *d, size_t n, char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[d[i] >> 4];
-        out[2 * i + 1] = hx[d[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static char *make_key(tp_req_t *req, const tp_cacheopts_t *o, const tp_cachepath_t *meta)
 {
     const char *method = method_of(req);
@@ -266,7 +256,7 @@ static char *make_key(tp_req_t *req, const tp_cacheopts_t *o, const tp_cachepath
     unsigned char md[16];
     mbedtls_md5_ret((const unsigned char *)b.data, b.len, md);
     char mdx[33];
-    hex_of(md, 16, mdx);
+    tp_hex(mdx, md, 16);
     /* the token: the key the client presented, else its address */
     const char *token = req->sess != NULL ? tp_session_key(req->sess) : NULL;
     tp_str_t ip = {NULL, 0};

@@ -634,8 +634,7 @@ static tp_stage_rc_t central_verify(tp_req_t *req, const tp_jwt_api_t *j, tp_str
     unsigned char md[16];
     char hex[33];
     mbedtls_md5_ret((const unsigned char *)identity, strlen(identity), md);
-    for (int i = 0; i < 16; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    tp_hex(hex, md, 16);
     tp_buf_t sid = {0};
     if (tp_key_generate(&sid, (tp_str_t){org, strlen(org)}, (tp_str_t){hex, 32},
                         w->conf->hash_key_function) < 0) {

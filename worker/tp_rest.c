@@ -100,8 +100,7 @@ static void uuid_hex(char out[33])
             b[i] = (unsigned char)rand();
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    tp_hex(out, b, 16);
 }
 
 /* Writes <text> to <path> through a new temporary file beside it and a
