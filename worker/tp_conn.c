@@ -616,6 +616,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         h->name_len = 0;
         h->val_off = h->name_off;
         h->val_len = 0;
+        h->kind = -1;
         req->last_cb = 1;
     }
     req->hdrs[req->nhdrs - 1].name_len += (uint32_t)len;

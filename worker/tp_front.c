@@ -52,7 +52,7 @@ static tp_stage_rc_t protocol_run(tp_req_t *req)
             tp_respond_bad_request(c, 400);
             return TP_STAGE_DONE;
         }
-        switch (tp_http_header_kind(name, h->name_len)) {
+        switch (tp_hdr_kind(req->head_base, h)) {
         case TP_H_HOST:
             nhost++;
             host = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));

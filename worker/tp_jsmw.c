@@ -640,6 +640,7 @@ static int rebuild_head(tp_req_t *req, tp_str_t url, const edit_t *e)
         tp_hdr_t *h = &req->hdrs[i];
         h->name_off = (uint32_t)(p - b);
         h->name_len = (uint32_t)e->h[i].nlen;
+        h->kind = -1;
         memcpy(p, e->h[i].name, e->h[i].nlen);
         p += e->h[i].nlen;
         *p++ = ':';

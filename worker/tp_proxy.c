@@ -34,7 +34,7 @@ static int named_in_connection(const tp_req_t *req, const char *name, size_t n)
 {
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
-        if (tp_http_header_kind(req->head_base + h->name_off, h->name_len) != TP_H_CONNECTION)
+        if (tp_hdr_kind(req->head_base, h) != TP_H_CONNECTION)
             continue;
         char tok[128];
         if (n >= sizeof(tok))
@@ -149,7 +149,7 @@ static tp_str_t upgrade_asked(const tp_req_t *req)
     int seen_conn = 0;
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
-        int kind = tp_http_header_kind(req->head_base + h->name_off, h->name_len);
+        int kind = tp_hdr_kind(req->head_base, h);
         if (kind == TP_H_CONNECTION && !seen_conn) {
             conn = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
             seen_conn = 1;
@@ -183,14 +183,14 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
     tp_buf_t xff = {0};
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
-        if (tp_http_header_kind(req->head_base + h->name_off, h->name_len) == TP_H_CONNECTION)
+        if (tp_hdr_kind(req->head_base, h) == TP_H_CONNECTION)
             has_conn = 1;
     }
     for (uint32_t i = 0; i < req->nhdrs; i++) {
         const tp_hdr_t *h = &req->hdrs[i];
         const char *name = req->head_base + h->name_off;
         tp_str_t val = tp_str_trim(tp_req_str(req, h->val_off, h->val_len));
-        int kind = tp_http_header_kind(name, h->name_len);
+        int kind = tp_hdr_kind(req->head_base, h);
         switch (kind) {
         case TP_H_HOST:
         case TP_H_EXPECT:
@@ -635,8 +635,7 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
 
     int has_conn = 0;
     for (uint32_t i = 0; i < up->nhdrs; i++)
-        if (tp_http_header_kind(up->rbuf + up->hdrs[i].name_off, up->hdrs[i].name_len) ==
-            TP_H_CONNECTION)
+        if (tp_hdr_kind(up->rbuf, &up->hdrs[i]) == TP_H_CONNECTION)
             has_conn = 1;
 
     /* the gateway's own replace the upstream's X-RateLimit-*; in
@@ -656,17 +655,17 @@ static void resp_head(tp_req_t *req, tp_upconn_t *up)
     for (uint32_t i = 0; i < up->nhdrs; i++) {
         const tp_hdr_t *h = &up->hdrs[i];
         const char *name = up->rbuf + h->name_off;
-        if (tp_http_is_hop_by_hop(tp_http_header_kind(name, h->name_len)))
+        if (tp_http_is_hop_by_hop(tp_hdr_kind(up->rbuf, h)))
             continue;
         if (strip_rl && tp_http_is_ratelimit_header(name, h->name_len))
             continue;
-        if (req->resp_collect && tp_http_header_kind(name, h->name_len) == TP_H_CONTENT_LENGTH)
+        if (req->resp_collect && tp_hdr_kind(up->rbuf, h) == TP_H_CONTENT_LENGTH)
             continue; /* the transformed body's goes last */
         if (has_conn) {
             int named = 0;
             for (uint32_t j = 0; j < up->nhdrs && !named; j++) {
                 const tp_hdr_t *ch = &up->hdrs[j];
-                if (tp_http_header_kind(up->rbuf + ch->name_off, ch->name_len) != TP_H_CONNECTION)
+                if (tp_hdr_kind(up->rbuf, ch) != TP_H_CONNECTION)
                     continue;
                 char tok[128];
                 if (h->name_len < sizeof(tok)) {
@@ -957,6 +956,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         h->name_len = 0;
         h->val_off = h->name_off;
         h->val_len = 0;
+        h->kind = -1;
         up->last_cb = 1;
     }
     up->hdrs[up->nhdrs - 1].name_len += (uint32_t)len;

@@ -16,6 +16,7 @@
 #include "tp_arena.h"
 #include "tp_buf.h"
 #include "tp_chain.h"
+#include "tp_http.h"
 #include "tp_limit.h"
 #include "tp_list.h"
 #include "tp_route.h"
@@ -47,7 +48,18 @@ typedef struct tp_hdr_s {
     uint32_t name_len;
     uint32_t val_off;
     uint32_t val_len;
+    int32_t kind; /* the name's TP_H_* class, -1 until tp_hdr_kind asks */
 } tp_hdr_t;
+
+/* The class of header <h> (its name at <base> + name_off), found once per
+ * header: the stages and the proxy ask it of every header, several times. */
+static inline int tp_hdr_kind(const char *base, const tp_hdr_t *h)
+{
+    tp_hdr_t *m = (tp_hdr_t *)h; /* the arrays are the request's and the upstream's own */
+    if (m->kind < 0)
+        m->kind = tp_http_header_kind(base + h->name_off, h->name_len);
+    return m->kind;
+}
 
 typedef struct tp_reqpath_s {
     tp_str_t raw;   /* the path as received (escaped), without the query */
