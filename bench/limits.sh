@@ -15,13 +15,16 @@
 #     turnpike-exact  turnpike.rate_limiter "exact" (one Redis script per
 #                     request decides the rate limit and the quota)
 #   APIs (listen paths of the same length, so every target gets requests of
-#   the same size): /bench/ keyless, /auth/, /rate/, /full/, /half/ keyed.
+#   the same size): /bench/ keyless, /auth/, /rate/, /full/, /half/, /rcrd/
+#   keyed. Both Turnpikes have enable_analytics on and every API but /rcrd/
+#   do_not_track, so only /rcrd/ writes Tyk analytics records.
 #   Two per-API policies (partitions.per_api: each API's limit is counted
 #   under the API's id) differ only on /half/:
 #     API     bench-hi                               bench-lo
 #     auth    none (rate 0, quota_max -1)            same
 #     rate    rate 1000000 per 1, no quota           same
 #     full    rate 1000000 per 1, quota 1e9 / 3600 s same
+#     rcrd    as full                                same
 #     half    rate 1000000 per 1, quota 1e9 / 3600 s rate 1 per 3600, quota 1e9 / 3600 s
 #   KEYS keys are created through POST /tyk/keys, alternately with bench-hi
 #   and bench-lo, so wrk, cycling through all of them in order
@@ -38,6 +41,11 @@
 #     local50    turnpike-local /half/  ~50% 429 (a refused request asks
 #                                       Redis nothing: no quota counted)
 #     exact50    turnpike-exact /half/  ~50% 429 (refused in the script)
+#     recorded   turnpike-local /rcrd/  the full profile: as local, plus an
+#                                       analytics record per request (after
+#                                       each run the list's length is noted,
+#                                       "# analytics_records", and it is
+#                                       deleted)
 #   After a warm-up per target (WARMUP; it also uses up the low keys' one
 #   request), the targets alternate RUNS times; every keyed run is preceded
 #   by an unmeasured REWARM run that fills the session cache again (the
@@ -79,7 +87,8 @@
 #   RUNS=1 DURATION=3s KEYS=300 bench/limits.sh   # a quick check, ~1 min
 #   PROFILE=1 bench/limits.sh                 # + system calls and CPU per request of
 #                                             #   nginx keyless auth localrate local exact
-#                                             #   (strace, perf: bench/PROFILE.md)
+#                                             #   recorded (PROFILE_TARGETS="..." to choose;
+#                                             #   strace, perf: bench/PROFILE.md)
 #   KEYS=5000 RUNS=5 DURATION=10s bench/limits.sh
 # Other settings: WORKERS (1), CONNS (50), THREADS (1), WARMUP (3s),
 # REWARM (2s), PIN=0, TURNPIKE_BIN, KEEP=0.
@@ -108,7 +117,7 @@ bench_setup_tmp
 trap bench_on_exit EXIT
 trap 'exit 130' INT TERM
 
-TARGETS=(nginx keyless auth localrate local exact local50 exact50)
+TARGETS=(nginx keyless auth localrate local exact local50 exact50 recorded)
 
 bench_cpu_plan "$WORKERS"
 read -r UPORT NPORT TPORT EPORT RPORT < <(bench_free_ports 5)
@@ -142,10 +151,15 @@ for name, limiter in (("tp-local", "local"), ("tp-exact", "exact")):
                  "storage": {"type": "redis", "host": "127.0.0.1", "port": rport},
                  "policies": {"policy_source": "file", "policy_record_name": policies}})
     conf["turnpike"].update({"rate_limiter": limiter, "admin_socket": d + "/admin.sock"})
+    # analytics on, recorded for /rcrd/ only: the full profile
+    conf["enable_analytics"] = True
     json.dump(conf, open(d + "/tyk.conf", "w"), indent=2)
-    for api in ("auth", "rate", "full", "half"):
+    bench = json.load(open(d + "/apps/bench.json"))
+    bench["do_not_track"] = True
+    json.dump(bench, open(d + "/apps/bench.json", "w"))
+    for api in ("auth", "rate", "full", "half", "rcrd"):
         json.dump({"api_id": api, "name": api, "org_id": "default", "use_keyless": False,
-                   "auth": {"auth_header_name": "Authorization"},
+                   "auth": {"auth_header_name": "Authorization"}, "do_not_track": api != "rcrd",
                    "version_data": {"not_versioned": True,
                                     "versions": {"Default": {"name": "Default"}}},
                    "proxy": {"listen_path": "/%s/" % api,
@@ -169,7 +183,8 @@ def policy(pid, half):
             "rate": 0, "per": 0, "quota_max": -1, "quota_renewal_rate": 0,
             "partitions": {"per_api": True},
             "access_rights": {"auth": right("auth"), "rate": right("rate", RATE_ONLY),
-                              "full": right("full", HIGH), "half": right("half", half)}}
+                              "full": right("full", HIGH), "half": right("half", half),
+                              "rcrd": right("rcrd", HIGH)}}
 
 json.dump({"bench-hi": policy("bench-hi", HIGH), "bench-lo": policy("bench-lo", LOW)},
           open(policies, "w"), indent=1)
@@ -208,15 +223,16 @@ declare -A URL=(
     [auth]="http://127.0.0.1:$TPORT/auth/"
     [localrate]="http://127.0.0.1:$TPORT/rate/"
     [local]="http://127.0.0.1:$TPORT/full/"
+    [recorded]="http://127.0.0.1:$TPORT/rcrd/"
     [exact]="http://127.0.0.1:$EPORT/full/"
     [local50]="http://127.0.0.1:$TPORT/half/"
     [exact50]="http://127.0.0.1:$EPORT/half/"
 )
 # the API each target drives, for `show stat`, and that Turnpike's socket
-declare -A API=([keyless]=bench [auth]=auth [localrate]=rate [local]=full [exact]=full
+declare -A API=([keyless]=bench [auth]=auth [localrate]=rate [local]=full [recorded]=rcrd [exact]=full
     [local50]=half [exact50]=half)
 declare -A ADMIN
-for t in keyless auth localrate local local50; do
+for t in keyless auth localrate local local50 recorded; do
     SERVER[$t]=$LOCAL_PID
     ADMIN[$t]=$BENCH_TMP/tp-local/admin.sock
 done
@@ -307,6 +323,14 @@ measure() {
     bench_run_wrk "$1" "$2" "$3"
     snapshot "$1" "$BENCH_TMP/snap1"
     counts "$BENCH_TMP/snap0" "$BENCH_TMP/snap1" >>"$3"
+    if [ "$1" = recorded ]; then
+        # the run's analytics records (the workers push every 200 ms), then
+        # away, so that Redis does not grow from run to run
+        sleep 0.5
+        echo "# analytics_records $(redis-cli -p "$RPORT" eval \
+            "local n = redis.call('LLEN', KEYS[1]); redis.call('DEL', KEYS[1]); return n" \
+            1 analytics-tyk-system-analytics)" >>"$3"
+    fi
 }
 
 summary_of() { # FILE: "N req/s, x 429, y Redis round trips/request"
@@ -342,7 +366,8 @@ bench_check_survived nginx keyless exact
 echo
 "$PYTHON" "$BENCH_DIR/wrkstats.py" "$BENCH_TMP/wrk" --json="$BENCH_TMP/medians.json" \
     local/keyless exact/keyless localrate/keyless auth/keyless local50/keyless exact50/keyless \
-    local/nginx exact/nginx keyless/nginx exact/local | tee "$BENCH_TMP/summary.txt"
+    local/nginx exact/nginx keyless/nginx exact/local recorded/nginx recorded/local |
+    tee "$BENCH_TMP/summary.txt"
 echo
 "$PYTHON" - "$BENCH_TMP/medians.json" <<'PY' | tee -a "$BENCH_TMP/summary.txt"
 import json, sys
@@ -363,6 +388,8 @@ v = m["exact"]["rtt_req"]
 print("  exact <= 1 Redis rtt/request:                 %.4f  %s" % (v, yes(v <= 1.01)))
 r = ratio("exact", "keyless")
 print("  exact >= 0.6x keyless:                        %.2fx  %s" % (r, yes(r >= 0.6)))
+r = ratio("recorded", "nginx")
+print("  recorded (full profile) >= 0.9x nginx:        %.2fx  %s" % (r, yes(r >= 0.9)))
 for t, want in (("local50", "0.5"), ("exact50", "1")):
     print("  %s: %.1f%% 429s, %.4f Redis rtt/request (%s expected), %.2fx keyless"
           % (t, 100 * m[t].get("share429", 0), m[t]["rtt_req"], want, ratio(t, "keyless")))
@@ -377,7 +404,7 @@ for t in ("local50", "exact50"):
 PY
 if [ "${PROFILE:-0}" = 1 ]; then
     # where the time goes (bench/PROFILE.md): system calls and CPU per request
-    PROFILED=(nginx keyless auth localrate local exact)
+    read -r -a PROFILED <<<"${PROFILE_TARGETS:-nginx keyless auth localrate local exact recorded}"
     for t in "${PROFILED[@]}"; do
         case $t in nginx | keyless) ;; *) bench_run_wrk "$t" "$REWARM" "$BENCH_TMP/warmup/$t.profile.txt" ;; esac
         say "profiling $t"

@@ -4,7 +4,8 @@
     wrkstats.py DIR [A/B ...] [--json=FILE]
         reads DIR/<target>.<run>.txt (targets: nginx, turnpike, keyless,
         auth, localrate, local, exact, local50, exact50, direct, alone,
-        hs256, rs256, es256, basic, mw10, nginx_cache, cached, jspre, virtual) and
+        hs256, rs256, es256, basic, mw10, nginx_cache, cached, jspre, virtual,
+        recorded) and
         prints the median table, then the ratios A/B of the medians (default:
         turnpike/nginx); --json writes the medians to FILE as well
 
@@ -143,7 +144,8 @@ def main():
               "direct": "upstream*", "alone": "upstream**",
               "hs256": "jwt-hs256", "rs256": "jwt-rs256", "es256": "jwt-es256",
               "basic": "basic", "mw10": "mw10", "nginx_cache": "nginx-cache",
-              "cached": "cached", "jspre": "js-pre", "virtual": "js-virtual"}
+              "cached": "cached", "jspre": "js-pre", "virtual": "js-virtual",
+              "recorded": "recorded"}
     for t in labels:
         if t not in med:
             continue

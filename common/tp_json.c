@@ -455,8 +455,13 @@ const cJSON *tp_json_get(const cJSON *obj, const char *key)
     const cJSON *found = NULL, *it;
     if (obj == NULL)
         return NULL;
+    /* the first bytes first: letters equal in any case stay equal with
+     * bit 5 set, other bytes only when identical (sessions have ~40
+     * members, and the analytics record asks several per request) */
+    unsigned char k0 = (unsigned char)key[0] | 0x20;
     for (it = obj->child; it != NULL; it = it->next)
-        if (it->string != NULL && strcasecmp(it->string, key) == 0)
+        if (it->string != NULL && ((unsigned char)it->string[0] | 0x20) == k0 &&
+            strcasecmp(it->string, key) == 0)
             found = it;
     return found;
 }

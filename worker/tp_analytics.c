@@ -43,12 +43,6 @@
 
 /* ---- per API, compiled with the generation --------------------------------------- */
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = tp_json_get(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static int jbool(const cJSON *o, const char *k)
 {
     return cJSON_IsTrue(tp_json_get(o, k));
@@ -409,19 +403,13 @@ static void kv_bool(tp_buf_t *b, const char *k, int v)
     tp_mp_bool(b, v);
 }
 
-static const char *json_str(const cJSON *o, const char *k)
-{
-    const char *s = jstr(o, k);
-    return s != NULL ? s : "";
-}
-
 /* Tags in Tyk's order (TYK-COMPAT 8.3, 15.3). */
-static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const cJSON *sess,
+static void put_tags(tp_buf_t *b, const tp_analytics_api_t *a, const tp_sess_rec_t *sess,
                      const char *keyhash, const tp_api_t *api, int cached)
 {
-    const cJSON *pols = tp_json_get(sess, "apply_policies");
-    const cJSON *stags = tp_json_get(sess, "tags");
-    const char *dev = jstr(tp_json_get(sess, "meta_data"), "tyk_developer_id");
+    const cJSON *pols = sess->policies;
+    const cJSON *stags = sess->tags;
+    const char *dev = sess->developer;
     uint32_t n = (uint32_t)a->ntags + (dev != NULL ? 1 : 0) + (keyhash[0] ? 1 : 0) +
                  (api->org_id != NULL && api->org_id[0] ? 1 : 0) + 1 + (cached != 0);
     const cJSON *e;
@@ -501,7 +489,8 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     const tp_conf_t *conf = w->conf;
     const tp_track_t *t = req->track;
     const tp_api_t *api = req->route->api;
-    const cJSON *sess = req->sess != NULL ? tp_session_json(req->sess) : NULL;
+    static const tp_sess_rec_t no_session;
+    const tp_sess_rec_t *sess = req->sess != NULL ? tp_session_rec(req->sess) : &no_session;
     const char *keyhash = req->sess != NULL ? tp_session_key_hash(req->sess) : "";
     int64_t wall_us = tp_time_wall_us();
     time_t sec = (time_t)(wall_us / 1000000);
@@ -550,11 +539,9 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_str(b, "APIName", api->name);
     kv_str(b, "APIID", api->api_id);
     kv_str(b, "OrgID", api->org_id);
-    kv_str(b, "OauthID", json_str(sess, "oauth_client_id"));
+    kv_str(b, "OauthID", sess->oauth_client != NULL ? sess->oauth_client : "");
     kv_int(b, "RequestTime", total);
-    int detail = a->detail || jbool(sess, "enable_detailed_recording") ||
-                 jbool(sess, "enable_detail_recording") ||
-                 conf->analytics_config.enable_detailed_recording;
+    int detail = a->detail || sess->detailed || conf->analytics_config.enable_detailed_recording;
     tp_mp_cstr(b, "RawRequest");
     put_base64(b, detail ? &req->tap_in : NULL, tmp);
     tp_mp_cstr(b, "RawResponse");
@@ -567,7 +554,7 @@ static void encode(tp_buf_t *b, tp_req_t *req, const tp_analytics_api_t *a, tp_b
     kv_int(b, "Upstream", upstream);
     kv_int(b, "Gateway", total - upstream);
     put_tags(b, a, sess, keyhash, api, req->cached);
-    kv_str(b, "Alias", json_str(sess, "alias"));
+    kv_str(b, "Alias", sess->alias != NULL ? sess->alias : "");
     kv_bool(b, "TrackPath", t->tracked != NULL);
     int64_t expire = a->expire_after > 0 ? a->expire_after : 36500LL * 86400;
     tp_mp_cstr(b, "ExpireAt");

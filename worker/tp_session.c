@@ -92,7 +92,9 @@ struct tp_sess_s {
     size_t nacl;
     const tp_api_t *last_api; /* the API of the last request it served ... */
     const acl_t *last_acl;    /* ... and its access rights there */
-    char ident[];             /* org, NUL, key: what the client presented for which org */
+    int has_rec;              /* rec is filled in (tp_session_rec) */
+    tp_sess_rec_t rec;
+    char ident[]; /* org, NUL, key: what the client presented for which org */
 };
 
 typedef struct lookup_s lookup_t;
@@ -1099,6 +1101,28 @@ const cJSON *tp_session_json(const tp_sess_t *s)
 const char *tp_session_key(const tp_sess_t *s)
 {
     return s->ident + strlen(s->ident) + 1; /* after the org and its NUL */
+}
+
+static const char *str_or_null(const cJSON *o, const char *key)
+{
+    const cJSON *v = tp_json_get(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+const tp_sess_rec_t *tp_session_rec(tp_sess_t *s)
+{
+    if (!s->has_rec) {
+        const cJSON *j = s->session;
+        s->rec.policies = tp_json_get(j, "apply_policies");
+        s->rec.tags = tp_json_get(j, "tags");
+        s->rec.developer = str_or_null(tp_json_get(j, "meta_data"), "tyk_developer_id");
+        s->rec.oauth_client = str_or_null(j, "oauth_client_id");
+        s->rec.alias = str_or_null(j, "alias");
+        s->rec.detailed = cJSON_IsTrue(tp_json_get(j, "enable_detailed_recording")) ||
+                          cJSON_IsTrue(tp_json_get(j, "enable_detail_recording"));
+        s->has_rec = 1;
+    }
+    return &s->rec;
 }
 
 const char *tp_session_key_hash(const tp_sess_t *s)

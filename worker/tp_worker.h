@@ -303,6 +303,16 @@ const char *tp_session_key_hash(const tp_sess_t *s);
 void tp_session_set_meta(tp_req_t *req, const char *meta_json);
 /* The key the client presented for it (Tyk's "token" context variable). */
 const char *tp_session_key(const tp_sess_t *s);
+/* What an analytics record reads of a session, found once per parsed
+ * session (a lookup scans all of a session's members). The pointers are
+ * into its JSON; absent members are NULL (detailed: 0). */
+typedef struct tp_sess_rec_s {
+    const cJSON *policies, *tags; /* apply_policies, tags */
+    const char *developer;        /* meta_data.tyk_developer_id */
+    const char *oauth_client, *alias;
+    int detailed; /* enable_detailed_recording or enable_detail_recording */
+} tp_sess_rec_t;
+const tp_sess_rec_t *tp_session_rec(tp_sess_t *s);
 
 /* tp_jsmw.c: JavaScript middleware and virtual endpoints */
 typedef struct tp_jsmw_api_s tp_jsmw_api_t;
