@@ -157,6 +157,14 @@ void tp_buf_put_i64(tp_buf_t *b, int64_t v)
     tp_buf_append(b, tmp, tp_fmt_i64(tmp, v));
 }
 
+void tp_buf_put_header_i64(tp_buf_t *b, const char *name, int64_t v)
+{
+    tp_buf_puts(b, name);
+    tp_buf_puts(b, ": ");
+    tp_buf_put_i64(b, v);
+    tp_buf_puts(b, "\r\n");
+}
+
 void tp_hex(char *out, const void *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";

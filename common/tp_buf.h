@@ -60,6 +60,8 @@ static inline const char *tp_buf_cstr(tp_buf_t *b)
 size_t tp_fmt_i64(char *out, int64_t v);
 /* ... appended to <b>. */
 void tp_buf_put_i64(tp_buf_t *b, int64_t v);
+/* The header line "<name>: <v>\r\n" appended to <b>. */
+void tp_buf_put_header_i64(tp_buf_t *b, const char *name, int64_t v);
 /* <n> bytes of <p> as lower-case hex into <out> (2n + 1 bytes), NUL-terminated. */
 void tp_hex(char *out, const void *p, size_t n);
 

@@ -466,6 +466,12 @@ const cJSON *tp_json_get(const cJSON *obj, const char *key)
     return found;
 }
 
+const char *tp_json_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = tp_json_get(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 void tp_json_set_number(cJSON *obj, const char *key, double v)
 {
     cJSON *old = (cJSON *)tp_json_get(obj, key);

@@ -43,6 +43,9 @@ const cJSON *tp_json_get(const cJSON *obj, const char *key);
 /* Sets member <key> of <obj> to the number <v>: the member Go reads
  * (tp_json_get) keeps its place and name, else a member is added. */
 void tp_json_set_number(cJSON *obj, const char *key, double v);
+/* The string member <key> of <obj> (tp_json_get), or NULL when it is
+ * absent or not a string. */
+const char *tp_json_str(const cJSON *obj, const char *key);
 
 /* The JSON type name Go would use in an error ("string", "number", ...). */
 const char *tp_json_type_name(const cJSON *item);

@@ -35,12 +35,6 @@ static int mfail(mwb_t *B, const char *path, const char *why)
     return -1;
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = tp_json_get(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* ---- regular expressions with Go's group numbers ------------------------------------- */
 
 int tp_rx_compile(tp_rx_t *rx, const char *pattern, int icase, char *err, size_t errlen)
@@ -156,7 +150,7 @@ static int path_pattern(mwb_t *B, regex_t *re, const char *pattern, const char *
  * 0 when it is disabled. */
 static int epmatch_of(mwb_t *B, tp_epmatch_t *m, const cJSON *e, const char *path)
 {
-    const char *pattern = jstr(e, "path"), *method = jstr(e, "method");
+    const char *pattern = tp_json_str(e, "path"), *method = tp_json_str(e, "method");
     if (pattern == NULL)
         return mfail(B, path, "expected a \"path\"");
     if (method == NULL)
@@ -193,7 +187,7 @@ static int trigger_opts(mwb_t *B, tp_trigger_t *t, int kind, const cJSON *map, c
         char sub[640];
         snprintf(sub, sizeof(sub), "%.560s", path);
         tp_json_path_push(sub, sizeof(sub), o->string, 0);
-        const char *rx = jstr(o, "match_rx");
+        const char *rx = tp_json_str(o, "match_rx");
         if (rx == NULL)
             return mfail(B, sub, "expected a \"match_rx\"");
         grow((void **)&t->opts, &t->nopts, sizeof(*t->opts));
@@ -240,7 +234,7 @@ static int rewrite_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *
         return rc;
     mw->nrw++; /* from here on it is freed with the others */
     char sub[640], why[256];
-    const char *mp = jstr(e, "match_pattern"), *to = jstr(e, "rewrite_to");
+    const char *mp = tp_json_str(e, "match_pattern"), *to = tp_json_str(e, "rewrite_to");
     snprintf(sub, sizeof(sub), "%.560s.match_pattern", path);
     if (mp == NULL)
         return mfail(B, sub, "expected a regular expression");
@@ -261,9 +255,9 @@ static int rewrite_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *
         tp_json_path_push(tp, sizeof(tp), NULL, i++);
         grow((void **)&r->trig, &r->ntrig, sizeof(*r->trig));
         tp_trigger_t *tr = &r->trig[r->ntrig++];
-        const char *on = jstr(t, "on");
+        const char *on = tp_json_str(t, "on");
         tr->all = on != NULL && strcmp(on, "all") == 0;
-        const char *tto = jstr(t, "rewrite_to");
+        const char *tto = tp_json_str(t, "rewrite_to");
         snprintf(sub, sizeof(sub), "%.560s.rewrite_to", tp);
         if (tto == NULL)
             return mfail(B, sub, "expected a string");
@@ -286,7 +280,7 @@ static int rewrite_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *
         }
         /* payload_matches: one {match_rx, reverse} on the request body */
         const cJSON *pm = tp_json_get(opts, "payload_matches");
-        const char *prx = jstr(pm, "match_rx");
+        const char *prx = tp_json_str(pm, "match_rx");
         if (prx != NULL && prx[0] != '\0') {
             snprintf(sub, sizeof(sub), "%.560s.options.payload_matches.match_rx", tp);
             grow((void **)&tr->opts, &tr->nopts, sizeof(*tr->opts));
@@ -313,7 +307,7 @@ static int mtrans_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *p
     if (rc <= 0)
         return rc;
     mw->nmt++;
-    const char *to = jstr(e, "to_method");
+    const char *to = tp_json_str(e, "to_method");
     char sub[640];
     snprintf(sub, sizeof(sub), "%.560s.to_method", path);
     if (to == NULL || strlen(to) >= sizeof(m->to))
@@ -357,7 +351,7 @@ static int validate_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char 
     char sub[640], why[512];
     const cJSON *schema = tp_json_get(e, "schema");
     cJSON *decoded = NULL;
-    const char *b64 = jstr(e, "schema_b64");
+    const char *b64 = tp_json_str(e, "schema_b64");
     if ((schema == NULL || cJSON_IsNull(schema)) && b64 != NULL && b64[0] != '\0') {
         snprintf(sub, sizeof(sub), "%.560s.schema_b64", path);
         size_t n = strlen(b64);
@@ -403,8 +397,8 @@ static int template_entry(mwb_t *B, tp_transform_t **arr, size_t *count, const c
     snprintf(sub, sizeof(sub), "%.560s.template_data", path);
     if (!cJSON_IsObject(td))
         return mfail(B, sub, "expected an object");
-    const char *in = jstr(td, "input_type"), *mode = jstr(td, "template_mode"),
-               *src = jstr(td, "template_source");
+    const char *in = tp_json_str(td, "input_type"), *mode = tp_json_str(td, "template_mode"),
+               *src = tp_json_str(td, "template_source");
     t->xml = in != NULL && strcmp(in, "xml") == 0;
     t->session = cJSON_IsTrue(tp_json_get(td, "enable_session"));
     if (in != NULL && in[0] != '\0' && strcmp(in, "json") != 0 && !t->xml) {
@@ -472,7 +466,7 @@ static int virtual_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *
 {
     if (B->conf == NULL || !B->conf->enable_jsvm)
         return 0;
-    const char *fn = jstr(e, "response_function_name");
+    const char *fn = tp_json_str(e, "response_function_name");
     if (fn == NULL || fn[0] == '\0')
         return mfail(B, path, "expected a \"response_function_name\"");
     grow((void **)&mw->virt, &mw->nvirt, sizeof(*mw->virt));
@@ -493,7 +487,7 @@ static int track_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
     int rc = plain_entry(B, &mw->track, &mw->ntrack, e, path);
     if (mw->ntrack > n) {
         mw->track_paths = tp_realloc(mw->track_paths, mw->ntrack * sizeof(char *));
-        mw->track_paths[n] = tp_strdup(jstr(e, "path"));
+        mw->track_paths[n] = tp_strdup(tp_json_str(e, "path"));
     }
     return rc;
 }
@@ -557,7 +551,7 @@ static int cache_entry(mwb_t *B, tp_api_mw_t *mw, const cJSON *e, const char *pa
         return rc;
     mw->ncache++;
     char sub[640], why[256];
-    const char *rx = jstr(e, "cache_key_regex");
+    const char *rx = tp_json_str(e, "cache_key_regex");
     if (rx != NULL && rx[0] != '\0') {
         snprintf(sub, sizeof(sub), "%.560s.cache_key_regex", path);
         if (tp_rx_compile(&c->key_rx, rx, 0, why, sizeof(why)) < 0)
@@ -600,7 +594,7 @@ int tp_api_mw_cache_build(const cJSON *def, tp_cacheopts_t **out, char *err, siz
         tp_api_mw_cache_free(c);
         return -1;
     }
-    const char *th = jstr(o, "cache_control_ttl_header");
+    const char *th = tp_json_str(o, "cache_control_ttl_header");
     c->ttl_header = tp_strdup(th != NULL && th[0] != '\0' ? th : "x-tyk-cache-action-set-ttl");
     const cJSON *bh = tp_json_get(o, "cache_by_headers"), *h;
     if (bh != NULL && !cJSON_IsNull(bh) && !cJSON_IsArray(bh)) {

@@ -194,12 +194,6 @@ int tp_rlrule_match(const tp_rlrule_t *rule, const char *method, const char *con
 
 /* ---- small readers ------------------------------------------------------------------- */
 
-static const char *str_of(const cJSON *obj, const char *key)
-{
-    const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
-    return v != NULL && cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 static int bool_of(const cJSON *obj, const char *key)
 {
     const cJSON *v = obj != NULL ? tp_json_get(obj, key) : NULL;
@@ -352,7 +346,7 @@ static int endpoint(build_t *B, tp_version_t *v, int kind, const cJSON *e, const
 {
     if (bool_of(e, "disabled"))
         return 0;
-    const char *pattern = str_of(e, "path");
+    const char *pattern = tp_json_str(e, "path");
     if (pattern == NULL)
         return fail(B, path, "%s", "expected a \"path\"");
     int icase = bool_of(e, "ignore_case");
@@ -360,7 +354,7 @@ static int endpoint(build_t *B, tp_version_t *v, int kind, const cJSON *e, const
     if (kind == TP_RULE_WHITE)
         v->has_white = 1;
     if (actions == NULL || !cJSON_IsObject(actions) || actions->child == NULL)
-        return compile_rule(B, v, kind, pattern, str_of(e, "method"), icase, path);
+        return compile_rule(B, v, kind, pattern, tp_json_str(e, "method"), icase, path);
     /* the legacy form: only the listed methods match, each with its action */
     const cJSON *a;
     cJSON_ArrayForEach(a, actions)
@@ -368,7 +362,7 @@ static int endpoint(build_t *B, tp_version_t *v, int kind, const cJSON *e, const
         char sub[640];
         snprintf(sub, sizeof(sub), "%.500s.method_actions", path);
         tp_json_path_push(sub, sizeof(sub), a->string, 0);
-        const char *action = str_of(a, "action");
+        const char *action = tp_json_str(a, "action");
         int k = kind;
         if (action != NULL && strcmp(action, "reply") == 0)
             k = TP_RULE_REPLY;
@@ -377,8 +371,8 @@ static int endpoint(build_t *B, tp_version_t *v, int kind, const cJSON *e, const
         if (compile_rule(B, v, k, pattern, a->string, icase, sub) < 0)
             return -1;
         if (k == TP_RULE_REPLY &&
-            reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(a, "code"), str_of(a, "data"),
-                         tp_json_get(a, "headers"), sub) < 0)
+            reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(a, "code"),
+                         tp_json_str(a, "data"), tp_json_get(a, "headers"), sub) < 0)
             return -1;
     }
     return 0;
@@ -427,7 +421,7 @@ static int path_entries(build_t *B, tp_version_t *v, const cJSON *list, const ch
         tp_json_path_push(sub, sizeof(sub), NULL, i++);
         if (!cJSON_IsObject(e) || bool_of(e, "disabled"))
             continue;
-        const char *pattern = str_of(e, "path");
+        const char *pattern = tp_json_str(e, "path");
         if (pattern == NULL)
             return fail(B, sub, "%s", "expected a \"path\"");
         if (fn(B, v, e, pattern, sub) < 0)
@@ -440,10 +434,10 @@ static int path_entries(build_t *B, tp_version_t *v, const cJSON *list, const ch
 static int mock_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *pattern,
                       const char *sub)
 {
-    if (compile_rule(B, v, TP_RULE_REPLY, pattern, str_of(e, "method"), bool_of(e, "ignore_case"),
-                     sub) < 0)
+    if (compile_rule(B, v, TP_RULE_REPLY, pattern, tp_json_str(e, "method"),
+                     bool_of(e, "ignore_case"), sub) < 0)
         return -1;
-    return reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(e, "code"), str_of(e, "body"),
+    return reply_fields(B, &v->rules[v->nrules - 1], (int)int_of(e, "code"), tp_json_str(e, "body"),
                         tp_json_get(e, "headers"), sub);
 }
 
@@ -456,7 +450,7 @@ static int hdr_rule(build_t *B, tp_hdrrule_t **rules, size_t *n, const cJSON *e,
     memset(r, 0, sizeof(*r));
     char why[256];
     const tp_conf_t *c = B->conf;
-    if (set_method(B, r->method, str_of(e, "method"), sub) < 0)
+    if (set_method(B, r->method, tp_json_str(e, "method"), sub) < 0)
         return -1;
     if (tp_path_pattern_compile(&r->re, pattern, c->http_server_options.enable_path_prefix_matching,
                                 c->http_server_options.enable_path_suffix_matching, B->ignore_case,
@@ -512,7 +506,7 @@ static int rate_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *p
     memset(r, 0, sizeof(*r));
     char why[256];
     const tp_conf_t *c = B->conf;
-    const char *method = str_of(e, "method");
+    const char *method = tp_json_str(e, "method");
     if (set_method(B, r->method, method, sub) < 0)
         return -1;
     if (tp_path_pattern_compile(&r->re, pattern, c->http_server_options.enable_path_prefix_matching,
@@ -539,9 +533,9 @@ static int rate_entry(build_t *B, tp_version_t *v, const cJSON *e, const char *p
 static int version(build_t *B, tp_version_t *v, const char *key, const cJSON *info,
                    const char *path)
 {
-    const char *name = str_of(info, "name");
+    const char *name = tp_json_str(info, "name");
     v->name = tp_strdup(name != NULL && name[0] != '\0' ? name : key);
-    const char *exp = str_of(info, "expires");
+    const char *exp = tp_json_str(info, "expires");
     if (tp_api_time_parse(exp, &v->expires) < 0) {
         /* Tyk cannot parse it either, and then treats the version as expired */
         tp_log_warn("%s.expires: \"%s\" is not a \"2006-01-02 15:04\" time: the version is "
@@ -664,14 +658,14 @@ void tp_authloc_read(const cJSON *def, const char *method, tp_authloc_t *loc)
     const cJSON *auth = configs != NULL ? tp_json_get(configs, method) : NULL;
     if (auth == NULL || !cJSON_IsObject(auth))
         auth = tp_json_get(def, "auth");
-    const char *h = str_of(auth, "auth_header_name");
+    const char *h = tp_json_str(auth, "auth_header_name");
     loc->header = tp_strdup(h != NULL && h[0] != '\0' ? h : "Authorization");
     loc->disable_header = bool_of(auth, "disable_header");
     loc->use_param = bool_of(auth, "use_param");
-    const char *pn = str_of(auth, "param_name");
+    const char *pn = tp_json_str(auth, "param_name");
     loc->param_name = tp_strdup(pn != NULL && pn[0] != '\0' ? pn : loc->header);
     loc->use_cookie = bool_of(auth, "use_cookie");
-    const char *cn = str_of(auth, "cookie_name");
+    const char *cn = tp_json_str(auth, "cookie_name");
     loc->cookie_name = tp_strdup(cn != NULL && cn[0] != '\0' ? cn : loc->header);
 }
 
@@ -687,7 +681,7 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
                        size_t errlen)
 {
     build_t B = {conf, err, errlen, 0, "", "", 0};
-    const char *org_id = str_of(def, "org_id"), *api_id = str_of(def, "api_id");
+    const char *org_id = tp_json_str(def, "org_id"), *api_id = tp_json_str(def, "api_id");
     B.org_id = org_id != NULL ? org_id : "";
     B.api_id = api_id != NULL ? api_id : "";
     *out = NULL;
@@ -697,24 +691,24 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
     r->context_vars = bool_of(def, "enable_context_vars");
     static const char *const idnames[] = {"", "auth_token", "basic_auth_user", "hmac_key",
                                           "jwt_claim"};
-    const char *bi = str_of(def, "base_identity_provided_by");
+    const char *bi = tp_json_str(def, "base_identity_provided_by");
     r->base_identity = bi == NULL || bi[0] == '\0' ? TP_ID_ANY : TP_ID_OTHER;
     for (int i = 1; bi != NULL && i < (int)(sizeof(idnames) / sizeof(idnames[0])); i++)
         if (strcmp(bi, idnames[i]) == 0)
             r->base_identity = i;
 
     const cJSON *vdef = tp_json_get(def, "definition");
-    const char *loc = str_of(vdef, "location");
+    const char *loc = tp_json_str(vdef, "location");
     r->location = loc != NULL && strcmp(loc, "url-param") == 0 ? TP_VLOC_PARAM
                   : loc != NULL && strcmp(loc, "url") == 0     ? TP_VLOC_URL
                                                                : TP_VLOC_HEADER;
-    const char *vkey = str_of(vdef, "key");
+    const char *vkey = tp_json_str(vdef, "key");
     r->version_key = tp_strdup(vkey != NULL ? vkey : "");
     r->strip_versioning_data =
         bool_of(vdef, "strip_versioning_data") || bool_of(vdef, "strip_path");
 
     r->fallback_to_default = bool_of(vdef, "fallback_to_default");
-    const char *up = str_of(vdef, "url_versioning_pattern");
+    const char *up = tp_json_str(vdef, "url_versioning_pattern");
     if (up != NULL && up[0] != '\0' && r->location == TP_VLOC_URL) {
         tp_buf_t posix = {0};
         int rc = tp_re2_to_posix(up, &posix, err, errlen);
@@ -732,9 +726,9 @@ int tp_api_rules_build(const cJSON *def, const tp_conf_t *conf, tp_api_rules_t *
 
     const cJSON *vdata = tp_json_get(def, "version_data");
     r->not_versioned = vdata == NULL || bool_of(vdata, "not_versioned");
-    const char *dv = str_of(vdata, "default_version");
+    const char *dv = tp_json_str(vdata, "default_version");
     r->default_version = tp_strdup(dv != NULL ? dv : "");
-    const char *exp = str_of(def, "expiration");
+    const char *exp = tp_json_str(def, "expiration");
     if (tp_api_time_parse(exp, &r->expiration) < 0)
         r->expiration = 1; /* as an unparsable version expiry: expired */
 

@@ -200,7 +200,7 @@ static void serve(tp_req_t *req, stored_t *sp)
     tp_buf_puts(out, "X-Tyk-Cached-Response: 1\r\n");
     tp_chain_headers(req->run.chain, req, out, TP_RESP_CACHED);
     if (!nobody)
-        tp_buf_printf(out, "Content-Length: %zu\r\n", s.body.n);
+        tp_buf_put_header_i64(out, "Content-Length", (int64_t)s.body.n);
     int close = tp_req_will_close(req);
     if (close)
         tp_buf_puts(out, "Connection: close\r\n");
@@ -502,7 +502,7 @@ static void cache_store(tp_req_t *req)
     int status = req->status;
     if (head_value(c->head, c->head_len, "Content-Length").p == NULL && req->method != HTTP_HEAD &&
         status != 204 && status != 304)
-        tp_buf_printf(&wire, "Content-Length: %zu\r\n", req->resp_body.len);
+        tp_buf_put_header_i64(&wire, "Content-Length", (int64_t)req->resp_body.len);
     tp_buf_puts(&wire, "\r\n");
     if (!req->resp_nobody)
         tp_buf_append(&wire, req->resp_body.data, req->resp_body.len);

@@ -244,7 +244,7 @@ tp_fetch_t *tp_fetch_request(tp_worker_t *w, const char *method, const char *url
     if (headers == NULL || strcasestr(headers, "\nUser-Agent:") == NULL)
         tp_buf_puts(&f->req, "User-Agent: Turnpike/" TP_VERSION "\r\n");
     if (body != NULL)
-        tp_buf_printf(&f->req, "Content-Length: %zu\r\n", len);
+        tp_buf_put_header_i64(&f->req, "Content-Length", (int64_t)len);
     tp_buf_puts(&f->req, "Connection: close\r\n\r\n");
     if (body != NULL)
         tp_buf_append(&f->req, body, len);

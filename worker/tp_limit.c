@@ -263,13 +263,9 @@ static void rl_headers(const tp_req_t *req, tp_buf_t *b, int gateway)
         return; /* (a cached response carries the session's, as Tyk's) */
     if (!req->rl_set)
         return;
-    tp_buf_puts(b, "X-RateLimit-Limit: ");
-    tp_buf_put_i64(b, req->rl_limit);
-    tp_buf_puts(b, "\r\nX-RateLimit-Remaining: ");
-    tp_buf_put_i64(b, req->rl_remaining);
-    tp_buf_puts(b, "\r\nX-RateLimit-Reset: ");
-    tp_buf_put_i64(b, req->rl_reset);
-    tp_buf_puts(b, "\r\n");
+    tp_buf_put_header_i64(b, "X-RateLimit-Limit", req->rl_limit);
+    tp_buf_put_header_i64(b, "X-RateLimit-Remaining", req->rl_remaining);
+    tp_buf_put_header_i64(b, "X-RateLimit-Reset", req->rl_reset);
 }
 
 const tp_stage_t tp_stage_rl_headers = {.name = "rl_headers", .headers = rl_headers};

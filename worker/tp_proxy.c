@@ -239,11 +239,9 @@ static void build_upstream_head(tp_req_t *req, const tp_reqpath_t *rp)
         tp_buf_puts(b, "User-Agent: Turnpike/" TP_VERSION "\r\n");
     if (req->hdr_plan.add.len > 0)
         tp_buf_append(b, req->hdr_plan.add.data, req->hdr_plan.add.len);
-    if (req->body_buffered) {
-        tp_buf_puts(b, "Content-Length: ");
-        tp_buf_put_i64(b, (int64_t)req->rbody.len);
-        tp_buf_puts(b, "\r\n");
-    } else if (req->chunked)
+    if (req->body_buffered)
+        tp_buf_put_header_i64(b, "Content-Length", (int64_t)req->rbody.len);
+    else if (req->chunked)
         tp_buf_puts(b, "Transfer-Encoding: chunked\r\n");
     tp_str_t up =
         w->conf->http_server_options.enable_websockets ? upgrade_asked(req) : (tp_str_t){"", 0};
@@ -706,9 +704,8 @@ static void resp_collected(tp_req_t *req, tp_upconn_t *up)
         tp_buf_free(&out);
     }
     tp_chain_body(req->run.chain, req, &req->out, &req->resp_body);
-    tp_buf_puts(&req->out, "Content-Length: ");
-    tp_buf_put_i64(&req->out, (int64_t)req->resp_body.len);
-    tp_buf_puts(&req->out, "\r\n\r\n");
+    tp_buf_put_header_i64(&req->out, "Content-Length", (int64_t)req->resp_body.len);
+    tp_buf_puts(&req->out, "\r\n");
     resp_forward(req, up, req->resp_body.data, req->resp_body.len);
 }
 

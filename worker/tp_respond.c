@@ -35,7 +35,7 @@ void tp_respond(tp_req_t *req, int status, const char *content_type, const char 
     if (extra_headers != NULL)
         tp_buf_puts(out, extra_headers);
     if (status != 204 && status != 304) /* which have no body, nor a length */
-        tp_buf_printf(out, "Content-Length: %zu\r\n", body_len);
+        tp_buf_put_header_i64(out, "Content-Length", (int64_t)body_len);
     if (close)
         tp_buf_puts(out, "Connection: close\r\n");
     else if (req->http_minor == 0)

@@ -115,8 +115,9 @@ struct lookup_s {
     size_t ident_len;
     int n, pending, issuing, cache, errors;
     int miss; /* TP_AUTH_*: the answer when no candidate is stored, or TP_AUTH_NONE */
-    int peek; /* the session is req->peek_sess (tp_session_peek) */
-    void (*again)(tp_req_t *); /* tp_session_peek: runs when the reads are answered */
+    /* tp_session_peek: runs when the reads are answered; the session is
+     * then req->peek_sess (NULL: a lookup for the request itself) */
+    void (*again)(tp_req_t *);
     cand_t cands[MAX_CANDIDATES];
     tp_rcmd_t *cmds[MAX_CANDIDATES]; /* NULL once answered */
     char *rkeys[MAX_CANDIDATES];
@@ -855,7 +856,7 @@ static tp_stage_rc_t lookup_done(lookup_t **lp)
     for (int i = 0; i < l->n && hit < 0; i++)
         if (l->hits[i] != NULL)
             hit = i;
-    int peek = l->peek;
+    int peek = l->again != NULL;
     if (hit < 0 && l->errors == 0 && l->want != NULL) {
         tp_sess_t *s = sess_store(req, l->ident, l->ident_len, l->rkeys[0], l->want->json,
                                   strlen(l->want->json), l->cache);
@@ -1038,7 +1039,6 @@ static tp_stage_rc_t lookup_into(tp_req_t *req, tp_str_t key, int miss, const tp
     }
     l->want = want;
     l->miss = miss;
-    l->peek = peek;
     l->again = again;
     l->cache = cache;
     l->epoch = cache ? tp_scache_epoch(w->scache) : 0;
@@ -1103,21 +1103,15 @@ const char *tp_session_key(const tp_sess_t *s)
     return s->ident + strlen(s->ident) + 1; /* after the org and its NUL */
 }
 
-static const char *str_or_null(const cJSON *o, const char *key)
-{
-    const cJSON *v = tp_json_get(o, key);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 const tp_sess_rec_t *tp_session_rec(tp_sess_t *s)
 {
     if (!s->has_rec) {
         const cJSON *j = s->session;
         s->rec.policies = tp_json_get(j, "apply_policies");
         s->rec.tags = tp_json_get(j, "tags");
-        s->rec.developer = str_or_null(tp_json_get(j, "meta_data"), "tyk_developer_id");
-        s->rec.oauth_client = str_or_null(j, "oauth_client_id");
-        s->rec.alias = str_or_null(j, "alias");
+        s->rec.developer = tp_json_str(tp_json_get(j, "meta_data"), "tyk_developer_id");
+        s->rec.oauth_client = tp_json_str(j, "oauth_client_id");
+        s->rec.alias = tp_json_str(j, "alias");
         s->rec.detailed = cJSON_IsTrue(tp_json_get(j, "enable_detailed_recording")) ||
                           cJSON_IsTrue(tp_json_get(j, "enable_detail_recording"));
         s->has_rec = 1;
